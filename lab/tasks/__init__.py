@@ -1,0 +1,36 @@
+"""Task registry: a task name -> a builder returning named splits of `Example`s."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lab.errors import LabError, suggest
+from lab.recipe import TaskCfg
+from lab.tasks.arithmetic import ArithmeticConfig, build_arithmetic
+from lab.tasks.arithmetic import describe as describe_arithmetic
+from lab.tasks.base import Example
+
+
+def _arithmetic(cfg: TaskCfg) -> dict[str, list[Example]]:
+    return build_arithmetic(ArithmeticConfig(cfg.seed, cfg.n_train, cfg.n_dev, cfg.n_test))
+
+
+TASKS: dict[str, tuple[Callable[[TaskCfg], dict[str, list[Example]]], Callable[[], dict]]] = {
+    "arithmetic": (_arithmetic, describe_arithmetic),
+}
+
+
+def build_task(cfg: TaskCfg) -> dict[str, list[Example]]:
+    if cfg.name not in TASKS:
+        raise LabError(
+            f"unknown task '{cfg.name}'{suggest(cfg.name, TASKS)}; known tasks: {sorted(TASKS)}"
+        )
+    splits = TASKS[cfg.name][0](cfg)
+    for name, examples in splits.items():
+        if not examples and name != "dev":
+            raise LabError(f"task '{cfg.name}' split '{name}' is empty; raise its size in `task:`")
+    return splits
+
+
+def describe_task(name: str) -> dict[str, str]:
+    return TASKS[name][1]()

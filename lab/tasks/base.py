@@ -1,0 +1,35 @@
+"""The task contract: a task is data — named splits of examples — nothing else.
+
+Every example carries all three supervision formats (answer, CoT rationale, program) so
+that any arm can use any format on exactly the same questions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str  # unique within the task, stable across runs (e.g. "ood_steps-0017")
+    question: str  # the question text, without any "Question:" prefix
+    answer: str  # canonical gold answer, e.g. "94" (integers printed without separators)
+    rationale: str  # one-line step-by-step CoT ending with "The answer is 94."
+    program: str  # Python source whose execution prints the answer (one step per line)
+    meta: dict[str, Any] = field(default_factory=dict)  # split, steps, digits, template...
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# Split naming: "train" and "dev" are in-distribution and may be used for demos, training
+# and model selection; "test" is the ID evaluation split; every split whose name starts
+# with "ood_" is an out-of-distribution evaluation split. Nothing is ever selected on an
+# eval split.
+TRAIN_SPLITS = ("train", "dev")
+ID_EVAL_SPLIT = "test"
+
+
+def is_ood(split: str) -> bool:
+    return split.startswith("ood_")

