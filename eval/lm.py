@@ -229,7 +229,10 @@ class LM:
 
     @staticmethod
     def _cut(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-        cuts = [text.find(s) for s in stops if s and s in text]
+        """Cut at the first stop string after the leading whitespace (a completion may
+        open with a newline, e.g. a program after 'Answer:')."""
+        lead = len(text) - len(text.lstrip())
+        cuts = [j for s in stops if s and (j := text.find(s, lead)) >= 0]
         return (text[: min(cuts)], True) if cuts else (text, False)
 
     # -- loglikelihood -----------------------------------------------------------------------

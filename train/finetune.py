@@ -106,7 +106,9 @@ def finetune(
     total = sum(p.numel() for p in model.parameters())
 
     probe = tok("a").input_ids
-    bos = [tok.bos_token_id] if tok.bos_token_id is not None and probe[0] == tok.bos_token_id else []
+    bos = (
+        [tok.bos_token_id] if tok.bos_token_id is not None and probe[0] == tok.bos_token_id else []
+    )
     data = [encode_example(ex, fmt, tok, bos) for ex in examples]
     per_step = cfg.grad_accum * acc.num_processes
     micro = cfg.batch_size // per_step

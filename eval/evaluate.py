@@ -1,0 +1,87 @@
+"""Evaluate one prompted model on one split: build the prompts, generate, extract, score.
+
+The same function serves every arm: ICL arms pass k demos (and maybe a trigger), fine-tuned
+arms pass no demos. Per-example predictions are returned for logging and error analysis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eval.extract import extract, is_correct
+from eval.lm import LM, GenRequest
+from eval.prompts import STOP, demos_prefix, prompt
+from lab.tasks.base import Example
+
+# A zero-shot CoT answer may run over several lines: stop at a blank line or a new question.
+MULTILINE_STOP = ("\n\n", "\nQuestion:")
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """How an arm is prompted: the demo format, the demos, an optional trigger."""
+
+    fmt: str  # answer | cot | code: what the model is expected to produce
+    demos: tuple[Example, ...] = ()
+    trigger: str | None = None
+
+    @property
+    def stop(self) -> tuple[str, ...]:
+        if self.fmt == "cot" and not self.demos:
+            return MULTILINE_STOP
+        return tuple(STOP[self.fmt])
+
+    @property
+    def prefix(self) -> str:
+        return demos_prefix(self.demos, self.fmt)
+
+
+def evaluate_split(
+    lm: LM,
+    examples: Sequence[Example],
+    spec: PromptSpec,
+    max_new_tokens: int,
+    code_timeout_s: float = 5.0,
+    desc: str = "eval",
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """(per-example predictions, metrics) for `examples` prompted as `spec`."""
+    requests = [
+        GenRequest(spec.prefix, prompt(ex, spec.trigger), spec.stop, max_new_tokens)
+        for ex in examples
+    ]
+    gens = lm.generate(requests, desc=desc)
+    preds: list[dict[str, Any]] = []
+    for ex, g in zip(examples, gens, strict=True):
+        got = extract(
+            g.text, spec.fmt, cot_prompted=spec.trigger is not None, timeout_s=code_timeout_s
+        )
+        preds.append(
+            {
+                "id": ex.id,
+                "question": ex.question,
+                "gold": ex.answer,
+                "generation": g.text,
+                "pred": got["pred"],
+                "correct": is_correct(got["pred"], ex.answer),
+                "error": got["error"],
+                "stopped": g.stopped,
+                "prompt_tokens": g.prompt_tokens,
+                "new_tokens": g.new_tokens,
+                "meta": ex.meta,
+            }
+        )
+    return preds, summarize(preds)
+
+
+def summarize(preds: Sequence[dict[str, Any]]) -> dict[str, float]:
+    n = len(preds)
+    return {
+        "n": n,
+        "exact_match": sum(p["correct"] for p in preds) / n,
+        "no_answer": sum(p["pred"] is None for p in preds) / n,
+        "truncated": sum(p["stopped"] == "length" for p in preds) / n,
+        "prompt_tokens": sum(p["prompt_tokens"] for p in preds),
+        "new_tokens": sum(p["new_tokens"] for p in preds),
+    }

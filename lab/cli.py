@@ -1,0 +1,49 @@
+"""`python -m lab run RECIPE.yaml [--out DIR] [--smoke] [--force]`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from lab.errors import LabError
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    import warnings
+
+    import transformers
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run (or resume) a study from a recipe")
+    run.add_argument("recipe", help="path to a YAML recipe")
+    run.add_argument("--out", help="output directory (default runs/<recipe name>[-smoke])")
+    run.add_argument("--smoke", action="store_true", help="tiny random model, tiny sizes (<1 min)")
+    run.add_argument("--force", action="store_true", help="start over if OUT holds another recipe")
+    run.add_argument("--cache-dir", help="model cache (default $FTLAB_CACHE or ~/.cache/ft-vs-icl)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars or logs")
+    args = ap.parse_args(argv)
+    try:
+        from lab.recipe import load_recipe
+
+        recipe = load_recipe(args.recipe, smoke=args.smoke)
+        out = Path(args.out or f"runs/{recipe.name}{'-smoke' if args.smoke else ''}")
+        _quiet_libraries()
+        from lab.runner import run_study
+
+        run_study(recipe, out, force=args.force, progress=not args.quiet, cache_dir=args.cache_dir)
+    except LabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    return 0

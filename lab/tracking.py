@@ -1,0 +1,101 @@
+"""Weights & Biases tracking: one run per cell (grouped by study) and one summary run.
+
+Mode `auto` is online when an API key is configured (WANDB_API_KEY or a netrc entry) and
+offline otherwise; offline runs land in OUT/wandb/ and upload later with `wandb sync`.
+`disabled` turns tracking off. W&B never decides a result: everything it logs is also in
+OUT/ as plain files.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lab.recipe import TrackingCfg
+
+
+def resolve_mode(cfg: TrackingCfg) -> str:
+    if cfg.mode != "auto":
+        return cfg.mode
+    env = os.environ.get("WANDB_MODE")
+    if env in ("online", "offline", "disabled"):
+        return env
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    try:
+        if netrc.netrc().authenticators("api.wandb.ai"):
+            return "online"
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        pass
+    return "offline"
+
+
+class Tracker:
+    def __init__(self, cfg: TrackingCfg, study: str, out: Path, config: dict[str, Any]):
+        self.cfg = cfg
+        self.study = study
+        self.out = out
+        self.config = config
+        self.mode = resolve_mode(cfg)
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "disabled"
+
+    def _init(self, name: str, job_type: str, extra: dict[str, Any]) -> Any:
+        import wandb
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        return wandb.init(
+            project=self.cfg.project,
+            entity=self.cfg.entity,
+            group=self.study,
+            job_type=job_type,
+            name=name,
+            config={**self.config, **extra},
+            dir=str(self.out),
+            mode=self.mode,
+            reinit="create_new",
+            settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
+        )
+
+    def log_cell(
+        self,
+        cell: dict[str, Any],
+        metrics: dict[str, dict[str, float]],
+        predictions: dict[str, list[dict[str, Any]]],
+        losses: Sequence[float] = (),
+    ) -> str | None:
+        """One run for a (model, arm, seed) cell; returns the run's local directory."""
+        if not self.enabled:
+            return None
+        import wandb
+
+        run = self._init(f"{cell['arm']}/s{cell['seed']}", cell["method"], {"cell": cell})
+        for step, loss in enumerate(losses, start=1):
+            run.log({"train/loss": loss, "train/step": step})
+        flat = {f"{split}/{k}": v for split, m in metrics.items() for k, v in m.items()}
+        run.summary.update(flat)
+        cols = ["id", "question", "gold", "generation", "pred", "correct", "error", "stopped"]
+        for split, rows in predictions.items():
+            table = wandb.Table(columns=cols, data=[[str(r[c]) for c in cols] for r in rows])
+            run.log({f"predictions/{split}": table})
+        run_dir = str(Path(run.dir).parent)
+        run.finish()
+        return run_dir
+
+    def log_summary(
+        self, columns: list[str], rows: list[list[Any]], figures: dict[str, Any]
+    ) -> None:
+        if not self.enabled:
+            return
+        import wandb
+
+        run = self._init("summary", "summary", {})
+        run.log({"comparison": wandb.Table(columns=columns, data=rows)})
+        for name, fig in figures.items():
+            run.log({name: wandb.Image(fig)})
+        run.finish()
