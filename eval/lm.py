@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+from transformers.cache_utils import DynamicLayer
 
 
 @dataclass(frozen=True)
@@ -98,10 +99,12 @@ class LM:
 
     @staticmethod
     def _expand(cache: Any, n: int) -> Any:
+        """The prefix cache repeated for a batch of n (the original stays untouched)."""
         if cache is None:
             return None
-        c = copy.deepcopy(cache)
-        c.batch_repeat_interleave(n)
+        c = copy.copy(cache)
+        c.layers = [copy.copy(layer) for layer in cache.layers]
+        c.batch_repeat_interleave(n)  # builds new tensors; never writes the shared ones
         return c
 
     def _batch_inputs(
@@ -158,8 +161,8 @@ class LM:
     ) -> list[Generation]:
         n, p_len = len(texts), len(p_ids)
         max_new = max(r.max_new_tokens for r in reqs)
-        for t in texts:
-            self._check_length(p_len + len(t) + max_new, "a prompt plus its generation")
+        for t, r in zip(texts, reqs, strict=True):
+            self._check_length(p_len + len(t) + r.max_new_tokens, "a prompt plus its generation")
         ids, mask, pos = self._batch_inputs(p_len, texts)
         past = self._expand(cache, n)
         out = self.model(
@@ -171,6 +174,7 @@ class LM:
             logits_to_keep=1,
         )
         past = out.past_key_values
+        _preallocate(past, max_new)
         next_tok = out.logits[:, -1].argmax(-1)
         next_pos = pos[:, -1] + 1
         generated: list[list[int]] = [[] for _ in range(n)]
@@ -296,3 +300,43 @@ class LM:
         logits = self.model.get_output_embeddings()(h)
         cap = getattr(self.model.config, "final_logit_softcapping", None)
         return torch.tanh(logits / cap) * cap if cap else logits
+
+
+class _PreallocatedLayer(DynamicLayer):
+    """A DynamicLayer that appends into preallocated storage.
+
+    The stock layer concatenates the whole cache at every decoding step (O(T^2) copying:
+    with a k-shot prefix repeated over a batch that is most of the decoding time on CPU).
+    This one writes the new token in place; what `update` returns is the same tensor.
+    """
+
+    def reserve(self, extra: int) -> None:
+        b, h, t, d = self.keys.shape
+        self.length = t
+        self.kbuf = self.keys.new_empty((b, h, t + extra, d))
+        self.vbuf = self.values.new_empty((b, h, t + extra, d))
+        self.kbuf[:, :, :t] = self.keys
+        self.vbuf[:, :, :t] = self.values
+
+    def update(self, key_states, value_states, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        end = self.length + key_states.shape[-2]
+        if end > self.kbuf.shape[-2]:  # never in _generate_batch; kept correct anyway
+            self.reserve(max(end - self.length, self.length))
+        self.kbuf[:, :, self.length : end] = key_states
+        self.vbuf[:, :, self.length : end] = value_states
+        self.length = end
+        self.keys, self.values = self.kbuf[:, :, :end], self.vbuf[:, :, :end]
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
+        self.keys, self.values = self.kbuf[:, :, : self.length], self.vbuf[:, :, : self.length]
+
+
+def _preallocate(cache: Any, extra: int) -> None:
+    """Give every plain dynamic layer room for `extra` more tokens (sliding-window and
+    other special layers keep their own update)."""
+    for layer in getattr(cache, "layers", []):
+        if type(layer) is DynamicLayer and layer.is_initialized and layer.keys.numel():
+            layer.__class__ = _PreallocatedLayer
+            layer.reserve(extra)

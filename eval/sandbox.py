@@ -12,6 +12,7 @@ import functools
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -56,27 +57,48 @@ def _limits(cpu_s: int) -> None:
     os.setsid()
 
 
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill the program's whole session (it called setsid, so its pgid is its pid)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def run_program(code: str, timeout_s: float = 5.0) -> SandboxResult:
     """Execute `code`; return its stdout, or the reason it failed."""
     prefix = _netns_prefix()
     isolation = "netns" if prefix else "socket-prelude"
-    with tempfile.TemporaryDirectory(prefix="ftlab-sandbox-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="ftlab-sandbox-") as tmp,
+        tempfile.TemporaryFile("w+") as out_f,
+        tempfile.TemporaryFile("w+") as err_f,
+    ):
+        # Output goes to files, not pipes: a child the program leaves behind cannot hold
+        # a pipe open, and the wait is on the program itself.
         cmd = [*prefix, sys.executable, "-I", "-S", "-c", _PRELUDE + code]
+        proc = subprocess.Popen(
+            cmd,
+            cwd=tmp,
+            env={"PATH": "/usr/bin:/bin", "HOME": tmp, "PYTHONHASHSEED": "0"},
+            stdout=out_f,
+            stderr=err_f,
+            preexec_fn=functools.partial(_limits, max(1, int(timeout_s))),
+            stdin=subprocess.DEVNULL,
+        )
         try:
-            proc = subprocess.run(
-                cmd,
-                cwd=tmp,
-                env={"PATH": "/usr/bin:/bin", "HOME": tmp, "PYTHONHASHSEED": "0"},
-                capture_output=True,
-                text=True,
-                timeout=timeout_s,
-                preexec_fn=functools.partial(_limits, max(1, int(timeout_s))),
-                stdin=subprocess.DEVNULL,
-            )
+            proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            proc.wait()
             return SandboxResult("", f"timeout after {timeout_s:g}s", isolation)
-    out = proc.stdout[:OUTPUT_LIMIT]
+        finally:
+            _kill_group(proc)  # whatever the program started dies with it
+        out_f.seek(0)
+        err_f.seek(0)
+        stdout, stderr = out_f.read(OUTPUT_LIMIT), err_f.read()[-2000:]
+    out = stdout[:OUTPUT_LIMIT]
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        last = (stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
         return SandboxResult(out, last[:200], isolation)
     return SandboxResult(out, None, isolation)

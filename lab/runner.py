@@ -127,10 +127,11 @@ class Runner:
         self.out = Path(out)
         self.progress = progress
         self.log = tqdm.write if progress else (lambda *a, **k: None)
-        _prepare_out(self.out, recipe, force)
-        self.splits = build_task(recipe.task)  # validates the task before anything is written
+        # Everything a user can get wrong is checked before anything is written.
+        self.splits = build_task(recipe.task)
         validate(recipe, self.splits)
         self.model: ResolvedModel = resolve_model(recipe.model, cache_dir)
+        _prepare_out(self.out, recipe, force)
         self.eval_splits = eval_splits(self.splits)
         self._base: tuple[Any, Any] | None = None
         self._probe: torch.Tensor | None = None

