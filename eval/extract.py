@@ -6,16 +6,23 @@ import re
 
 from eval.sandbox import run_program
 
-_NUM = r"-?\d[\d,]*(?:\.\d+)?"
-_ANSWER_IS = re.compile(rf"answer is\s*:?\s*\$?({_NUM})", re.IGNORECASE)
+# A number in free text: thousands separators only in groups of three ("1,234,567"; "1,2,3"
+# is three numbers), an optional decimal part (".5" too), and a minus sign only where it
+# cannot be a hyphen or a subtraction ("-3", "x = -3", "$-3"; but "10-4" is 10 and 4,
+# "20-year-old" is 20). Units, currency and trailing periods around the number are ignored.
+_INT = r"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)"
+_NUM = rf"(?:(?<![\w.])-)?(?:{_INT}(?:\.\d+)?|(?<!\d)\.\d+)"
+# "The answer is 18." / "the answer is: $1,234.50" / "The final answer is **-3** dollars" /
+# GSM8K's own "#### 18".
+_ANSWER_IS = re.compile(rf"(?:answer is|####)\s*:?\s*(?:\*\*)?\s*\$?\s*({_NUM})", re.IGNORECASE)
 _NUMBER = re.compile(_NUM)
 
 
 def normalize_number(text: str | None) -> str | None:
-    """'1,234.0' -> '1234'; '3.50' -> '3.5'; None/garbage -> None."""
+    """'1,234.0' -> '1234'; '3.50' -> '3.5'; '$18' -> '18'; None/garbage -> None."""
     if text is None:
         return None
-    s = text.strip().replace(",", "").rstrip(".")
+    s = text.strip().replace(",", "").lstrip("$").strip().rstrip(".")
     try:
         value = float(s)
     except ValueError:

@@ -66,6 +66,13 @@ class TaskCfg(_Strict):
     n_train: int = Field(2000, gt=0)
     n_dev: int = Field(100, ge=0)
     n_test: int = Field(100, gt=0, description="examples in each eval split (ID and OOD)")
+    source: Literal["local", "hub"] = Field(
+        "local", description="benchmark tasks: the copies in data/ or the Hugging Face hub"
+    )
+    data_dir: str | None = Field(
+        None, description="benchmark tasks, source local: the data folder; None = <repo>/data"
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="task-specific options")
 
 
 class EvalCfg(_Strict):

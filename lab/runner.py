@@ -34,7 +34,7 @@ from lab.io import atomic_write_json, atomic_write_jsonl, read_json
 from lab.models import ResolvedModel, load_model, resolve_model
 from lab.recipe import ArmCfg, Recipe
 from lab.tasks import build_task, describe_task
-from lab.tasks.base import ID_EVAL_SPLIT, Example, is_ood
+from lab.tasks.base import ID_EVAL_SPLIT, Example, is_ood, usable
 from lab.tracking import Tracker
 
 
@@ -65,6 +65,7 @@ def select_data(
     examples and the FT data its first n_train, so an arm with k demos and an arm trained
     on n_train = k see exactly the same labelled examples.
     """
+    train = study_pool(recipe, train)
     order = list(range(len(train)))
     random.Random(f"data-{recipe.task.seed}-{cell.seed}").shuffle(order)
     demos = [train[i] for i in order[: cell.arm.k]]
@@ -72,13 +73,22 @@ def select_data(
     return demos, [train[i] for i in order[:n]]
 
 
+def study_pool(recipe: Recipe, train: list[Example]) -> list[Example]:
+    """The train examples usable in every format the study uses (e.g. GSM8K problems whose
+    program could not be verified are dropped for all arms), so that every arm draws its
+    demos and training data from the same pool."""
+    for fmt in sorted({arm.format for arm in recipe.arms}):
+        train = usable(train, fmt)
+    return train
+
+
 def validate(recipe: Recipe, splits: dict[str, list[Example]]) -> None:
-    n_train = len(splits["train"])
+    n_train = len(study_pool(recipe, splits["train"]))
     for arm in recipe.arms:
         if arm.k > n_train:
             raise LabError(
-                f"arm '{arm.name}' asks for k={arm.k} demos but the train split has {n_train} "
-                "examples; lower k or raise task.n_train"
+                f"arm '{arm.name}' asks for k={arm.k} demos but the train pool has {n_train} "
+                "usable examples; lower k or raise task.n_train"
             )
         if arm.method != "icl":
             n = recipe.train_for(arm).n_train

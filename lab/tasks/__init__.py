@@ -9,14 +9,24 @@ from lab.recipe import TaskCfg
 from lab.tasks.arithmetic import ArithmeticConfig, build_arithmetic
 from lab.tasks.arithmetic import describe as describe_arithmetic
 from lab.tasks.base import Example
+from lab.tasks.gsm8k import build_gsm8k
+from lab.tasks.gsm8k import describe as describe_gsm8k
 
 
 def _arithmetic(cfg: TaskCfg) -> dict[str, list[Example]]:
-    return build_arithmetic(ArithmeticConfig(cfg.seed, cfg.n_train, cfg.n_dev, cfg.n_test))
+    params = dict(cfg.params)
+    ops = str(params.pop("ops", "+-*"))
+    if params or not ops or set(ops) - set("+-*") or "+" not in ops:
+        raise LabError(
+            f"task arithmetic: params {dict(cfg.params)} not understood; the one parameter is "
+            "`ops`, a string of operations from '+-*' that includes '+' (e.g. ops: '+-')"
+        )
+    return build_arithmetic(ArithmeticConfig(cfg.seed, cfg.n_train, cfg.n_dev, cfg.n_test, ops))
 
 
 TASKS: dict[str, tuple[Callable[[TaskCfg], dict[str, list[Example]]], Callable[[], dict]]] = {
     "arithmetic": (_arithmetic, describe_arithmetic),
+    "gsm8k": (build_gsm8k, describe_gsm8k),
 }
 
 

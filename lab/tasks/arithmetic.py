@@ -49,6 +49,7 @@ class ArithmeticConfig:
     n_train: int = 2000  # train pool (demos and fine-tuning data are drawn from it)
     n_dev: int = 100  # ID dev split (model selection)
     n_test: int = 100  # size of EACH eval split (ID test and every OOD split)
+    ops: str = "+-*"  # the operations problems use (every split); "+-" drops multiplication
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ _SPECS: dict[str, _SplitSpec] = {
 def describe() -> dict[str, str]:
     """One-line human description of each split, in split order."""
     return {
-        "train": "ID pool: 2 steps (+, -, *), numbers 1..99, 3 ID templates",
+        "train": "ID pool: 2 steps (ops +, -, * by default; task.params.ops), numbers 1..99, "
+        "3 ID templates",
         "dev": "ID dev (model selection): same distribution as train, disjoint problems",
         "test": "ID test: same distribution as train, disjoint from train/dev",
         "ood_digits": "OOD number size: 2 steps, ID templates, 3-digit numbers (100..999)",
@@ -84,7 +86,9 @@ def describe() -> dict[str, str]:
 # --------------------------------------------------------------------------- sampling
 
 
-def _sample_problem(rng: random.Random, spec: _SplitSpec) -> tuple[int, list[Step]]:
+def _sample_problem(
+    rng: random.Random, spec: _SplitSpec, allowed: str = "+-*"
+) -> tuple[int, list[Step]]:
     lo, hi = spec.num_range
     n_steps = rng.choice(spec.steps)
     start = rng.randint(lo, hi)
@@ -93,9 +97,9 @@ def _sample_problem(rng: random.Random, spec: _SplitSpec) -> tuple[int, list[Ste
     used_mul = False
     for _ in range(n_steps):
         ops = ["+"]
-        if value >= lo:  # a subtraction that cannot go below 0 exists
+        if value >= lo and "-" in allowed:  # a subtraction that cannot go below 0 exists
             ops.append("-")
-        if not used_mul and value > 0:  # at most one multiply; never 0 * m
+        if not used_mul and value > 0 and "*" in allowed:  # at most one multiply; never 0 * m
             ops.append("*")
         op = rng.choice(ops)
         if op == "+":
@@ -273,7 +277,7 @@ def build_arithmetic(cfg: ArithmeticConfig) -> dict[str, list[Example]]:
             attempts += 1
             if attempts > max_attempts:
                 raise RuntimeError(f"could not sample {sizes[split]} unique {split!r} problems")
-            start, steps = _sample_problem(rng, spec)
+            start, steps = _sample_problem(rng, spec, cfg.ops)
             sig: Signature = (start, tuple(steps))
             if sig in taken:
                 continue  # resample: duplicate within split or leak across splits

@@ -33,3 +33,18 @@ ID_EVAL_SPLIT = "test"
 
 def is_ood(split: str) -> bool:
     return split.startswith("ood_")
+
+
+_FORMAT_FIELD = {"answer": "answer", "cot": "rationale", "code": "program"}
+
+
+def usable(examples: list[Example], fmt: str) -> list[Example]:
+    """The examples that can supervise (or demonstrate) format `fmt`: those whose target for
+    that format is non-empty. Benchmark tasks keep every problem but leave `program` (or
+    `rationale`) empty where it could not be derived or verified, e.g. a GSM8K problem whose
+    calculator annotations do not reproduce its gold answer; code-format training must skip
+    those. For the synthetic arithmetic task every example is usable in every format."""
+    if fmt not in _FORMAT_FIELD:
+        raise ValueError(f"unknown format {fmt!r}")
+    field_name = _FORMAT_FIELD[fmt]
+    return [ex for ex in examples if getattr(ex, field_name)]
