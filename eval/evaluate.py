@@ -45,15 +45,28 @@ def evaluate_split(
     max_new_tokens: int,
     code_timeout_s: float = 5.0,
     desc: str = "eval",
+    gold_logprob: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """(per-example predictions, metrics) for `examples` prompted as `spec`."""
+    """(per-example predictions, metrics) for `examples` prompted as `spec`.
+
+    With `gold_logprob`, each example also gets log p(" <gold answer>" | the same prompt):
+    a smooth metric that shows gradual change exact match hides (for CoT and code arms it
+    is the probability of answering directly, without the rationale).
+    """
     requests = [
         GenRequest(spec.prefix, prompt(ex, spec.trigger), spec.stop, max_new_tokens)
         for ex in examples
     ]
     gens = lm.generate(requests, desc=desc)
+    lps: list[float | None] = [None] * len(examples)
+    if gold_logprob:
+        scored = lm.loglikelihood(
+            [(spec.prefix, prompt(ex, spec.trigger), f" {ex.answer}") for ex in examples],
+            desc=f"{desc} logp",
+        )
+        lps = [lp for lp, _greedy, _n in scored]
     preds: list[dict[str, Any]] = []
-    for ex, g in zip(examples, gens, strict=True):
+    for ex, g, lp in zip(examples, gens, lps, strict=True):
         got = extract(
             g.text, spec.fmt, cot_prompted=spec.trigger is not None, timeout_s=code_timeout_s
         )
@@ -69,6 +82,7 @@ def evaluate_split(
                 "stopped": g.stopped,
                 "prompt_tokens": g.prompt_tokens,
                 "new_tokens": g.new_tokens,
+                "gold_logprob": lp,
                 "meta": ex.meta,
             }
         )
@@ -77,7 +91,7 @@ def evaluate_split(
 
 def summarize(preds: Sequence[dict[str, Any]]) -> dict[str, float]:
     n = len(preds)
-    return {
+    out: dict[str, float] = {
         "n": n,
         "exact_match": sum(p["correct"] for p in preds) / n,
         "no_answer": sum(p["pred"] is None for p in preds) / n,
@@ -85,3 +99,7 @@ def summarize(preds: Sequence[dict[str, Any]]) -> dict[str, float]:
         "prompt_tokens": sum(p["prompt_tokens"] for p in preds),
         "new_tokens": sum(p["new_tokens"] for p in preds),
     }
+    lps = [p["gold_logprob"] for p in preds if p.get("gold_logprob") is not None]
+    if lps:
+        out["gold_logprob"] = sum(lps) / len(lps)
+    return out

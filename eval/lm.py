@@ -54,6 +54,8 @@ class LM:
         self.eos_ids = self._eos_ids()
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.max_len = self._context_length()
+        # Work actually done (with the shared prefix computed once): for compute accounting.
+        self.counts = {"tokens": 0, "head": 0}
 
     def _eos_ids(self) -> set[int]:
         ids = {self.tok.eos_token_id}
@@ -94,6 +96,7 @@ class LM:
         if not ids:
             return None
         x = torch.tensor([ids], device=self.device)
+        self.counts["tokens"] += len(ids)
         out = self.model(input_ids=x, use_cache=True, logits_to_keep=1)
         return out.past_key_values
 
@@ -165,6 +168,8 @@ class LM:
             self._check_length(p_len + len(t) + r.max_new_tokens, "a prompt plus its generation")
         ids, mask, pos = self._batch_inputs(p_len, texts)
         past = self._expand(cache, n)
+        self.counts["tokens"] += sum(len(t) for t in texts)
+        self.counts["head"] += n
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
@@ -197,6 +202,8 @@ class LM:
                 mask, next_tok, next_pos = mask[sel], next_tok[sel], next_pos[sel]
                 active = [active[r] for r in keep]
             mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+            self.counts["tokens"] += len(active)
+            self.counts["head"] += len(active)
             out = self.model(
                 input_ids=next_tok[:, None],
                 attention_mask=mask,
@@ -276,6 +283,8 @@ class LM:
         seqs = [ctx + cont for ctx, cont in pairs]
         ids, mask, pos = self._batch_inputs(p_len, seqs)
         past = self._expand(cache, len(seqs))
+        self.counts["tokens"] += sum(len(t) for t in seqs)
+        self.counts["head"] += sum(len(cont) for _, cont in pairs)
         hidden = self._hidden(ids, mask, pos, past)
         width = ids.shape[1]
         out = []

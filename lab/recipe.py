@@ -42,6 +42,10 @@ class TrainCfg(_Strict):
     schedule: Literal["linear", "cosine", "constant"] = "linear"
     max_grad_norm: float = Field(1.0, gt=0)
     n_train: int | None = Field(None, gt=0, description="train examples used; None = the pool")
+    select: Literal["best_dev", "last"] = Field(
+        "best_dev", description="checkpoint the comparison uses; both are evaluated and recorded"
+    )
+    eval_every: int = Field(10, gt=0, description="steps between ID-dev loss evaluations")
     lora: LoraCfg = LoraCfg()
 
 
@@ -81,6 +85,10 @@ class EvalCfg(_Strict):
         default_factory=lambda: {"answer": 10, "cot": 72, "code": 72}
     )
     code_timeout_s: float = Field(5.0, gt=0)
+    gold_logprob: bool = Field(True, description="also score log p(gold answer): a smooth metric")
+    ft_icl_probe_k: int = Field(
+        0, ge=0, description="also prompt each FT model with k demos: does FT keep ICL?"
+    )
 
 
 class TrackingCfg(_Strict):
@@ -94,7 +102,17 @@ class Recipe(_Strict):
     description: str = ""
     model: str
     task: TaskCfg = TaskCfg()
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[int] = Field(
+        default_factory=lambda: [0, 1, 2], min_length=1, description="data seeds: demos, FT data"
+    )
+    train_seeds: list[int] | None = Field(
+        None, min_length=1, description="training seeds (init, order); None = the data seed"
+    )
+    budgets: list[int | Literal["full"]] | None = Field(
+        None,
+        min_length=1,
+        description="labelled-example budgets: k demos for k-shot ICL arms, n_train for FT arms",
+    )
     arms: list[ArmCfg] = Field(min_length=1)
     train: TrainCfg = TrainCfg()
     eval: EvalCfg = EvalCfg()
@@ -109,6 +127,13 @@ class Recipe(_Strict):
             raise ValueError(f"arm names must be unique; repeated: {sorted(dup)}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds must be unique")
+        if self.train_seeds and len(set(self.train_seeds)) != len(self.train_seeds):
+            raise ValueError("train_seeds must be unique")
+        if self.budgets is not None:
+            if any(isinstance(b, int) and b <= 0 for b in self.budgets):
+                raise ValueError("budgets must be positive integers or 'full'")
+            if len(set(self.budgets)) != len(self.budgets):
+                raise ValueError("budgets must be unique")
         for arm in self.arms:
             if arm.train:
                 self.train_for(arm)  # validates the override keys now, not mid-study

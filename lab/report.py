@@ -1,17 +1,31 @@
-"""The comparison a reviewer reads: arms x (ID, each OOD split, OOD mean), a markdown
-report and plots. Means are over seeds (± standard deviation when there are several)."""
+"""The comparison a reviewer reads: results with 95% bootstrap CIs (over seeds and
+examples), paired FT-vs-ICL tests, the one-sentence answer, contamination, compute, plots.
+
+Written to OUT/report/report.md and OUT/report/index.html (self-contained: plots inlined).
+All numbers come from OUT/results.jsonl and the per-example predictions.
+"""
 
 from __future__ import annotations
 
+import base64
+import html
+import json
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.io import atomic_write_text
+import numpy as np
+
+from eval.contamination import contamination_table
+from eval.stats import bootstrap_ci, paired_bootstrap
+from lab import plots
+from lab.io import atomic_write_text, read_json, read_jsonl
 from lab.recipe import Recipe
-from lab.tasks.base import ID_EVAL_SPLIT, is_ood
+from lab.tasks.base import ID_EVAL_SPLIT, Example, is_ood
+
+Group = tuple[str, Any]  # (arm, budget)
 
 
 @dataclass
@@ -29,122 +43,348 @@ class Table:
         sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
         return "\n".join([line(cells[0]), sep, *[line(r) for r in cells[1:]]])
 
+    def html(self) -> str:
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in r) + "</tr>"
+            for r in self.rows
+        )
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+@dataclass
+class Summary:
+    table: Table
+    headline: str | None = None
+    figures: dict[str, str] = field(default_factory=dict)
+    paired: Table | None = None
+
 
 def _fmt(v: Any) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) >= 1000 or (v and abs(v) < 0.001) else f"{v:.3f}"
+    return "-" if v is None else str(v)
 
 
-def _mean_sd(values: list[float]) -> str:
-    if not values:
-        return "-"
-    m = statistics.fmean(values)
-    return f"{m:.3f}" if len(values) < 2 else f"{m:.3f} ± {statistics.stdev(values):.3f}"
+def _ci(t: tuple[float, float, float] | None) -> str:
+    return "-" if t is None else f"{t[0]:.3f} [{t[1]:.2f}, {t[2]:.2f}]"
 
 
-def comparison(
-    recipe: Recipe, rows: list[dict[str, Any]]
-) -> tuple[Table, dict[str, dict[str, float]]]:
-    """(table, {arm: {column: mean}}) from results rows (exact match)."""
-    splits: list[str] = []
-    by: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
-    for r in rows:
-        if r["metric"] != "exact_match":
-            continue
-        if r["split"] not in splits:
-            splits.append(r["split"])
-        by[(r["arm"], r["split"])][r["seed"]] = r["value"]
-    ood = [s for s in splits if is_ood(s)]
-    id_cols = [s for s in splits if s == ID_EVAL_SPLIT]
-    columns = ["arm", "method", "format", "k", *(f"ID ({s})" for s in id_cols), *ood, "OOD mean"]
-    table_rows, means = [], {}
-    for arm in recipe.arms:
-        seeds = sorted({seed for s in splits for seed in by[(arm.name, s)]})
-        if not seeds:
-            continue
-        ood_per_seed = (
+class Scores:
+    """Per-example scores of the comparison's main variant of every cell."""
+
+    def __init__(self, out: Path, rows: list[dict[str, Any]]):
+        self.cells: dict[Group, list[str]] = defaultdict(list)  # group -> cell keys
+        self.meta: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            main = r["variant"] == ("prompted" if r["method"] == "icl" else r.get("selected"))
+            if not main or r["cell"] in self.meta:
+                continue
+            self.meta[r["cell"]] = r
+            self.cells[(r["arm"], r["budget"])].append(r["cell"])
+        self.out = out
+        self._cache: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+    def preds(self, cell: str, split: str) -> list[dict[str, Any]]:
+        key = (cell, split)
+        if key not in self._cache:
+            variant = self.meta[cell]["variant"]
+            path = self.out / "cells" / cell / "predictions" / variant / f"{split}.jsonl"
+            self._cache[key] = sorted(read_jsonl(path), key=lambda p: p["id"])
+        return self._cache[key]
+
+    def matrix(self, group: Group, splits: list[str], metric: str = "correct") -> np.ndarray:
+        """(replicates, examples of all `splits` concatenated)."""
+        return np.array(
             [
-                statistics.fmean(by[(arm.name, s)][seed] for s in ood)
-                for seed in seeds
-                if all(seed in by[(arm.name, s)] for s in ood)
+                [float(p[metric]) for s in splits for p in self.preds(cell, s)]
+                for cell in self.cells[group]
             ]
-            if ood
-            else []
         )
-        vals = {s: list(by[(arm.name, s)].values()) for s in splits}
-        means[arm.name] = {s: statistics.fmean(v) for s, v in vals.items() if v}
-        if ood_per_seed:
-            means[arm.name]["ood_mean"] = statistics.fmean(ood_per_seed)
+
+
+def _ood(splits: list[str]) -> list[str]:
+    return [s for s in splits if is_ood(s)]
+
+
+def comparison(recipe: Recipe, out: Path, rows: list[dict[str, Any]], splits: list[str]):
+    scores = Scores(out, rows)
+    ood = _ood(splits)
+    cells_json = {c: read_json(out / "cells" / c / "cell.json") for c in scores.meta}
+    columns = ["arm", "method", "format", "budget", "k / n_train", "seeds", "ID (test)", *ood,
+               "OOD mean", "log p(gold) ID", "log p(gold) OOD", "train FLOPs", "infer FLOPs/ex"]  # fmt: skip
+    table_rows, agg = [], {}
+    order = {a.name: i for i, a in enumerate(recipe.arms)}
+    budgets = {b: i for i, b in enumerate(recipe.budgets or [])}
+    for group in sorted(scores.cells, key=lambda g: (order[g[0]], budgets.get(g[1], -1))):
+        arm, budget = group
+        meta = scores.meta[scores.cells[group][0]]
+        id_ci = bootstrap_ci(scores.matrix(group, [ID_EVAL_SPLIT]))
+        per = {s: bootstrap_ci(scores.matrix(group, [s])) for s in ood}
+        ood_ci = bootstrap_ci(scores.matrix(group, ood)) if ood else None
+        logp = {}
+        for name, ss in (("id", [ID_EVAL_SPLIT]), ("ood", ood)):
+            try:
+                logp[name] = float(scores.matrix(group, ss, "gold_logprob").mean()) if ss else None
+            except (TypeError, KeyError):
+                logp[name] = None
+        cj = [cells_json[c] for c in scores.cells[group]]
+        train_flops = statistics.fmean(c["compute"].get("train_flops", 0.0) for c in cj)
+        variant = meta["variant"]
+        infer = statistics.fmean(
+            c["metrics"][f"{variant}/{s}"]["flops_per_example"] for c in cj for s in splits
+        )
+        n_eval = sum(len(scores.preds(scores.cells[group][0], s)) for s in splits)
+        size = meta.get("n_train") if meta["method"] != "icl" else meta.get("k")
+        if meta.get("demos_truncated"):
+            size = f"{size} (of {meta['k_requested']}: context)"
+        agg[group] = {"id": id_ci, "ood": ood_ci, "method": meta["method"], "format": meta["format"],
+                      "flops": train_flops + infer * n_eval, "per": per, "logp": logp}  # fmt: skip
         table_rows.append(
-            [arm.name, arm.method, arm.format, arm.k]
-            + [_mean_sd(vals[s]) for s in id_cols]
-            + [_mean_sd(vals[s]) for s in ood]
-            + [_mean_sd(ood_per_seed)]
+            [
+                arm,
+                meta["method"],
+                meta["format"],
+                "-" if budget is None else budget,
+                size,
+                len(cj),
+                _ci(id_ci),
+                *[_ci(per[s]) for s in ood],
+                _ci(ood_ci),
+                logp["id"],
+                logp["ood"],
+                train_flops or None,
+                infer,
+            ]  # fmt: skip
         )
-    return Table(columns, table_rows), means
+    return Table(columns, table_rows), agg, scores
 
 
-def plot(out: Path, means: dict[str, dict[str, float]]) -> Path | None:
-    if not means:
-        return None
-    import matplotlib
+def matched_pairs(recipe: Recipe, scores: Scores) -> list[tuple[Group, Group]]:
+    """Each FT arm (per budget) vs the k-shot ICL arm with the same budget — same format if
+    there is one, else the answer format."""
+    pairs = []
+    icl = {
+        g: scores.meta[c[0]]
+        for g, c in scores.cells.items()
+        if scores.meta[c[0]]["method"] == "icl"
+    }
+    for group, cells in scores.cells.items():
+        m = scores.meta[cells[0]]
+        if m["method"] == "icl":
+            continue
+        cands = [g for g, im in icl.items() if g[1] == group[1] and im.get("k", 0) > 0]
+        same = [g for g in cands if icl[g]["format"] == m["format"]]
+        answer = [g for g in cands if icl[g]["format"] == "answer"]
+        if same or answer:
+            pairs.append((group, (same or answer)[0]))
+    return pairs
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    arms = list(means)
-    splits = [s for s in next(iter(means.values())) if s != "ood_mean"]
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(arms) + 2), 4))
-    width = 0.8 / max(1, len(splits))
-    for j, s in enumerate(splits):
-        xs = [i + (j - (len(splits) - 1) / 2) * width for i in range(len(arms))]
-        ax.bar(
-            xs,
-            [means[a].get(s, 0.0) for a in arms],
-            width,
-            label=("ID " if not is_ood(s) else "") + s,
+def paired_table(pairs, scores: Scores, splits: list[str]) -> tuple[Table, list[dict[str, Any]]]:
+    ood = _ood(splits)
+    rows, results = [], []
+    for ft, icl in pairs:
+        res = {"ft": ft, "icl": icl}
+        for name, ss in (("id", [ID_EVAL_SPLIT]), ("ood", ood)):
+            if ss:
+                res[name] = paired_bootstrap(scores.matrix(ft, ss), scores.matrix(icl, ss))
+        results.append(res)
+        rows.append(
+            [f"{ft[0]}" + (f" @ {ft[1]}" if ft[1] is not None else ""), icl[0]]
+            + [
+                f"{res[n]['diff']:+.3f} [{res[n]['lo']:+.2f}, {res[n]['hi']:+.2f}] p={res[n]['p_value']:.3g}"
+                for n in ("id", "ood")
+                if n in res
+            ]
         )
-    ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right")
-    ax.set_ylabel("exact match")
-    ax.set_ylim(0, 1)
-    ax.set_title("Accuracy per arm: in-distribution vs out-of-distribution")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "plots" / "accuracy.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def figures(out: Path) -> dict[str, str]:
-    return {f"plots/{p.stem}": str(p) for p in sorted((out / "plots").glob("*.png"))}
-
-
-def write_report(
-    out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: dict[str, Any]
-) -> Table:
-    table, means = comparison(recipe, rows)
-    plot(out, means)
-    sizes = ", ".join(f"{k}={v}" for k, v in info["split_sizes"].items())
-    lines = [
-        f"# {recipe.name}",
-        "",
-        recipe.description.strip(),
-        "",
-        f"- model: `{recipe.model}` (weights fingerprint {info['model']['fingerprint']})",
-        f"- task: `{recipe.task.name}` (seed {recipe.task.seed}; {sizes})",
-        f"- seeds: {recipe.seeds}; metric: exact match; mean ± sd over seeds",
-        "",
-        "## Splits",
-        "",
-        *[f"- `{k}`: {v}" for k, v in info["task"]["splits"].items()],
-        "",
-        "## Comparison",
-        "",
-        table.render(),
-        "",
-        "![accuracy](plots/accuracy.png)",
-        "",
+    cols = ["fine-tuned", "vs ICL", "ID gain (FT - ICL)", "OOD gain (FT - ICL)"][
+        : 2 + (1 if not ood else 2)
     ]
-    atomic_write_text(out / "report.md", "\n".join(lines))
-    return table
+    return Table(cols, rows), results
+
+
+def _answer_arms(recipe: Recipe) -> list[str]:
+    return [a.name for a in recipe.arms if a.method != "icl" and a.format == "answer"]
+
+
+def headline(recipe: Recipe, results: list[dict[str, Any]]) -> str | None:
+    """The answer in one sentence, for the plain-answer pair at the largest budget."""
+    if not results or "ood" not in results[0]:
+        return None
+    budgets = {b: i for i, b in enumerate(recipe.budgets or [])}
+    answer = [r for r in results if r["ft"][0] in _answer_arms(recipe)] or results
+    r = sorted(answer, key=lambda x: -budgets.get(x["ft"][1], 0))[0]  # largest budget, first arm
+    i, o = r["id"], r["ood"]
+
+    def sig(x: dict) -> int:
+        return 0 if x["lo"] <= 0 <= x["hi"] else (1 if x["diff"] > 0 else -1)
+
+    si, so = sig(i), sig(o)
+    if si > 0 and so < 0:
+        verdict = "fine-tuning buys ID accuracy at the price of OOD robustness"
+    elif si > 0 and so > 0:
+        verdict = ("fine-tuning improves both, but the OOD gain is smaller than the ID gain"
+                   if o["diff"] < i["diff"] else "fine-tuning improves ID and OOD alike")  # fmt: skip
+    elif si > 0:
+        verdict = "fine-tuning improves ID accuracy without a significant OOD change"
+    elif si < 0:
+        verdict = "prompting beats fine-tuning in distribution"
+    else:
+        verdict = "no significant ID difference between fine-tuning and prompting"
+    budget = f" at budget {r['ft'][1]}" if r["ft"][1] is not None else ""
+    return (
+        f"For {recipe.model} on {recipe.task.name}{budget}, {r['ft'][0]} vs {r['icl'][0]} changes ID "
+        f"accuracy by {i['diff']:+.3f} (95% CI {i['lo']:+.3f} to {i['hi']:+.3f}, p={i['p_value']:.2g}) "
+        f"and OOD accuracy by {o['diff']:+.3f} (95% CI {o['lo']:+.3f} to {o['hi']:+.3f}, "
+        f"p={o['p_value']:.2g}): {verdict}."
+    )
+
+
+def _figures(
+    out: Path, recipe: Recipe, agg, scores: Scores, splits: list[str], rows
+) -> dict[str, str]:
+    fig_dir = out / "report" / "plots"
+    figs: dict[str, str] = {}
+    top = {}  # arm -> its group at the largest budget
+    for g in agg:
+        top[g[0]] = g
+    pts = [{"label": a, "method": agg[g]["method"], "id": agg[g]["id"], "ood": agg[g]["ood"]}
+           for a, g in top.items() if agg[g]["ood"]]  # fmt: skip
+    if pts:
+        figs["id_vs_ood"] = str(plots.id_vs_ood(pts, fig_dir / "id_vs_ood.png"))
+        cost = [{"label": p["label"], "method": p["method"], "flops": agg[top[p["label"]]]["flops"],
+                 "id": p["id"][0], "ood": p["ood"][0]} for p in pts]  # fmt: skip
+        figs["cost_matched"] = str(plots.cost_matched(cost, fig_dir / "cost_matched.png"))
+    bars = {
+        a: {"ID": agg[g]["id"][0], **{s: agg[g]["per"][s][0] for s in agg[g]["per"]}}
+        for a, g in top.items()
+    }
+    if bars:
+        figs["per_split"] = str(plots.per_split(bars, fig_dir / "per_split.png"))
+    if recipe.budgets and len(recipe.budgets) > 1:
+        curves: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+        for (arm, budget), a in agg.items():
+            if budget is None:
+                continue
+            meta = scores.meta[scores.cells[(arm, budget)][0]]
+            x = meta.get("n_train") if meta["method"] != "icl" else meta.get("k")
+            curves[arm]["ID"].append((x, *a["id"]))
+            if a["ood"]:
+                curves[arm]["OOD"].append((x, *a["ood"]))
+        figs["vs_budget"] = str(plots.vs_budget(curves, fig_dir / "vs_budget.png"))
+    probe = _probe_rows(rows, splits)
+    if probe:
+        base_k = {a: agg[g]["id"][0] for a, g in top.items() if agg[g]["method"] == "icl"}
+        for p in probe:
+            p["base_k"] = next(iter(base_k.values()), None)
+        figs["ft_icl_probe"] = str(plots.ft_icl_probe(probe, fig_dir / "ft_icl_probe.png"))
+    curves_t = {}
+    for g in top.values():
+        cell = scores.cells[g][0]
+        t = read_json(out / "cells" / cell / "cell.json")["train"]
+        if t.get("losses"):
+            curves_t[g[0]] = {
+                "train": list(enumerate(t["losses"], 1)),
+                "dev": [tuple(x) for x in t.get("dev_losses", [])],
+            }
+    if curves_t:
+        figs["training"] = str(plots.training_curves(curves_t, fig_dir / "training.png"))
+    return figs
+
+
+def _probe_rows(rows: list[dict[str, Any]], splits: list[str]) -> list[dict[str, Any]]:
+    """FT models prompted with k demos vs at k = 0, per arm (means over cells and budgets' top)."""
+    by: dict[tuple[str, str, bool], list[float]] = defaultdict(list)
+    for r in rows:
+        if r["method"] == "icl" or r["metric"] != "exact_match":
+            continue
+        if r["variant"] == r.get("selected"):
+            by[(r["arm"], "0", r["ood"])].append(r["value"])
+        elif r.get("probe_k"):
+            by[(r["arm"], "k", r["ood"])].append(r["value"])
+    arms = sorted({a for a, kind, _ in by if kind == "k"})
+    return [
+        {
+            "arm": a,
+            **{
+                f"{'ood' if o else 'id'}_{kind}": statistics.fmean(by[(a, kind, o)] or [0.0])
+                for kind in ("0", "k")
+                for o in (False, True)
+            },
+        }  # fmt: skip
+        for a in arms
+    ]
+
+
+def _contamination(train: list[Example], split_examples: dict[str, list[Example]]) -> Table:
+    rows = contamination_table(
+        [e.question for e in train],
+        {s: [e.question for e in xs] for s, xs in split_examples.items()},
+    )
+    return Table(
+        ["split", "examples", "with a shared 8-gram", "rate", "max overlap"],
+        [[r["split"], r["examples"], r["contaminated"], r["rate"], r["max_overlap"]] for r in rows],
+    )
+
+
+def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: dict[str, Any],
+                 splits: dict[str, list[Example]]) -> Summary:  # fmt: skip
+    eval_splits = info["eval_splits"]
+    table, agg, scores = comparison(recipe, out, rows, eval_splits)
+    pairs = matched_pairs(recipe, scores)
+    ptable, presults = paired_table(pairs, scores, eval_splits)
+    head = headline(recipe, presults)
+    figs = _figures(out, recipe, agg, scores, eval_splits, rows)
+    contam = _contamination(splits["train"], {s: splits[s] for s in eval_splits})
+    sizes = ", ".join(f"{k}={v}" for k, v in info["split_sizes"].items())
+    md = [
+        f"# {recipe.name}", "", recipe.description.strip(), "",
+        f"**Answer.** {head}" if head else "", "",
+        f"- model: `{recipe.model}` (weights fingerprint `{info['model']['fingerprint']}`, the same for every arm)",
+        f"- task: `{recipe.task.name}` (seed {recipe.task.seed}; {sizes}; train pool {info.get('pool_size')})",
+        f"- data seeds {recipe.seeds}; train seeds {recipe.train_seeds or 'same as data'}; "
+        f"budgets {recipe.budgets or '-'}",
+        "- metric: exact match; mean [95% bootstrap CI over seeds and examples]; FT arms use the "
+        f"checkpoint selected by `{recipe.train.select}` (ID dev loss), evaluated at k = 0 with the ICL template",
+        "", "## Splits", "", *[f"- `{k}`: {v}" for k, v in info["task"]["splits"].items()],
+        "", "## Results", "", table.render(), "",
+        "## Fine-tuning vs prompting (paired bootstrap on the same examples)", "",
+        ptable.render() if ptable.rows else "(no FT/ICL pair in this study)", "",
+        "## Contamination (word 8-gram overlap of eval questions with the train pool)", "",
+        contam.render(), "",
+        "## Plots", "", *[f"![{k}](plots/{Path(v).name})" for k, v in figs.items()], "",
+    ]  # fmt: skip
+    rdir = out / "report"
+    atomic_write_text(rdir / "report.md", "\n".join(md))
+    atomic_write_text(rdir / "index.html", _html(recipe, head, table, ptable, contam, figs, md))
+    atomic_write_text(
+        rdir / "summary.json",
+        json.dumps(
+            {"headline": head, "columns": table.columns, "rows": table.rows}, default=str, indent=1
+        ),
+    )
+    return Summary(table, head, figs, ptable)
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px}
+th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee;margin:.5em 0}.answer{background:#eef6ff;padding:.8em}"""
+
+
+def _html(recipe, head, table, ptable, contam, figs, md) -> str:
+    imgs = "".join(
+        f"<h3>{html.escape(k)}</h3><img alt='{k}' src='data:image/png;base64,"
+        f"{base64.b64encode(Path(v).read_bytes()).decode()}'>"
+        for k, v in figs.items()
+    )
+    info = "".join(f"<li>{html.escape(line[2:])}</li>" for line in md if line.startswith("- "))
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(recipe.name)}</title>"
+        f"<style>{_CSS}</style></head><body><h1>{html.escape(recipe.name)}</h1>"
+        f"<p>{html.escape(recipe.description)}</p>"
+        + (f"<p class='answer'><b>Answer.</b> {html.escape(head)}</p>" if head else "")
+        + f"<ul>{info}</ul><h2>Results</h2>{table.html()}"
+        f"<h2>Fine-tuning vs prompting (paired bootstrap)</h2>{ptable.html()}"
+        f"<h2>Contamination</h2>{contam.html()}<h2>Plots</h2>{imgs}</body></html>"
+    )

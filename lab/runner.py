@@ -1,16 +1,23 @@
-"""The conductor: a recipe -> cells (arm x seed) -> train (FT arms) -> eval on every split
--> results rows, per-example predictions, W&B runs and the report. Resumable.
+"""The conductor: a recipe -> cells -> train (FT arms) -> eval on every split -> results
+rows, per-example predictions, W&B runs and the report. Resumable.
+
+A cell is (arm, budget, data seed, train seed). Fairness is a property of this module:
+- every arm starts from the same base weights (fingerprint recorded in every row);
+- per data seed, one permutation of the study's train pool: at budget b the k-shot arms'
+  demos are its first b examples and the FT arms' training set the same first b examples;
+- FT arms are evaluated with the ICL template at k = 0 (only the weights differ), on the
+  checkpoint chosen by ID-dev loss (`train.select`), and the last checkpoint is recorded too;
+- nothing is selected on an evaluation split.
 
 OUT/
   study.json                 resolved recipe, its hash, model, task and split sizes
-  cells/<arm>__s<seed>/      cell.json (the cell's done marker: rows, metrics, compute)
-                             predictions/<split>.jsonl, checkpoint/ (FT arms)
-  results.jsonl              one row per model x arm x seed x split
-  report.md, plots/          the comparison a reviewer reads
+  cells/<key>/               cell.json (the cell's done marker: rows, metrics, compute)
+                             predictions/<variant>/<split>.jsonl, checkpoint/ (FT arms)
+  results.jsonl              one row per cell x variant x split x metric
+  report/                    the comparison a reviewer reads
 
 A cell is done when its cell.json exists (written atomically, last); a rerun skips done
-cells, so an interrupted study resumes where it stopped. A rerun with a changed recipe is
-refused unless --force (which starts the study over).
+cells. A rerun with a changed recipe is refused unless --force (which starts over).
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ from tqdm.auto import tqdm
 
 from eval.evaluate import PromptSpec, evaluate_split
 from eval.lm import LM
-from eval.prompts import prompt
+from eval.prompts import demos_prefix, prompt
 from lab import report
+from lab.compute import flop_counter
 from lab.errors import LabError
 from lab.io import atomic_write_json, atomic_write_jsonl, read_json
 from lab.models import ResolvedModel, load_model, resolve_model
@@ -37,40 +45,50 @@ from lab.tasks import build_task, describe_task
 from lab.tasks.base import ID_EVAL_SPLIT, Example, is_ood, usable
 from lab.tracking import Tracker
 
+Budget = int | str | None
+
 
 @dataclass(frozen=True)
 class Cell:
     arm: ArmCfg
-    seed: int
+    budget: Budget  # None: the study has no budget axis, or the arm does not use data
+    data_seed: int
+    train_seed: int | None  # None for prompted arms
 
     @property
     def key(self) -> str:
-        return f"{self.arm.name}__s{self.seed}"
+        parts = [self.arm.name]
+        if self.budget is not None:
+            parts.append(f"b{self.budget}")
+        parts.append(f"d{self.data_seed}")
+        if self.train_seed is not None and self.train_seed != self.data_seed:
+            parts.append(f"t{self.train_seed}")
+        return "__".join(parts)
+
+
+def uses_data(arm: ArmCfg) -> bool:
+    """Zero-shot prompted arms see no labelled example: seeds and budgets do not apply."""
+    return arm.method != "icl" or arm.k > 0
 
 
 def plan_cells(recipe: Recipe) -> list[Cell]:
-    return [Cell(arm, seed) for seed in recipe.seeds for arm in recipe.arms]
+    budgets: list[Budget] = list(recipe.budgets) if recipe.budgets else [None]
+    cells = [Cell(a, None, recipe.seeds[0], None) for a in recipe.arms if not uses_data(a)]
+    for ds in recipe.seeds:
+        for b in budgets:
+            for arm in recipe.arms:
+                if not uses_data(arm):
+                    continue
+                if arm.method == "icl":
+                    cells.append(Cell(arm, b, ds, None))
+                else:
+                    for ts in recipe.train_seeds or [ds]:
+                        cells.append(Cell(arm, b, ds, ts))
+    return cells
 
 
 def eval_splits(splits: dict[str, list[Example]]) -> list[str]:
     return [s for s in splits if s == ID_EVAL_SPLIT or is_ood(s)]
-
-
-def select_data(
-    recipe: Recipe, train: list[Example], cell: Cell
-) -> tuple[list[Example], list[Example]]:
-    """(demos, fine-tuning examples) for a cell, drawn from the train split only.
-
-    One seeded permutation of the train pool per seed: the k demos are its first k
-    examples and the FT data its first n_train, so an arm with k demos and an arm trained
-    on n_train = k see exactly the same labelled examples.
-    """
-    train = study_pool(recipe, train)
-    order = list(range(len(train)))
-    random.Random(f"data-{recipe.task.seed}-{cell.seed}").shuffle(order)
-    demos = [train[i] for i in order[: cell.arm.k]]
-    n = recipe.train_for(cell.arm).n_train or len(train)
-    return demos, [train[i] for i in order[:n]]
 
 
 def study_pool(recipe: Recipe, train: list[Example]) -> list[Example]:
@@ -82,21 +100,45 @@ def study_pool(recipe: Recipe, train: list[Example]) -> list[Example]:
     return train
 
 
+def data_order(recipe: Recipe, pool: list[Example], data_seed: int) -> list[Example]:
+    """The data seed's permutation of the pool: demos and FT data are prefixes of it."""
+    order = list(range(len(pool)))
+    random.Random(f"data-{recipe.task.seed}-{data_seed}").shuffle(order)
+    return [pool[i] for i in order]
+
+
+def budget_size(budget: Budget, default: int | None, pool: int) -> int:
+    if budget is None:
+        return min(default, pool) if default is not None else pool
+    return pool if budget == "full" else int(budget)
+
+
 def validate(recipe: Recipe, splits: dict[str, list[Example]]) -> None:
-    n_train = len(study_pool(recipe, splits["train"]))
+    n_pool = len(study_pool(recipe, splits["train"]))
     for arm in recipe.arms:
-        if arm.k > n_train:
+        if arm.k > n_pool:
             raise LabError(
-                f"arm '{arm.name}' asks for k={arm.k} demos but the train pool has {n_train} "
+                f"arm '{arm.name}' asks for k={arm.k} demos but the train pool has {n_pool} "
                 "usable examples; lower k or raise task.n_train"
             )
         if arm.method != "icl":
             n = recipe.train_for(arm).n_train
-            if n is not None and n > n_train:
+            if n is not None and n > n_pool:
                 raise LabError(
-                    f"arm '{arm.name}' trains on n_train={n} examples but the train split has "
-                    f"{n_train}; lower train.n_train or raise task.n_train"
+                    f"arm '{arm.name}' trains on n_train={n} examples but the train pool has "
+                    f"{n_pool}; lower train.n_train or raise task.n_train"
                 )
+    for b in recipe.budgets or []:
+        if b != "full" and int(b) > n_pool:
+            raise LabError(
+                f"budget {b} is larger than the train pool ({n_pool} usable examples); lower "
+                "it, use 'full', or raise task.n_train"
+            )
+    if recipe.eval.ft_icl_probe_k > n_pool:
+        raise LabError(
+            f"eval.ft_icl_probe_k={recipe.eval.ft_icl_probe_k} is larger than the train pool "
+            f"({n_pool}); lower it"
+        )
 
 
 def _prepare_out(out: Path, recipe: Recipe, force: bool) -> None:
@@ -109,7 +151,7 @@ def _prepare_out(out: Path, recipe: Recipe, force: bool) -> None:
                     f"{out} holds results of a different recipe (hash {old.get('recipe_hash')} "
                     f"!= {recipe.hash()}); pass --force to start over or choose another --out"
                 )
-            for name in ("cells", "results.jsonl", "report.md", "plots", "wandb"):
+            for name in ("cells", "results.jsonl", "report", "wandb"):
                 p = out / name
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
@@ -142,6 +184,7 @@ class Runner:
         validate(recipe, self.splits)
         self.model: ResolvedModel = resolve_model(recipe.model, cache_dir)
         _prepare_out(self.out, recipe, force)
+        self.pool = study_pool(recipe, self.splits["train"])
         self.eval_splits = eval_splits(self.splits)
         self._base: tuple[Any, Any] | None = None
         self._probe: torch.Tensor | None = None
@@ -157,9 +200,9 @@ class Runner:
         tracker = Tracker(r.tracking, r.name, self.out, r.model_dump(mode="json"))
         cells = plan_cells(r)
         self.log(
-            f"[lab] study '{r.name}': model {r.model} ({self.model.source}), {len(r.arms)} arms x "
-            f"{len(r.seeds)} seeds = {len(cells)} cells; eval splits {self.eval_splits}; "
-            f"W&B {tracker.mode}; out {self.out}"
+            f"[lab] study '{r.name}': model {r.model} ({self.model.source}), {len(r.arms)} arms, "
+            f"{len(cells)} cells; eval splits {self.eval_splits}; W&B {tracker.mode}; "
+            f"out {self.out}"
         )
         for i, cell in enumerate(cells, start=1):
             cell_dir = self.out / "cells" / cell.key
@@ -167,24 +210,25 @@ class Runner:
                 self.log(f"[lab] cell {i}/{len(cells)} {cell.key}: done already, skipped")
                 continue
             self.log(
-                f"[lab] cell {i}/{len(cells)} {cell.key} ({cell.arm.method}, {cell.arm.format}, k={cell.arm.k})"
+                f"[lab] cell {i}/{len(cells)} {cell.key} ({cell.arm.method}, {cell.arm.format})"
             )
             result = self.run_cell(cell, cell_dir)
             if self.acc.is_main_process:
+                preds = result.pop("_predictions")
                 result["wandb_dir"] = tracker.log_cell(
-                    result["cell"],
-                    result["metrics"],
-                    result.pop("_predictions"),
-                    result["train"].get("losses", []),
+                    result["cell"], result["metrics"], preds, result["train"].get("losses", [])
                 )
                 atomic_write_json(cell_dir / "cell.json", result)
             self.acc.wait_for_everyone()
         rows = self.collect()
         if self.acc.is_main_process:
             atomic_write_jsonl(self.out / "results.jsonl", rows)
-            table = report.write_report(self.out, r, rows, self._study_info())
-            tracker.log_summary(table.columns, table.rows, report.figures(self.out))
-            print(table.render())
+            summary = report.write_report(self.out, r, rows, self._study_info(), self.splits)
+            tracker.log_summary(summary.table.columns, summary.table.rows, summary.figures)
+            print(summary.table.render())
+            if summary.headline:
+                print(f"\n{summary.headline}")
+            print(f"\nreport: {self.out / 'report' / 'index.html'}")
         return rows
 
     def _study_info(self) -> dict[str, Any]:
@@ -196,6 +240,7 @@ class Runner:
             "model": vars(self.model),
             "task": {"name": r.task.name, "splits": describe_task(r.task.name)},
             "split_sizes": {k: len(v) for k, v in self.splits.items()},
+            "pool_size": len(self.pool),
             "eval_splits": self.eval_splits,
         }
 
@@ -215,91 +260,145 @@ class Runner:
 
     def run_cell(self, cell: Cell, cell_dir: Path) -> dict[str, Any]:
         r, arm = self.recipe, cell.arm
-        demos, ft_data = select_data(r, self.splits["train"], cell)
-        train_info: dict[str, Any] = {}
+        ordered = data_order(r, self.pool, cell.data_seed)
+        info: dict[str, Any] = {
+            "study": r.name, "model": r.model, "model_fingerprint": self.model.fingerprint,
+            "arm": arm.name, "method": arm.method, "format": arm.format,
+            "budget": cell.budget, "data_seed": cell.data_seed, "train_seed": cell.train_seed,
+            "cell": cell.key,
+        }  # fmt: skip
         t0 = time.time()
+        variants: list[tuple[str, Any, Any, PromptSpec]] = []  # (name, model, tok, spec)
+        train_info: dict[str, Any] = {}
         if arm.method == "icl":
             model, tok = self.base()
-            spec = PromptSpec(arm.format, tuple(demos), arm.trigger)
+            k = budget_size(cell.budget, arm.k, len(self.pool)) if uses_data(arm) else 0
+            demos = self._fit_demos(tok, ordered[:k], arm, cell)
+            info.update(k=len(demos), k_requested=k, demos_truncated=len(demos) < k)
+            info["demo_ids"] = [d.id for d in demos]
+            variants.append(
+                ("prompted", model, tok, PromptSpec(arm.format, tuple(demos), arm.trigger))
+            )
         else:
             from train.finetune import finetune, load_finetuned
 
             cfg = r.train_for(arm)
-            ckpt = cell_dir / "checkpoint"
+            n = budget_size(cell.budget, cfg.n_train, len(self.pool))
+            ft_data = ordered[:n]
             res = finetune(
-                self.model.path,
-                ft_data,
-                arm.format,
-                arm.method,
-                cfg,
-                cell.seed,
-                ckpt,
-                accelerator=self.acc,
-                progress=self.progress,
-            )
-            train_info = res.to_dict()
-            train_info["n_train"] = len(ft_data)
-            train_info["train_flops_est"] = (
-                (6 if arm.method == "full" else 4) * res.total_params * res.train_tokens
-            )
+                self.model.path, ft_data, arm.format, arm.method, cfg, cell.train_seed,
+                cell_dir / "checkpoint", accelerator=self.acc, progress=self.progress,
+                dev_examples=self.splits.get("dev") or None,
+            )  # fmt: skip
             if not self.acc.is_main_process:
                 return {}
-            model, tok = load_finetuned(self.model.path, str(ckpt), arm.method)
+            train_info = res.to_dict() | {
+                "n_train": n,
+                "train_ids_head": [e.id for e in ft_data[:8]],
+            }
+            info.update(k=0, n_train=n)
+            ckpts = {"last": res.checkpoint, "best": res.best_checkpoint or res.checkpoint}
+            chosen = "best" if cfg.select == "best_dev" else "last"
+            other = "last" if chosen == "best" else "best"
+            info["selected"] = chosen
+            model, tok = load_finetuned(self.model.path, ckpts[chosen], arm.method)
             model.to(self.acc.device)
             train_info["output_delta"] = self._output_delta(model, tok)
-            spec = PromptSpec(arm.format, (), arm.trigger)  # same template, k = 0
+            variants.append((chosen, model, tok, PromptSpec(arm.format, (), arm.trigger)))
+            if ckpts[other] != ckpts[chosen]:
+                m2, t2 = load_finetuned(self.model.path, ckpts[other], arm.method)
+                variants.append(
+                    (other, m2.to(self.acc.device), t2, PromptSpec(arm.format, (), arm.trigger))
+                )
+            if r.eval.ft_icl_probe_k:
+                demos = tuple(ordered[: r.eval.ft_icl_probe_k])
+                variants.append(
+                    (
+                        f"{chosen}+icl{len(demos)}",
+                        model,
+                        tok,
+                        PromptSpec(arm.format, demos, arm.trigger),
+                    )
+                )
         if not self.acc.is_main_process:
             return {}
-        lm = LM(model, tok, batch_size=r.eval.batch_size, progress=self.progress)
-        metrics, preds = {}, {}
+        counter = flop_counter(self.base()[0])
+        rows, metrics, preds, compute = [], {}, {}, {"train_flops": train_info.get("flops", 0.0)}
         t_eval = time.time()
-        for split in self.eval_splits:
-            p, m = evaluate_split(
-                lm,
-                self.splits[split],
-                spec,
-                r.eval.max_new_tokens[arm.format],
-                r.eval.code_timeout_s,
-                desc=f"eval {arm.name}/{split}",
+        for name, model, tok, spec in variants:
+            lm = LM(model, tok, batch_size=r.eval.batch_size, progress=self.progress)
+            for split in self.eval_splits:
+                p, m = evaluate_split(
+                    lm, self.splits[split], spec, r.eval.max_new_tokens[arm.format],
+                    r.eval.code_timeout_s, desc=f"eval {arm.name}/{name}/{split}",
+                    gold_logprob=r.eval.gold_logprob,
+                )  # fmt: skip
+                m["flops_per_example"] = sum(
+                    counter.generate(x["prompt_tokens"], x["new_tokens"]) for x in p
+                ) / len(p)
+                atomic_write_jsonl(cell_dir / "predictions" / name / f"{split}.jsonl", p)
+                metrics[f"{name}/{split}"], preds[f"{name}/{split}"] = m, p
+                self.log(
+                    f"[lab]   {name:>10} {split:>13}: exact match {m['exact_match']:.3f} "
+                    f"(n={m['n']}, no answer {m['no_answer']:.2f})"
+                )
+                probe_k = len(spec.demos) if arm.method != "icl" else 0
+                base_row = {**{k: v for k, v in info.items() if k != "demo_ids"},
+                            "variant": name, "probe_k": probe_k, "split": split,
+                            "ood": is_ood(split), "n": m["n"]}  # fmt: skip
+                rows.append({**base_row, "metric": "exact_match", "value": m["exact_match"]})
+                if "gold_logprob" in m:
+                    rows.append({**base_row, "metric": "gold_logprob", "value": m["gold_logprob"]})
+            compute[f"{name}/eval_flops_as_run"] = counter.forward(
+                lm.counts["tokens"], lm.counts["head"]
             )
-            atomic_write_jsonl(cell_dir / "predictions" / f"{split}.jsonl", p)
-            metrics[split], preds[split] = m, p
-            self.log(
-                f"[lab]   {split:>13}: exact match {m['exact_match']:.3f} (n={m['n']}, no answer {m['no_answer']:.2f})"
-            )
-        eval_s = time.time() - t_eval
-        if arm.method != "icl":
-            del model, lm
-        info = {
-            "study": r.name,
-            "model": r.model,
-            "arm": arm.name,
-            "method": arm.method,
-            "format": arm.format,
-            "k": arm.k,
-            "seed": cell.seed,
-        }
-        rows = [
-            {
-                **info,
-                "split": s,
-                "ood": is_ood(s),
-                "metric": "exact_match",
-                "n": m["n"],
-                "value": m["exact_match"],
-                "no_answer": m["no_answer"],
-            }
-            for s, m in metrics.items()
-        ]
+        compute["eval_s"] = time.time() - t_eval
+        compute["train_s"] = train_info.get("wall_s", 0.0)
         return {
-            "cell": {**info, "demo_ids": [d.id for d in demos], "trigger": arm.trigger},
+            "cell": info,
             "rows": rows,
             "metrics": metrics,
             "train": train_info,
-            "eval_s": eval_s,
+            "compute": compute,
             "wall_s": time.time() - t0,
             "_predictions": preds,
         }
+
+    def _fit_demos(self, tok: Any, demos: list[Example], arm: ArmCfg, cell: Cell) -> list[Example]:
+        """The longest prefix of `demos` whose prompt fits the context with every eval
+        example and the generation budget. Fewer demos than asked are recorded (k vs
+        k_requested, demos_truncated) and reported; nothing is cut silently."""
+        if not demos:
+            return demos
+        limit = self._context_length()
+        longest = max(
+            len(tok(prompt(ex, arm.trigger), add_special_tokens=False).input_ids)
+            for s in self.eval_splits
+            for ex in self.splits[s]
+        )
+        room = limit - longest - self.recipe.eval.max_new_tokens[arm.format] - 8
+
+        def fits(k: int) -> bool:
+            return len(tok(demos_prefix(demos[:k], arm.format)).input_ids) <= room
+
+        if fits(len(demos)):
+            return demos
+        lo, hi = 0, len(demos)  # fits(lo) holds, fits(hi) does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        if lo == 0:
+            raise LabError(
+                f"arm '{arm.name}': not even one demo fits the model's context ({limit} tokens); "
+                "use shorter examples or a model with a longer context"
+            )
+        self.log(f"[lab]   {cell.key}: only {lo} of {len(demos)} demos fit the context; using {lo}")
+        return demos[:lo]
+
+    def _context_length(self) -> int:
+        cfg = self.base()[0].config
+        cfg = getattr(cfg, "text_config", cfg)
+        return int(getattr(cfg, "max_position_embeddings", 2048))
 
     def _output_delta(self, model: Any, tok: Any) -> float:
         """Max |logit difference| between the FT model and its base on probe prompts.
@@ -312,8 +411,8 @@ class Runner:
         delta = float((_probe_logits(model, tok, texts) - self._probe).abs().max())
         if delta == 0.0:
             raise RuntimeError(
-                "the fine-tuned model's outputs equal the base model's: the "
-                "adapter or weights were not applied"
+                "the fine-tuned model's outputs equal the base model's: the adapter or weights "
+                "were not applied"
             )
         return delta
 

@@ -74,7 +74,7 @@ class Tracker:
             return None
         import wandb
 
-        run = self._init(f"{cell['arm']}/s{cell['seed']}", cell["method"], {"cell": cell})
+        run = self._init(cell["cell"], cell["method"], {"cell": cell})
         for step, loss in enumerate(losses, start=1):
             run.log({"train/loss": loss, "train/step": step})
         flat = {f"{split}/{k}": v for split, m in metrics.items() for k, v in m.items()}

@@ -20,6 +20,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 
+from lab.compute import flop_counter
 from lab.recipe import TrainCfg
 from lab.tasks.base import Example
 from train.data import IGNORE, collate, encode_example, epoch_order
@@ -36,7 +37,11 @@ class TrainResult:
     trainable_params: int
     total_params: int
     wall_s: float
+    flops: float  # training FLOPs (+ dev-loss evaluations), counted as described in _flops
     losses: list[float] = field(default_factory=list)  # per optimizer step
+    dev_losses: list[tuple[int, float]] = field(default_factory=list)  # (step, ID-dev loss)
+    best_step: int | None = None  # step with the lowest ID-dev loss
+    best_checkpoint: str | None = None  # where that model is (== checkpoint when it is the last)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +84,19 @@ def _lora(model: Any, cfg: TrainCfg) -> Any:
     return get_peft_model(model, lcfg)
 
 
+@torch.no_grad()
+def _dev_loss(wrapped: Any, batches: list[dict[str, torch.Tensor]], device: Any) -> float:
+    """Token-weighted mean loss on the ID dev split (teacher forcing; cheap, no generation)."""
+    wrapped.eval()
+    total, count = 0.0, 0
+    for b in batches:
+        n = int((b["labels"][:, 1:] != IGNORE).sum())
+        total += float(wrapped(**{k: v.to(device) for k, v in b.items()})) * n
+        count += n
+    wrapped.train()
+    return total / max(count, 1)
+
+
 def finetune(
     model_path: str,
     examples: list[Example],
@@ -89,8 +107,13 @@ def finetune(
     out_dir: str | Path,
     accelerator: Accelerator | None = None,
     progress: bool = True,
+    dev_examples: list[Example] | None = None,
 ) -> TrainResult:
-    """Train `model_path` on `examples` in format `fmt`; save the adapter or full weights."""
+    """Train `model_path` on `examples` in format `fmt`; save the adapter or full weights.
+
+    With `dev_examples`, the ID-dev loss is measured every `cfg.eval_every` steps and at the
+    end; the lowest-loss model is saved to `out_dir/best` when it is not the last one.
+    Nothing is ever selected on an evaluation split."""
     assert method in ("lora", "full"), method
     acc = accelerator or Accelerator(gradient_accumulation_steps=cfg.grad_accum)
     acc.gradient_accumulation_steps = cfg.grad_accum
@@ -104,6 +127,7 @@ def finetune(
         model = _lora(model, cfg)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
+    counter = flop_counter(model, method)
 
     probe = tok("a").input_ids
     bos = (
@@ -140,8 +164,26 @@ def finetune(
     sched = get_scheduler(
         name[cfg.schedule], optim, num_warmup_steps=warmup, num_training_steps=cfg.steps
     )
+    dev = [encode_example(ex, fmt, tok, bos) for ex in dev_examples or []]
+    dev_batches = [collate(dev[i : i + micro], pad_id) for i in range(0, len(dev), micro)]
+    dev_tokens = sum(int(b["attention_mask"].sum()) for b in dev_batches)
+    dev_head = sum(int((b["labels"] != IGNORE).sum()) for b in dev_batches)
     wrapped = SupervisedLoss(model)
     wrapped, optim, loader, sched = acc.prepare(wrapped, optim, loader, sched)
+    dev_losses: list[tuple[int, float]] = []
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    flops = 0.0
+
+    def check_dev(step: int) -> None:
+        nonlocal best, flops
+        if not dev_batches:
+            return
+        loss = _dev_loss(wrapped, dev_batches, acc.device)
+        flops += counter.forward(dev_tokens, dev_head)
+        dev_losses.append((step, loss))
+        if best is None or loss < best[0]:
+            state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+            best = (loss, step, state)
 
     wrapped.train()
     losses: list[float] = []
@@ -159,25 +201,39 @@ def finetune(
             optim.zero_grad()
         running += loss.detach().float().item()
         n_micro += 1
-        tokens += int(batch["attention_mask"].sum())
-        target_tokens += int((batch["labels"] != IGNORE).sum())
+        n_tok, n_target = int(batch["attention_mask"].sum()), int((batch["labels"] != IGNORE).sum())
+        tokens += n_tok
+        target_tokens += n_target
+        flops += counter.train(n_tok, n_target)
         if acc.sync_gradients:
             step_loss = float(acc.gather(torch.tensor([running / n_micro])).mean())
             losses.append(step_loss)
             running, n_micro = 0.0, 0
             bar.update(1)
             bar.set_postfix(loss=f"{step_loss:.3f}")
+            if len(losses) % cfg.eval_every == 0 or len(losses) == cfg.steps:
+                check_dev(len(losses))
     bar.close()
+    flops = float(acc.gather(torch.tensor([flops], dtype=torch.float64)).sum())
     tokens = int(acc.gather(torch.tensor([tokens])).sum())
     target_tokens = int(acc.gather(torch.tensor([target_tokens])).sum())
 
     out = Path(out_dir)
+    best_step = best[1] if best else None
+    best_dir = out if best_step in (None, len(losses)) else out / "best"
     acc.wait_for_everyone()
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         lm = acc.unwrap_model(wrapped).lm
         lm.save_pretrained(out)  # adapter only for LoRA, full weights otherwise
         tok.save_pretrained(out)
+        if best is not None and best_dir != out:
+            with torch.no_grad():
+                params = dict(lm.named_parameters())
+                for name, value in best[2].items():
+                    params[name].copy_(value)
+            lm.save_pretrained(best_dir)
+            tok.save_pretrained(best_dir)
     acc.wait_for_everyone()
     result = TrainResult(
         checkpoint=str(out),
@@ -189,7 +245,11 @@ def finetune(
         trainable_params=trainable,
         total_params=total,
         wall_s=time.time() - t0,
+        flops=flops,
         losses=losses,
+        dev_losses=dev_losses,
+        best_step=best_step,
+        best_checkpoint=str(best_dir),
     )
     if acc.is_main_process:
         (out / "train_result.json").write_text(json.dumps(result.to_dict(), indent=1))

@@ -1,0 +1,133 @@
+"""The report's plots (matplotlib, Agg). Each function takes plain aggregates and a path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLORS = {"icl": "tab:blue", "lora": "tab:orange", "full": "tab:red"}
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def id_vs_ood(points: list[dict[str, Any]], path: Path) -> Path:
+    """One point per arm (at its largest budget): ID accuracy vs OOD accuracy, 95% CIs."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for p in points:
+        ax.errorbar(
+            p["id"][0], p["ood"][0],
+            xerr=[[p["id"][0] - p["id"][1]], [p["id"][2] - p["id"][0]]],
+            yerr=[[p["ood"][0] - p["ood"][1]], [p["ood"][2] - p["ood"][0]]],
+            fmt="o", color=COLORS.get(p["method"], "gray"), capsize=3,
+        )  # fmt: skip
+        ax.annotate(p["label"], (p["id"][0], p["ood"][0]), fontsize=8, xytext=(4, 4),
+                    textcoords="offset points")  # fmt: skip
+    ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=0.8)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("ID accuracy (exact match)")
+    ax.set_ylabel("OOD accuracy (mean over OOD splits)")
+    ax.set_title("ID vs OOD per arm (blue ICL, orange LoRA, red full FT)")
+    return _save(fig, path)
+
+
+def per_split(bars: dict[str, dict[str, float]], path: Path) -> Path:
+    arms = list(bars)
+    splits = list(next(iter(bars.values())))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(arms) + 2), 4))
+    width = 0.8 / max(1, len(splits))
+    for j, s in enumerate(splits):
+        xs = [i + (j - (len(splits) - 1) / 2) * width for i in range(len(arms))]
+        ax.bar(xs, [bars[a].get(s, 0.0) for a in arms], width, label=s)
+    ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right")
+    ax.set_ylabel("exact match")
+    ax.set_ylim(0, 1)
+    ax.set_title("Accuracy per arm and split")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def vs_budget(
+    curves: dict[str, dict[str, list[tuple[float, float, float, float]]]], path: Path
+) -> Path:
+    """curves[arm][ID|OOD] = [(budget, mean, lo, hi)]: the data-scaling curve."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, which in zip(axes, ("ID", "OOD"), strict=True):
+        for arm, c in curves.items():
+            pts = sorted(c.get(which, []))
+            if not pts:
+                continue
+            xs, ms, lo, hi = zip(*pts, strict=True)
+            ax.plot(xs, ms, marker="o", label=arm)
+            ax.fill_between(xs, lo, hi, alpha=0.15)
+        ax.set_xscale("log")
+        ax.set_xlabel("labelled examples (k demos / n_train)")
+        ax.set_title(f"{which} accuracy vs budget")
+    axes[0].set_ylabel("exact match")
+    axes[1].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def cost_matched(points: list[dict[str, Any]], path: Path) -> Path:
+    """Accuracy vs total FLOPs (training + inference on the eval set), log x."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, which in zip(axes, ("id", "ood"), strict=True):
+        for p in points:
+            ax.scatter(p["flops"], p[which], color=COLORS.get(p["method"], "gray"))
+            ax.annotate(p["label"], (p["flops"], p[which]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("FLOPs: training + inference on the eval set")
+        ax.set_title(f"{which.upper()} accuracy vs compute")
+    axes[0].set_ylabel("exact match")
+    return _save(fig, path)
+
+
+def ft_icl_probe(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Per FT arm: zero-shot vs k-shot prompted accuracy (ID and OOD) of the FT model."""
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(rows) + 2), 4))
+    labels = [r["arm"] for r in rows]
+    keys = [
+        ("id_0", "ID, k=0"),
+        ("id_k", "ID, k-shot"),
+        ("ood_0", "OOD, k=0"),
+        ("ood_k", "OOD, k-shot"),
+    ]
+    width = 0.2
+    for j, (key, name) in enumerate(keys):
+        xs = [i + (j - 1.5) * width for i in range(len(rows))]
+        ax.bar(xs, [r[key] for r in rows], width, label=name)
+    for i, r in enumerate(rows):
+        if r.get("base_k") is not None:
+            ax.hlines(r["base_k"], i - 0.4, i + 0.4, colors="black", linestyles="dotted")
+    ax.set_xticks(range(len(rows)), labels, rotation=20, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("exact match")
+    ax.set_title("Does fine-tuning keep in-context learning? (dotted: base model k-shot, ID)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def training_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for arm, c in curves.items():
+        (line,) = ax.plot(*zip(*c["train"], strict=True), label=f"{arm} train", alpha=0.6)
+        if c.get("dev"):
+            ax.plot(*zip(*c["dev"], strict=True), marker="o", ls="--", color=line.get_color(),
+                    label=f"{arm} ID dev")  # fmt: skip
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (answer tokens)")
+    ax.set_title("Training and ID-dev loss (checkpoint selection uses ID dev only)")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
