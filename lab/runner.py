@@ -224,7 +224,25 @@ class Runner:
         if self.acc.is_main_process:
             atomic_write_jsonl(self.out / "results.jsonl", rows)
             summary = report.write_report(self.out, r, rows, self._study_info(), self.splits)
-            tracker.log_summary(summary.table.columns, summary.table.rows, summary.figures)
+            extra = (
+                {"paired": (summary.paired.columns, summary.paired.rows)} if summary.paired else {}
+            )
+            tracker.log_summary(
+                summary.table.columns, summary.table.rows, summary.figures, extra, summary.headline
+            )
+            if tracker.enabled:
+                from lab import wandb_report
+
+                path = wandb_report.write_definition(
+                    self.out, r.name, r.tracking.project, r.tracking.entity, self.eval_splits,
+                    summary.headline, r.description,
+                )  # fmt: skip
+                if tracker.mode == "online":
+                    wandb_report.publish(path)
+                else:
+                    print(
+                        f"W&B offline: `wandb sync {self.out}/wandb/offline-run-*`, then `python {path}`"
+                    )
             print(summary.table.render())
             if summary.headline:
                 print(f"\n{summary.headline}")

@@ -78,6 +78,15 @@ class Tracker:
         for step, loss in enumerate(losses, start=1):
             run.log({"train/loss": loss, "train/step": step})
         flat = {f"{split}/{k}": v for split, m in metrics.items() for k, v in m.items()}
+        # The comparison's variant (ICL: the prompt; FT: the selected checkpoint) also under
+        # `main/`, so W&B panels can compare every arm with one key.
+        main = "prompted" if cell["method"] == "icl" else cell.get("selected", "best")
+        flat |= {
+            f"main/{key.split('/', 1)[1]}/{k}": v
+            for key, m in metrics.items()
+            if key.startswith(f"{main}/")
+            for k, v in m.items()
+        }
         run.summary.update(flat)
         cols = ["id", "question", "gold", "generation", "pred", "correct", "error", "stopped"]
         for split, rows in predictions.items():
@@ -88,14 +97,26 @@ class Tracker:
         return run_dir
 
     def log_summary(
-        self, columns: list[str], rows: list[list[Any]], figures: dict[str, Any]
+        self,
+        columns: list[str],
+        rows: list[list[Any]],
+        figures: dict[str, Any],
+        extra_tables: dict[str, tuple[list[str], list[list[Any]]]] | None = None,
+        headline: str | None = None,
     ) -> None:
         if not self.enabled:
             return
         import wandb
 
         run = self._init("summary", "summary", {})
-        run.log({"comparison": wandb.Table(columns=columns, data=rows)})
+        table = [
+            [v if isinstance(v, int | float) or v is None else str(v) for v in r] for r in rows
+        ]
+        run.log({"comparison": wandb.Table(columns=columns, data=table)})
         for name, fig in figures.items():
             run.log({name: wandb.Image(fig)})
+        for name, tab in (extra_tables or {}).items():
+            run.log({name: wandb.Table(columns=tab[0], data=[[str(v) for v in r] for r in tab[1]])})
+        if headline:
+            run.summary["answer"] = headline
         run.finish()
