@@ -113,6 +113,20 @@ def budget_size(budget: Budget, default: int | None, pool: int) -> int:
     return pool if budget == "full" else int(budget)
 
 
+def cell_data(
+    recipe: Recipe, pool: list[Example], cell: Cell
+) -> tuple[list[Example], list[Example]]:
+    """(requested demos, FT training set) of a cell: prefixes of the data seed's permutation,
+    so at budget b the k-shot arms' demos and the FT arms' data are the same b examples."""
+    ordered = data_order(recipe, pool, cell.data_seed)
+    arm = cell.arm
+    if arm.method == "icl":
+        k = budget_size(cell.budget, arm.k, len(pool)) if uses_data(arm) else 0
+        return ordered[:k], []
+    n = budget_size(cell.budget, recipe.train_for(arm).n_train, len(pool))
+    return [], ordered[:n]
+
+
 def validate(recipe: Recipe, splits: dict[str, list[Example]]) -> None:
     n_pool = len(study_pool(recipe, splits["train"]))
     for arm in recipe.arms:
@@ -279,6 +293,7 @@ class Runner:
     def run_cell(self, cell: Cell, cell_dir: Path) -> dict[str, Any]:
         r, arm = self.recipe, cell.arm
         ordered = data_order(r, self.pool, cell.data_seed)
+        wanted_demos, ft_data = cell_data(r, self.pool, cell)
         info: dict[str, Any] = {
             "study": r.name, "model": r.model, "model_fingerprint": self.model.fingerprint,
             "arm": arm.name, "method": arm.method, "format": arm.format,
@@ -290,8 +305,8 @@ class Runner:
         train_info: dict[str, Any] = {}
         if arm.method == "icl":
             model, tok = self.base()
-            k = budget_size(cell.budget, arm.k, len(self.pool)) if uses_data(arm) else 0
-            demos = self._fit_demos(tok, ordered[:k], arm, cell)
+            k = len(wanted_demos)
+            demos = self._fit_demos(tok, wanted_demos, arm, cell)
             info.update(k=len(demos), k_requested=k, demos_truncated=len(demos) < k)
             info["demo_ids"] = [d.id for d in demos]
             variants.append(
@@ -301,8 +316,7 @@ class Runner:
             from train.finetune import finetune, load_finetuned
 
             cfg = r.train_for(arm)
-            n = budget_size(cell.budget, cfg.n_train, len(self.pool))
-            ft_data = ordered[:n]
+            n = len(ft_data)
             res = finetune(
                 self.model.path, ft_data, arm.format, arm.method, cfg, cell.train_seed,
                 cell_dir / "checkpoint", accelerator=self.acc, progress=self.progress,

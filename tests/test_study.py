@@ -117,6 +117,8 @@ def test_changed_recipe_is_refused_without_force(smoke, cache, tmp_path, capsys)
         ({"model": "nonexistent-model"}, "unknown model"),
         ({"model": "/no/such/file.gguf"}, "not found"),
         ({"train": {"lr": -1}}, "train.lr"),
+        ({"budgets": [100000]}, "budget 100000 is larger than the train pool"),
+        ({"task": {"params": {"ops": "/"}}}, "params.*not understood"),
     ],
 )
 def test_user_errors_exit_2_and_write_nothing(tmp_path, cache, capsys, change, message):
