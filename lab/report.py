@@ -111,7 +111,7 @@ def comparison(recipe: Recipe, out: Path, rows: list[dict[str, Any]], splits: li
     scores = Scores(out, rows)
     ood = _ood(splits)
     cells_json = {c: read_json(out / "cells" / c / "cell.json") for c in scores.meta}
-    columns = ["arm", "method", "format", "budget", "k / n_train", "seeds", "ID (test)", *ood,
+    columns = ["arm", "method", "format", "budget", "k / n_train (seen)", "seeds", "ID (test)", *ood,
                "OOD mean", "log p(gold) ID", "log p(gold) OOD", "train FLOPs", "infer FLOPs/ex"]  # fmt: skip
     table_rows, agg = [], {}
     order = {a.name: i for i, a in enumerate(recipe.arms)}
@@ -136,6 +136,8 @@ def comparison(recipe: Recipe, out: Path, rows: list[dict[str, Any]], splits: li
         )
         n_eval = sum(len(scores.preds(scores.cells[group][0], s)) for s in splits)
         size = meta.get("n_train") if meta["method"] != "icl" else meta.get("k")
+        if meta.get("examples_seen") is not None:
+            size = f"{size} ({meta['examples_seen']} seen)"
         if meta.get("demos_truncated"):
             size = f"{size} (of {meta['k_requested']}: context)"
         agg[group] = {"id": id_ci, "ood": ood_ci, "method": meta["method"], "format": meta["format"],

@@ -328,7 +328,7 @@ class Runner:
                 "n_train": n,
                 "train_ids_head": [e.id for e in ft_data[:8]],
             }
-            info.update(k=0, n_train=n)
+            info.update(k=0, n_train=n, examples_seen=res.examples_seen)
             ckpts = {"last": res.checkpoint, "best": res.best_checkpoint or res.checkpoint}
             chosen = "best" if cfg.select == "best_dev" else "last"
             other = "last" if chosen == "best" else "best"

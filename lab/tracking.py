@@ -109,9 +109,8 @@ class Tracker:
         import wandb
 
         run = self._init("summary", "summary", {})
-        table = [
-            [v if isinstance(v, int | float) or v is None else str(v) for v in r] for r in rows
-        ]
+        # W&B needs one type per column: floats stay numbers; ints and labels become text.
+        table = [[v if isinstance(v, float) or v is None else str(v) for v in r] for r in rows]
         run.log({"comparison": wandb.Table(columns=columns, data=table)})
         for name, fig in figures.items():
             run.log({name: wandb.Image(fig)})
