@@ -23,6 +23,15 @@ import torch
 from tqdm.auto import tqdm
 from transformers.cache_utils import DynamicLayer
 
+from eval.prompts import bos_prefix
+
+
+def context_length(model: Any) -> int:
+    """The model's context window in tokens (multimodal configs keep it in text_config)."""
+    cfg = model.config
+    cfg = getattr(cfg, "text_config", cfg)
+    return int(getattr(cfg, "max_position_embeddings", 2048))
+
 
 @dataclass(frozen=True)
 class GenRequest:
@@ -48,12 +57,10 @@ class LM:
         self.batch_size = batch_size
         self.progress = progress
         self.device = next(model.parameters()).device
-        probe = tokenizer("a").input_ids
-        bos = tokenizer.bos_token_id
-        self.bos = [bos] if bos is not None and probe and probe[0] == bos else []
+        self.bos = bos_prefix(tokenizer)
         self.eos_ids = self._eos_ids()
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.max_len = self._context_length()
+        self.max_len = context_length(model)
         # Work actually done (with the shared prefix computed once): for compute accounting.
         self.counts = {"tokens": 0, "head": 0}
 
@@ -62,11 +69,6 @@ class LM:
         gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
         ids |= set(gen_eos) if isinstance(gen_eos, list) else {gen_eos}
         return {i for i in ids if i is not None}
-
-    def _context_length(self) -> int:
-        cfg = self.model.config
-        cfg = getattr(cfg, "text_config", cfg)
-        return int(getattr(cfg, "max_position_embeddings", 2048))
 
     def encode(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False).input_ids if text else []

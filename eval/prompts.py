@@ -10,6 +10,7 @@ arms are trained on exactly `prompt(ex) + target(ex, fmt)` and evaluated with k 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from lab.tasks.base import Example
 
@@ -40,3 +41,13 @@ def target(ex: Example, fmt: str) -> str:
 def demos_prefix(demos: Sequence[Example], fmt: str) -> str:
     """The k-shot prefix: solved demos, each followed by a blank line ('' for k = 0)."""
     return "".join(prompt(d) + target(d, fmt) + DEMO_SEP for d in demos)
+
+
+def bos_prefix(tokenizer: Any) -> list[int]:
+    """[bos] if the tokenizer puts BOS in front of a plain encode (Gemma, Llama-2), else [].
+
+    Training and evaluation both start every sequence with exactly this, so the fine-tuned
+    model sees the same token layout it is evaluated with."""
+    probe = tokenizer("a").input_ids
+    bos = tokenizer.bos_token_id
+    return [bos] if bos is not None and probe and probe[0] == bos else []

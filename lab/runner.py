@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from eval.evaluate import PromptSpec, evaluate_split
-from eval.lm import LM
+from eval.lm import LM, context_length
 from eval.prompts import demos_prefix, prompt
 from lab import report
 from lab.compute import flop_counter
@@ -292,7 +292,6 @@ class Runner:
 
     def run_cell(self, cell: Cell, cell_dir: Path) -> dict[str, Any]:
         r, arm = self.recipe, cell.arm
-        ordered = data_order(r, self.pool, cell.data_seed)
         wanted_demos, ft_data = cell_data(r, self.pool, cell)
         info: dict[str, Any] = {
             "study": r.name, "model": r.model, "model_fingerprint": self.model.fingerprint,
@@ -343,6 +342,7 @@ class Runner:
                     (other, m2.to(self.acc.device), t2, PromptSpec(arm.format, (), arm.trigger))
                 )
             if r.eval.ft_icl_probe_k:
+                ordered = data_order(r, self.pool, cell.data_seed)  # same prefix as the data
                 demos = tuple(ordered[: r.eval.ft_icl_probe_k])
                 variants.append(
                     (
@@ -402,7 +402,7 @@ class Runner:
         k_requested, demos_truncated) and reported; nothing is cut silently."""
         if not demos:
             return demos
-        limit = self._context_length()
+        limit = context_length(self.base()[0])
         longest = max(
             len(tok(prompt(ex, arm.trigger), add_special_tokens=False).input_ids)
             for s in self.eval_splits
@@ -426,11 +426,6 @@ class Runner:
             )
         self.log(f"[lab]   {cell.key}: only {lo} of {len(demos)} demos fit the context; using {lo}")
         return demos[:lo]
-
-    def _context_length(self) -> int:
-        cfg = self.base()[0].config
-        cfg = getattr(cfg, "text_config", cfg)
-        return int(getattr(cfg, "max_position_embeddings", 2048))
 
     def _output_delta(self, model: Any, tok: Any) -> float:
         """Max |logit difference| between the FT model and its base on probe prompts.

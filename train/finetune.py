@@ -20,6 +20,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 
+from eval.prompts import bos_prefix
 from lab.compute import flop_counter
 from lab.recipe import TrainCfg
 from lab.tasks.base import Example
@@ -129,10 +130,7 @@ def finetune(
     total = sum(p.numel() for p in model.parameters())
     counter = flop_counter(model, method)
 
-    probe = tok("a").input_ids
-    bos = (
-        [tok.bos_token_id] if tok.bos_token_id is not None and probe[0] == tok.bos_token_id else []
-    )
+    bos = bos_prefix(tok)
     data = [encode_example(ex, fmt, tok, bos) for ex in examples]
     per_step = cfg.grad_accum * acc.num_processes
     micro = cfg.batch_size // per_step
