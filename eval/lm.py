@@ -9,11 +9,18 @@ far fewer FLOPs).
 
 Batches are length-sorted; padding sits between the prefix and the text and is masked,
 with explicit position ids, so a request's result does not depend on what it is batched with.
+
+`FTLAB_BASELINE=1` (read when an LM is made; for `bench/quickstart.py` only) turns the
+optimisations off, to time the lab as a plain evaluation would run: every request runs
+whole (no shared-prefix cache), the KV cache grows by concatenation, the LM head runs at
+every position of a scored sequence, and a generation batch decodes until its last row
+stops. The numbers are the same up to float reassociation (tested).
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +31,11 @@ from tqdm.auto import tqdm
 from transformers.cache_utils import DynamicLayer
 
 from eval.prompts import bos_prefix
+
+
+def baseline_mode() -> bool:
+    """True when FTLAB_BASELINE=1: evaluation and training without the lab's optimisations."""
+    return os.environ.get("FTLAB_BASELINE") == "1"
 
 
 def context_length(model: Any) -> int:
@@ -63,6 +75,7 @@ class LM:
         self.max_len = context_length(model)
         # Work actually done (with the shared prefix computed once): for compute accounting.
         self.counts = {"tokens": 0, "head": 0}
+        self.baseline = baseline_mode()
 
     def _eos_ids(self) -> set[int]:
         ids = {self.tok.eos_token_id}
@@ -83,6 +96,8 @@ class LM:
         """
         p_ids = self.bos + self.encode(prefix)
         full = {i: self.bos + self.encode(prefix + t) for i, t in texts.items()}
+        if self.baseline:  # every request runs whole
+            return [], full
         shared = len(p_ids)
         for ids in full.values():
             n = 0
@@ -205,7 +220,8 @@ class LM:
             logits_to_keep=1,
         )
         past = out.past_key_values
-        _preallocate(past, max_new)
+        if not self.baseline:
+            _preallocate(past, max_new)
         next_tok = out.logits[:, -1].argmax(-1)
         next_pos = pos[:, -1] + 1
         generated: list[list[int]] = [[] for _ in range(n)]
@@ -214,15 +230,18 @@ class LM:
         for step in range(max_new):
             keep = []
             for row, i in enumerate(active):
+                if finished[i] is not None:  # baseline: a stopped row decodes on, ignored
+                    keep.append(row)
+                    continue
                 tok = int(next_tok[row])
                 done = self._finish(i, tok, generated[i], reqs[i], p_len + len(texts[i]), step)
                 if done is not None:
                     finished[i] = done
                 else:
                     keep.append(row)
-            if not keep:
+            if all(finished[i] is not None for i in active):
                 break
-            if len(keep) < len(active):
+            if len(keep) < len(active) and not self.baseline:
                 sel = torch.tensor(keep, device=self.device)
                 past.batch_select_indices(sel)
                 mask, next_tok, next_pos = mask[sel], next_tok[sel], next_pos[sel]
@@ -343,11 +362,15 @@ class LM:
         self.counts["head"] += sum(len(cont) for _, cont in pairs)
         hidden = self._hidden(ids, mask, pos, past)
         width = ids.shape[1]
+        full = self._logits(hidden) if self.baseline else None  # head at every position
         out = []
         for row, (_ctx, cont) in enumerate(pairs):
             start = width - len(cont) - 1  # positions predicting the continuation tokens
-            h = hidden[row, start : width - 1]
-            logp = torch.log_softmax(self._logits(h).float(), dim=-1)
+            if full is not None:
+                logits = full[row, start : width - 1]
+            else:
+                logits = self._logits(hidden[row, start : width - 1])
+            logp = torch.log_softmax(logits.float(), dim=-1)
             target = torch.tensor(cont, device=self.device)
             lp = logp.gather(-1, target[:, None]).squeeze(-1)
             greedy = bool((logp.argmax(-1) == target).all())

@@ -222,6 +222,24 @@ def test_results_do_not_depend_on_request_order_or_grouping(sharp, requests, ll_
         assert lm.loglikelihood([ll_requests[i] for i in idx]) == [lls[i] for i in idx]
 
 
+def test_baseline_mode_gives_the_same_results(sharp, requests, ll_requests, monkeypatch):
+    """FTLAB_BASELINE=1 (bench/quickstart.py's "before": no prefix cache, concatenating KV
+    cache, LM head everywhere, batches decoding until their last row stops) changes the work
+    done, not the results: identical generations, log-likelihoods within float tolerance."""
+    lm = make_lm(sharp, 4)
+    gens = [as_tuple(g) for g in lm.generate(requests)]
+    lls = lm.loglikelihood(ll_requests)
+    monkeypatch.setenv("FTLAB_BASELINE", "1")
+    base = make_lm(sharp, 4)
+    assert base.baseline and not lm.baseline
+    assert [as_tuple(g) for g in base.generate(requests)] == gens
+    got = base.loglikelihood(ll_requests)
+    for a, b in zip(got, lls, strict=True):
+        assert a[0] == pytest.approx(b[0], abs=1e-4)
+        assert a[1:] == b[1:]
+    assert base.counts["tokens"] > 2 * lm.counts["tokens"]  # it really ran every prefix
+
+
 # ------------------------------------------------------------------------- context length
 
 

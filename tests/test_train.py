@@ -182,6 +182,26 @@ def test_finetune_reproducible_per_seed(tiny_path, train_set, lora_run, tmp_path
     assert other.losses != lora_run.losses
 
 
+def test_baseline_loss_head_everywhere_is_the_same_loss(tiny_model, train_set, monkeypatch):
+    """FTLAB_BASELINE=1 applies the LM head at every position (a plain causal-LM loss);
+    the supervised-positions-only head gives the same loss and gradient."""
+    model, tok = tiny_model
+    batch = collate([encode_example(ex, "cot", tok, []) for ex in train_set], tok.pad_token_id)
+
+    def loss_and_grad():
+        model.zero_grad()
+        loss = SupervisedLoss(model)(**batch)
+        loss.backward()
+        return float(loss), model.get_input_embeddings().weight.grad.clone()
+
+    fast, g_fast = loss_and_grad()
+    monkeypatch.setenv("FTLAB_BASELINE", "1")
+    base, g_base = loss_and_grad()
+    model.zero_grad()
+    assert base == pytest.approx(fast, rel=1e-5)
+    assert torch.allclose(g_base, g_fast, atol=1e-6) and g_fast.abs().sum() > 0
+
+
 def test_finetune_rejects_batch_not_divisible_by_accumulation(tiny_path, train_set, tmp_path):
     cfg = TrainCfg(steps=1, batch_size=4, grad_accum=3)
     with pytest.raises(LabError, match="multiple of grad_accum"):

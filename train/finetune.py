@@ -25,6 +25,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 
+from eval.lm import baseline_mode
 from eval.prompts import bos_prefix
 from lab.compute import flop_counter
 from lab.errors import LabError
@@ -69,14 +70,17 @@ class SupervisedLoss(torch.nn.Module):
         super().__init__()
         self.lm = lm
         self.reduction = reduction
+        self.baseline = baseline_mode()
 
     def forward(self, input_ids, attention_mask, labels) -> torch.Tensor:  # noqa: ANN001
         decoder = self.lm.get_decoder()
         hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         shift_labels = labels[:, 1:]
         keep = shift_labels != IGNORE
-        h = hidden[:, :-1][keep]
-        logits = self.lm.get_output_embeddings()(h).float()
+        if self.baseline:  # FTLAB_BASELINE=1 (bench/quickstart.py): the head everywhere
+            logits = self.lm.get_output_embeddings()(hidden[:, :-1])[keep].float()
+        else:
+            logits = self.lm.get_output_embeddings()(hidden[:, :-1][keep]).float()
         cap = getattr(self.lm.config, "final_logit_softcapping", None)
         if cap:
             logits = torch.tanh(logits / cap) * cap
