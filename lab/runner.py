@@ -50,7 +50,7 @@ from lab.compute import flop_counter
 from lab.errors import LabError
 from lab.io import atomic_write_json, atomic_write_jsonl, read_json, read_jsonl, remove_stale_tmp
 from lab.models import ResolvedModel, load_model, resolve_model
-from lab.recipe import ArmCfg, Recipe
+from lab.recipe import ArmCfg, Recipe, parse_recipe
 from lab.tasks import build_task, describe_task
 from lab.tasks.base import ID_EVAL_SPLIT, Example, is_ood, usable
 from lab.tasks.probes import describe_probes, is_probe, probe_family
@@ -225,21 +225,39 @@ def check_batch_sizes(recipe: Recipe, processes: int) -> None:
             )
 
 
-def _prepare_out(out: Path, recipe: Recipe, force: bool, main: bool = True) -> None:
+def same_study(old: dict[str, Any], recipe: Recipe) -> bool:
+    """Whether the study recorded in `old` (a study.json) runs what `recipe` runs: the same
+    hash, or a recipe written by an older lab that only lacks fields added since with
+    their defaults (its stored resolved recipe, re-read now, hashes the same)."""
+    if old.get("recipe_hash") == recipe.hash():
+        return True
+    try:
+        return parse_recipe(old["recipe"], where="study.json").hash() == recipe.hash()
+    except (LabError, KeyError, TypeError, ValueError):
+        return False
+
+
+def _prepare_out(out: Path, recipe: Recipe, force: bool, main: bool = True) -> str:
+    """Check or clear `out` for this recipe; the study's hash (W&B run ids derive from it):
+    the recorded one when an older lab started this study, else the recipe's."""
     study = out / "study.json"
     if study.is_file():
         old = read_json(study)
-        if old.get("recipe_hash") != recipe.hash():
+        if same_study(old, recipe):
+            return str(old.get("recipe_hash"))
+        else:
             if not force:
                 raise LabError(
                     f"{out} holds results of a different recipe (hash {old.get('recipe_hash')} "
                     f"!= {recipe.hash()}); pass --force to start over or choose another --out"
                 )
-            if not main:  # under accelerate launch: one process deletes
-                return
-            for name in ("cells", "results.jsonl", "report", "wandb"):
-                p = out / name
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            if main:  # under accelerate launch: one process deletes
+                for name in ("cells", "results.jsonl", "report", "wandb"):
+                    p = out / name
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(
+                        missing_ok=True
+                    )
+    return recipe.hash()
 
 
 @torch.no_grad()
@@ -287,7 +305,7 @@ class Runner:
         self.acc = Accelerator()  # (before any accelerate PartialState: it would pin 1 process)
         check_batch_sizes(recipe, self.acc.num_processes)
         preflight.check_writable(self.out)
-        _prepare_out(self.out, recipe, force, main=self.acc.is_main_process)
+        self.study_hash = _prepare_out(self.out, recipe, force, main=self.acc.is_main_process)
         self.probe_splits = [s for s in self.splits if is_probe(s)]
         self._base: tuple[Any, Any] | None = None
         self._probe: torch.Tensor | None = None
@@ -318,7 +336,9 @@ class Runner:
                 self.log(f"[lab] removed {p} (left by an interrupted run)")
             atomic_write_json(self.out / "study.json", self._study_info())
         self.acc.wait_for_everyone()  # every process sees the cleaned, current OUT
-        tracker = Tracker(r.tracking, r.name, self.out, r.model_dump(mode="json"), id_salt=r.hash())
+        tracker = Tracker(
+            r.tracking, r.name, self.out, r.model_dump(mode="json"), id_salt=self.study_hash
+        )
         cells = plan_cells(r)
         models = ", ".join(f"{m.spec} ({m.source})" for m in self.models.values())
         self.log(
@@ -387,7 +407,7 @@ class Runner:
         return {
             "name": r.name,
             "recipe": r.model_dump(mode="json"),
-            "recipe_hash": r.hash(),
+            "recipe_hash": self.study_hash,
             "model": [vars(m) for m in self.models.values()] if r.is_ladder else vars(self.model),
             "task": {
                 "name": r.task.name,
@@ -698,8 +718,6 @@ def _print_summary(summary: report.Summary, out: Path, note: str = "") -> None:
 def rebuild_report(out: str | Path) -> report.Summary:
     """Rewrite OUT/report/ from a study's finished cells (e.g. after a report change, or of
     a study still running): nothing is trained or evaluated again."""
-    from lab.recipe import parse_recipe
-
     out = Path(out)
     if not (out / "study.json").is_file():
         raise LabError(f"{out} holds no study (no study.json); pass the --out of a study run")

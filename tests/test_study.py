@@ -119,6 +119,29 @@ def test_changed_recipe_is_refused_without_force(smoke, cache, tmp_path, capsys)
     assert (smoke / "results.jsonl").read_text() == rows
 
 
+def test_study_of_an_older_lab_is_resumed_not_refused(tmp_path):
+    """A lab upgrade that adds a defaulted recipe field changes the recipe hash; a study
+    started by the older lab (its stored recipe lacks the field) is still the same study:
+    resumed under its recorded hash (so its W&B run ids stay), not refused."""
+    from lab.recipe import parse_recipe
+    from lab.runner import _prepare_out, same_study
+
+    recipe = parse_recipe(yaml.safe_load(QUICKSTART.read_text()), where="quickstart")
+    stored = recipe.model_dump(mode="json")
+    del stored["eval"]["ft_icl_probe_k"]  # "added later", left at its default here
+    old = {"recipe": stored, "recipe_hash": "0123456789abcdef"}  # the older lab's hash
+    assert same_study(old, recipe)
+    (tmp_path / "study.json").write_text(json.dumps(old))
+    (tmp_path / "results.jsonl").write_text("kept\n")
+    assert _prepare_out(tmp_path, recipe, force=False) == "0123456789abcdef"
+    assert (tmp_path / "results.jsonl").read_text() == "kept\n"
+    changed = json.loads(json.dumps(stored))
+    changed["train"]["lr"] = recipe.train.lr * 2  # a real change is still a different study
+    assert not same_study({"recipe": changed, "recipe_hash": "x"}, recipe)
+    assert not same_study({"recipe": {"no": "recipe"}, "recipe_hash": "x"}, recipe)
+    assert not same_study({"recipe_hash": "x"}, recipe)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
