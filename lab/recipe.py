@@ -131,6 +131,12 @@ class Recipe(_Strict):
         description="labelled-example budgets: k demos for k-shot ICL arms, n_train for FT arms",
     )
     arms: list[ArmCfg] = Field(min_length=1)
+    sampling: Literal["random", "balanced"] = Field(
+        "random",
+        description="how each data seed orders the train pool (demos and FT data are its "
+        "prefixes): random, or balanced (classification tasks: the labels take turns, so "
+        "every prefix is class-balanced to within one example)",
+    )
     train: TrainCfg = TrainCfg()
     eval: EvalCfg = EvalCfg()
     tracking: TrackingCfg = TrackingCfg()

@@ -129,10 +129,30 @@ def study_pool(recipe: Recipe, train: list[Example]) -> list[Example]:
 
 
 def data_order(recipe: Recipe, pool: list[Example], data_seed: int) -> list[Example]:
-    """The data seed's permutation of the pool: demos and FT data are prefixes of it."""
+    """The data seed's permutation of the pool: demos and FT data are prefixes of it.
+
+    With `sampling: balanced` (classification tasks, as Mosbach et al. 2023 sample their
+    demos) the labels take turns in the order of their first appearance in the
+    permutation, each label's examples keeping their permuted order: every prefix is
+    class-balanced to within one example, and prefixes still nest across budgets."""
     order = list(range(len(pool)))
     random.Random(f"data-{recipe.task.seed}-{data_seed}").shuffle(order)
-    return [pool[i] for i in order]
+    ordered = [pool[i] for i in order]
+    if recipe.sampling == "random":
+        return ordered
+    if not all(ex.choices for ex in pool):
+        raise LabError(
+            f"sampling: balanced needs a classification task (examples with labels); task "
+            f"'{recipe.task.name}' generates its answers; use sampling: random"
+        )
+    by_label: dict[str, list[Example]] = {}
+    for ex in ordered:
+        by_label.setdefault(ex.answer, []).append(ex)
+    queues = list(by_label.values())
+    out: list[Example] = []
+    for i in range(max(len(q) for q in queues)):
+        out += [q[i] for q in queues if i < len(q)]
+    return out
 
 
 def budget_size(budget: Budget, default: int | None, pool: int) -> int:

@@ -107,6 +107,8 @@ CASES: list[tuple[str, Any, str]] = [
                                               "train": {"lr": 1}}]},
      r"ICL arm: remove its `train:` section"),
     ("bad value", {"train": {"lr": -1, "batch_size": 4}}, r"train\.lr.*greater than 0"),
+    ("balanced sampling of a generation task", {"sampling": "balanced"},
+     r"sampling: balanced needs a classification task .*use sampling: random"),
     ("bad task params", {"task": {"params": {"ops": "/"}}}, r"params.*not understood"),
     ("duplicate arm names", {"arms": [{"name": "a", "method": "icl"}] * 2},
      r"arm names must be unique"),

@@ -185,3 +185,32 @@ def test_mnli_reduced_profile():
     assert r.name == "mnli_hans_reduced" and r.task.n_test == 40 and r.seeds == [0]
     assert [a.name for a in r.arms] == ["zero_shot", "icl_16shot", "lora_16", "lora_128"]
     assert r.train.select == "best_dev" and r.task.params["labels"] == "binary"
+
+
+def test_balanced_sampling_prefixes_are_class_balanced_and_nest():
+    """sampling: balanced (Mosbach et al.'s demo sampling): every prefix of a data seed's
+    order holds each label to within one example; the order is a permutation of the pool,
+    differs between seeds, and is the random order's examples regrouped."""
+    from lab.recipe import parse_recipe
+    from lab.runner import data_order
+
+    pool = build_task(TaskCfg(name="mnli_hans", n_train=200, n_dev=8, n_test=8))["train"]
+    recipe = parse_recipe(
+        {"name": "b", "model": "tiny-random", "task": {"name": "mnli_hans"},
+         "sampling": "balanced", "arms": [{"name": "a", "method": "icl", "k": 4}]},
+        where="test",
+    )  # fmt: skip
+    rand = data_order(recipe.model_copy(update={"sampling": "random"}), pool, 0)
+    bal = data_order(recipe, pool, 0)
+    assert sorted(e.id for e in bal) == sorted(e.id for e in pool)
+    assert Counter(e.answer for e in rand[:16]) != Counter({"Yes": 8, "No": 8})  # seed 0
+    for b in range(1, len(bal) + 1):
+        counts = Counter(e.answer for e in bal[:b])
+        assert max(counts.values()) - min(counts.values(), default=0) <= 1 or len(counts) < 2
+        if b >= 2:
+            assert len(counts) == 2, b
+        if min(counts.values()) == Counter(e.answer for e in pool).most_common()[-1][1]:
+            break  # the rarer label is used up: the rest is the other label
+    for label in ("Yes", "No"):  # each label keeps its random-order sequence
+        assert [e.id for e in bal if e.answer == label] == [e.id for e in rand if e.answer == label]
+    assert [e.id for e in data_order(recipe, pool, 1)] != [e.id for e in bal]
