@@ -1,6 +1,12 @@
-"""Evaluate probe splits (``lab/tasks/probes.py``): each example carries its own fixed prompt
-(``meta['prefix']``, e.g. the BBH 3-shot CoT prompt), so every arm — prompted or fine-tuned
-— is asked exactly the same thing. Answer extraction per BBH answer type."""
+"""Evaluate probe splits (``lab/tasks/probes.py``): each example carries its own fixed prompt,
+so every arm — prompted or fine-tuned — is asked exactly the same thing.
+
+- BBH: the prompt is ``meta['prefix']`` (the subtask's 3-shot CoT prompt); the answer is
+  extracted per BBH answer type (below).
+- Cross-task probes (``lab/tasks/task_probes.py``): the prompt is the probed task's own k
+  demos (``meta['demos']``) in the probe's format, and the split is scored exactly as the
+  probed task scores it (``eval.evaluate.evaluate_split``: number extraction, sandboxed
+  tests, or the log-likelihood of the choices)."""
 
 from __future__ import annotations
 
@@ -9,9 +15,10 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from eval.evaluate import summarize
+from eval.evaluate import PromptSpec, summarize
 from eval.extract import last_number, normalize_number
 from eval.lm import LM, GenRequest
+from eval.parallel import evaluate_split_parallel
 from lab.tasks.base import Example
 
 # The CoT answer ends at the next question (or a blank line).
@@ -97,6 +104,39 @@ def evaluate_probe(
             }
         )
     return preds, summarize(preds)
+
+
+def task_probe_spec(examples: Sequence[Example]) -> PromptSpec:
+    """The one prompt of a cross-task probe split: its fixed demos in its format (no
+    trigger), whatever the arm."""
+    m = examples[0].meta
+    return PromptSpec(m["probe_format"], tuple(m["demos"]))
+
+
+def task_probe_max_new_tokens(examples: Sequence[Example], defaults: dict[str, int]) -> int:
+    """The probe's own `max_new_tokens`, else the study's for the probe's format."""
+    m = examples[0].meta
+    return m.get("max_new_tokens") or defaults[m["probe_format"]]
+
+
+def evaluate_task_probe(
+    lm: LM,
+    examples: Sequence[Example],
+    max_new_tokens: int,
+    code_timeout_s: float = 5.0,
+    desc: str = "probe",
+    gold_logprob: bool = True,
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """(per-example predictions, metrics) of one cross-task probe split: the probed task's
+    own scoring with the split's fixed prompt (sharded across processes like an eval split).
+    The predictions keep the demos' ids, not the demos."""
+    preds, metrics = evaluate_split_parallel(
+        lm, examples, task_probe_spec(examples), max_new_tokens, code_timeout_s, desc,
+        gold_logprob,
+    )  # fmt: skip
+    for p in preds:
+        p["meta"] = {k: v for k, v in p["meta"].items() if k != "demos"}
+    return preds, metrics
 
 
 def macro_average(per_split: dict[str, dict[str, float]]) -> dict[str, float]:

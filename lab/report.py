@@ -62,7 +62,8 @@ class Summary:
     paired: Table | None = None
     extra: dict[str, Table] = field(default_factory=dict)  # more tables for W&B
     values: dict[str, Any] = field(default_factory=dict)  # W&B summary scalars
-    probes: Table | None = None
+    probes: Table | None = None  # BBH
+    task_probes: Table | None = None  # cross-task probes
 
 
 def _fmt(v: Any) -> str:
@@ -389,14 +390,26 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
     contam = _contamination(splits["train"], {s: splits[s] for s in eval_splits})
     sizes = ", ".join(f"{k}={v}" for k, v in info["split_sizes"].items())
     breakdown = _breakdown_tables(scores, eval_splits)
-    pcols, prows = probe_table(rows, [a.name for a in recipe.arms])
-    probes = Table(pcols, prows) if prows else None
+    arm_names = [a.name for a in recipe.arms]
+    probes = Table(*probe_table(rows, arm_names))
+    task_probes = Table(*probe_table(rows, arm_names, cross_task=True))
+    probe_sections = [
+        (probes, "Generic-reasoning probes",
+         "Exact match per subtask and the macro average over subtasks (mean over cells). "
+         "BBH: the standard 3-shot CoT prompts, whatever the arm's demos or weights."),
+        (task_probes, "Cross-task probes",
+         "Exact match on eval splits of other tasks of the lab, scored as those tasks score "
+         "them, and the macro average over each probed task's splits (mean over cells). One "
+         "fixed prompt per probed task (its k demos from its own train pool) for every arm: "
+         "does fine-tuning on this task help or hurt the others?"),
+    ]  # fmt: skip
+    probe_sections = [(t, title, text) for t, title, text in probe_sections if t.rows]
     probe_md = [
-        "## Generic-reasoning probes (every arm, each probe's own fixed prompt)", "",
-        "Exact match per subtask and the macro average over subtasks (mean over cells). "
-        "BBH: the standard 3-shot CoT prompts, whatever the arm's demos or weights.", "",
-        probes.render(), "",
-    ] if probes else []  # fmt: skip
+        line
+        for t, title, text in probe_sections
+        for line in (f"## {title} (every arm, each probe's own fixed prompt)", "", text, "",
+                     t.render(), "")
+    ]  # fmt: skip
     md = [
         f"# {recipe.name}", "", recipe.description.strip(), "",
         f"**Answer.** {head}" if head else "", "",
@@ -423,7 +436,7 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
     atomic_write_text(rdir / "report.md", "\n".join(md))
     atomic_write_text(
         rdir / "index.html",
-        _html(recipe, head, table, ptable, ctable, contam, figs, md, breakdown, probes),
+        _html(recipe, head, table, ptable, ctable, contam, figs, md, breakdown, probe_sections),
     )
     atomic_write_text(
         rdir / "summary.json",
@@ -433,11 +446,12 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
     )
     extra = {"paired": ptable, "compute": ctable, "contamination": contam}
     extra |= {key: t for key, _title, t in breakdown}
-    if probes:
-        extra["probes"] = probes
+    extra |= {"probes": probes, "task_probes": task_probes}
     return Summary(
-        table, head, figs, ptable, {k: t for k, t in extra.items() if t.rows}, probes=probes
-    )
+        table, head, figs, ptable, {k: t for k, t in extra.items() if t.rows},
+        probes=probes if probes.rows else None,
+        task_probes=task_probes if task_probes.rows else None,
+    )  # fmt: skip
 
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}
@@ -459,7 +473,7 @@ def _breakdown_tables(scores: Scores, splits: list[str]) -> list[tuple[str, str,
     return out
 
 
-def _html(recipe, head, table, ptable, ctable, contam, figs, md, extra=(), probes=None) -> str:
+def _html(recipe, head, table, ptable, ctable, contam, figs, md, extra=(), probes=()) -> str:
     imgs = "".join(
         f"<h3>{html.escape(k)}</h3><img alt='{k}' src='data:image/png;base64,"
         f"{base64.b64encode(Path(v).read_bytes()).decode()}'>"
@@ -472,7 +486,7 @@ def _html(recipe, head, table, ptable, ctable, contam, figs, md, extra=(), probe
         f"<p>{html.escape(recipe.description)}</p>"
         + (f"<p class='answer'><b>Answer.</b> {html.escape(head)}</p>" if head else "")
         + f"<ul>{info}</ul><h2>Results</h2>{table.html()}"
-        + (f"<h2>Generic-reasoning probes</h2>{probes.html()}" if probes else "")
+        + "".join(f"<h2>{html.escape(title)}</h2>{t.html()}" for t, title, _text in probes)
         + f"<h2>Fine-tuning vs prompting (paired bootstrap)</h2>{ptable.html()}"
         f"<h2>Compute</h2>{ctable.html()}<h2>Contamination</h2>{contam.html()}"
         + "".join(f"<h2>{html.escape(t)}</h2>{tab.html()}" for _k, t, tab in extra)

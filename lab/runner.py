@@ -43,7 +43,14 @@ from tqdm.auto import tqdm
 from eval.evaluate import PromptSpec, summarize
 from eval.lm import LM, context_length
 from eval.parallel import evaluate_split_parallel, sum_across
-from eval.probes import evaluate_probe, macro_average, probe_prompt
+from eval.probes import (
+    evaluate_probe,
+    evaluate_task_probe,
+    macro_average,
+    probe_prompt,
+    task_probe_max_new_tokens,
+    task_probe_spec,
+)
 from eval.prompts import demos_prefix, prompt
 from lab import ladder, preflight, report
 from lab.compute import flop_counter
@@ -53,7 +60,8 @@ from lab.models import ResolvedModel, load_model, resolve_model
 from lab.recipe import ArmCfg, Recipe, parse_recipe
 from lab.tasks import build_task, describe_task
 from lab.tasks.base import ID_EVAL_SPLIT, Example, is_ood, usable
-from lab.tasks.probes import describe_probes, is_probe, probe_family
+from lab.tasks.probes import describe_probes, is_probe
+from lab.tasks.task_probes import is_task_probe
 from lab.tracking import Tracker
 
 Budget = int | str | None
@@ -589,54 +597,83 @@ class Runner:
         }
 
     def _check_probe_lengths(self) -> None:
-        """Every probe prompt (its fixed prefix, the question, the generation budget) must
-        fit the context: checked before the first cell, not when a probe is reached."""
+        """Every probe prompt (its fixed prefix or demos, the question, the generation
+        budget) must fit the context: checked before the first cell, not when a probe is
+        reached."""
         if not self.probe_splits:
             return
         model, tok = self.base()
         limit = context_length(model)
+
+        def n_tokens(text: str) -> int:
+            return len(tok(text, add_special_tokens=False).input_ids)
+
         for split in self.probe_splits:
             xs = self.splits[split]
-            prefix = len(tok(xs[0].meta["prefix"]).input_ids)
-            longest = max(len(tok(probe_prompt(x), add_special_tokens=False).input_ids) for x in xs)
-            need = prefix + longest + xs[0].meta["max_new_tokens"]
+            if is_task_probe(xs[0]):
+                m = xs[0].meta
+                prefix = len(tok(task_probe_spec(xs).prefix).input_ids)
+                longest = max(n_tokens(prompt(x)) + max(map(n_tokens, x.choices), default=0)
+                              for x in xs)  # fmt: skip
+                need = prefix + longest + self._probe_max_new(xs)
+                fix = (
+                    f"lower k ({len(m['demo_ids'])}) or max_new_tokens in "
+                    f"task.params.probes.tasks.{m['probe']}, or drop the split"
+                )
+            else:
+                prefix = len(tok(xs[0].meta["prefix"]).input_ids)
+                longest = max(n_tokens(probe_prompt(x)) for x in xs)
+                need = prefix + longest + xs[0].meta["max_new_tokens"]
+                fix = "drop the subtask from task.params.probes (tasks: [...]) or lower max_new_tokens"
             if need > limit:
                 raise LabError(
                     f"probe split '{split}' needs {need} tokens (its fixed prompt, the longest "
-                    f"question, max_new_tokens) but the model's context is {limit}; drop the "
-                    "subtask from task.params.probes (tasks: [...]) or lower max_new_tokens"
+                    f"question, max_new_tokens) but the model's context is {limit}; {fix}"
                 )
+
+    def _probe_max_new(self, xs: list[Example]) -> int:
+        return task_probe_max_new_tokens(xs, self.recipe.eval.max_new_tokens)
 
     def _eval_probes(
         self, lm: LM, name: str, info: dict[str, Any], cell_dir: Path,
         metrics: dict[str, Any], preds: dict[str, Any], counter: Any,
     ) -> list[dict[str, Any]]:  # fmt: skip
-        """Probe splits (each example with its own fixed prompt): one row per subtask and one
-        macro-average row per probe family (split `probe_<family>`)."""
+        """Probe splits, each with its own fixed prompt (BBH: CoT answer extraction;
+        cross-task probes: the probed task's own scoring): one row per split and metric,
+        and one macro-average exact-match row per probe family (split `probe_<family>`:
+        `probe_bbh`, `probe_gsm8k`...)."""
+        r = self.recipe
         rows: list[dict[str, Any]] = []
         families: dict[str, dict[str, dict[str, float]]] = {}
         base_row = {k: v for k, v in info.items() if k != "demo_ids"}
         base_row.update(variant=name, probe_k=0, ood=False)
         for split in self.probe_splits:
-            p, m = evaluate_probe(
-                lm, self.splits[split], desc=f"probe {info['arm']}/{name}/{split}"
-            )
+            xs, desc = self.splits[split], f"probe {info['arm']}/{name}/{split}"
+            if is_task_probe(xs[0]):
+                p, m = evaluate_task_probe(
+                    lm, xs, self._probe_max_new(xs), r.eval.code_timeout_s, desc=desc,
+                    gold_logprob=r.eval.gold_logprob,
+                )  # fmt: skip
+            else:  # BBH (not sharded across processes)
+                p, m = evaluate_probe(lm, xs, desc=desc)
             m["flops_per_example"] = sum(
                 counter.generate(x["prompt_tokens"], x["new_tokens"]) for x in p
             ) / len(p)
-            if self.acc.is_main_process:  # (probes are not sharded across processes)
+            if self.acc.is_main_process:
                 atomic_write_jsonl(cell_dir / "predictions" / name / f"{split}.jsonl", p)
             metrics[f"{name}/{split}"], preds[f"{name}/{split}"] = m, p
-            family = probe_family(split)
+            family = xs[0].meta["probe"]
             families.setdefault(family, {})[split] = m
-            rows.append({**base_row, "split": split, "probe": family, "n": m["n"],
-                         "metric": "exact_match", "value": m["exact_match"]})  # fmt: skip
+            for metric in ("exact_match", "gold_logprob", "brier"):
+                if metric in m:
+                    rows.append({**base_row, "split": split, "probe": family, "n": m["n"],
+                                 "metric": metric, "value": m[metric]})  # fmt: skip
         for family, per in families.items():
             macro = macro_average(per)
             metrics[f"{name}/probe_{family}"] = macro
             self.log(
                 f"[lab]   {name:>10} {'probe_' + family:>13}: macro exact match "
-                f"{macro['exact_match']:.3f} ({macro['subtasks']} subtasks, n={macro['n']})"
+                f"{macro['exact_match']:.3f} ({macro['subtasks']} splits, n={macro['n']})"
             )
             rows.append({**base_row, "split": f"probe_{family}", "probe": family,
                          "aggregate": "macro", "n": macro["n"], "metric": "exact_match",
@@ -730,6 +767,8 @@ def _print_summary(summary: report.Summary, out: Path, note: str = "") -> None:
     print(summary.table.render())
     if summary.probes:
         print(f"\nprobes:\n{summary.probes.render()}")
+    if summary.task_probes:
+        print(f"\ncross-task probes:\n{summary.task_probes.render()}")
     if summary.headline:
         print(f"\n{summary.headline}")
     print(f"\nreport{note}: {out / 'report' / 'index.html'}")

@@ -1,5 +1,6 @@
 """recipes/gsm8k_reasoning.yaml and recipes/mbpp_humaneval.yaml end to end with --smoke:
-fixed demo sets, BBH probe rows on every arm (per subtask and macro), test-scored code."""
+fixed demo sets, BBH probe rows on every arm (per subtask and macro), test-scored code,
+cross-task probes (GSM8K and MNLI -> HANS on the code study, MBPP on the math study)."""
 
 from __future__ import annotations
 
@@ -81,3 +82,57 @@ def test_mbpp_humaneval_smoke(mbpp):
     assert fixed["demo_ids"] == ["demos_mbpp-0002", "demos_mbpp-0003", "demos_mbpp-0004"]
     report = (mbpp / "report" / "report.md").read_text()
     assert "| lora_code" in report and "Generic-reasoning probes" in report
+
+
+def _main(rows: list[dict], arm: str) -> list[dict]:
+    """The arm's rows of its main variant (prompted, or the selected FT checkpoint)."""
+    return [r for r in rows if r["arm"] == arm and r["variant"] == r.get("selected", "prompted")]
+
+
+def test_mbpp_humaneval_cross_task_probes_on_prompted_and_ft_arms(mbpp):
+    rows = read_jsonl(mbpp / "results.jsonl")
+    probed = {"gsm8k": ["test", "ood_svamp"], "mnli_hans": ["test", "ood_hans"]}
+    want = {(f"probe_{t}_{s}", None) for t, ss in probed.items() for s in ss}
+    want |= {(f"probe_{t}", "macro") for t in probed}
+    for arm in ("zero_shot", "icl_3shot", "lora_code"):
+        mine = [r for r in _main(rows, arm) if r.get("probe") in probed]
+        em = {(r["split"], r.get("aggregate")): r for r in mine if r["metric"] == "exact_match"}
+        assert set(em) == want, arm
+        for t, ss in probed.items():
+            macro, per = em[(f"probe_{t}", "macro")], [em[(f"probe_{t}_{s}", None)] for s in ss]
+            assert macro["n"] == sum(r["n"] for r in per) == 4  # smoke: n = 2 per split
+            assert macro["value"] == pytest.approx(sum(r["value"] for r in per) / len(per))
+        # scored as the probed task: choices (Brier) for NLI, log p(gold) for GSM8K
+        hans = {r["metric"] for r in mine if r["split"] == "probe_mnli_hans_ood_hans"}
+        assert hans == {"exact_match", "gold_logprob", "brier"}
+        assert all(not r["ood"] for r in mine)
+
+    def preds(cell: str, split: str) -> list[dict]:
+        variant = "prompted" if cell != "lora_code__d0" else "best"
+        return read_jsonl(mbpp / "cells" / cell / "predictions" / variant / f"{split}.jsonl")
+
+    # one fixed prompt for every arm: the icl_3shot arm's own 3 demos are on its test split
+    # only; on a probe split every arm sees the probe's demo (smoke: k = 1) and nothing else
+    cells = ("zero_shot__d0", "icl_3shot__d0", "lora_code__d0")
+    assert preds(cells[1], "test")[0]["prompt_tokens"] > preds(cells[0], "test")[0]["prompt_tokens"]
+    for split in ("probe_gsm8k_test", "probe_mnli_hans_ood_hans"):
+        got = [[(p["id"], p["prompt_tokens"]) for p in preds(c, split)] for c in cells]
+        assert got[0] == got[1] == got[2], split
+    gsm = preds(cells[2], "probe_gsm8k_test")
+    assert len(gsm[0]["meta"]["demo_ids"]) == 1 and "demos" not in gsm[0]["meta"]
+    assert preds(cells[0], "probe_mnli_hans_test")[0]["meta"]["demo_ids"] == []
+    report = (mbpp / "report" / "report.md").read_text()
+    assert "## Cross-task probes" in report
+    assert "gsm8k ood_svamp" in report and "mnli_hans macro" in report
+    assert "probe_gsm8k_test" not in read_json(mbpp / "study.json")["eval_splits"]
+
+
+def test_gsm8k_reasoning_probes_code_on_every_arm(gsm):
+    rows = read_jsonl(gsm / "results.jsonl")
+    for arm in {r["arm"] for r in rows}:
+        splits = {r["split"] for r in _main(rows, arm) if r.get("probe") == "mbpp_humaneval"}
+        assert splits == {"probe_mbpp_humaneval_test", "probe_mbpp_humaneval_ood_humaneval",
+                          "probe_mbpp_humaneval"}, arm  # fmt: skip
+    preds = read_jsonl(gsm / "cells" / "lora_code__d0" / "predictions" / "best" /
+                       "probe_mbpp_humaneval_ood_humaneval.jsonl")  # fmt: skip
+    assert preds[0]["error"] and "check(" in preds[0]["meta"]["tests"]  # ran in the sandbox

@@ -61,7 +61,6 @@ from eval.extract import is_correct, last_number, normalize_number
 from lab.errors import LabError
 from lab.recipe import TaskCfg
 from lab.tasks.base import Example, hub_error
-from lab.tasks.probes import build_probes
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 
@@ -568,15 +567,14 @@ def _ood_example(split: str, name: str, p: _Problem) -> Example:
 
 def build_gsm8k(cfg: TaskCfg) -> dict[str, list[Example]]:
     """Splits "train", "dev", "test", "ood_svamp", "ood_asdiv", "ood_multiarith",
-    "ood_addsub", "ood_singleeq", "demos_wei" (the fixed Wei et al. demo set) and, with
-    `task.params.probes`, the probe splits "probe_bbh_<subtask>" (in this order);
-    deterministic in `cfg`."""
+    "ood_addsub", "ood_singleeq", "demos_wei" (the fixed Wei et al. demo set), in this
+    order; deterministic in `cfg`. (Probe splits: `lab.tasks.build_task`.)"""
     params = dict(getattr(cfg, "params", None) or {})
-    probes = params.pop("probes", None)
     if params:
         raise LabError(
             f"task gsm8k: params {sorted(params)} not understood; the one parameter is "
-            "`probes` (e.g. probes: {bbh: {n_per_task: 5}}; see lab/tasks/probes.py)"
+            "`probes`, which every task takes (e.g. probes: {bbh: {n_per_task: 5}}; see "
+            "lab/tasks/probes.py)"
         )
     data = _load_all(cfg)
     seed = cfg.seed
@@ -597,8 +595,6 @@ def build_gsm8k(cfg: TaskCfg) -> dict[str, list[Example]]:
     # (the lab's own copy unless task.data_dir has one: they are a prompt, not a dataset)
     wei = _data_dir(cfg) / "gsm8k" / "wei_cot_exemplars.jsonl"
     out["demos_wei"] = wei_cot_exemplars(wei.parents[1] if wei.is_file() else None)
-    if probes is not None:
-        out.update(build_probes(probes, cfg))
     return out
 
 

@@ -40,7 +40,6 @@ from typing import Any
 from lab.errors import LabError
 from lab.recipe import TaskCfg
 from lab.tasks.base import Example
-from lab.tasks.probes import build_probes
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 MBPP_FILE = "mbpp/mbpp.jsonl"
@@ -131,11 +130,10 @@ def _sample(xs: list[Any], n: int, tag: str) -> list[Any]:
 
 def build_mbpp_humaneval(cfg: TaskCfg) -> dict[str, list[Example]]:
     params = dict(cfg.params)
-    probes = params.pop("probes", None)
     if params:
         raise LabError(
             f"task mbpp_humaneval: params {sorted(params)} not understood; the one parameter "
-            "is `probes` (e.g. probes: {bbh: {n_per_task: 5}})"
+            "is `probes`, which every task takes (e.g. probes: {bbh: {n_per_task: 5}})"
         )
     mbpp, humaneval = _load(cfg)
     by_id = {int(r["task_id"]): r for r in mbpp}
@@ -151,8 +149,6 @@ def build_mbpp_humaneval(cfg: TaskCfg) -> dict[str, list[Example]]:
     he = _sample(list(enumerate(humaneval)), cfg.n_test, f"humaneval-{cfg.seed}")
     out["ood_humaneval"] = [_humaneval_example("ood_humaneval", i, r) for i, r in he]
     out["demos_mbpp"] = [_mbpp_example("demos_mbpp", by_id[t]) for t in PROMPT_IDS]
-    if probes is not None:
-        out.update(build_probes(probes, cfg))
     return out
 
 

@@ -1,9 +1,14 @@
-"""Probe splits: generic-reasoning sets evaluated on every arm of a study, each example with
-its own fixed prompt, whatever the arm's demos, format or weights.
-
-A task that accepts probes (``gsm8k``, ``mbpp_humaneval``) takes them as a task parameter::
+"""Probe splits: sets evaluated on every arm of a study, each with one fixed prompt, whatever
+the arm's demos, format or weights. Every task takes them as a task parameter (the task
+registry, ``lab.tasks.build_task``, builds them after the task's own splits)::
 
     task: {name: gsm8k, params: {probes: {bbh: {n_per_task: 5, tasks: [date_understanding]}}}}
+
+Two probe kinds:
+
+- ``bbh``: generic reasoning, below.
+- ``tasks``: cross-task probes, the eval splits of another task of the lab with that task's
+  own scoring (``lab/tasks/task_probes.py``): ``probes: {tasks: {gsm8k: {n: 20, k: 4}}}``.
 
 BBH (BIG-Bench Hard, Suzgun et al. 2022; ``data/bbh``): one split ``probe_bbh_<subtask>`` per
 subtask, a seeded sample of ``n_per_task`` examples (in file order), prompted with the
@@ -21,12 +26,19 @@ upstream repository at the commit in ``data/README.md``.
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError, suggest
 from lab.recipe import TaskCfg
 from lab.tasks.base import Example
+from lab.tasks.task_probes import (
+    TaskBuilder,
+    build_task_probes,
+    describe_task_probe,
+    is_task_probe,
+)
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 BBH_COMMIT = "9ee07bd481feebf959a6b59d61ea57bdcf30964d"
@@ -168,11 +180,18 @@ def build_bbh(opts: Any, cfg: TaskCfg) -> dict[str, list[Example]]:
     return out
 
 
-PROBES = {"bbh": build_bbh}
+PROBES = ("bbh", "tasks")
 
 
-def build_probes(spec: Any, cfg: TaskCfg) -> dict[str, list[Example]]:
-    """The probe splits of `task.params.probes` ({family: options}), in order."""
+def build_probes(
+    spec: Any,
+    cfg: TaskCfg,
+    build_task: TaskBuilder | None = None,
+    known_tasks: list[str] | None = None,
+) -> dict[str, list[Example]]:
+    """The probe splits of `task.params.probes` ({kind: options}), in order. Cross-task
+    probes (`tasks`) need the task registry's builder and task names (the registry passes
+    them in: it imports this module)."""
     if not isinstance(spec, dict) or not spec:
         raise LabError(
             "task.params.probes must map a probe name to its options, e.g. "
@@ -185,7 +204,12 @@ def build_probes(spec: Any, cfg: TaskCfg) -> dict[str, list[Example]]:
                 f"task.params.probes: unknown probe '{name}'{suggest(str(name), PROBES)}; "
                 f"known: {', '.join(PROBES)}"
             )
-        out.update(PROBES[name]({} if opts is None else opts, cfg))
+        if name == "bbh":
+            out.update(build_bbh({} if opts is None else opts, cfg))
+        else:
+            if build_task is None or known_tasks is None:
+                raise ValueError("cross-task probes need the task registry: use build_task()")
+            out.update(build_task_probes(opts, cfg, build_task, known_tasks))
     return out
 
 
@@ -193,18 +217,33 @@ def is_probe(split: str) -> bool:
     return split.startswith("probe_")
 
 
+# A cross-task probe split is probe_<task>_<eval split of that task> and eval splits are
+# "test" or "ood_*", so the task name (which may hold underscores: mnli_hans) is what comes
+# before the first "_test" / "_ood_" that ends the name.
+_TASK_PROBE = re.compile(r"probe_(?P<family>.+?)_(?:test|ood_.+)")
+
+
 def probe_family(split: str) -> str:
-    """'probe_bbh_date_understanding' -> 'bbh'."""
-    return split.removeprefix("probe_").split("_", 1)[0]
+    """The probe family of a probe split (or of its macro row): 'bbh' for
+    'probe_bbh_date_understanding', the probed task for a cross-task probe
+    ('probe_mnli_hans_ood_hans' -> 'mnli_hans'), 'gsm8k' for the macro row 'probe_gsm8k'."""
+    if split == "probe_bbh" or split.startswith("probe_bbh_"):
+        return "bbh"
+    m = _TASK_PROBE.fullmatch(split)
+    return m.group("family") if m else split.removeprefix("probe_")
 
 
 def describe_probes(splits: dict[str, list[Example]]) -> dict[str, str]:
     out = {}
     for s, xs in splits.items():
-        if is_probe(s) and xs:
-            m = xs[0].meta
-            out[s] = (
-                f"probe (every arm, its own fixed prompt): BBH {m['subtask']}, seeded sample, "
-                f"standard 3-shot CoT prompt, {m['answer_type']} answers"
-            )
+        if not (is_probe(s) and xs):
+            continue
+        if is_task_probe(xs[0]):
+            out[s] = describe_task_probe(xs[0])
+            continue
+        m = xs[0].meta
+        out[s] = (
+            f"probe (every arm, its own fixed prompt): BBH {m['subtask']}, seeded sample, "
+            f"standard 3-shot CoT prompt, {m['answer_type']} answers"
+        )
     return out
