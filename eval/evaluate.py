@@ -14,6 +14,7 @@ from eval.choice import evaluate_choices, summarize_choices
 from eval.codegen import run_tests
 from eval.extract import extract, is_correct
 from eval.lm import LM, GenRequest
+from eval.options import extract_option
 from eval.prompts import STOP, demos_prefix, prompt, target
 from lab.tasks.base import Example
 
@@ -58,7 +59,11 @@ def evaluate_split(
     in the sandbox; their smooth metric is log p(reference program).
 
     Examples with `choices` (classification, multiple choice) are scored by the
-    log-likelihood of each choice instead of generated (eval/choice.py).
+    log-likelihood of each choice instead of generated (eval/choice.py). Option questions
+    scored by generation (`meta['options']`, {letter: text}: AQuA's ``ood_aqua_gen``) are
+    correct when the option read from the generation (eval/options.py) is the gold letter;
+    their predictions also say how it was read (`match`) and the number the format's
+    extraction gave (`number`); their smooth metric is log p(" <gold option's text>").
     """
     if any(ex.choices for ex in examples):
         return evaluate_choices(lm, examples, spec.prefix, spec.trigger, desc=desc)
@@ -76,8 +81,16 @@ def evaluate_split(
         lps = [lp for lp, _greedy, _n in scored]
     preds: list[dict[str, Any]] = []
     for ex, g, lp in zip(examples, gens, lps, strict=True):
+        option: dict[str, Any] = {}
         if "tests" in ex.meta:
             got = run_tests(g.text, ex.meta, timeout_s=code_timeout_s)
+        elif "options" in ex.meta:
+            got = extract_option(
+                g.text, spec.fmt, ex.meta["options"], cot_prompted=spec.trigger is not None,
+                timeout_s=code_timeout_s,
+            )  # fmt: skip
+            got["passed"] = got["pred"] == ex.answer
+            option = {"match": got["match"], "number": got["number"]}
         else:
             got = extract(
                 g.text, spec.fmt, cot_prompted=spec.trigger is not None, timeout_s=code_timeout_s
@@ -96,6 +109,7 @@ def evaluate_split(
                 "prompt_tokens": g.prompt_tokens,
                 "new_tokens": g.new_tokens,
                 "gold_logprob": lp,
+                **option,
                 "meta": ex.meta,
             }
         )
@@ -103,7 +117,11 @@ def evaluate_split(
 
 
 def _gold_text(ex: Example) -> str:
-    return target(ex, "code") if "tests" in ex.meta else f" {ex.answer}"
+    if "tests" in ex.meta:
+        return target(ex, "code")
+    if "options" in ex.meta:
+        return f" {ex.meta['options'][ex.answer]}"
+    return f" {ex.answer}"
 
 
 def summarize(preds: Sequence[dict[str, Any]]) -> dict[str, float]:

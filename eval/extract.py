@@ -49,14 +49,19 @@ def extract_cot(text: str) -> str | None:
 
 
 def extract(text: str, fmt: str, cot_prompted: bool = False, timeout_s: float = 5.0) -> dict:
-    """{'pred': normalised answer or None, 'error': str or None} for one generation."""
+    """{'pred': normalised answer or None, 'error': str or None} for one generation; for
+    the code format also 'output', what the program printed ('' when it failed)."""
     if fmt == "code":
         result = run_program(text, timeout_s=timeout_s)
         if result.error:
-            return {"pred": None, "error": result.error}
+            return {"pred": None, "error": result.error, "output": ""}
         out = result.stdout.strip().splitlines()
         pred = last_number(out[-1]) if out else None
-        return {"pred": pred, "error": None if pred is not None else "program printed no number"}
+        return {
+            "pred": pred,
+            "error": None if pred is not None else "program printed no number",
+            "output": result.stdout,
+        }
     if fmt == "cot" or cot_prompted:
         pred = extract_cot(text)
     else:

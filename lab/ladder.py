@@ -31,7 +31,7 @@ from lab import plots
 from lab import report as rpt
 from lab.io import atomic_write_text
 from lab.recipe import ArmCfg, Recipe
-from lab.tasks.base import ID_EVAL_SPLIT, Example, is_ood
+from lab.tasks.base import ID_EVAL_SPLIT, Example, is_ood, ood_mean_splits
 
 METRICS = {"exact_match": "correct", "gold_logprob": "gold_logprob"}  # metric -> prediction key
 
@@ -74,7 +74,7 @@ def _split_sets(splits: list[str]) -> dict[str, list[str]]:
     ood = [s for s in splits if is_ood(s)]
     sets = {"ID": [ID_EVAL_SPLIT]}
     if ood:
-        sets["OOD"] = ood
+        sets["OOD"] = ood_mean_splits(splits)  # a second scoring of a split counts once
         sets |= {s: [s] for s in ood}
     return sets
 

@@ -25,7 +25,7 @@ from lab.breakdown import breakdowns, brier_table
 from lab.io import atomic_write_text, read_json, read_jsonl
 from lab.probe_report import probe_table
 from lab.recipe import Recipe
-from lab.tasks.base import ID_EVAL_SPLIT, Example, is_ood
+from lab.tasks.base import ID_EVAL_SPLIT, SECOND_SCORINGS, Example, is_ood, ood_mean_splits
 
 Group = tuple[str, Any]  # (arm, budget)
 
@@ -110,12 +110,16 @@ class Scores:
 
 
 def _ood(splits: list[str]) -> list[str]:
+    """Every OOD split: one column each."""
     return [s for s in splits if is_ood(s)]
 
 
 def comparison(recipe: Recipe, out: Path, rows: list[dict[str, Any]], splits: list[str]):
+    """The results table (one column per OOD split; the OOD mean and log p(gold) OOD pool
+    the examples of `ood_mean_splits`: a second scoring of a split is not counted twice)."""
     scores = Scores(out, rows)
     ood = _ood(splits)
+    in_mean = ood_mean_splits(splits)
     cells_json = {c: read_json(out / "cells" / c / "cell.json") for c in scores.meta}
     columns = ["arm", "method", "format", "budget", "k / n_train (seen)", "seeds", "ID (test)", *ood,
                "OOD mean", "log p(gold) ID", "log p(gold) OOD", "train FLOPs", "infer FLOPs/ex"]  # fmt: skip
@@ -127,9 +131,9 @@ def comparison(recipe: Recipe, out: Path, rows: list[dict[str, Any]], splits: li
         meta = scores.meta[scores.cells[group][0]]
         id_ci = bootstrap_ci(scores.matrix(group, [ID_EVAL_SPLIT]))
         per = {s: bootstrap_ci(scores.matrix(group, [s])) for s in ood}
-        ood_ci = bootstrap_ci(scores.matrix(group, ood)) if ood else None
+        ood_ci = bootstrap_ci(scores.matrix(group, in_mean)) if in_mean else None
         logp = {}
-        for name, ss in (("id", [ID_EVAL_SPLIT]), ("ood", ood)):
+        for name, ss in (("id", [ID_EVAL_SPLIT]), ("ood", in_mean)):
             try:
                 logp[name] = float(scores.matrix(group, ss, "gold_logprob").mean()) if ss else None
             except (TypeError, KeyError):
@@ -198,7 +202,7 @@ def matched_pairs(recipe: Recipe, scores: Scores) -> list[tuple[Group, Group]]:
 
 
 def paired_table(pairs, scores: Scores, splits: list[str]) -> tuple[Table, list[dict[str, Any]]]:
-    ood = _ood(splits)
+    ood = ood_mean_splits(splits)  # the OOD gain is on the OOD mean's examples
     rows, results = [], []
     for ft, icl in pairs:
         res = {"ft": ft, "icl": icl}
@@ -344,8 +348,11 @@ def _figures(
 def _probe_rows(rows: list[dict[str, Any]], splits: list[str]) -> list[dict[str, Any]]:
     """FT models prompted with k demos vs at k = 0, per arm (means over cells and budgets' top)."""
     by: dict[tuple[str, str, bool], list[float]] = defaultdict(list)
+    in_mean = set(ood_mean_splits(splits))
     for r in rows:
         if r["method"] == "icl" or r["metric"] != "exact_match" or r.get("probe"):
+            continue
+        if r["ood"] and r["split"] not in in_mean:  # a second scoring: counted once
             continue
         if r["variant"] == r.get("selected"):
             by[(r["arm"], "0", r["ood"])].append(r["value"])
@@ -404,6 +411,13 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
          "does fine-tuning on this task help or hurt the others?"),
     ]  # fmt: skip
     probe_sections = [(t, title, text) for t, title, text in probe_sections if t.rows]
+    in_mean = ood_mean_splits(eval_splits)
+    second = [s for s in _ood(eval_splits) if s not in in_mean]
+    mean_md = [
+        "- OOD mean: pooled over the examples of " + ", ".join(f"`{s}`" for s in in_mean)
+        + "".join(f"; `{s}` has its column but is not in the mean (it scores the problems of "
+                  f"`{SECOND_SCORINGS[s]}` a second way)" for s in second)
+    ] if second else []  # fmt: skip
     probe_md = [
         line
         for t, title, text in probe_sections
@@ -421,6 +435,7 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
         f"checkpoint selected by `{recipe.train.select}` (ID dev loss), evaluated at k = 0 with the ICL template",
         "- log p(gold): mean log-probability of ' <gold answer>' right after the prompt: the smooth "
         "metric; for CoT and code arms it measures answering directly, without the rationale",
+        *mean_md,
         "", "## Splits", "", *[f"- `{k}`: {v}" for k, v in info["task"]["splits"].items()],
         "", "## Results", "", table.render(), "",
         *probe_md,

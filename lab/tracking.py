@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.recipe import TrackingCfg
+from lab.tasks.base import ood_mean_splits
 
 
 def resolve_mode(cfg: TrackingCfg) -> str:
@@ -61,6 +62,15 @@ def reachable(base_url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
 
 def warn(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
+def main_ood_mean(flat: dict[str, Any]) -> float | None:
+    """`main/ood_mean/exact_match`: the mean over OOD splits of `main/<split>/exact_match`,
+    a split that scores another's problems a second way not counted
+    (lab.tasks.base.ood_mean_splits); None without OOD splits."""
+    splits = [k.split("/")[1] for k in flat if k.startswith("main/") and k.endswith("/exact_match")]
+    ood = [flat[f"main/{s}/exact_match"] for s in ood_mean_splits(splits)]
+    return sum(ood) / len(ood) if ood else None
 
 
 class Tracker:
@@ -170,11 +180,9 @@ class Tracker:
             if key.startswith(f"{main}/")
             for k, v in m.items()
         }
-        ood = [
-            v for k, v in flat.items() if k.startswith("main/ood_") and k.endswith("/exact_match")
-        ]
-        if ood:
-            flat["main/ood_mean/exact_match"] = sum(ood) / len(ood)
+        mean = main_ood_mean(flat)
+        if mean is not None:
+            flat["main/ood_mean/exact_match"] = mean
         run.summary.update(flat)
         cols = ["id", "question", "gold", "generation", "pred", "correct", "error", "stopped"]
         for split, rows in predictions.items():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from eval.options import MATCH_KINDS
 from lab.cli import main
 from lab.io import read_json, read_jsonl
 
@@ -68,6 +69,35 @@ def test_gsm8k_reasoning_smoke_fixed_demos_and_bbh_on_every_arm(gsm):
     assert "demos_wei" in report  # described in the Splits section
     # probes are not ID or OOD splits: the main table has no probe column
     assert "probe_bbh" not in read_json(gsm / "study.json")["eval_splits"]
+
+
+def test_gsm8k_reasoning_smoke_scores_aqua_two_ways_and_counts_it_once(gsm):
+    """ood_aqua_gen (generation + option extraction) is evaluated on every arm and shown as
+    a column, but the OOD mean pools the other OOD splits only (AQuA once, as ood_aqua)."""
+    splits = read_json(gsm / "study.json")["eval_splits"]
+    assert {"ood_aqua", "ood_aqua_gen"} <= set(splits)
+    rows = read_jsonl(gsm / "results.jsonl")
+    gen = [r for r in rows if r["split"] == "ood_aqua_gen"]
+    assert {r["arm"] for r in gen} == {r["arm"] for r in rows}
+    assert {r["metric"] for r in gen} == {"exact_match", "gold_logprob"}
+    files = sorted(gsm.glob("cells/*/predictions/*/ood_aqua_gen.jsonl"))
+    assert len(files) >= 6
+    for path in files:
+        for p in read_jsonl(path):
+            assert p["match"] in MATCH_KINDS and p["gold"] in "ABCDE"
+            assert p["pred"] is None or p["pred"] in "ABCDE"
+            assert p["correct"] == (p["pred"] == p["gold"])
+    table = read_json(gsm / "report" / "summary.json")
+    cols, by_arm = table["columns"], {r[0]: r for r in table["rows"]}
+    assert "ood_aqua_gen" in cols and "ood_aqua" in cols
+    in_mean = [s for s in splits if s.startswith("ood_") and s != "ood_aqua_gen"]
+    for arm in ("zero_shot", "zero_shot_cot"):  # one cell each: the mean is easy to redo
+        preds = [p for s in in_mean for p in read_jsonl(
+            gsm / "cells" / f"{arm}__d0" / "predictions" / "prompted" / f"{s}.jsonl")]  # fmt: skip
+        mean = sum(p["correct"] for p in preds) / len(preds)
+        assert by_arm[arm][cols.index("OOD mean")].startswith(f"{mean:.3f} ")
+    report = (gsm / "report" / "report.md").read_text()
+    assert "`ood_aqua_gen` has its column but is not in the mean" in report
 
 
 def test_mbpp_humaneval_smoke(mbpp):

@@ -114,7 +114,7 @@ def test_cot_prompted_answer_format_uses_cot_extraction():
 
 def test_code_format_runs_program_and_takes_last_printed_number():
     program = "\ns1 = 9 * 8\ns2 = s1 + 33\nprint(s1)\nprint(s2)"
-    assert extract(program, "code") == {"pred": "105", "error": None}
+    assert extract(program, "code") == {"pred": "105", "error": None, "output": "72\n105\n"}
 
 
 def test_code_format_last_number_of_last_line():
@@ -129,7 +129,7 @@ def test_code_format_program_error():
 
 def test_code_format_no_number_printed():
     got = extract("print('hello')", "code")
-    assert got == {"pred": None, "error": "program printed no number"}
+    assert got == {"pred": None, "error": "program printed no number", "output": "hello\n"}
     assert extract("x = 1", "code")["pred"] is None
 
 

@@ -57,10 +57,10 @@ def test_data_files_match_the_checksums_in_data_readme():
 
 def test_split_sizes_and_order(full):
     small = build_task(cfg())
-    assert list(small) == ["train", "dev", "test", *OOD, "demos_wei", "ood_aqua"]
+    assert list(small) == ["train", "dev", "test", *OOD, "demos_wei", "ood_aqua", "ood_aqua_gen"]
     assert {k: len(v) for k, v in small.items()} == {
         "train": 40, "dev": 10, "test": 12, **{s: 12 for s in OOD}, "demos_wei": 8,
-        "ood_aqua": 12,
+        "ood_aqua": 12, "ood_aqua_gen": 12,
     }  # fmt: skip
     sizes = {k: len(v) for k, v in full.items()}
     assert sizes == {
@@ -74,6 +74,7 @@ def test_split_sizes_and_order(full):
         "ood_singleeq": 508,
         "demos_wei": 8,
         "ood_aqua": 247,  # multiple choice (lab/tasks/aqua.py): 254 minus 7 repeated options
+        "ood_aqua_gen": 247,  # the same problems, scored by generation + option extraction
     }
 
 
@@ -94,7 +95,7 @@ def test_no_overlap_and_unique_ids(full):
 
 def test_every_answer_is_a_normalised_number(full):
     for s, exs in full.items():
-        if s == "ood_aqua":  # multiple choice: the answer is the gold option's text
+        if s in ("ood_aqua", "ood_aqua_gen"):  # the gold option's text / letter
             continue
         for ex in exs:
             assert is_correct(ex.answer, ex.answer) and "," not in ex.answer, (s, ex.answer)
@@ -408,6 +409,9 @@ def test_hub_source_maps_the_hub_fields(monkeypatch):
     assert [e.answer for e in splits["ood_multiarith"]] == ["39"]
     assert [(e.question, e.answer) for e in splits["ood_addsub"]] == [("Joan ?", "43")]
     assert [(e.answer, e.gold_index) for e in splits["ood_aqua"]] == [("2", 1)]
+    assert [(e.question, e.answer) for e in splits["ood_aqua_gen"]] == [
+        ("Q? Answer Choices: (A) 1 (B) 2 (C) 3 (D) 4 (E) 5", "B")
+    ]
 
 
 def test_hub_failure_is_a_lab_error(monkeypatch):

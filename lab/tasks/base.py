@@ -9,10 +9,16 @@ multiple-choice question); the gold choice is `" " + answer`, which is also the 
 answer-format FT arm learns and a demo shows. Such a task may bring its own pattern
 (`prompt`, e.g. "{premise} question: {hypothesis} Yes or No? answer:"), used by every arm
 instead of the lab's "Question: ...\nAnswer:" template.
+
+A multiple-choice question scored by generation instead (AQuA's ``ood_aqua_gen``) has no
+`choices`: its question shows the options, its answer is the gold option's letter, and
+`meta["options"]` ({letter: option text}) tells the evaluation to read the chosen option
+from the generation (eval/options.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -57,6 +63,21 @@ ID_EVAL_SPLIT = "test"
 
 def is_ood(split: str) -> bool:
     return split.startswith("ood_")
+
+
+# A split that scores the problems of another OOD split a second way is an OOD split of its
+# own (evaluated, its own column and rows) but is left out of the OOD mean, so that no
+# problem set counts twice in it: {second scoring: the split whose problems it re-scores}.
+# AQuA (lab/tasks/aqua.py) counts in the mean by the log-likelihood of its options, as it
+# did before it was also scored by generation.
+SECOND_SCORINGS: dict[str, str] = {"ood_aqua_gen": "ood_aqua"}
+
+
+def ood_mean_splits(splits: Iterable[str]) -> list[str]:
+    """The splits of `splits` that enter the OOD mean: every OOD split but a second scoring
+    of another one that is also there (`SECOND_SCORINGS`)."""
+    splits = list(splits)
+    return [s for s in splits if is_ood(s) and SECOND_SCORINGS.get(s) not in splits]
 
 
 _FORMAT_FIELD = {"answer": "answer", "cot": "rationale", "code": "program"}

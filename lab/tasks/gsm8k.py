@@ -39,8 +39,9 @@ Formats (GSM8K train/dev/test; the OOD sets are eval-only and carry the answer o
   drops them for code-format training and demos.
 
 AQuA (in ``data/AQuA``) is not a split here: its answers are option letters, which the
-number extraction of the generation path cannot score; ``load_aqua()`` reads it for the
-log-likelihood multiple-choice path.
+number extraction alone cannot score; ``load_aqua()`` reads it for lab/tasks/aqua.py, which
+adds it as two splits: ``ood_aqua`` (log-likelihood of each option) and ``ood_aqua_gen``
+(generation + option extraction).
 """
 
 from __future__ import annotations
@@ -675,7 +676,7 @@ def wei_cot_exemplars(data_dir: str | Path | None = None) -> list[Example]:
 
 def load_aqua(cfg: TaskCfg | None = None) -> list[dict[str, Any]]:
     """AQuA-RAT test (254): {question, options: {letter: text}, answer: letter, rationale},
-    for multiple-choice scoring (not a generation split; see the module docstring)."""
+    for the AQuA splits of lab/tasks/aqua.py (see the module docstring)."""
     out = []
     for i, rec in enumerate(_load("aqua", cfg or TaskCfg(name="gsm8k"))):
         options = {}
