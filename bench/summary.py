@@ -15,7 +15,7 @@ def fmt_times(xs: list[float]) -> str:
 
 
 def main() -> None:
-    for name in ("vs_lmeval_all", "vs_lmeval_ll", "vs_lmeval_cot", "finetune"):
+    for name in ("vs_lmeval_all", "vs_lmeval_ll", "vs_lmeval_cot", "finetune", "quickstart"):
         path = OUT / f"{name}.json"
         if not path.is_file():
             continue
@@ -59,6 +59,17 @@ def main() -> None:
                   f"{fu['wall_s']:.1f} s = {fu['achieved_flops_per_s'] / 1e9:.2f} GFLOP/s; fp32 "
                   f"matmul rate {fu['matmul_peak_flops'] / 1e9:.2f} GFLOP/s -> "
                   f"**{fu['fraction_of_peak']:.0%} of peak**")  # fmt: skip
+        if "speedup" in d:
+            print("| mode | wall s (repeats) | train s | eval s | median wall s |")
+            print("|---|---|---|---|---|")
+            for m in ("before", "after"):
+                rs = d["runs"][m]
+                print(f"| {m} | {fmt_times([r['wall_s'] for r in rs])} | "
+                      f"{fmt_times([r['train_s'] for r in rs])} | "
+                      f"{fmt_times([r['eval_s'] for r in rs])} | {d['median'][m]['wall_s']:.1f} |")  # fmt: skip
+            print(f"\nspeed-up (median before / median after) **{d['speedup']:.2f}x**; "
+                  f"exact-match rows equal {d['exact_match_rows_equal']}; max abs log p(gold) "
+                  f"diff {d['max_gold_logprob_diff']:.1e}")  # fmt: skip
         print()
 
 
