@@ -47,12 +47,15 @@ def run_summary(run_dir: Path) -> dict:
     right after `wandb.init` may leave a run file without its run record. Sorted by name, the
     directories of one id are in start order."""
     (f,) = Path(run_dir).glob("*.wandb")
-    for _ in range(40):  # wandb-core may still be flushing the file's last block
+    for i in range(40):  # wandb-core may still be flushing the file (on a loaded machine)
         try:
             recs = records(f)
-            break
+            # a killed run never gets its exit record: wait 5 s for it, no longer
+            if i >= 10 or any(r.WhichOneof("record_type") == "exit" for r in recs):
+                break
         except DecodeError:
-            time.sleep(0.5)
+            pass
+        time.sleep(0.5)
     else:
         recs = records(f)
     # offline-run-<date>_<time>-<id>, plus "-1", "-2"... when a run of that id started in
