@@ -4,6 +4,7 @@ standard 3-shot CoT prompts, answer extraction per BBH answer type, and the prob
 from __future__ import annotations
 
 import pytest
+from probe_cli import run_probe_study
 
 from eval.probes import PROBE_STOP, extract_bbh, macro_average, normalize_bbh, probe_prompt
 from lab.errors import LabError
@@ -120,18 +121,10 @@ def test_probe_prompt_and_macro_average():
 def test_a_probe_prompt_longer_than_the_context_stops_the_study_before_any_cell(tmp_path, capsys):
     """The tiny smoke model reads characters with 4096 positions: the salient-translation
     prompt (~6,000 characters) cannot fit."""
-    from lab.cli import main
-
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(
-        "name: r\nmodel: tiny-random\n"
-        "task: {name: gsm8k, n_train: 20, n_dev: 2, n_test: 2, params: {probes: {bbh: "
-        "{n_per_task: 1, max_new_tokens: 4, tasks: [salient_translation_error_detection]}}}}\n"
-        "seeds: [0]\narms: [{name: z, method: icl, format: answer, k: 0}]\n"
-        "tracking: {mode: disabled}\n"
+    code, out = run_probe_study(
+        tmp_path,
+        "{bbh: {n_per_task: 1, max_new_tokens: 4, tasks: [salient_translation_error_detection]}}",
     )
-    out = tmp_path / "out"
-    code = main(["run", str(recipe), "--out", str(out), "--cache-dir", str(tmp_path / "c")])
     assert code == 2
     err = capsys.readouterr().err
     assert "probe split 'probe_bbh_salient_translation_error_detection' needs" in err

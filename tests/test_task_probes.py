@@ -5,6 +5,7 @@ from the probed task's train pool) shared by every arm; the mistakes a user can 
 from __future__ import annotations
 
 import pytest
+from probe_cli import run_probe_study
 
 from lab.errors import LabError
 from lab.recipe import TaskCfg
@@ -143,18 +144,9 @@ def test_mistakes_are_one_line_lab_errors(tasks, msg):
 
 def test_a_probe_prompt_longer_than_the_context_stops_the_study_before_any_cell(tmp_path, capsys):
     """The tiny smoke model reads characters with 4096 positions: 30 MBPP demos cannot fit."""
-    from lab.cli import main
-
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(
-        "name: r\nmodel: tiny-random\n"
-        "task: {name: gsm8k, n_train: 20, n_dev: 2, n_test: 2, params: {probes: {tasks: "
-        "{mbpp_humaneval: {n: 1, k: 30, splits: [test]}}}}}\n"
-        "seeds: [0]\narms: [{name: z, method: icl, format: answer, k: 0}]\n"
-        "tracking: {mode: disabled}\n"
+    code, out = run_probe_study(
+        tmp_path, "{tasks: {mbpp_humaneval: {n: 1, k: 30, splits: [test]}}}"
     )
-    out = tmp_path / "out"
-    code = main(["run", str(recipe), "--out", str(out), "--cache-dir", str(tmp_path / "c")])
     assert code == 2
     err = capsys.readouterr().err
     assert "probe split 'probe_mbpp_humaneval_test' needs" in err

@@ -68,27 +68,25 @@ def _row(r: dict[str, Any]) -> int:
     return int(r["id"].split("-")[1])
 
 
+def _example(split: str, r: dict[str, Any], question: str, answer: str, **fields: Any) -> Example:
+    """One AQuA problem as an example of `split` (eval-only: no rationale, no program)."""
+    meta = {"split": split, "source": "aqua", "row": _row(r), "gold_letter": r["answer"]}
+    choices = fields.pop("choices", ())
+    return Example(
+        id=f"{split}-{_row(r):05d}", question=question, answer=answer, rationale="",
+        program="", meta=meta | fields, choices=choices,
+    )  # fmt: skip
+
+
 def aqua_split(cfg: TaskCfg) -> list[Example]:
     """``ood_aqua``: multiple choice scored by the log-likelihood of each option."""
     out = []
     for r in _sample(cfg):
         letters = sorted(r["options"])
+        choices = tuple(f" {r['options'][x]}" for x in letters)
+        gold = r["options"][r["answer"]]
         out.append(
-            Example(
-                id=f"{SPLIT}-{_row(r):05d}",
-                question=r["question"],
-                answer=r["options"][r["answer"]],
-                rationale="",
-                program="",
-                meta={
-                    "split": SPLIT,
-                    "source": "aqua",
-                    "row": _row(r),
-                    "gold_letter": r["answer"],
-                    "letters": "".join(letters),
-                },  # fmt: skip
-                choices=tuple(f" {r['options'][x]}" for x in letters),
-            )
+            _example(SPLIT, r, r["question"], gold, letters="".join(letters), choices=choices)
         )
     return out
 
@@ -111,22 +109,8 @@ def aqua_gen_split(cfg: TaskCfg) -> list[Example]:
     out = []
     for r in _sample(cfg):
         options = {k: _option_text(k, v) for k, v in sorted(r["options"].items())}
-        out.append(
-            Example(
-                id=f"{GEN_SPLIT}-{_row(r):05d}",
-                question=with_choices(r["question"], options),
-                answer=r["answer"],
-                rationale="",
-                program="",
-                meta={
-                    "split": GEN_SPLIT,
-                    "source": "aqua",
-                    "row": _row(r),
-                    "gold_letter": r["answer"],
-                    "options": options,
-                },  # fmt: skip
-            )
-        )
+        question = with_choices(r["question"], options)
+        out.append(_example(GEN_SPLIT, r, question, r["answer"], options=options))
     return out
 
 
