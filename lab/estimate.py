@@ -11,7 +11,9 @@ counts what the runner does, with the same `FlopCounter` the runner uses to reco
 - evaluation: per variant (ICL: the prompt; FT: best and last checkpoints, + the FT-then-ICL
   probe when on) and per eval split, `n_test` generations of `max_new_tokens` (an upper bound:
   generation stops at the first newline) after the k demos and the question
-  (`FlopCounter.generate`), plus the gold-answer log-probability pass.
+  (`FlopCounter.generate`), plus the gold-answer log-probability pass;
+- probes (BBH, cross-task): per variant but the FT-then-ICL one, each probe split's
+  examples after its own fixed prompt (generation, or one forward per choice).
 
 Token counts come from the task's real examples: exactly, with the model's tokenizer when it
 is available locally, else as characters / `chars_per_token` (3.0 by default; digits are
@@ -160,6 +162,25 @@ def token_counter(spec: str, cache_dir: str | None, chars_per_token: float):  # 
     return count
 
 
+def probe_flops(infer: FlopCounter, xs: list[Any], mean_tokens: Any, recipe: Recipe) -> float:
+    """FLOPs of one variant's pass over a probe split: BBH generates after its fixed 3-shot
+    prompt; a cross-task probe generates (or scores its choices) after its fixed demos, in
+    its own format."""
+    from eval.probes import probe_prompt, task_probe_max_new_tokens, task_probe_spec
+    from eval.prompts import prompt
+
+    m = xs[0].meta
+    if "demos" not in m:  # BBH
+        pre = mean_tokens([m["prefix"]]) + mean_tokens([probe_prompt(x) for x in xs])
+        return len(xs) * infer.generate(int(pre), int(m["max_new_tokens"]))
+    spec = task_probe_spec(xs)
+    pre = mean_tokens([spec.prefix]) + mean_tokens([prompt(x) for x in xs])
+    if xs[0].choices:
+        return len(xs) * len(xs[0].choices) * infer.forward(int(pre + 1), 1)
+    new = task_probe_max_new_tokens(xs, recipe.eval.max_new_tokens)
+    return len(xs) * infer.generate(int(pre), new)
+
+
 def estimate(
     recipe: Recipe,
     train_flops_per_s: float = 100e12,
@@ -171,10 +192,12 @@ def estimate(
     from eval.prompts import demos_prefix, prompt, target
     from lab.runner import _plan_one_model, budget_size, eval_splits, study_pool
     from lab.tasks import build_task
+    from lab.tasks.probes import is_probe
 
     splits = build_task(recipe.task)
     pool = study_pool(recipe, splits["train"])
     evals = eval_splits(splits)
+    probes = [s for s in splits if is_probe(s)]
     cells = _plan_one_model(recipe)
 
     out = []
@@ -220,6 +243,10 @@ def estimate(
                     evals_f += n * infer.generate(int(demos + q), new)
                     if recipe.eval.gold_logprob:
                         evals_f += n * infer.forward(int(demos + q + a), int(a))
+            # probes: every variant but the FT-then-ICL one, each with its own fixed prompt
+            n_var = 1 if arm.method == "icl" else 2
+            for s in probes:
+                evals_f += n_var * probe_flops(infer, splits[s], mean_tokens, recipe)
         out.append(
             Estimate(
                 spec,

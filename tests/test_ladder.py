@@ -185,3 +185,26 @@ def test_gpu_hours_estimate_from_the_flop_accounting(monkeypatch, tmp_path):
         mean_q = sum(len(prompt(e)) for e in splits[s]) / len(splits[s])
         expected += len(splits[s]) * counter.generate(int(mean_q), new)
     assert small.eval_flops == pytest.approx(expected)
+
+
+def test_gpu_hours_estimate_counts_probe_splits(tmp_path):
+    """Probes run on every arm: a BBH probe adds, per example, one generation after its
+    fixed 3-shot prompt (the tiny tokenizer counts characters)."""
+    from eval.probes import probe_prompt
+    from lab.compute import FlopCounter
+    from lab.estimate import estimate, param_counts
+    from lab.tasks import build_task
+
+    base = {"name": "e", "model": "tiny-random", "task": {"n_train": 64, "n_dev": 8, "n_test": 4},
+            "seeds": [0], "arms": [{"name": "zs", "method": "icl"}],
+            "eval": {"gold_logprob": False}}  # fmt: skip
+    bbh = {"bbh": {"n_per_task": 2, "max_new_tokens": 8, "tasks": ["sports_understanding"]}}
+    probed = parse_recipe(base | {"task": base["task"] | {"params": {"probes": bbh}}})
+    cache = str(tmp_path / "models")
+    (plain,) = estimate(parse_recipe(base), 1e12, 1e10, cache_dir=cache)
+    (with_probe,) = estimate(probed, 1e12, 1e10, cache_dir=cache)
+    xs = build_task(probed.task)["probe_bbh_sports_understanding"]
+    sz = param_counts("tiny-random", cache)
+    prompt_len = len(xs[0].meta["prefix"]) + sum(len(probe_prompt(x)) for x in xs) / len(xs)
+    added = len(xs) * FlopCounter(sz.body, sz.head).generate(int(prompt_len), 8)
+    assert with_probe.eval_flops - plain.eval_flops == pytest.approx(added)
