@@ -20,8 +20,9 @@ OUT/
   results.jsonl              one row per cell x variant x split x metric
   report/                    the comparison a reviewer reads
 
-A cell is done when its cell.json exists (written atomically, last); a rerun skips done
-cells. Inside an unfinished cell a rerun resumes: training from its last checkpoint in
+A cell is done when its cell.json exists (written atomically, last) and holds every eval and
+probe split of the task (a lab upgrade may add one: then only that split is evaluated);
+a rerun skips done cells. Inside an unfinished cell a rerun resumes: training from its last checkpoint in
 resume/ (or not at all once checkpoint/train_result.json exists), evaluation per split (a
 split whose predictions file exists is read back, not regenerated). A rerun with a changed
 recipe is refused unless --force (which starts over).
@@ -378,9 +379,15 @@ class Runner:
             if self.shard and (i - 1) % self.shard[1] != self.shard[0]:
                 continue  # another worker's cell
             cell_dir = self.out / "cells" / cell.key
-            if (cell_dir / "cell.json").is_file():
+            missing = self._missing_splits(cell_dir)
+            if missing == []:
                 self.log(f"[lab] cell {i}/{len(cells)} {cell.key}: done already, skipped")
                 continue
+            if missing:  # done by an older lab whose task had fewer splits
+                self.log(
+                    f"[lab] cell {i}/{len(cells)} {cell.key}: done without splits {missing} "
+                    "(added since); evaluating them, the rest is reused"
+                )
             self.log(
                 f"[lab] cell {i}/{len(cells)} {cell.key} ({cell.arm.method}, {cell.arm.format})"
             )
@@ -595,6 +602,17 @@ class Runner:
             "wall_s": time.time() - t0,
             "_predictions": preds,
         }
+
+    def _missing_splits(self, cell_dir: Path) -> list[str] | None:
+        """None: the cell is not done. Else the eval and probe splits its cell.json lacks
+        ([] when complete): a study resumed after a lab upgrade that added splits (e.g.
+        `ood_aqua_gen`) evaluates just those; training and finished splits are reused
+        (their checkpoint and predictions files)."""
+        path = cell_dir / "cell.json"
+        if not path.is_file():
+            return None
+        have = {row["split"] for row in read_json(path)["rows"]}
+        return [s for s in [*self.eval_splits, *self.probe_splits] if s not in have]
 
     def _check_probe_lengths(self) -> None:
         """Every probe prompt (its fixed prefix or demos, the question, the generation
