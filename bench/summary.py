@@ -6,12 +6,35 @@
 from __future__ import annotations
 
 import json
+import statistics
+from pathlib import Path
 
 from bench.common import OUT
 
 
 def fmt_times(xs: list[float]) -> str:
     return ", ".join(f"{x:.1f}" for x in xs)
+
+
+def print_cells(runs: dict[str, list[dict]]) -> None:
+    """Per cell of the quickstart: median train and eval seconds, before vs after (from
+    each run's cells/*/cell.json, when the run directories are still there)."""
+    per: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for mode, rs in runs.items():
+        for r in rs:
+            for p in sorted(Path(r["out"]).glob("cells/*/cell.json")):
+                c = json.loads(p.read_text())["compute"]
+                per.setdefault(p.parent.name, {}).setdefault(mode, []).append(
+                    (c.get("train_s", 0.0), c.get("eval_s", 0.0))
+                )
+    if not per:
+        return
+    print("| cell | train s before / after | eval s before / after | eval speed-up |")
+    print("|---|---|---|---|")
+    for cell, m in per.items():
+        tb, eb = (statistics.median(x) for x in zip(*m["before"], strict=True))
+        ta, ea = (statistics.median(x) for x in zip(*m["after"], strict=True))
+        print(f"| {cell} | {tb:.0f} / {ta:.0f} | {eb:.0f} / {ea:.0f} | {eb / ea:.1f}x |")
 
 
 def main() -> None:
@@ -69,7 +92,8 @@ def main() -> None:
                       f"{fmt_times([r['eval_s'] for r in rs])} | {d['median'][m]['wall_s']:.1f} |")  # fmt: skip
             print(f"\nspeed-up (median before / median after) **{d['speedup']:.2f}x**; "
                   f"exact-match rows equal {d['exact_match_rows_equal']}; max abs log p(gold) "
-                  f"diff {d['max_gold_logprob_diff']:.1e}")  # fmt: skip
+                  f"diff {d['max_gold_logprob_diff']:.1e}\n")  # fmt: skip
+            print_cells(d["runs"])
         print()
 
 
