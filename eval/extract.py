@@ -10,8 +10,9 @@ from eval.sandbox import run_program
 # is three numbers), an optional decimal part (".5" too), and a minus sign only where it
 # cannot be a hyphen or a subtraction ("-3", "x = -3", "$-3"; but "10-4" is 10 and 4,
 # "20-year-old" is 20). Units, currency and trailing periods around the number are ignored.
-_INT = r"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)"
-_NUM = rf"(?:(?<![\w.])-)?(?:{_INT}(?:\.\d+)?|(?<!\d)\.\d+)"
+# INT: the integer part (also used for option values, eval/options.py).
+INT = r"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)"
+_NUM = rf"(?:(?<![\w.])-)?(?:{INT}(?:\.\d+)?|(?<!\d)\.\d+)"
 # "The answer is 18." / "the answer is: $1,234.50" / "The final answer is **-3** dollars" /
 # GSM8K's own "#### 18".
 _ANSWER_IS = re.compile(rf"(?:answer is|####)\s*:?\s*(?:\*\*)?\s*\$?\s*({_NUM})", re.IGNORECASE)

@@ -34,7 +34,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from eval.extract import _INT, extract, normalize_number
+from eval.extract import INT, extract, normalize_number
 
 MATCH_KINDS = ("letter", "number", "text", "none")
 
@@ -44,7 +44,7 @@ MATCH_KINDS = ("letter", "number", "text", "none")
 # "1 hr 23 min", "11,12", "After 6 minutes" (the number must come first).
 _CURRENCY = r"(?:\$|rs\.?|inr|usd|£|€)"
 _OPTION_NUMBER = re.compile(
-    rf"^{_CURRENCY}?\s*(?P<num>[-+]?\s*{_INT}(?:\.\d+)?|[-+]?\.\d+)"
+    rf"^{_CURRENCY}?\s*(?P<num>[-+]?\s*{INT}(?:\.\d+)?|[-+]?\.\d+)"
     r"(?P<unit>\s*[%°]?(?:\s*[a-z]+(?:/[a-z]+)?(?:\s+[a-z]+)*)?)\.?$",
     re.IGNORECASE,
 )

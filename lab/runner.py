@@ -164,6 +164,16 @@ def data_order(recipe: Recipe, pool: list[Example], data_seed: int) -> list[Exam
     return out
 
 
+def metric_rows(base: dict[str, Any], metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The results rows of one split: exact match, and log p(gold) and Brier (classification
+    splits) where the split has them."""
+    return [
+        {**base, "metric": k, "value": metrics[k]}
+        for k in ("exact_match", "gold_logprob", "brier")
+        if k in metrics
+    ]
+
+
 def budget_size(budget: Budget, default: int | None, pool: int) -> int:
     if budget is None:
         return min(default, pool) if default is not None else pool
@@ -274,18 +284,15 @@ def _prepare_out(out: Path, recipe: Recipe, force: bool, main: bool = True) -> s
         old = read_json(study)
         if same_study(old, recipe):
             return str(old.get("recipe_hash"))
-        else:
-            if not force:
-                raise LabError(
-                    f"{out} holds results of a different recipe (hash {old.get('recipe_hash')} "
-                    f"!= {recipe.hash()}); pass --force to start over or choose another --out"
-                )
-            if main:  # under accelerate launch: one process deletes
-                for name in ("cells", "results.jsonl", "report", "wandb"):
-                    p = out / name
-                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(
-                        missing_ok=True
-                    )
+        if not force:
+            raise LabError(
+                f"{out} holds results of a different recipe (hash {old.get('recipe_hash')} "
+                f"!= {recipe.hash()}); pass --force to start over or choose another --out"
+            )
+        if main:  # under accelerate launch: one process deletes
+            for name in ("cells", "results.jsonl", "report", "wandb"):
+                p = out / name
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     return recipe.hash()
 
 
@@ -582,10 +589,7 @@ class Runner:
                 base_row = {**{k: v for k, v in info.items() if k != "demo_ids"},
                             "variant": name, "probe_k": probe_k, "split": split,
                             "ood": is_ood(split), "n": m["n"]}  # fmt: skip
-                rows.append({**base_row, "metric": "exact_match", "value": m["exact_match"]})
-                for metric in ("gold_logprob", "brier"):  # brier: classification splits
-                    if metric in m:
-                        rows.append({**base_row, "metric": metric, "value": m[metric]})
+                rows += metric_rows(base_row, m)
             if not (arm.method != "icl" and spec.demos):  # probes ignore the arm's demos
                 rows += self._eval_probes(lm, name, info, cell_dir, metrics, preds, counter)
             compute[f"{name}/eval_flops_as_run"] = counter.forward(ran["tokens"], ran["head"])
@@ -682,10 +686,7 @@ class Runner:
             metrics[f"{name}/{split}"], preds[f"{name}/{split}"] = m, p
             family = xs[0].meta["probe"]
             families.setdefault(family, {})[split] = m
-            for metric in ("exact_match", "gold_logprob", "brier"):
-                if metric in m:
-                    rows.append({**base_row, "split": split, "probe": family, "n": m["n"],
-                                 "metric": metric, "value": m[metric]})  # fmt: skip
+            rows += metric_rows({**base_row, "split": split, "probe": family, "n": m["n"]}, m)
         for family, per in families.items():
             macro = macro_average(per)
             metrics[f"{name}/probe_{family}"] = macro
