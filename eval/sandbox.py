@@ -28,6 +28,7 @@ import os
 import secrets
 import select
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -76,10 +77,17 @@ def _layout() -> tuple[list[str], list[str], str]:
         p = os.path.realpath(p) if p else ""
         if p and p != "/" and os.path.isdir(p):
             hide.append(p)
-    hide = _outermost(hide)
     keep = _outermost(
         [os.path.realpath(sys.base_prefix), os.path.dirname(os.path.realpath(sys.executable))]
     )
+    for k in keep:  # a folder on the way to Python that others cannot enter (/root) is
+        parts = k.strip("/").split("/")  # covered too: the program's uid walks the cover
+        for i in range(1, len(parts)):
+            p = "/" + "/".join(parts[:i])
+            if not os.stat(p).st_mode & stat.S_IXOTH:
+                hide.append(p)
+                break
+    hide = _outermost(hide)
     keep = [k for k in keep if any(_under(k, h) for h in hide)]
     return hide, keep, tmp
 

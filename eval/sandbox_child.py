@@ -56,9 +56,12 @@ def _check(ret: int, what: str) -> None:
         raise SetupError(f"{what}: {os.strerror(ctypes.get_errno())}")
 
 
+def _enc(s: str | None) -> bytes | None:
+    return s.encode() if s is not None else None
+
+
 def _mount(src: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
-    enc = (lambda s: s.encode() if s is not None else None)  # noqa: E731
-    ret = _libc.mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data))
+    ret = _libc.mount(_enc(src), _enc(target), _enc(fstype), ctypes.c_ulong(flags), _enc(data))
     _check(ret, f"mount {fstype or 'bind'} on {target}")
 
 
@@ -112,8 +115,10 @@ def _launcher(cfg: dict, report) -> int:
 
 
 def _exit_code(status: int) -> int:
-    return os.waitstatus_to_exitcode(status) % 256 if os.WIFEXITED(status) else (
-        128 + os.WTERMSIG(status)
+    return (
+        os.waitstatus_to_exitcode(status) % 256
+        if os.WIFEXITED(status)
+        else (128 + os.WTERMSIG(status))
     )
 
 
@@ -131,9 +136,10 @@ def _init(cfg: dict, report) -> int:
     work = cfg["workdir"]
     os.makedirs(work, exist_ok=True)
     _all_read_only()
-    owner = f"uid={cfg['uid']},gid={cfg['uid']}" if not cfg["userns"] else ""
-    _mount("none", work, "tmpfs", MS_NOSUID | MS_NODEV,
-           f"size={cfg['disk_bytes']},nr_inodes={cfg['disk_files']},mode=700,{owner}".rstrip(","))  # fmt: skip
+    opts = f"size={cfg['disk_bytes']},nr_inodes={cfg['disk_files']},mode=700"
+    if not cfg["userns"]:  # owned by the program's uid (in a user namespace: the caller's)
+        opts += f",uid={cfg['uid']},gid={cfg['uid']}"
+    _mount("none", work, "tmpfs", MS_NOSUID | MS_NODEV, opts)
     pid = os.fork()
     if pid == 0:
         _candidate(cfg, report)
