@@ -53,6 +53,7 @@ from eval.probes import (
     task_probe_spec,
 )
 from eval.prompts import demos_prefix, prompt
+from eval.sandbox import require_sandbox
 from lab import ladder, preflight, report
 from lab.compute import flop_counter
 from lab.errors import LabError
@@ -248,6 +249,8 @@ def validate(recipe: Recipe, splits: dict[str, list[Example]]) -> None:
             f"eval.ft_icl_probe_k={recipe.eval.ft_icl_probe_k} is larger than the train pool "
             f"({n_pool}); lower it"
         )
+    if "code" in formats or any("tests" in ex.meta for xs in splits.values() for ex in xs[:1]):
+        require_sandbox()  # model-written programs will run: refuse now if none can be contained
 
 
 def check_batch_sizes(recipe: Recipe, processes: int) -> None:

@@ -4,10 +4,7 @@ per-example error, and the evaluation goes on with the next example."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import subprocess
-import sys
 import sysconfig
 import time
 import uuid
@@ -213,21 +210,3 @@ def test_a_program_creating_files_without_end_is_stopped_by_the_file_cap():
     why, n = res.stdout.splitlines()
     assert why == "No space left on device"
     assert int(n) <= FILES_LIMIT
-
-
-def test_where_the_sandbox_cannot_be_set_up_it_refuses_in_one_line():
-    """Root without CAP_SYS_ADMIN (no namespaces, no mounts): a LabError naming what is
-    missing, not a weaker sandbox."""
-    if os.geteuid() != 0 or not shutil.which("setpriv"):
-        pytest.fail("this check needs root and util-linux's setpriv (as in CI)")
-    code = (
-        "from eval.sandbox import require_sandbox\nfrom lab.errors import LabError\n"
-        "try:\n    require_sandbox()\nexcept LabError as e:\n    print('REFUSED', e)\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", sys.executable]
-    out = subprocess.run([*cmd, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("REFUSED the code sandbox cannot be set up")
-    assert "Operation not permitted" in lines[0] and "CAP_SYS_ADMIN" in lines[0]
