@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ast
 import functools
-import json
+import marshal
 import os
 import secrets
 import select
@@ -111,7 +111,7 @@ def _launch(mode: str, code: str, tests: str, timeout_s: float) -> tuple:
         tempfile.TemporaryFile("w+") as out_f,
         tempfile.TemporaryFile("w+") as err_f,
     ):
-        cfg_f.write(json.dumps(cfg).encode())
+        cfg_f.write(marshal.dumps(cfg))
         cfg_f.flush()
         cfg_f.seek(0)
         try:
