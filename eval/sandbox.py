@@ -108,31 +108,34 @@ def _launch(mode: str, code: str, tests: str, timeout_s: float) -> tuple:
     }  # fmt: skip
     with (
         tempfile.TemporaryFile() as cfg_f,
-        tempfile.TemporaryFile("w+") as out_f,
-        tempfile.TemporaryFile("w+") as err_f,
+        tempfile.TemporaryFile("w+", errors="replace") as out_f,  # any bytes the program wrote
+        tempfile.TemporaryFile("w+", errors="replace") as err_f,
     ):
         cfg_f.write(marshal.dumps(cfg))
         cfg_f.flush()
         cfg_f.seek(0)
         try:
-            proc = subprocess.Popen(
-                [os.path.realpath(sys.executable), "-I", "-S", "-c", _CHILD, str(cfg_f.fileno())],
-                cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f,
-                pass_fds=(cfg_f.fileno(), report_w), start_new_session=True,
-            )  # fmt: skip
-        finally:
-            os.close(report_w)
-        try:
-            records, timed_out = _read_records(report_r, proc, time.monotonic() + timeout_s)
+            try:
+                proc = subprocess.Popen(
+                    [os.path.realpath(sys.executable), "-I", "-S", "-c", _CHILD,
+                     str(cfg_f.fileno())],
+                    cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f,
+                    pass_fds=(cfg_f.fileno(), report_w), start_new_session=True,
+                )  # fmt: skip
+            finally:
+                os.close(report_w)
+            try:
+                records, timed_out = _read_records(report_r, proc, time.monotonic() + timeout_s)
+            finally:
+                _stop(proc)
         finally:
             os.close(report_r)
-            _stop(proc)
         out_f.seek(0)
         err_f.seek(0)
         stdout, stderr = out_f.read(OUTPUT_LIMIT), err_f.read()[-2000:]
-    good = [r.split(" ", 1)[1] for r in records if r.startswith(nonce + " ")]
+    good = [r.split(" ", 1)[1].strip() for r in records if r.startswith(nonce + " ")]
     forged = len(good) != len(records)
-    for r in good:
+    for r in good[: good.index("start") if "start" in good else None]:  # before the program
         if r.startswith("setup "):
             raise LabError(_refusal(r.removeprefix("setup ").strip()))
     if proc.returncode == _SETUP_FAILED and "start" not in good:
@@ -229,7 +232,7 @@ def run_with_tests(program: str, tests: str, timeout_s: float = 5.0) -> SandboxR
 
 def _verdict(records: list[str], n: int, rc: int | None, timeout_s: float) -> str | None:
     expected = ["start", *(f"ok {i}" for i in range(n)), f"done {n}"]
-    got = [r.strip() for r in records]
+    got = records
     if got == expected:
         return None
     if "forged" in got:

@@ -210,3 +210,10 @@ def test_a_program_creating_files_without_end_is_stopped_by_the_file_cap():
     why, n = res.stdout.splitlines()
     assert why == "No space left on device"
     assert int(n) <= FILES_LIMIT
+
+
+def test_bytes_that_are_not_utf8_do_not_stop_the_evaluation():
+    res = run_program("import sys\nsys.stdout.buffer.write(b'\\xff\\xfe 42\\n')")
+    assert res.error is None and res.stdout.endswith(" 42\n")
+    res = run_program("import sys\nsys.stderr.buffer.write(b'\\xff\\n')\nraise SystemExit(1)")
+    assert res.error == "\ufffd"
