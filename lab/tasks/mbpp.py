@@ -24,9 +24,10 @@ should pass this test: assert ..."). HumanEval question: the signature and docst
 canonical_solution``, with ``\\r`` and trailing spaces removed, tabs expanded and blank lines
 dropped (a blank line ends a generated program).
 
-Scoring (``eval/codegen.py``): the generation, run with the problem's tests appended (MBPP:
-setup code + its 3 asserts; HumanEval: ``check(entry_point)``); correct iff it exits 0 within
-the time limit. For HumanEval the prompt is put in front of the generation (a generation
+Scoring (``eval/codegen.py``): the generation runs in the sandbox, then the problem's tests
+(MBPP: setup code + its 3 asserts; HumanEval: ``check(entry_point)``), each top-level
+statement run by the sandbox's harness; correct iff the harness reports that every statement
+ran without an error within the time limit (an exit code proves nothing). For HumanEval the prompt is put in front of the generation (a generation
 that redefines the function replaces the prompt's stub; a body completes it), so helpers
 and imports defined in the prompt are available.
 """
