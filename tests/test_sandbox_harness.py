@@ -98,3 +98,26 @@ def test_programs_output_and_threads_do_not_disturb_the_verdict():
         "threading.Thread(target=time.sleep, args=(30,)).start()\ndef f(x):\n    return 2 * x"
     )
     assert run_tests(program, FAILING, timeout_s=10)["passed"]
+
+
+def test_a_trace_function_cannot_jump_over_the_asserts():
+    # old: f's tracer jumped from check's second line to its last, and check(f) "passed"
+    program = (
+        "import sys\n"
+        "def f(x):\n"
+        "    caller = sys._getframe(1)\n"
+        "    end = caller.f_code.co_firstlineno + 3\n"
+        "    def tracer(frame, event, arg):\n"
+        "        if frame is caller and event == 'line' and frame.f_lineno < end:\n"
+        "            frame.f_lineno = end\n"
+        "        return tracer\n"
+        "    caller.f_trace = tracer\n"
+        "    sys.settrace(lambda *a: None)\n"
+        "    return 2"
+    )
+    tests = (
+        "def check(candidate):\n    assert candidate(1) == 2\n    assert candidate(2) == 4\n"
+        "    return None\n\ncheck(f)\n"
+    )
+    got = run_tests(program, {"tests": tests})
+    assert not got["passed"] and "tracing is disabled" in got["error"]
