@@ -243,7 +243,7 @@ def matched_pairs(recipe: Recipe, scores: Scores) -> list[tuple[Group, Group]]:
 def paired_table(pairs, scores: Scores, splits: list[str]) -> tuple[Table, list[dict[str, Any]]]:
     """Per pair: the labelled examples of both arms and, when they are equal, the ID gain,
     the OOD gain and their difference (one joint paired bootstrap on the same examples,
-    `verdict.tested_pair`); "unequal budgets" otherwise."""
+    `verdict.paired_gains`); "unequal budgets" otherwise."""
     ood = ood_mean_splits(splits)  # the OOD gain is on the OOD mean's examples
     rows, results = [], []
     for ft, icl in pairs:
@@ -255,7 +255,7 @@ def paired_table(pairs, scores: Scores, splits: list[str]) -> tuple[Table, list[
         if res["equal"]:
             id_ft, id_icl = scores.paired(ft, icl, [ID_EVAL_SPLIT])
             per = [scores.paired(ft, icl, [s]) for s in ood]
-            res |= verdict.tested_pair(id_ft, id_icl, [a for a, _ in per], [b for _, b in per])
+            res |= verdict.paired_gains(id_ft, id_icl, [a for a, _ in per], [b for _, b in per])
             cells = [
                 f"{res[n]['diff']:+.3f} [{res[n]['lo']:+.2f}, {res[n]['hi']:+.2f}] p={res[n]['p_value']:.3g}"
                 for n in verdict.QUANTITIES
@@ -340,7 +340,7 @@ def _figures(
     if probe:
         formats = {a.name: a.format for a in recipe.arms}
         for p in probe:
-            g = _matched_kshot(scores, formats[p["arm"]], recipe.eval.ft_icl_probe_k)
+            g = matched_kshot(scores, formats[p["arm"]], recipe.eval.ft_icl_probe_k)
             p["base_k"] = agg[g]["id"][0] if g is not None else None
         figs["ft_icl_probe"] = str(plots.ft_icl_probe(probe, fig_dir / "ft_icl_probe.png"))
     curves_t = {}
@@ -356,7 +356,7 @@ def _figures(
     return figs
 
 
-def _matched_kshot(scores: Scores, fmt: str, k: int) -> Group | None:
+def matched_kshot(scores: Scores, fmt: str, k: int) -> Group | None:
     """The base model's k-shot arm that matches an FT-then-ICL probe: k pool demos (the
     probe's demos are the same prefix of the data order), the FT arm's format (else the
     answer format); None when the study has no such arm."""

@@ -28,7 +28,7 @@ ALPHA = 0.05
 QUANTITIES = ("id", "ood", "gap")
 
 
-def tested_pair(
+def paired_gains(
     ft_id: np.ndarray,
     icl_id: np.ndarray,
     ft_ood: Sequence[np.ndarray] = (),
@@ -61,7 +61,7 @@ def _sign(x: dict[str, float]) -> int:
 
 
 def verdict(res: dict[str, Any]) -> str:
-    """The words for a tested pair (`tested_pair`'s dict with "ood" and "gap")."""
+    """The words for a tested pair (`paired_gains`'s dict with "ood" and "gap")."""
     si, so, sg = _sign(res["id"]), _sign(res["ood"]), _sign(res["gap"])
     if si > 0 and so < 0:
         return "fine-tuning buys ID accuracy at the price of OOD robustness"
@@ -112,7 +112,7 @@ def headline(
     """The answer in one sentence for the pre-specified pair (the plain-answer FT arm at the
     largest budget), plus an exploratory one for the arm with the largest ID gain there when
     that is another arm. `results`: one dict per FT/ICL pair with "ft", "icl" (groups),
-    "labelled" (FT, ICL counts), "equal" and, when equal, `tested_pair`'s quantities. None
+    "labelled" (FT, ICL counts), "equal" and, when equal, `paired_gains`'s quantities. None
     when the study has no pair or no OOD split."""
     if not results or not any(r["has_ood"] for r in results):
         return None
