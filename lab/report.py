@@ -251,7 +251,8 @@ def paired_table(pairs, scores: Scores, splits: list[str]) -> tuple[Table, list[
         res: dict[str, Any] = {"ft": ft, "icl": icl, "labelled": (n_ft, n_icl),
                                "equal": isinstance(n_ft, int) and n_ft == n_icl,
                                "has_ood": bool(ood)}  # fmt: skip
-        cells = ["unequal budgets"] * (3 if ood else 1)
+        recorded = all(isinstance(n, int) for n in (n_ft, n_icl))
+        cells = ["unequal budgets" if recorded else "not recorded"] * (3 if ood else 1)
         if res["equal"]:
             id_ft, id_icl = scores.paired(ft, icl, [ID_EVAL_SPLIT])
             per = [scores.paired(ft, icl, [s]) for s in ood]

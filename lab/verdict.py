@@ -124,14 +124,19 @@ def headline(
     text = f"For {model} on {task}{budget}, "
     if r["equal"]:
         text += sentence(r) + "."
-    else:
+    elif all(isinstance(n, int) for n in r["labelled"]):
         n_ft, n_icl = r["labelled"]
         text += (
             f"{_label(r['ft'])} ({n_ft} labelled examples) and {_label(r['icl'])} ({n_icl}) "
             "have unequal budgets: no paired verdict."
         )
+    else:
+        text += (
+            f"{_label(r['ft'])} vs {_label(r['icl'])}: labelled examples not recorded (a study "
+            "of an older lab): no paired verdict."
+        )
     considered = [x for x in at_top if x["equal"]]
-    if len(considered) < 2:
+    if not considered:
         return text
     best = max(considered, key=lambda x: x["id"]["diff"])
     if best is r or (r["equal"] and best["id"]["diff"] <= r["id"]["diff"]):
@@ -142,6 +147,6 @@ def headline(
         adjusted[name] = {**best[name], "p_value": p}
     return text + (
         f" Exploratory (the arm was chosen after looking; p-values Holm-adjusted over the "
-        f"{len(considered)} fine-tuned arms paired at this budget): the strongest fine-tuned "
+        f"{len(considered)} fine-tuned arm(s) tested at this budget): the strongest fine-tuned "
         f"arm, {sentence(adjusted, 'p_Holm')}."
     )

@@ -99,7 +99,7 @@ def test_strongest_arm_is_exploratory_with_holm_adjusted_p_values():
     text = headline(RECIPE, results)
     first, _, second = text.partition(" Exploratory")
     assert "lora_answer vs icl" in first and "lora_cot" not in first
-    assert "Holm-adjusted over the 3 fine-tuned arms" in second
+    assert "Holm-adjusted over the 3 fine-tuned arm(s)" in second
     assert "ID accuracy by +0.300" in second and "p_Holm=0.06" in second
     assert "no significant difference between fine-tuning and prompting" in second
     # unadjusted, the same numbers would have read as a significant ID gain
@@ -117,3 +117,17 @@ def test_holm():
     assert holm([0.2, 0.3]) == pytest.approx([0.4, 0.4])  # monotone in the raw p-values
     assert holm([0.9, 0.8]) == [1.0, 1.0]  # capped at 1
     assert holm([]) == []
+
+
+def test_the_only_tested_pair_is_reported_when_the_primary_has_unequal_budgets():
+    unequal = {"ft": ("lora_answer", 8), "icl": ("icl", 8), "labelled": (10, 8),
+               "equal": False, "has_ood": True}  # fmt: skip
+    text = headline(RECIPE, [unequal, pair(0.9, 0.2, 0.6, 0.4, arm="lora_cot")])
+    assert "unequal budgets: no paired verdict" in text
+    assert "Exploratory" in text and "lora_cot vs icl" in text
+
+
+def test_a_study_without_labelled_counts_gets_no_verdict():
+    old = {"ft": ("lora_answer", 8), "icl": ("icl", 8), "labelled": ("not recorded", 8),
+           "equal": False, "has_ood": True}  # fmt: skip
+    assert "labelled examples not recorded" in headline(RECIPE, [old])
