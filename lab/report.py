@@ -263,9 +263,12 @@ def paired_table(pairs, scores: Scores, splits: list[str]) -> tuple[Table, list[
                 if n in res
             ]
         results.append(res)
+        fmt = [scores.meta[scores.cells[g][0]]["format"] for g in (ft, icl)]
+        labels = f"{n_ft} / {n_icl}" + (
+            " ({} vs {} targets)".format(*fmt) if fmt[0] != fmt[1] else ""
+        )
         rows.append(
-            [f"{ft[0]}" + (f" @ {ft[1]}" if ft[1] is not None else ""), icl[0], f"{n_ft} / {n_icl}"]
-            + cells
+            [f"{ft[0]}" + (f" @ {ft[1]}" if ft[1] is not None else ""), icl[0], labels] + cells
         )
     cols = ["fine-tuned", "vs ICL", "labelled examples (FT / ICL)", "ID gain (FT - ICL)",
             "OOD gain (FT - ICL)", "ID gain - OOD gain"][: 4 if not ood else 6]  # fmt: skip

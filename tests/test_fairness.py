@@ -142,11 +142,14 @@ def _row(cell, arm, method, labelled, **kw):
             "k": 8 if method == "icl" else 0, "labelled_examples": labelled, **kw}  # fmt: skip
 
 
-def _planted_study(tmp_path, ft_labelled=8, icl_ids=None):
+def _planted_study(tmp_path, ft_labelled=8, icl_ids=None, ft_format="answer"):
     ids = [str(i) for i in range(40)]
     _plant(tmp_path, "lora__b8__d0", "last", ids, [1] * 30 + [0] * 10)
     _plant(tmp_path, "icl__b8__d0", "prompted", icl_ids or ids, [1] * 10 + [0] * 30)
-    rows = [_row("lora__b8__d0", "lora", "lora", ft_labelled), _row("icl__b8__d0", "icl", "icl", 8)]
+    rows = [
+        _row("lora__b8__d0", "lora", "lora", ft_labelled, format=ft_format),
+        _row("icl__b8__d0", "icl", "icl", 8),
+    ]
     r = parse_recipe({"name": "p", "model": "tiny-random", "budgets": [8],
                       "arms": [{"name": "icl", "method": "icl", "k": 8},
                                {"name": "lora", "method": "lora"}]})  # fmt: skip
@@ -160,6 +163,12 @@ def test_pairs_with_equal_labelled_examples_are_tested(tmp_path):
     assert results[0]["equal"] and results[0]["id"]["diff"] == pytest.approx(0.5)
     assert table.rows[0][2] == "8 / 8" and "p=" in table.rows[0][3]
     assert "8 labelled examples each" in report.headline(r, results)
+
+
+def test_pairs_with_richer_targets_say_so(tmp_path):
+    _r, scores, pairs = _planted_study(tmp_path, ft_format="code")
+    table, results = report.paired_table(pairs, scores, SPLITS)
+    assert results[0]["equal"] and table.rows[0][2] == "8 / 8 (code vs answer targets)"
 
 
 def test_pairs_with_unequal_labelled_examples_say_so(tmp_path):
