@@ -190,6 +190,7 @@ def estimate(
 ) -> list[Estimate]:
     """Per model of the recipe: FLOPs and GPU hours of the whole study (all its cells)."""
     from eval.prompts import demos_prefix, prompt, target
+    from lab.fairness import held_out_size
     from lab.runner import _plan_one_model, budget_size, eval_splits, study_pool
     from lab.tasks import build_task
     from lab.tasks.probes import is_probe
@@ -214,6 +215,7 @@ def estimate(
             arm = cell.arm
             fmt, new = arm.format, recipe.eval.max_new_tokens[arm.format]
             variants: list[int] = []  # demos per evaluated variant
+            checkpoints = 1  # variants without the arm's demos (probes run on each)
             if arm.method == "icl":
                 k = budget_size(cell.budget, arm.k, len(pool)) if arm.k else 0
                 variants.append(k)
@@ -225,14 +227,15 @@ def estimate(
                 tgt_tok = mean_tokens([target(e, fmt) for e in pool[:500]])
                 n_ex = cfg.steps * cfg.batch_size
                 train += counter.train(int(n_ex * ex_tok), int(n_ex * tgt_tok))
-                n_dev = len(splits.get("dev", []))
+                # select: best_dev holds examples of the budget out (lab/fairness.py)
+                n_dev = held_out_size(budget_size(cell.budget, cfg.n_train, len(pool)), cfg)
                 dev_evals = cfg.steps // cfg.eval_every + 1
                 train += dev_evals * FlopCounter(body, head, lora).forward(
                     int(n_dev * ex_tok), int(n_dev * tgt_tok)
                 )
-                variants += [0, 0] + (
-                    [recipe.eval.ft_icl_probe_k] if recipe.eval.ft_icl_probe_k else []
-                )
+                checkpoints = 2 if n_dev else 1  # best_dev: the selected and the last
+                variants += [0] * checkpoints
+                variants += [recipe.eval.ft_icl_probe_k] if recipe.eval.ft_icl_probe_k else []
             infer = FlopCounter(body, head)
             for k in variants:
                 demos = tok(demos_prefix(pool[:k], fmt)) if k else 0.0
@@ -244,9 +247,8 @@ def estimate(
                     if recipe.eval.gold_logprob:
                         evals_f += n * infer.forward(int(demos + q + a), int(a))
             # probes: every variant but the FT-then-ICL one, each with its own fixed prompt
-            n_var = 1 if arm.method == "icl" else 2
             for s in probes:
-                evals_f += n_var * probe_flops(infer, splits[s], mean_tokens, recipe)
+                evals_f += checkpoints * probe_flops(infer, splits[s], mean_tokens, recipe)
         out.append(
             Estimate(
                 spec,

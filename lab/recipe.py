@@ -44,8 +44,13 @@ class TrainCfg(_Strict):
     schedule: Literal["linear", "cosine", "constant"] = "linear"
     max_grad_norm: float = Field(1.0, gt=0)
     n_train: int | None = Field(None, gt=0, description="train examples used; None = the pool")
-    select: Literal["best_dev", "last"] = Field(
-        "best_dev", description="checkpoint the comparison uses; both are evaluated and recorded"
+    select: Literal["last", "best_dev"] = Field(
+        "last",
+        description="checkpoint the comparison uses: the last one, or (best_dev) the one with "
+        "the lowest loss on examples held out from inside the arm's own budget (lab/fairness.py)",
+    )
+    dev_fraction: float = Field(
+        0.25, gt=0, lt=1, description="select: best_dev: share of the budget held out to select on"
     )
     eval_every: int = Field(10, gt=0, description="steps between ID-dev loss evaluations")
     save_every: int = Field(

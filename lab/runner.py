@@ -9,7 +9,9 @@ property of this module:
 - per data seed, one permutation of the study's train pool: at budget b the k-shot arms'
   demos are its first b examples and the FT arms' training set the same first b examples;
 - FT arms are evaluated with the ICL template at k = 0 (only the weights differ), on the
-  checkpoint chosen by ID-dev loss (`train.select`), and the last checkpoint is recorded too;
+  last checkpoint or (`train.select: best_dev`) the one chosen on examples held out from
+  inside the arm's own budget, which then trains on the rest (lab/fairness.py);
+- every results row counts the labelled examples behind it (`labelled_examples`);
 - nothing is selected on an evaluation split.
 
 OUT/
@@ -54,7 +56,7 @@ from eval.probes import (
 )
 from eval.prompts import demos_prefix, prompt
 from eval.sandbox import require_sandbox
-from lab import ladder, preflight, report
+from lab import fairness, ladder, preflight, report
 from lab.compute import flop_counter
 from lab.errors import LabError
 from lab.io import atomic_write_json, atomic_write_jsonl, read_json, read_jsonl, remove_stale_tmp
@@ -238,6 +240,8 @@ def validate(recipe: Recipe, splits: dict[str, list[Example]]) -> None:
                     f"arm '{arm.name}' trains on n_train={n} examples but the train pool has "
                     f"{n_pool}; lower train.n_train or raise task.n_train"
                 )
+            sizes = [budget_size(b, n, n_pool) for b in recipe.budgets or [None]]
+            fairness.check_selection(arm.name, recipe.train_for(arm), sizes)
     for b in recipe.budgets or []:
         if b != "full" and int(b) > n_pool:
             raise LabError(
@@ -270,7 +274,10 @@ def check_batch_sizes(recipe: Recipe, processes: int) -> None:
 def same_study(old: dict[str, Any], recipe: Recipe) -> bool:
     """Whether the study recorded in `old` (a study.json) runs what `recipe` runs: the same
     hash, or a recipe written by an older lab that only lacks fields added since with
-    their defaults (its stored resolved recipe, re-read now, hashes the same)."""
+    their defaults (its stored resolved recipe, re-read now, hashes the same) and selects
+    checkpoints the same way (lab/fairness.py)."""
+    if not fairness.same_selection(old, recipe):
+        return False
     if old.get("recipe_hash") == recipe.hash():
         return True
     try:
@@ -462,6 +469,7 @@ class Runner:
             "pool_size": len(self.pool),
             "eval_splits": self.eval_splits,
             "probe_splits": self.probe_splits,
+            "selection": fairness.SELECTION,
         }
 
     # -- one cell ---------------------------------------------------------------------------
@@ -494,6 +502,7 @@ class Runner:
         t0 = time.time()
         variants: list[tuple[str, Any, Any, PromptSpec]] = []  # (name, model, tok, spec)
         train_info: dict[str, Any] = {}
+        used: list[Example] = []  # the labelled examples training and selection touched
         if arm.method == "icl":
             model, tok = self.base()
             k = len(wanted_demos)
@@ -509,35 +518,36 @@ class Runner:
             from train.finetune import finetune, finished, load_finetuned
 
             cfg = r.train_for(arm)
-            n = len(ft_data)
+            train_set, held_out = fairness.split_budget(ft_data, cfg)  # both inside the budget
+            used = [*train_set, *held_out]
+            n = len(train_set)
             res = finished(cell_dir / "checkpoint")  # trained before an interruption
             if res is None:
                 res = finetune(
-                    self.model.path, ft_data, arm.format, arm.method, cfg, cell.train_seed,
+                    self.model.path, train_set, arm.format, arm.method, cfg, cell.train_seed,
                     cell_dir / "checkpoint", accelerator=self.acc, progress=self.progress,
-                    dev_examples=self.splits.get("dev") or None,
+                    dev_examples=held_out or None,
                     resume_dir=cell_dir / "resume", log=self.log,
                 )  # fmt: skip
             else:
                 self.log(f"[lab]   {cell.key}: trained before; evaluating {res.checkpoint}")
             train_info = res.to_dict() | {
                 "n_train": n,
-                "train_ids_head": [e.id for e in ft_data[:8]],
+                "train_ids_head": [e.id for e in train_set[:8]],
+                "held_out_ids": [e.id for e in held_out],
             }
-            info.update(k=0, n_train=n, examples_seen=res.examples_seen)
+            info.update(k=0, n_train=n, n_select=len(held_out), examples_seen=res.examples_seen)
             ckpts = {"last": res.checkpoint, "best": res.best_checkpoint or res.checkpoint}
             chosen = "best" if cfg.select == "best_dev" else "last"
             other = "last" if chosen == "best" else "best"
             info["selected"] = chosen
-            model, tok = load_finetuned(self.model.path, ckpts[chosen], arm.method)
-            model.to(self.acc.device)
-            train_info["output_delta"] = self._output_delta(model, tok)
-            variants.append((chosen, model, tok, PromptSpec(arm.format, (), arm.trigger)))
-            if ckpts[other] != ckpts[chosen]:
-                m2, t2 = load_finetuned(self.model.path, ckpts[other], arm.method)
-                variants.append(
-                    (other, m2.to(self.acc.device), t2, PromptSpec(arm.format, (), arm.trigger))
-                )
+            deltas = {}  # every evaluated checkpoint must differ from the base model
+            for name in [chosen] + ([other] if ckpts[other] != ckpts[chosen] else []):
+                m_, t_ = load_finetuned(self.model.path, ckpts[name], arm.method)
+                deltas[name] = self._output_delta(m_.to(self.acc.device), t_)
+                variants.append((name, m_, t_, PromptSpec(arm.format, (), arm.trigger)))
+            model, tok = variants[0][1], variants[0][2]
+            train_info |= {"output_delta": deltas[chosen], "output_deltas": deltas}
             if r.eval.ft_icl_probe_k:
                 ordered = data_order(r, self.pool, cell.data_seed)  # same prefix as the data
                 demos = tuple(ordered[: r.eval.ft_icl_probe_k])
@@ -560,8 +570,12 @@ class Runner:
             for split in self.eval_splits:
                 path = cell_dir / "predictions" / name / f"{split}.jsonl"
                 counts_path = path.with_suffix(".counts.json")
-                if path.is_file() and counts_path.is_file():  # evaluated before an interruption
-                    p, counts = read_jsonl(path), read_json(counts_path)
+                p = read_jsonl(path) if path.is_file() and counts_path.is_file() else None
+                if p is not None and not fairness.same_ids(p, self.splits[split]):
+                    p = None  # stored for other examples (the split changed): recomputed
+                    self.log(f"[lab]   {name} {split}: stored predictions are of other examples")
+                if p is not None:  # evaluated before an interruption
+                    counts = read_json(counts_path)
                     m = summarize(p)
                     if main:
                         self.log(
@@ -591,10 +605,12 @@ class Runner:
                 probe_k = len(spec.demos) if arm.method != "icl" else 0
                 base_row = {**{k: v for k, v in info.items() if k != "demo_ids"},
                             "variant": name, "probe_k": probe_k, "split": split,
-                            "ood": is_ood(split), "n": m["n"]}  # fmt: skip
+                            "ood": is_ood(split), "n": m["n"],
+                            "labelled_examples": fairness.count_labelled(used, spec.demos)}  # fmt: skip
                 rows += metric_rows(base_row, m)
             if not (arm.method != "icl" and spec.demos):  # probes ignore the arm's demos
-                rows += self._eval_probes(lm, name, info, cell_dir, metrics, preds, counter)
+                probe_info = {**info, "labelled_examples": fairness.count_labelled(used)}
+                rows += self._eval_probes(lm, name, probe_info, cell_dir, metrics, preds, counter)
             compute[f"{name}/eval_flops_as_run"] = counter.forward(ran["tokens"], ran["head"])
         if not main:
             return {}
@@ -689,7 +705,8 @@ class Runner:
             metrics[f"{name}/{split}"], preds[f"{name}/{split}"] = m, p
             family = xs[0].meta["probe"]
             families.setdefault(family, {})[split] = m
-            rows += metric_rows({**base_row, "split": split, "probe": family, "n": m["n"]}, m)
+            rows += metric_rows({**base_row, "split": split, "probe": family, "n": m["n"],
+                                 "probe_demos": fairness.fixed_demo_count(xs)}, m)  # fmt: skip
         for family, per in families.items():
             macro = macro_average(per)
             metrics[f"{name}/probe_{family}"] = macro

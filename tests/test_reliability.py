@@ -39,6 +39,7 @@ def write_recipe(path: Path, lora_dropout: float) -> Path:
     for key in ("budgets", "profiles"):
         r.pop(key, None)
     r["train"]["lora"]["dropout"] = lora_dropout
+    r["train"]["select"] = "best_dev"  # dev losses and a best checkpoint to compare
     r["smoke"] = {"train": {"steps": 12, "eval_every": 4, "save_every": 4}}
     path.write_text(yaml.safe_dump(r))
     return path

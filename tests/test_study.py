@@ -39,7 +39,8 @@ def test_results_have_one_row_per_arm_budget_seed_split(smoke):
     seeds, budgets = recipe["smoke"]["seeds"], recipe["smoke"]["budgets"]
     all_rows = read_jsonl(smoke / "results.jsonl")
     assert {r["metric"] for r in all_rows} == {"exact_match", "gold_logprob"}
-    rows = [r for r in all_rows if r["metric"] == "exact_match" and r["variant"] != "last"]
+    main_variant = [r for r in all_rows if r["variant"] in ("prompted", r.get("selected"))]
+    rows = [r for r in main_variant if r["metric"] == "exact_match"]
     splits = {"test", "ood_digits", "ood_steps", "ood_phrasing"}
     arms = {a["name"] for a in recipe["arms"]}
     zero = {a["name"] for a in recipe["arms"] if a["method"] == "icl" and a["k"] == 0}
@@ -52,6 +53,8 @@ def test_results_have_one_row_per_arm_budget_seed_split(smoke):
         assert 0.0 <= r["value"] <= 1.0 and r["n"] > 0
         assert r["model_fingerprint"] == rows[0]["model_fingerprint"]  # same weights everywhere
         assert r["ood"] == (r["split"] != "test")
+        # labelled-data parity: at budget b every arm used b labelled examples (zero-shot: 0)
+        assert r["labelled_examples"] == (r["budget"] or 0)
 
 
 def test_predictions_per_example_and_report(smoke):

@@ -156,7 +156,7 @@ def build_mbpp_humaneval(cfg: TaskCfg) -> dict[str, list[Example]]:
 def describe() -> dict[str, str]:
     return {
         "train": "ID pool: MBPP task ids 601-974 (reference solutions: the FT targets and demos)",
-        "dev": "ID dev (model selection): MBPP task ids 511-600",
+        "dev": "ID dev (not used by the arms): MBPP task ids 511-600",
         "test": "ID test: MBPP task ids 11-510, pass@1 (greedy) on the 3 tests of each problem",
         "ood_humaneval": "OOD HumanEval (164 problems), pass@1 (greedy) with check(entry_point)",
         "demos_mbpp": "fixed demo set (arm key `demos: mbpp`): MBPP 2, 3, 4, the 3-shot prompt "

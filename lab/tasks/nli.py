@@ -26,7 +26,7 @@ with ``datasets.load_dataset("json", data_files=...)`` (the LM-BFF k-shot files 
 Splits (sizes from TaskCfg; every sample is a prefix of one seeded permutation, listed in
 source order; ids are ``<split>-<row in the source file>``):
 - ``dev`` (``n_dev``) and ``train`` (the next ``n_train``): disjoint parts of the ID train
-  pool (checkpoint selection uses dev only);
+  pool (no arm uses dev: checkpoints are selected inside each arm's budget);
 - ``test``: ``n_test`` of the ID evaluation set;
 - OOD splits: ``n_test`` of each OOD set. HANS is sampled evenly over its 30 subcases (so
   heuristics and labels stay balanced in small samples); each HANS example keeps
@@ -278,7 +278,7 @@ TASKS: dict[str, PairTask] = {
         (("ood_hans", "hans"), ("ood_mnli_mm", "mnli_mismatched")),
         {
             "train": "ID pool: MNLI train (the 8,999-example subset), minus dev",
-            "dev": "ID dev (checkpoint selection): a seeded sample of the MNLI train subset",
+            "dev": "ID dev (not used by the arms): a seeded sample of the MNLI train subset",
             "test": "ID test: a seeded sample of MNLI validation_matched (9,815)",
             "ood_hans": "OOD HANS evaluation set (30,000; 2-way), sampled evenly over its 30 "
             "subcases; broken down per heuristic, subcase and label in the report",
@@ -294,7 +294,7 @@ TASKS: dict[str, PairTask] = {
         (("ood_hans", "hans"),),
         {
             "train": "ID pool: RTE train (2,490), minus dev",
-            "dev": "ID dev (checkpoint selection): a seeded sample of RTE train",
+            "dev": "ID dev (not used by the arms): a seeded sample of RTE train",
             "test": "ID test: a seeded sample of RTE validation (277)",
             "ood_hans": "OOD HANS evaluation set (30,000), sampled evenly over its 30 subcases",
         },
@@ -307,7 +307,7 @@ TASKS: dict[str, PairTask] = {
         (("ood_paws_qqp", "paws_qqp"),),
         {
             "train": "ID pool: QQP train (the 8,999-example subset), minus dev",
-            "dev": "ID dev (checkpoint selection): a seeded sample of the QQP train subset",
+            "dev": "ID dev (not used by the arms): a seeded sample of the QQP train subset",
             "test": "ID test: a seeded sample of 1,000 further held-out QQP train examples",
             "ood_paws_qqp": "OOD PAWS-QQP dev+test (677; word-scrambled question pairs), "
             "seeded sample",
