@@ -277,6 +277,7 @@ def finetune(
             acc.backward(loss_sum * scale)
             if acc.sync_gradients:
                 grad_norm = acc.clip_grad_norm_(params, cfg.max_grad_norm)
+                lr = optim.param_groups[0]["lr"]  # this step's (before the scheduler steps)
             optim.step()
             if acc.sync_gradients:
                 sched.step()
@@ -298,7 +299,7 @@ def finetune(
                 step_in_tokens, n_in, now = 0, float(acc.gather(step_in).sum()), time.time()
                 if acc.is_main_process:
                     on_log({"train/step": len(losses), "train/loss": step_loss,
-                            "train/lr": float(sched.get_last_lr()[0]),
+                            "train/lr": float(lr),
                             "train/grad_norm": float(grad_norm),
                             "train/tokens_per_s": n_in / max(now - t_step, 1e-9)})  # fmt: skip
                 t_step = now
