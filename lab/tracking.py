@@ -25,6 +25,7 @@ continues the same W&B run instead of creating a second one. When online W&B is 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import netrc
@@ -115,6 +116,17 @@ def _models_config(models: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
          "artifact": wandb_artifacts.artifact_name("base-model", m["fingerprint"])}
         for m in models
     ]  # fmt: skip
+
+
+def _staged(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a Tracker method that logs files with W&B's staging folder in OUT/wandb/data/."""
+
+    @functools.wraps(method)
+    def wrapper(self: Tracker, *a: Any, **k: Any) -> Any:
+        with wandb_artifacts.staged_in(self.out):
+            return method(self, *a, **k)
+
+    return wrapper
 
 
 class Tracker:
@@ -246,6 +258,7 @@ class Tracker:
             self._run.log(metrics)
             self._trained_live = True
 
+    @_staged
     def log_split(
         self,
         variant: str,
@@ -276,6 +289,7 @@ class Tracker:
         if prefix:
             self._run.summary[f"prompt_prefix/{variant}"] = prefix
 
+    @_staged
     def log_cell(
         self,
         cell: dict[str, Any],
@@ -338,6 +352,7 @@ class Tracker:
             flat["main/ood_mean/exact_match"] = mean
         return flat
 
+    @_staged
     def log_summary(
         self, summary: Any, recipe: dict[str, Any], models: Sequence[dict[str, Any]] = ()
     ) -> None:

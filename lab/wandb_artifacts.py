@@ -10,16 +10,36 @@
   directory.
 - `<study id>-<cell>-predictions` (type `predictions`): the cell's per-example predictions.
 - `<study id>` (type `study`): results.jsonl, study.json, the resolved recipe and the report.
+
+W&B copies what it logs (tables, artifact files) to a staging folder until it is uploaded,
+by default in the user's home, where offline runs would leave it for good; `staged_in`
+keeps it in OUT/wandb/data/ with the offline runs that `wandb sync` uploads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+
+@contextlib.contextmanager
+def staged_in(out: Path) -> Iterator[None]:
+    """W&B's staging folder in OUT/wandb/data/ meanwhile (unless WANDB_DATA_DIR is set)."""
+    if "WANDB_DATA_DIR" in os.environ:
+        yield
+        return
+    os.environ["WANDB_DATA_DIR"] = str(Path(out).resolve() / "wandb" / "data")
+    try:
+        yield
+    finally:
+        os.environ.pop("WANDB_DATA_DIR", None)
 
 
 def artifact_name(*parts: str) -> str:

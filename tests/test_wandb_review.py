@@ -203,6 +203,8 @@ def test_artifacts_weights_by_size_predictions_and_the_study(study, runs):
         want = {str(p.relative_to(study / "cells" / key / "predictions"))
                 for p in (study / "cells" / key / "predictions").rglob("*.jsonl")}  # fmt: skip
         assert want and want <= {c.path for c in pred.manifest.contents}
+        staged = [c.local_path for c in pred.manifest.contents]  # kept with the study, not in ~
+        assert all(p.startswith(str(study.resolve() / "wandb" / "data")) for p in staged)
     summary = runs["summary"]
     (art,) = summary.artifact("study")
     paths = {c.path for c in art.manifest.contents}
