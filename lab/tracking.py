@@ -255,7 +255,8 @@ class Tracker:
         """The training loop's `on_log`: one optimizer step's (or ID-dev evaluation's)
         metrics, with `train/step`, to the open cell run."""
         if self._run is not None:
-            self._run.log(metrics)
+            run = self._run
+            self._safely("logging training metrics", lambda: run.log(metrics))
             self._trained_live = True
 
     @_staged
@@ -285,7 +286,8 @@ class Tracker:
         table = self._safely("the predictions table", lambda: predictions_table(preds, prompts))
         if table is not None:
             data[f"predictions/{variant}/{split}"] = table
-        self._run.log(data)
+        run = self._run
+        self._safely(f"logging split {variant}/{split}", lambda: run.log(data))
         if prefix:
             self._run.summary[f"prompt_prefix/{variant}"] = prefix
 
