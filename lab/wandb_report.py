@@ -30,10 +30,12 @@ SECTIONS: list[tuple[str, list[str], list[str]]] = [
 
 def sections(tables: list[str], figures: list[str]) -> list[tuple[str, list[str], list[str]]]:
     """The report's sections for a study with these summary tables and figures: the fixed
-    ones it has, then the rest (breakdowns, probes, a ladder's per-model tables)."""
+    ones it has (a ladder's per-model `<table>_m<i>-<model>` in its table's section), then
+    the rest (breakdowns, probes)."""
     out, used_t, used_f = [], set(), set()
-    for title, ts, fs in SECTIONS:
-        ts, fs = [t for t in ts if t in tables], [f for f in fs if f in figures]
+    for title, names, fs in SECTIONS:
+        ts = [t for n in names for t in tables if t == n or t.startswith(f"{n}_m")]
+        fs = [f for f in fs if f in figures]
         if ts or fs:
             out.append((title, ts, fs))
             used_t |= set(ts)

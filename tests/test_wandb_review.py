@@ -247,15 +247,16 @@ def test_report_definition_has_the_reports_sections_and_filters_on_the_study_id(
 
 
 def test_report_sections_follow_the_summary_tables_ladders_included():
-    ladder = sections(["comparison", "scaling_metrics", "cot_gain", "comparison_m0-a"],
-                      ["vs_params", "cot_gain"])  # fmt: skip
-    assert ladder[0] == ("Results: means with 95% bootstrap CIs", ["comparison"], [])
-    assert (
-        "Scaling (model ladder)",
-        ["scaling_metrics", "cot_gain"],
-        ["vs_params", "cot_gain"],
-    ) in ladder
-    assert ladder[-1] == ("More tables and plots", ["comparison_m0-a"], [])
+    tables = ["comparison", "scaling_metrics", "cot_gain", "comparison_m0-a", "paired_m0-a",
+              "compute_m0-a", "brier_m0-a"]  # fmt: skip
+    ladder = sections(tables, ["vs_params", "cot_gain"])
+    assert ladder == [
+        ("Results: means with 95% bootstrap CIs", ["comparison", "comparison_m0-a"], []),
+        ("Fine-tuning vs prompting: paired bootstrap tests", ["paired_m0-a"], []),
+        ("Compute", ["compute_m0-a"], []),
+        ("Scaling (model ladder)", ["scaling_metrics", "cot_gain"], ["vs_params", "cot_gain"]),
+        ("More tables and plots", ["brier_m0-a"], []),
+    ]
 
 
 def test_a_failed_cell_shows_failed_with_its_config(tmp_path, tiny_cache, monkeypatch):
