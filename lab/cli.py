@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
         run_study(
             recipe, out, force=args.force, progress=not args.quiet, cache_dir=args.cache_dir,
-            shard=_shard(args.shard),
+            shard=_shard(args.shard), profile=args.profile, smoke=args.smoke,
         )  # fmt: skip
     except LabError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -115,6 +115,12 @@ class TrackingCfg(_Strict):
     mode: Literal["auto", "online", "offline", "disabled"] = "auto"
     project: str = "ft-vs-icl"
     entity: str | None = None
+    max_upload_mb: float = Field(
+        200.0,
+        ge=0,
+        description="fine-tuned weights larger than this are logged to W&B as a "
+        "reference to their local path, not uploaded (LoRA adapters are small)",
+    )
 
 
 class Recipe(_Strict):

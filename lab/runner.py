@@ -66,7 +66,7 @@ from lab.tasks import build_task, describe_task
 from lab.tasks.base import ID_EVAL_SPLIT, Example, is_ood, usable
 from lab.tasks.probes import describe_probes, is_probe
 from lab.tasks.task_probes import is_task_probe
-from lab.tracking import Tracker
+from lab.tracking import Tracker, cell_config, study_id
 
 Budget = int | str | None
 
@@ -325,6 +325,8 @@ class Runner:
         progress: bool = True,
         cache_dir: str | None = None,
         shard: tuple[int, int] | None = None,
+        profile: str | None = None,
+        smoke: bool = False,
     ):
         if shard is not None and force:
             raise LabError("--force starts a study over; it cannot be combined with --shard")
@@ -352,6 +354,8 @@ class Runner:
         check_batch_sizes(recipe, self.acc.num_processes)
         preflight.check_writable(self.out)
         self.study_hash = _prepare_out(self.out, recipe, force, main=self.acc.is_main_process)
+        self.study_id = study_id(recipe.name, profile, smoke, self.study_hash)  # the W&B group
+        self.tracker = Tracker.off()  # run() opens the study's
         self.probe_splits = [s for s in self.splits if is_probe(s)]
         self._base: tuple[Any, Any] | None = None
         self._probe: torch.Tensor | None = None
@@ -382,9 +386,10 @@ class Runner:
                 self.log(f"[lab] removed {p} (left by an interrupted run)")
             atomic_write_json(self.out / "study.json", self._study_info())
         self.acc.wait_for_everyone()  # every process sees the cleaned, current OUT
-        tracker = Tracker(
-            r.tracking, r.name, self.out, r.model_dump(mode="json"), id_salt=self.study_hash
-        )
+        tracker = self.tracker = Tracker(
+            r.tracking, self.study_id, self.out, r.model_dump(mode="json"),
+            id_salt=self.study_hash, main=self.acc.is_main_process,
+        )  # fmt: skip
         cells = plan_cells(r)
         models = ", ".join(f"{m.spec} ({m.source})" for m in self.models.values())
         self.log(
@@ -410,16 +415,17 @@ class Runner:
             )
             self.use_model(cell.model or r.models[0])
             if self.acc.is_main_process:
-                tracker.start_cell(cell.key, cell.arm.method)
+                config = cell_config(r, cell, self.model, self.study_id)
+                tracker.start_cell(cell.key, cell.arm.method, config, [vars(self.model)])
             try:
                 result = self.run_cell(cell, cell_dir)
             except BaseException as e:  # the cell's W&B run is marked failed, then re-raised
                 tracker.end_cell(130 if isinstance(e, KeyboardInterrupt) else 1)  # W&B: failed
                 raise
             if self.acc.is_main_process:
-                preds = result.pop("_predictions")
+                result.pop("_predictions")  # logged to W&B per split, as each finished
                 result["wandb_dir"] = tracker.log_cell(
-                    result["cell"], result["metrics"], preds, result["train"].get("losses", [])
+                    result["cell"], result["metrics"], result["train"], cell_dir, [vars(self.model)]
                 )
                 atomic_write_json(cell_dir / "cell.json", result)
                 shutil.rmtree(cell_dir / "resume", ignore_errors=True)
@@ -436,15 +442,13 @@ class Runner:
         if self.acc.is_main_process:
             atomic_write_jsonl(self.out / "results.jsonl", rows)
             summary = write_any_report(self.out, r, rows, self._study_info(), self.splits)
-            extra = {name: (t.columns, t.rows) for name, t in summary.extra.items()}
-            tracker.log_summary(
-                summary.table.columns, summary.table.rows, summary.figures, extra,
-                summary.headline, summary.values,
-            )  # fmt: skip
             if tracker.enabled:
                 from lab import wandb_report
 
-                path = _write_wandb_definition(self.out, r, self.eval_splits, summary)
+                sid = self.study_id
+                path = _write_wandb_definition(self.out, r, self.eval_splits, summary, sid)
+                models = [vars(m) for m in self.models.values()]
+                tracker.log_summary(summary, r.model_dump(mode="json"), models)
                 if tracker.mode == "online":
                     wandb_report.publish(path)
                 else:
@@ -460,6 +464,7 @@ class Runner:
             "name": r.name,
             "recipe": r.model_dump(mode="json"),
             "recipe_hash": self.study_hash,
+            "study_id": self.study_id,
             "model": [vars(m) for m in self.models.values()] if r.is_ladder else vars(self.model),
             "task": {
                 "name": r.task.name,
@@ -527,7 +532,7 @@ class Runner:
                     self.model.path, train_set, arm.format, arm.method, cfg, cell.train_seed,
                     cell_dir / "checkpoint", accelerator=self.acc, progress=self.progress,
                     dev_examples=held_out or None,
-                    resume_dir=cell_dir / "resume", log=self.log,
+                    resume_dir=cell_dir / "resume", log=self.log, on_log=self.tracker.log_train,
                 )  # fmt: skip
             else:
                 self.log(f"[lab]   {cell.key}: trained before; evaluating {res.checkpoint}")
@@ -602,6 +607,8 @@ class Runner:
                         f"(n={m['n']}, no answer {m['no_answer']:.2f})"
                     )
                 metrics[f"{name}/{split}"], preds[f"{name}/{split}"] = m, p
+                prompts = {ex.id: prompt(ex, spec.trigger) for ex in self.splits[split]}
+                self.tracker.log_split(name, split, m, p, prompts, spec.prefix)
                 probe_k = len(spec.demos) if arm.method != "icl" else 0
                 base_row = {**{k: v for k, v in info.items() if k != "demo_ids"},
                             "variant": name, "probe_k": probe_k, "split": split,
@@ -703,6 +710,10 @@ class Runner:
             if self.acc.is_main_process:
                 atomic_write_jsonl(cell_dir / "predictions" / name / f"{split}.jsonl", p)
             metrics[f"{name}/{split}"], preds[f"{name}/{split}"] = m, p
+            task = is_task_probe(xs[0])
+            self.tracker.log_split(
+                name, split, m, p, {x.id: prompt(x) if task else probe_prompt(x) for x in xs}
+            )
             family = xs[0].meta["probe"]
             families.setdefault(family, {})[split] = m
             rows += metric_rows({**base_row, "split": split, "probe": family, "n": m["n"],
@@ -791,15 +802,11 @@ def collect_rows(out: Path, recipe: Recipe) -> list[dict[str, Any]]:
 
 
 def _write_wandb_definition(
-    out: Path, recipe: Recipe, eval_splits: list[str], summary: report.Summary
+    out: Path, recipe: Recipe, eval_splits: list[str], summary: report.Summary, study: str
 ) -> Path:
     from lab import wandb_report
 
-    return wandb_report.write_definition(
-        out, recipe.name, recipe.tracking.project, recipe.tracking.entity, eval_splits,
-        summary.headline, recipe.description, list(summary.figures),
-        ["comparison", *summary.extra],
-    )  # fmt: skip
+    return wandb_report.write_definition(out, recipe, study, eval_splits, summary)
 
 
 def _print_summary(summary: report.Summary, out: Path, note: str = "") -> None:
@@ -827,7 +834,8 @@ def rebuild_report(out: str | Path) -> report.Summary:
         raise LabError(f"{out}: no finished cell yet; wait for the study or rerun it")
     summary = write_any_report(out, recipe, rows, info, splits)
     if (out / "report" / "wandb_report.py").is_file():  # keep the W&B Report in step
-        _write_wandb_definition(out, recipe, info["eval_splits"], summary)
+        study = info.get("study_id") or study_id(recipe.name, None, False, info["recipe_hash"])
+        _write_wandb_definition(out, recipe, info["eval_splits"], summary, study)
     done = sum((out / "cells" / c.key / "cell.json").is_file() for c in plan_cells(recipe))
     _print_summary(summary, out, f" ({done}/{len(plan_cells(recipe))} cells)")
     return summary
@@ -840,9 +848,13 @@ def run_study(
     progress: bool = True,
     cache_dir: str | None = None,
     shard: tuple[int, int] | None = None,
+    profile: str | None = None,
+    smoke: bool = False,
 ) -> list[dict[str, Any]]:
     """Run (or resume) a study. With `shard=(i, n)`, this worker runs cells i, i+n, i+2n...
-    so n workers (processes, cluster jobs) can share one study directory."""
+    so n workers (processes, cluster jobs) can share one study directory. `profile` and
+    `smoke` (how the recipe was loaded) name the study in W&B (its study id)."""
     return Runner(
-        recipe, out, force=force, progress=progress, cache_dir=cache_dir, shard=shard
-    ).run()
+        recipe, out, force=force, progress=progress, cache_dir=cache_dir, shard=shard,
+        profile=profile, smoke=smoke,
+    ).run()  # fmt: skip

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,13 +134,20 @@ def finetune(
     dev_examples: list[Example] | None = None,
     resume_dir: str | Path | None = None,
     log: Any = None,
+    on_log: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train `model_path` on `examples` in format `fmt`; save the adapter or full weights.
 
     With `dev_examples`, the ID-dev loss is measured every `cfg.eval_every` steps and at the
     end; the lowest-loss model is saved to `out_dir/best` when it is not the last one.
     Nothing is ever selected on an evaluation split. With `resume_dir`, training state is
-    checkpointed there every `cfg.save_every` steps and resumed from the latest checkpoint."""
+    checkpointed there every `cfg.save_every` steps and resumed from the latest checkpoint.
+
+    `on_log` (e.g. the W&B run of the cell) is called on the main process after every
+    optimizer step with `train/step`, `train/loss`, `train/lr`, `train/grad_norm` (before
+    clipping) and `train/tokens_per_s` (input tokens of all processes), and after every
+    ID-dev evaluation with `train/step` and `dev/loss`. Pass it on every process or on
+    none: it adds one gather per step."""
     assert method in ("lora", "full"), method
     acc = accelerator or Accelerator(gradient_accumulation_steps=cfg.grad_accum)
     acc.free_memory()  # forget the models/optimizers of earlier cells (and reset acc.step)
@@ -218,6 +226,8 @@ def finetune(
         loss = _dev_loss(wrapped, dev_batches, acc.device)
         dev_flops += counter.forward(dev_tokens, dev_head)
         dev_losses.append((step, loss))
+        if on_log is not None and acc.is_main_process:
+            on_log({"train/step": step, "dev/loss": loss})
         if best is None or loss < best[0]:
             state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
             best = (loss, step, state)
@@ -254,6 +264,7 @@ def finetune(
 
     wrapped.train()
     running = 0.0
+    step_in_tokens, t_step = 0, time.time()  # for on_log's tokens/s
     bar = tqdm(
         total=cfg.steps, initial=len(losses), desc=f"train {method}/{fmt}", disable=not progress
     )
@@ -265,7 +276,8 @@ def finetune(
             scale = acc.num_processes * cfg.grad_accum / step_tokens[len(losses)]
             acc.backward(loss_sum * scale)
             if acc.sync_gradients:
-                acc.clip_grad_norm_(params, cfg.max_grad_norm)
+                grad_norm = acc.clip_grad_norm_(params, cfg.max_grad_norm)
+                lr = optim.param_groups[0]["lr"]  # this step's (before the scheduler steps)
             optim.step()
             if acc.sync_gradients:
                 sched.step()
@@ -273,6 +285,7 @@ def finetune(
         running += loss_sum.detach().float().item()
         n_tok, n_target = int(batch["attention_mask"].sum()), int((batch["labels"] != IGNORE).sum())
         tokens += n_tok
+        step_in_tokens += n_tok
         target_tokens += n_target
         flops += counter.train(n_tok, n_target)
         if acc.sync_gradients:
@@ -281,6 +294,15 @@ def finetune(
             running = 0.0
             bar.update(1)
             bar.set_postfix(loss=f"{step_loss:.3f}")
+            if on_log is not None:
+                step_in = torch.tensor([step_in_tokens], device=acc.device)
+                step_in_tokens, n_in, now = 0, float(acc.gather(step_in).sum()), time.time()
+                if acc.is_main_process:
+                    on_log({"train/step": len(losses), "train/loss": step_loss,
+                            "train/lr": float(lr),
+                            "train/grad_norm": float(grad_norm),
+                            "train/tokens_per_s": n_in / max(now - t_step, 1e-9)})  # fmt: skip
+                t_step = now
             if len(losses) % cfg.eval_every == 0 or len(losses) == cfg.steps:
                 check_dev(len(losses))
             if ckpt and cfg.save_every and len(losses) % cfg.save_every == 0:
