@@ -34,7 +34,7 @@ RECIPE = {
     "task": {"n_train": 16, "n_dev": 4, "n_test": 3},
     "seeds": [0],
     "budgets": [2, 4],
-    "train": {"steps": 3, "batch_size": 2, "eval_every": 2},
+    "train": {"steps": 3, "batch_size": 2, "eval_every": 2, "select": "best_dev"},
     "arms": [
         {"name": "zs", "method": "icl", "k": 0},
         {"name": "kshot", "method": "icl", "k": 2},
@@ -44,7 +44,7 @@ RECIPE = {
     "eval": {"batch_size": 4, "max_new_tokens": {"answer": 4, "cot": 8, "code": 8}},
     "tracking": {"mode": "auto", "max_upload_mb": MAX_MB},
     "profiles": {"tiny": {"seeds": [0]}},
-    "smoke": {"train": {"steps": 3, "batch_size": 2}},
+    "smoke": {"train": {"steps": 3, "batch_size": 2, "select": "best_dev"}},
 }
 FT = ["lora__b2__d0", "lora__b4__d0", "full__b2__d0", "full__b4__d0"]
 
