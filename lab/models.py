@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import string
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,8 +174,19 @@ def convert_gguf(gguf: Path, cache: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".convert-"))
     try:
         kw: dict[str, Any] = {"gguf_file": gguf.name}
-        tok = AutoTokenizer.from_pretrained(gguf.parent, **kw)
-        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kw)
+        try:
+            tok = AutoTokenizer.from_pretrained(gguf.parent, **kw)
+            loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kw)
+        except (struct.error, ValueError, EOFError, IndexError, KeyError) as e:
+            # transformers' GGUF reader: struct.error on a truncated header, ValueError on a
+            # wrong magic, an empty file or tensors cut short
+            first = (str(e).splitlines() or [""])[0][:160]
+            kind = "struct.error" if isinstance(e, struct.error) else type(e).__name__
+            raise LabError(
+                f"GGUF file '{gguf}' cannot be read ({kind}: {first}): it is "
+                "truncated, corrupt or of an unsupported architecture; download it again "
+                "(reinstall its package) or choose another `model:`"
+            ) from None
         config = loaded.config
         if hasattr(config, "quantization_config"):
             del config.quantization_config
