@@ -86,7 +86,8 @@ def cache_root(override: str | Path | None = None) -> Path:
 
 def _publish(tmp: str | Path, target: Path) -> None:
     """Atomically move a finished temp file/dir into place, readable by others (mkdtemp and
-    mkstemp create owner-only entries; a shared cache needs the normal permissions)."""
+    mkstemp create owner-only entries; a shared cache needs the normal permissions). A
+    directory another worker published meanwhile (the same conversion) is kept."""
     tmp = Path(tmp)
     if tmp.is_dir():
         os.chmod(tmp, 0o755)
@@ -94,7 +95,11 @@ def _publish(tmp: str | Path, target: Path) -> None:
             os.chmod(f, 0o755 if f.is_dir() else 0o644)
     else:
         os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        if not (tmp.is_dir() and (target / "config.json").is_file()):
+            raise
 
 
 def _sha256(path: Path, limit: int | None = None) -> str:
