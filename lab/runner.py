@@ -417,7 +417,7 @@ class Runner:
                     waited = True
                 time.sleep(min(5.0, self.lease_s / 4))
         rows = collect_rows(self.out, r)
-        if not claims.from_main(self.acc, lambda: self._claim_key("report", heartbeat=False)):
+        if not claims.from_main(self.acc, lambda: self._claim_key("report")):
             self.log(f"[lab] all {len(cells)} cells done; another worker writes the report")
             return rows
         try:
@@ -428,8 +428,8 @@ class Runner:
         return rows
 
     # -- claims (main process only) ---------------------------------------------------------
-    def _claim_key(self, key: str, heartbeat: bool = True) -> bool:
-        self._lock = claims.claim(self.out / "locks", key, self.lease_s, heartbeat=heartbeat)
+    def _claim_key(self, key: str) -> bool:
+        self._lock = claims.claim(self.out / "locks", key, self.lease_s)
         return self._lock is not None
 
     def _release(self) -> None:

@@ -66,6 +66,21 @@ def test_predictions_per_example_and_report(smoke):
     assert (smoke / "report" / "plots" / "id_vs_ood.png").stat().st_size > 1000
 
 
+def test_report_contamination_counts_content_not_the_template(smoke):
+    """The arithmetic task never shares a problem between train/dev and an eval split (its
+    generator resamples collisions): the report must find no contamination. Counting the
+    shared template text (as it once did) flagged a sixth of ood_steps here, 75% of the
+    quickstart's ID test."""
+    report = (smoke / "report" / "report.md").read_text()
+    section = report.split("## Contamination", 1)[1].split("\n## ", 1)[0]
+    assert "everything the model may have seen" in section and "template" in section
+    rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| ")]
+    header, body = [c.strip() for c in rows[0]], rows[1:]
+    assert {r[0].strip() for r in body} == {"test", "ood_digits", "ood_steps", "ood_phrasing"}
+    shared = header.index("with a shared 8-gram")
+    assert [int(r[shared]) for r in body] == [0, 0, 0, 0]
+
+
 def test_fine_tuned_cells_change_the_outputs_and_count_compute(smoke):
     for arm in ("lora_answer", "lora_cot", "lora_code", "full_answer"):
         cell = json.loads((smoke / "cells" / f"{arm}__b8__d1" / "cell.json").read_text())
