@@ -19,9 +19,11 @@ Template: a task's examples share fixed text ("Your code should pass this test: 
 "... and then add 74. What is the final number?"), and 8-grams of that text with one
 varying word in them are shared by most eval examples without any example having been
 seen. With ``template_share``, the words present in at least that share of the train texts
-(and in at least ``MIN_TEMPLATE_COUNT`` of them) are the task's template: they are dropped
-from train and eval texts alike, and the n-grams are those of the remaining varying
-content (numbers, names, the specific words of a problem).
+(and in at least ``MIN_TEMPLATE_COUNT`` of them) are the task's template, and of an eval
+text only the grams richest in varying content (numbers, names, the specific words of a
+problem: at least half of the gram, or as much as the text has) are looked up among the
+train grams (``content_grams``). The words stay in place, so a gram still tells
+"4 * 5 - 13" from "4 * 5 - 7".
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = ["contamination_table", "ngram_overlap", "seen_texts", "example_text"]
 
 TEMPLATE_SHARE = 0.05  # the report's: a word in >= 5% of the seen texts is template
 MIN_TEMPLATE_COUNT = 3  # ... and in at least 3 of them (a small pool has no template)
+MOSTLY_SEEN = 0.7  # an example with >= 70% of its grams seen (PaLM's "dirty" rule)
 
 _NOT_WORD = re.compile(r"[^\w\s]|_")
 
@@ -69,10 +72,6 @@ def template_words(texts: list[str], share: float) -> set[str]:
     return {w for w, c in df.items() if c >= need}
 
 
-def _content(texts: Iterable[str], template: set[str]) -> list[str]:
-    return [" ".join(w for w in words(t) if w not in template) for t in texts]
-
-
 def _iter_grams(w: list[str], n: int) -> Iterable[Gram]:
     if len(w) < n:
         return [tuple(w)] if w else []
@@ -84,6 +83,20 @@ def grams(text: str, n: int = 8) -> set[Gram]:
     return set(_iter_grams(words(text), n))
 
 
+def content_grams(text: str, n: int = 8, template: frozenset[str] = frozenset()) -> set[Gram]:
+    """The grams of an eval text that are checked: all of them without a template; with one,
+    those with the most varying (non-template) words, up to half of ``n`` of them. So a gram
+    of template text around one number does not count, while a text whose varying words
+    are few (a template and three numbers) is still found when copied; a text with no
+    varying word has none."""
+    out = grams(text, n)
+    if not template:
+        return out
+    score = {g: sum(w not in template for w in g) for g in out}
+    need = min((n + 1) // 2, max(score.values(), default=0))
+    return {g for g, c in score.items() if c >= need} if need else set()
+
+
 def _train_grams(train_texts: Iterable[str], n: int) -> set[Gram]:
     out: set[Gram] = set()
     for text in train_texts:
@@ -91,23 +104,25 @@ def _train_grams(train_texts: Iterable[str], n: int) -> set[Gram]:
     return out
 
 
-def _overlap(train: set[Gram], eval_texts: list[str], n: int) -> dict:
-    contaminated = 0
+def _overlap(train: set[Gram], eval_texts: list[str], n: int, template: frozenset[str]) -> dict:
+    contaminated = mostly = 0
     max_overlap = 0.0
     for text in eval_texts:
-        g = grams(text, n)
+        g = content_grams(text, n, template)
         if not g:
             continue
         hits = len(g & train)
         if hits:
             contaminated += 1
             max_overlap = max(max_overlap, hits / len(g))
+            mostly += hits / len(g) >= MOSTLY_SEEN
     return {
         "n": n,
         "examples": len(eval_texts),
         "contaminated": contaminated,
         "rate": contaminated / len(eval_texts) if eval_texts else 0.0,
         "max_overlap": max_overlap,
+        "mostly_seen": mostly,
     }
 
 
@@ -121,10 +136,11 @@ def ngram_overlap(
 ) -> dict:
     """Word n-gram overlap of ``eval_texts`` with ``train_texts``.
 
-    Returns ``{"n", "examples", "contaminated", "rate", "max_overlap"}``: the number of eval
-    texts, how many share at least one gram with any train text, that count over
-    ``examples`` (0.0 for no eval texts), and the largest fraction of one eval text's distinct
-    grams found among the train grams (0.0 when nothing overlaps). Grams are counted as sets:
+    Returns ``{"n", "examples", "contaminated", "rate", "max_overlap", "mostly_seen"}``: the
+    number of eval texts, how many share at least one gram with any train text, that count
+    over ``examples`` (0.0 for no eval texts), the largest fraction of one eval text's
+    distinct grams found among the train grams (0.0 when nothing overlaps), and how many eval
+    texts have at least ``MOSTLY_SEEN`` of their grams among them. Grams are counted as sets:
     a gram repeated within a text counts once. With ``template_share``, over the varying
     content only (see the module docstring).
     """
@@ -143,15 +159,12 @@ def contamination_table(
     order of ``splits``. The train grams are built once. With ``template_share``, each row
     also says how many words were the template (``template_words``)."""
     _check_n(n)
-    train_texts = list(train_texts)
-    template: set[str] = set()
+    template: frozenset[str] = frozenset()
     if template_share is not None:
-        template = template_words(train_texts, template_share)
-        train_texts = _content(train_texts, template)
-        splits = {name: _content(texts, template) for name, texts in splits.items()}
+        template = frozenset(template_words(train_texts, template_share))
     train = _train_grams(train_texts, n)
     extra = {"template_words": len(template)} if template_share is not None else {}
     return [
-        {"split": name, **_overlap(train, list(texts), n), **extra}
+        {"split": name, **_overlap(train, list(texts), n, template), **extra}
         for name, texts in splits.items()
     ]

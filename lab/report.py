@@ -381,8 +381,18 @@ def _contamination(splits: dict[str, list[Example]], eval_splits: list[str]) -> 
         template_share=TEMPLATE_SHARE,
     )
     return Table(
-        ["split", "examples", "with a shared 8-gram", "rate", "max overlap"],
-        [[r["split"], r["examples"], r["contaminated"], r["rate"], r["max_overlap"]] for r in rows],
+        ["split", "examples", "with a shared 8-gram", "rate", "max overlap", "70%+ seen"],
+        [
+            [
+                r["split"],
+                r["examples"],
+                r["contaminated"],
+                r["rate"],
+                r["max_overlap"],
+                r["mostly_seen"],
+            ]
+            for r in rows
+        ],  # fmt: skip
     )
 
 
@@ -450,7 +460,9 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
         "Eval examples (question, answer, rationale, program) against everything the model may "
         "have seen: the train pool, the dev split, fixed demo sets. Words present in at least "
         f"{TEMPLATE_SHARE:.0%} of those texts are the task's template and are dropped first, "
-        "so that only the varying content (numbers, names, the words of a problem) counts.", "",
+        "so that only 8-grams made at least half of varying content (numbers, names, the words "
+        "of a problem) count. `70%+ seen`: examples with at least 70% of their 8-grams in what "
+        "the model saw (near-copies).", "",
         contam.render(), "",
         *[x for _k, title, t in breakdown for x in (f"## {title}", "", t.render(), "")],
         "## Plots", "", *[f"![{k}](plots/{Path(v).name})" for k, v in figs.items()], "",

@@ -47,7 +47,9 @@ def test_normalisation():
 
 def test_copy_is_contaminated_and_paraphrase_is_not():
     r = ngram_overlap(TRAIN, [COPY, PARAPHRASE])
-    assert r == {"n": 8, "examples": 2, "contaminated": 1, "rate": 0.5, "max_overlap": 1.0}
+    assert r == {
+        "n": 8, "examples": 2, "contaminated": 1, "rate": 0.5, "max_overlap": 1.0, "mostly_seen": 1
+    }  # fmt: skip
 
 
 def test_case_and_punctuation_do_not_hide_a_copy():
@@ -59,7 +61,7 @@ def test_partial_overlap_fraction():
     # 10 words: 3 8-grams, the first 2 in train.
     text = "natalia sold clips to 48 of her friends in zzz"
     r = ngram_overlap(TRAIN, [text])
-    assert r["contaminated"] == 1
+    assert r["contaminated"] == 1 and r["mostly_seen"] == 0  # 2 of 3 grams: < 70%
     assert r["max_overlap"] == pytest.approx(2 / 3)
 
 
@@ -94,6 +96,7 @@ def test_rate_arithmetic_and_empty():
         "contaminated": 0,
         "rate": 0.0,
         "max_overlap": 0.0,
+        "mostly_seen": 0,
     }
     assert ngram_overlap([], [COPY])["contaminated"] == 0
     with pytest.raises(ValueError):
