@@ -122,8 +122,10 @@ def read_holder(path: Path) -> dict[str, Any] | None:
 
 
 def is_stale(holder: dict[str, Any], lease_s: float, now: float | None = None) -> bool:
-    """A lock whose worker is gone: its pid no longer runs on this host, or its lease (the
-    holder's own, else `lease_s`) ran out since the last heartbeat."""
+    """A lock whose worker is gone. On this host: its process no longer runs (pid and start
+    time; a live holder keeps its claim however long it is suspended). On another host, or
+    without /proc: its lease (the holder's own, else `lease_s`) ran out since the last
+    heartbeat."""
     now = time.time() if now is None else now
     pid = holder.get("pid")
     if holder.get("host") == _host() and isinstance(pid, int):
