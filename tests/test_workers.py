@@ -31,7 +31,7 @@ RECIPE: dict[str, Any] = {
     "arms": [{"name": "zs", "method": "icl"}, {"name": "lora", "method": "lora"}],
 }  # fmt: skip
 N_CELLS = 1 + 2  # zs once, lora per data seed
-CELL_START = re.compile(r"^\[lab\] cell \d+/\d+ (\S+) \(", re.M)
+CELL_START = re.compile(r"\[lab\] cell \d+/\d+ (\S+) \(")  # "[lab] cell 2/3 lora__d0 (lora..."
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +86,18 @@ def _finish(pids: list[int], logs: list[Path]) -> list[str]:
     return [log.read_text() for log in logs]
 
 
+def _stop_leftovers(pids: list[int]) -> None:
+    """Kill the workers a failed test left running (a reaped pid is skipped: it may be
+    another process's by now)."""
+    for pid in pids:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
 def _values(out: Path) -> list[tuple[Any, ...]]:
     rows = read_jsonl(out / "results.jsonl")
     return sorted((r["cell"], r["variant"], r["split"], r["metric"], r["value"]) for r in rows)
@@ -98,7 +110,10 @@ def test_three_workers_started_together_do_each_cell_once_and_match_one(
     # a fresh model cache: the three also prepare the model at the same moment
     logs = [tmp_path / f"worker{i}.log" for i in range(3)]
     pids = [_start(recipe, out, tmp_path / "cache", log) for log in logs]
-    outs = _finish(pids, logs)
+    try:
+        outs = _finish(pids, logs)
+    finally:
+        _stop_leftovers(pids)
 
     runs = Counter(k for text in outs for k in CELL_START.findall(text))
     cells = sorted(p.parent.name for p in out.glob("cells/*/cell.json"))
@@ -116,23 +131,30 @@ def test_a_worker_killed_mid_cell_is_taken_over_by_the_others(
     out = tmp_path / "three"
     logs = [tmp_path / f"worker{i}.log" for i in range(3)]
     pids = [_start(recipe, out, tiny_cache, log) for log in logs]
-    victim, key, deadline = None, None, time.time() + 120
-    while victim is None:  # a worker mid-way through training a LoRA cell
-        assert time.time() < deadline, "no worker started training"
-        for lock in (out / "locks").glob("lora__*.lock") if (out / "locks").is_dir() else []:
-            try:
-                rec = json.loads(lock.read_text())
-            except (OSError, ValueError):
-                continue
-            if rec.get("pid") in pids and (out / "cells" / rec["key"] / "resume").is_dir():
-                victim, key = rec["pid"], rec["key"]
-                break
-        time.sleep(0.02)
-    os.kill(victim, signal.SIGKILL)
-    os.waitpid(victim, 0)
-    assert not (out / "cells" / key / "cell.json").exists()  # killed mid-cell
-    i = pids.index(victim)
-    outs = _finish(pids[:i] + pids[i + 1 :], logs[:i] + logs[i + 1 :])
+    try:
+        victim, key, deadline = None, None, time.time() + 120
+        while victim is None:  # a worker mid-way through training a LoRA cell
+            assert time.time() < deadline, "no worker started training"
+            for lock in (out / "locks").glob("lora__*.lock") if (out / "locks").is_dir() else []:
+                try:
+                    rec = json.loads(lock.read_text())
+                except (OSError, ValueError):
+                    continue
+                cell = out / "cells" / str(rec.get("key"))
+                training = (cell / "resume").is_dir() and not (
+                    cell / "checkpoint" / "train_result.json"
+                ).exists()
+                if rec.get("pid") in pids and training:
+                    victim, key = rec["pid"], rec["key"]
+                    break
+            time.sleep(0.02)
+        os.kill(victim, signal.SIGKILL)
+        os.waitpid(victim, 0)
+        assert not (out / "cells" / key / "cell.json").exists()  # killed mid-cell
+        i = pids.index(victim)
+        outs = _finish(pids[:i] + pids[i + 1 :], logs[:i] + logs[i + 1 :])
+    finally:
+        _stop_leftovers(pids)
 
     runs = Counter(k for text in outs for k in CELL_START.findall(text))
     assert runs[key] == 1  # the killed worker's cell, finished by one of the others
