@@ -34,6 +34,7 @@ import gc
 import random
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -389,9 +390,66 @@ class Runner:
             f"{len(cells)} cells; eval splits {self.eval_splits}; W&B {tracker.mode}; "
             f"out {self.out}"
         )
-        # Cells are claimed through lock files (lab/claims.py): any number of workers share
-        # one OUT. A worker stays until every cell is done, taking over the cells of
-        # workers that are gone; the processes of one accelerate launch are one worker.
+        for i, cell, missing in self._claimed_cells(cells):  # claimed: lab/claims.py
+            cell_dir = self.out / "cells" / cell.key
+            if missing:  # done by an older lab whose task had fewer splits
+                self.log(
+                    f"[lab] cell {i}/{len(cells)} {cell.key}: done without splits {missing} "
+                    "(added since); evaluating them, the rest is reused"
+                )
+            self.log(
+                f"[lab] cell {i}/{len(cells)} {cell.key} ({cell.arm.method}, {cell.arm.format})"
+            )
+            self.use_model(cell.model or r.models[0])
+            if self.acc.is_main_process:
+                tracker.start_cell(cell.key, cell.arm.method)
+            try:
+                result = self.run_cell(cell, cell_dir)
+            except BaseException as e:  # the cell's W&B run is marked failed, then re-raised
+                tracker.end_cell(130 if isinstance(e, KeyboardInterrupt) else 1)  # W&B: failed
+                raise
+            if self.acc.is_main_process:
+                preds = result.pop("_predictions")
+                result["wandb_dir"] = tracker.log_cell(
+                    result["cell"], result["metrics"], preds, result["train"].get("losses", [])
+                )
+                atomic_write_json(cell_dir / "cell.json", result)
+                shutil.rmtree(cell_dir / "resume", ignore_errors=True)
+            self.acc.wait_for_everyone()
+        rows = collect_rows(self.out, r)  # every cell is done
+        if not claims.from_main(self.acc, lambda: self._claim_key("report")):
+            self.log(f"[lab] all {len(cells)} cells done; another worker writes the report")
+            return rows
+        if self.acc.is_main_process:
+            self._remove_stale_report_tmp()
+            atomic_write_jsonl(self.out / "results.jsonl", rows)
+            summary = write_any_report(self.out, r, rows, self._study_info(), self.splits)
+            extra = {name: (t.columns, t.rows) for name, t in summary.extra.items()}
+            tracker.log_summary(
+                summary.table.columns, summary.table.rows, summary.figures, extra,
+                summary.headline, summary.values,
+            )  # fmt: skip
+            if tracker.enabled:
+                from lab import wandb_report
+
+                path = _write_wandb_definition(self.out, r, self.eval_splits, summary)
+                if tracker.mode == "online":
+                    wandb_report.publish(path)
+                else:
+                    print(
+                        f"W&B offline: `wandb sync {self.out}/wandb/offline-run-*`, then `python {path}`"
+                    )
+            _print_summary(summary, self.out)
+        self._release()
+        return rows
+
+    # -- workers sharing the study: claims (lab/claims.py; the main process claims) ---------
+    def _claimed_cells(self, cells: list[Cell]) -> Iterator[tuple[int, Cell, list[str] | None]]:
+        """(number, cell, the splits it lacks: None all) for each cell this worker claimed;
+        the claim is released when the loop asks for the next one (or stops). Cells other
+        workers hold are skipped, then waited for: this worker stays until every cell is
+        done, and takes over the cell of a worker that is gone. The processes of one
+        accelerate launch are one worker: the main one decides, and broadcasts."""
         pending, first, waited = list(enumerate(cells, start=1)), True, False
         while pending:
             busy = []
@@ -399,16 +457,15 @@ class Runner:
                 status, missing = claims.from_main(self.acc, lambda c=cell: self._claim(c))
                 if status == "busy":
                     busy.append((i, cell))
-                elif status == "done":
-                    if first:
-                        self.log(f"[lab] cell {i}/{len(cells)} {cell.key}: done already, skipped")
-                else:
+                elif status == "done" and first:
+                    self.log(f"[lab] cell {i}/{len(cells)} {cell.key}: done already, skipped")
+                elif status == "run":
                     try:
-                        self._run_claimed(tracker, cell, missing, f"{i}/{len(cells)}")
+                        yield i, cell, missing
                     finally:
                         self._release()
             pending, first = busy, False
-            if pending:  # cells other workers run: wait, and take over any whose worker is gone
+            if pending:
                 if not waited:
                     self.log(
                         f"[lab] waiting: {len(pending)} cells are run by other workers; this "
@@ -416,18 +473,7 @@ class Runner:
                     )
                     waited = True
                 time.sleep(min(5.0, self.lease_s / 4))
-        rows = collect_rows(self.out, r)
-        if not claims.from_main(self.acc, lambda: self._claim_key("report")):
-            self.log(f"[lab] all {len(cells)} cells done; another worker writes the report")
-            return rows
-        try:
-            if self.acc.is_main_process:
-                self._finish(tracker, rows)
-        finally:
-            self._release()
-        return rows
 
-    # -- claims (main process only) ---------------------------------------------------------
     def _claim_key(self, key: str) -> bool:
         self._lock = claims.claim(self.out / "locks", key, self.lease_s)
         return self._lock is not None
@@ -455,57 +501,13 @@ class Runner:
             self.log(f"[lab] removed {p} (left by an interrupted run)")
         return "run", missing
 
-    def _run_claimed(self, tracker: Tracker, cell: Cell, missing: list[str] | None, i: str) -> None:
-        r, cell_dir = self.recipe, self.out / "cells" / cell.key
-        if missing:  # done by an older lab whose task had fewer splits
-            self.log(
-                f"[lab] cell {i} {cell.key}: done without splits {missing} "
-                "(added since); evaluating them, the rest is reused"
-            )
-        self.log(f"[lab] cell {i} {cell.key} ({cell.arm.method}, {cell.arm.format})")
-        self.use_model(cell.model or r.models[0])
-        if self.acc.is_main_process:
-            tracker.start_cell(cell.key, cell.arm.method)
-        try:
-            result = self.run_cell(cell, cell_dir)
-        except BaseException as e:  # the cell's W&B run is marked failed, then re-raised
-            tracker.end_cell(130 if isinstance(e, KeyboardInterrupt) else 1)  # W&B: failed
-            raise
-        if self.acc.is_main_process:
-            preds = result.pop("_predictions")
-            result["wandb_dir"] = tracker.log_cell(
-                result["cell"], result["metrics"], preds, result["train"].get("losses", [])
-            )
-            atomic_write_json(cell_dir / "cell.json", result)
-            shutil.rmtree(cell_dir / "resume", ignore_errors=True)
-        self.acc.wait_for_everyone()
-
-    def _finish(self, tracker: Tracker, rows: list[dict[str, Any]]) -> None:
-        """results.jsonl, the report and the W&B summary of a study whose cells are done."""
-        r = self.recipe
-        # Temp files of a report writer killed before: with the report claim, no one else's.
+    def _remove_stale_report_tmp(self) -> None:
+        """Temp files of a report writer killed before (with the report claim: no one
+        else's)."""
         stale = [*self.out.glob(".results.jsonl.*.tmp"), *remove_stale_tmp(self.out / "report")]
         for p in stale:
             p.unlink(missing_ok=True)
             self.log(f"[lab] removed {p} (left by an interrupted run)")
-        atomic_write_jsonl(self.out / "results.jsonl", rows)
-        summary = write_any_report(self.out, r, rows, self._study_info(), self.splits)
-        extra = {name: (t.columns, t.rows) for name, t in summary.extra.items()}
-        tracker.log_summary(
-            summary.table.columns, summary.table.rows, summary.figures, extra,
-            summary.headline, summary.values,
-        )  # fmt: skip
-        if tracker.enabled:
-            from lab import wandb_report
-
-            path = _write_wandb_definition(self.out, r, self.eval_splits, summary)
-            if tracker.mode == "online":
-                wandb_report.publish(path)
-            else:
-                print(
-                    f"W&B offline: `wandb sync {self.out}/wandb/offline-run-*`, then `python {path}`"
-                )
-        _print_summary(summary, self.out)
 
     def _write_study_json(self) -> None:
         """study.json, created race-free: of workers starting together on an empty OUT, one

@@ -188,3 +188,17 @@ def test_force_is_refused_while_another_worker_runs_the_study(
         err,
     ), err
     assert sorted(one_worker.rglob("*")) == before
+
+
+def test_a_cell_that_fails_releases_its_claim(recipe, tmp_path, tiny_cache, monkeypatch):
+    from lab.runner import Runner
+
+    def fail(self, cell, cell_dir):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Runner, "run_cell", fail)
+    out = tmp_path / "out"
+    args = ["run", str(recipe), "--out", str(out), "--cache-dir", str(tiny_cache), "--quiet"]
+    with pytest.raises(RuntimeError, match="boom"):
+        main(args)
+    assert (out / "locks").is_dir() and not list((out / "locks").iterdir())
