@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -101,8 +101,9 @@ class TaskCfg(_Strict):
 
 class EvalCfg(_Strict):
     batch_size: int = Field(32, gt=0)
-    max_new_tokens: dict[Format, int] = Field(
-        default_factory=lambda: {"answer": 10, "cot": 72, "code": 72}
+    max_new_tokens: dict[Format, Annotated[int, Field(gt=0)]] = Field(
+        default_factory=lambda: {"answer": 10, "cot": 72, "code": 72},
+        description="generation budget per format (> 0: a 0 would generate no answer at all)",
     )
     code_timeout_s: float = Field(5.0, gt=0)
     gold_logprob: bool = Field(True, description="also score log p(gold answer): a smooth metric")
@@ -188,6 +189,11 @@ class Recipe(_Strict):
         for arm in self.arms:
             if arm.train:
                 self.train_for(arm)  # validates the override keys now, not mid-study
+            if arm.format not in self.eval.max_new_tokens:
+                raise ValueError(
+                    f"eval.max_new_tokens has no entry for format '{arm.format}' (arm "
+                    f"'{arm.name}'); add `{arm.format}: N` to it"
+                )
         return self
 
     def train_for(self, arm: ArmCfg) -> TrainCfg:
@@ -314,6 +320,15 @@ def load_recipe(path: str | Path, smoke: bool = False, profile: str | None = Non
         raise LabError(f"recipe file '{path}' not found; pass the path to a YAML recipe")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise LabError(
+            f"recipe '{path}': not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
+            f"{e.start}); save the file as UTF-8"
+        ) from None
+    except OSError as e:
+        raise LabError(
+            f"recipe file '{path}' cannot be read ({e.strerror or e}); fix its permissions"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from eval.contamination import contamination_table
+from eval.contamination import TEMPLATE_SHARE, contamination_table, example_text, seen_texts
 from eval.stats import bootstrap_ci
 from lab import fairness, plots, verdict
 from lab.breakdown import breakdowns, brier_table
@@ -401,14 +401,27 @@ def _probe_rows(rows: list[dict[str, Any]], splits: list[str]) -> list[dict[str,
     ]
 
 
-def _contamination(train: list[Example], split_examples: dict[str, list[Example]]) -> Table:
+def _contamination(splits: dict[str, list[Example]], eval_splits: list[str]) -> Table:
+    """Eval examples vs everything a model of the study saw, over the varying content (the
+    task's template words dropped: eval/contamination.py)."""
     rows = contamination_table(
-        [e.question for e in train],
-        {s: [e.question for e in xs] for s, xs in split_examples.items()},
+        seen_texts(splits),
+        {s: [example_text(e) for e in splits[s]] for s in eval_splits},
+        template_share=TEMPLATE_SHARE,
     )
     return Table(
-        ["split", "examples", "with a shared 8-gram", "rate", "max overlap"],
-        [[r["split"], r["examples"], r["contaminated"], r["rate"], r["max_overlap"]] for r in rows],
+        ["split", "examples", "with a shared 8-gram", "rate", "max overlap", "70%+ seen"],
+        [
+            [
+                r["split"],
+                r["examples"],
+                r["contaminated"],
+                r["rate"],
+                r["max_overlap"],
+                r["mostly_seen"],
+            ]
+            for r in rows
+        ],  # fmt: skip
     )
 
 
@@ -423,7 +436,7 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
     head = headline(recipe, presults)
     ctable = compute_table(agg, pairs)
     figs = _figures(out, recipe, agg, scores, eval_splits, rows, rdir)
-    contam = _contamination(splits["train"], {s: splits[s] for s in eval_splits})
+    contam = _contamination(splits, eval_splits)
     sizes = ", ".join(f"{k}={v}" for k, v in info["split_sizes"].items())
     breakdown = _breakdown_tables(scores, eval_splits)
     arm_names = [a.name for a in recipe.arms]
@@ -473,7 +486,13 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
         ptable.render() if ptable.rows else "(no FT/ICL pair in this study)", "",
         "## Compute (means per cell; FLOPs counted as in lab/compute.py, LoRA honestly)", "",
         ctable.render(), "",
-        "## Contamination (word 8-gram overlap of eval questions with the train pool)", "",
+        "## Contamination (word 8-grams of eval examples in what the model saw)", "",
+        "Eval examples (question, answer, rationale, program) against everything the model may "
+        "have seen: the train pool, the dev split, fixed demo sets. Words present in at least "
+        f"{TEMPLATE_SHARE:.0%} of those texts are the task's template and are dropped first, "
+        "so that only 8-grams made at least half of varying content (numbers, names, the words "
+        "of a problem) count. `70%+ seen`: examples with at least 70% of their 8-grams in what "
+        "the model saw (near-copies).", "",
         contam.render(), "",
         *[x for _k, title, t in breakdown for x in (f"## {title}", "", t.render(), "")],
         "## Plots", "", *[f"![{k}](plots/{Path(v).name})" for k, v in figs.items()], "",

@@ -36,6 +36,7 @@ import gc
 import random
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -56,10 +57,17 @@ from eval.probes import (
 )
 from eval.prompts import demos_prefix, prompt
 from eval.sandbox import require_sandbox
-from lab import fairness, ladder, preflight, report
+from lab import claims, fairness, ladder, preflight, report
 from lab.compute import flop_counter
 from lab.errors import LabError
-from lab.io import atomic_write_json, atomic_write_jsonl, read_json, read_jsonl, remove_stale_tmp
+from lab.io import (
+    atomic_write_json,
+    atomic_write_jsonl,
+    create_json_exclusive,
+    read_json,
+    read_jsonl,
+    remove_stale_tmp,
+)
 from lab.models import ResolvedModel, load_model, resolve_model
 from lab.recipe import ArmCfg, Recipe, parse_recipe
 from lab.tasks import build_task, describe_task
@@ -300,7 +308,7 @@ def _prepare_out(out: Path, recipe: Recipe, force: bool, main: bool = True) -> s
                 f"!= {recipe.hash()}); pass --force to start over or choose another --out"
             )
         if main:  # under accelerate launch: one process deletes
-            for name in ("cells", "results.jsonl", "report", "wandb"):
+            for name in ("cells", "locks", "results.jsonl", "report", "wandb"):
                 p = out / name
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     return recipe.hash()
@@ -324,16 +332,15 @@ class Runner:
         force: bool = False,
         progress: bool = True,
         cache_dir: str | None = None,
-        shard: tuple[int, int] | None = None,
         profile: str | None = None,
         smoke: bool = False,
     ):
-        if shard is not None and force:
-            raise LabError("--force starts a study over; it cannot be combined with --shard")
-        self.shard = shard  # (i, n): run only every n-th cell, starting at cell i
         self.recipe = recipe
         self.out = Path(out)
         self.progress = progress
+        self.force = force
+        self.lease_s = claims.lease_seconds()  # of this worker's claims on cells
+        self._lock: claims.Lock | None = None  # the claim held now (main process)
         self.log = tqdm.write if progress else (lambda *a, **k: None)
         # Everything a user can get wrong is checked before anything is written.
         self.splits = build_task(recipe.task)
@@ -353,6 +360,12 @@ class Runner:
         self.acc = Accelerator()  # (before any accelerate PartialState: it would pin 1 process)
         check_batch_sizes(recipe, self.acc.num_processes)
         preflight.check_writable(self.out)
+        if force and (live := claims.live_holders(self.out / "locks", self.lease_s)):
+            who = ", ".join(f"{h.get('host')} pid {h.get('pid')}" for h in live[:3])
+            raise LabError(
+                f"--force would delete {self.out} under the workers running it ({who}); stop "
+                "them first or choose another --out"
+            )
         self.study_hash = _prepare_out(self.out, recipe, force, main=self.acc.is_main_process)
         self.study_id = study_id(recipe.name, profile, smoke, self.study_hash)  # the W&B group
         self.tracker = Tracker.off()  # run() opens the study's
@@ -374,17 +387,12 @@ class Runner:
         r = self.recipe
         self._check_probe_lengths()
         if self.acc.is_main_process:
-            # Temp files a killed writer left; with --shard only in this shard's own cells
-            # (a sibling worker may be writing its files right now).
-            roots = [self.out]
-            if self.shard and self.shard[1] > 1:
-                keys = [
-                    c.key for i, c in enumerate(plan_cells(r)) if i % self.shard[1] == self.shard[0]
-                ]
-                roots = [self.out / "cells" / k for k in keys]
-            for p in (p for root in roots for p in remove_stale_tmp(root)):
+            # Temp files a killed writer left: in cells/ once a cell is claimed, in report/
+            # by the report's writer (another worker may be writing them right now), other
+            # ones (study.json's) once they are old.
+            for p in remove_stale_tmp(self.out, skip=("cells", "report"), min_age_s=60):
                 self.log(f"[lab] removed {p} (left by an interrupted run)")
-            atomic_write_json(self.out / "study.json", self._study_info())
+            self._write_study_json()
         self.acc.wait_for_everyone()  # every process sees the cleaned, current OUT
         tracker = self.tracker = Tracker(
             r.tracking, self.study_id, self.out, r.model_dump(mode="json"),
@@ -397,14 +405,8 @@ class Runner:
             f"{len(cells)} cells; eval splits {self.eval_splits}; W&B {tracker.mode}; "
             f"out {self.out}"
         )
-        for i, cell in enumerate(cells, start=1):
-            if self.shard and (i - 1) % self.shard[1] != self.shard[0]:
-                continue  # another worker's cell
+        for i, cell, missing in self._claimed_cells(cells):  # claimed: lab/claims.py
             cell_dir = self.out / "cells" / cell.key
-            missing = self._missing_splits(cell_dir)
-            if missing == []:
-                self.log(f"[lab] cell {i}/{len(cells)} {cell.key}: done already, skipped")
-                continue
             if missing:  # done by an older lab whose task had fewer splits
                 self.log(
                     f"[lab] cell {i}/{len(cells)} {cell.key}: done without splits {missing} "
@@ -430,16 +432,12 @@ class Runner:
                 atomic_write_json(cell_dir / "cell.json", result)
                 shutil.rmtree(cell_dir / "resume", ignore_errors=True)
             self.acc.wait_for_everyone()
-        rows = collect_rows(self.out, r)
-        done = sum((self.out / "cells" / c.key / "cell.json").is_file() for c in cells)
-        if done < len(cells):  # a shard whose siblings are still at work
-            self.log(
-                f"[lab] shard {self.shard[0]}/{self.shard[1]} finished; {done}/{len(cells)} cells "
-                "of the study are done. The last shard to finish writes results.jsonl and the "
-                f"report (or run `python -m lab report {self.out}`)."
-            )
+        rows = collect_rows(self.out, r)  # every cell is done
+        if not claims.from_main(self.acc, lambda: self._claim_key("report")):
+            self.log(f"[lab] all {len(cells)} cells done; another worker writes the report")
             return rows
         if self.acc.is_main_process:
+            self._remove_stale_report_tmp()
             atomic_write_jsonl(self.out / "results.jsonl", rows)
             summary = write_any_report(self.out, r, rows, self._study_info(), self.splits)
             if tracker.enabled:
@@ -456,7 +454,88 @@ class Runner:
                         f"W&B offline: `wandb sync {self.out}/wandb/offline-run-*`, then `python {path}`"
                     )
             _print_summary(summary, self.out)
+        self._release()
         return rows
+
+    # -- workers sharing the study: claims (lab/claims.py; the main process claims) ---------
+    def _claimed_cells(self, cells: list[Cell]) -> Iterator[tuple[int, Cell, list[str] | None]]:
+        """(number, cell, the splits it lacks: None all) for each cell this worker claimed;
+        the claim is released when the loop asks for the next one (or stops). Cells other
+        workers hold are skipped, then waited for: this worker stays until every cell is
+        done, and takes over the cell of a worker that is gone. The processes of one
+        accelerate launch are one worker: the main one decides, and broadcasts."""
+        pending, first, waited = list(enumerate(cells, start=1)), True, False
+        while pending:
+            busy = []
+            for i, cell in pending:
+                status, missing = claims.from_main(self.acc, lambda c=cell: self._claim(c))
+                if status == "busy":
+                    busy.append((i, cell))
+                elif status == "done" and first:
+                    self.log(f"[lab] cell {i}/{len(cells)} {cell.key}: done already, skipped")
+                elif status == "run":
+                    try:
+                        yield i, cell, missing
+                    finally:
+                        self._release()
+            pending, first = busy, False
+            if pending:
+                if not waited:
+                    self.log(
+                        f"[lab] waiting: {len(pending)} cells are run by other workers; this "
+                        "one takes over any whose worker stops"
+                    )
+                    waited = True
+                time.sleep(min(5.0, self.lease_s / 4))
+
+    def _claim_key(self, key: str) -> bool:
+        self._lock = claims.claim(self.out / "locks", key, self.lease_s)
+        return self._lock is not None
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            if self._lock.lost:  # suspended past the lease: another worker ran it too
+                self.log(f"[lab] the claim on {self._lock.key} was taken over by another worker")
+            self._lock.release()
+            self._lock = None
+
+    def _claim(self, cell: Cell) -> tuple[str, list[str] | None]:
+        """("done", []) for a done cell, ("busy", None) for one a live worker runs, else
+        ("run", the splits the cell lacks: None all) with the cell claimed."""
+        cell_dir = self.out / "cells" / cell.key
+        if self._missing_splits(cell_dir) == []:
+            return "done", []
+        if not self._claim_key(cell.key):
+            return "busy", None
+        missing = self._missing_splits(cell_dir)  # again: finished just before the claim?
+        if missing == []:
+            self._release()
+            return "done", []
+        for p in remove_stale_tmp(cell_dir):  # left by a worker that died in this cell
+            self.log(f"[lab] removed {p} (left by an interrupted run)")
+        return "run", missing
+
+    def _remove_stale_report_tmp(self) -> None:
+        """Temp files of a report writer killed before (with the report claim: no one
+        else's)."""
+        stale = [*self.out.glob(".results.jsonl.*.tmp"), *remove_stale_tmp(self.out / "report")]
+        for p in stale:
+            p.unlink(missing_ok=True)
+            self.log(f"[lab] removed {p} (left by an interrupted run)")
+
+    def _write_study_json(self) -> None:
+        """study.json, created race-free: of workers starting together on an empty OUT, one
+        creates it, and the others find the same study there (or a different recipe's)."""
+        study, info = self.out / "study.json", self._study_info()
+        if create_json_exclusive(study, info):
+            return
+        old = read_json(study)
+        if not (self.force or same_study(old, self.recipe)):
+            raise LabError(
+                f"{self.out} holds results of a different recipe (hash {old.get('recipe_hash')} "
+                f"!= {self.recipe.hash()}); pass --force to start over or choose another --out"
+            )
+        atomic_write_json(study, info)  # the same study: refresh its record
 
     def _study_info(self) -> dict[str, Any]:
         r = self.recipe
@@ -847,14 +926,13 @@ def run_study(
     force: bool = False,
     progress: bool = True,
     cache_dir: str | None = None,
-    shard: tuple[int, int] | None = None,
     profile: str | None = None,
     smoke: bool = False,
 ) -> list[dict[str, Any]]:
-    """Run (or resume) a study. With `shard=(i, n)`, this worker runs cells i, i+n, i+2n...
-    so n workers (processes, cluster jobs) can share one study directory. `profile` and
+    """Run (or resume) a study. Any number of workers (processes, cluster jobs) may run the
+    same study into the same `out`: they claim cells as they go (lab/claims.py). `profile` and
     `smoke` (how the recipe was loaded) name the study in W&B (its study id)."""
     return Runner(
-        recipe, out, force=force, progress=progress, cache_dir=cache_dir, shard=shard,
+        recipe, out, force=force, progress=progress, cache_dir=cache_dir,
         profile=profile, smoke=smoke,
     ).run()  # fmt: skip

@@ -53,6 +53,7 @@ def recipe(tmp_path_factory) -> Path:
 def _env() -> dict[str, str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
     env.pop("WANDB_API_KEY", None)
+    env.pop("WANDB_SERVICE", None)  # the test process's own W&B service is not theirs
     return env
 
 
