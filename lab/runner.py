@@ -338,7 +338,13 @@ class Runner:
             preflight.check_context(recipe, self.splits, self.eval_splits, orders, m.path)
         from accelerate import Accelerator
 
+        from lab import precision
+
         self.acc = Accelerator()  # (before any accelerate PartialState: it would pin 1 process)
+        self.precision = precision.resolve(recipe.precision)  # bf16 | fp32, for every arm
+        precision.check_launch(self.acc.mixed_precision, self.precision)
+        if not self.acc.is_main_process:  # logs and progress bars: the main process only
+            self.progress, self.log = False, (lambda *a, **k: None)
         check_batch_sizes(recipe, self.acc.num_processes)
         preflight.check_writable(self.out)
         self.study_hash = _prepare_out(self.out, recipe, force, main=self.acc.is_main_process)
@@ -346,13 +352,14 @@ class Runner:
         self._base: tuple[Any, Any] | None = None
         self._probe: torch.Tensor | None = None
         self._params: dict[str, int] | None = None
+        self._counter: Any = None
 
     def use_model(self, spec: str) -> None:
         """Make `spec` the base model of the next cells (a ladder loads one at a time)."""
         if spec == self.model.spec:
             return
         self.model = self.models[spec]
-        self._base, self._probe, self._params = None, None, None
+        self._base, self._probe, self._params, self._counter = None, None, None, None
         gc.collect()
 
     # -- the study --------------------------------------------------------------------------
@@ -459,13 +466,31 @@ class Runner:
             "pool_size": len(self.pool),
             "eval_splits": self.eval_splits,
             "probe_splits": self.probe_splits,
+            "precision": self.precision,
         }
 
     # -- one cell ---------------------------------------------------------------------------
     def base(self) -> tuple[Any, Any]:
         if self._base is None:
-            self._base = load_model(self.model.path, device=self.acc.device)
+            self._base = load_model(self.model.path, self.acc.device, self.precision)
         return self._base
+
+    def counter(self) -> Any:
+        """The base model's FLOP counter (kept when the base model is freed)."""
+        if self._counter is None:
+            self._counter = flop_counter(self.base()[0])
+        return self._counter
+
+    def release_base(self) -> None:
+        """Free the base model: one base model per process in memory at a time (an FT cell
+        trains, then evaluates, its own copies). What the cell needs of it is kept."""
+        if self._base is None:
+            return
+        self.params(), self.counter(), self._base_probe()
+        self._base = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def params(self) -> dict[str, int]:
         """The base model's parameter count (all, and the decoder body without embeddings
@@ -486,7 +511,7 @@ class Runner:
             **self.params(),
             "arm": arm.name, "method": arm.method, "format": arm.format,
             "budget": cell.budget, "data_seed": cell.data_seed, "train_seed": cell.train_seed,
-            "cell": cell.key,
+            "cell": cell.key, "precision": self.precision,
         }  # fmt: skip
         t0 = time.time()
         variants: list[tuple[str, Any, Any, PromptSpec]] = []  # (name, model, tok, spec)
@@ -507,13 +532,14 @@ class Runner:
 
             cfg = r.train_for(arm)
             n = len(ft_data)
+            self.release_base()
             res = finished(cell_dir / "checkpoint")  # trained before an interruption
             if res is None:
                 res = finetune(
                     self.model.path, ft_data, arm.format, arm.method, cfg, cell.train_seed,
                     cell_dir / "checkpoint", accelerator=self.acc, progress=self.progress,
                     dev_examples=self.splits.get("dev") or None,
-                    resume_dir=cell_dir / "resume", log=self.log,
+                    resume_dir=cell_dir / "resume", log=self.log, precision=self.precision,
                 )  # fmt: skip
             else:
                 self.log(f"[lab]   {cell.key}: trained before; evaluating {res.checkpoint}")
@@ -526,15 +552,10 @@ class Runner:
             chosen = "best" if cfg.select == "best_dev" else "last"
             other = "last" if chosen == "best" else "best"
             info["selected"] = chosen
-            model, tok = load_finetuned(self.model.path, ckpts[chosen], arm.method)
+            model, tok = load_finetuned(self.model.path, ckpts[chosen], arm.method, self.precision)
             model.to(self.acc.device)
             train_info["output_delta"] = self._output_delta(model, tok)
             variants.append((chosen, model, tok, PromptSpec(arm.format, (), arm.trigger)))
-            if ckpts[other] != ckpts[chosen]:
-                m2, t2 = load_finetuned(self.model.path, ckpts[other], arm.method)
-                variants.append(
-                    (other, m2.to(self.acc.device), t2, PromptSpec(arm.format, (), arm.trigger))
-                )
             if r.eval.ft_icl_probe_k:
                 ordered = data_order(r, self.pool, cell.data_seed)  # same prefix as the data
                 demos = tuple(ordered[: r.eval.ft_icl_probe_k])
@@ -546,12 +567,24 @@ class Runner:
                         PromptSpec(arm.format, demos, arm.trigger),
                     )
                 )
+            if ckpts[other] != ckpts[chosen]:  # loaded when its turn comes (model None)
+                variants.append((other, None, None, PromptSpec(arm.format, (), arm.trigger)))
         # Every process evaluates its shard of each split (eval/parallel.py); the main one writes.
         main = self.acc.is_main_process
-        counter = flop_counter(self.base()[0])
+        counter = self.counter()
         rows, metrics, preds, compute = [], {}, {}, {"train_flops": train_info.get("flops", 0.0)}
         t_eval = time.time()
-        for name, model, tok, spec in variants:
+        lm = model = None
+        for v, (name, model, tok, spec) in enumerate(variants):
+            variants[v] = (name, None, None, spec)  # the list keeps no model alive
+            if model is None:  # the other checkpoint, once the chosen one is freed
+                lm = None
+                gc.collect()
+                torch.cuda.empty_cache() if torch.cuda.is_available() else None
+                model, tok = load_finetuned(
+                    self.model.path, ckpts[name], arm.method, self.precision
+                )
+                model.to(self.acc.device)
             lm = LM(model, tok, batch_size=r.eval.batch_size, progress=self.progress)
             ran = {"tokens": 0, "head": 0}  # forward tokens of this variant, over all splits
             for split in self.eval_splits:
@@ -676,7 +709,7 @@ class Runner:
                     lm, xs, self._probe_max_new(xs), r.eval.code_timeout_s, desc=desc,
                     gold_logprob=r.eval.gold_logprob,
                 )  # fmt: skip
-            else:  # BBH (not sharded across processes)
+            else:  # BBH (sharded across processes, like the rest)
                 p, m = evaluate_probe(lm, xs, desc=desc)
             m["flops_per_example"] = sum(
                 counter.generate(x["prompt_tokens"], x["new_tokens"]) for x in p
@@ -730,15 +763,23 @@ class Runner:
         self.log(f"[lab]   {cell.key}: only {lo} of {len(demos)} demos fit the context; using {lo}")
         return demos[:lo]
 
+    def _probe_texts(self) -> list[str]:
+        return [prompt(ex) for ex in self.splits[ID_EVAL_SPLIT][:4]]
+
+    def _base_probe(self) -> torch.Tensor:
+        """The base model's next-token logits on the probe prompts (computed once)."""
+        if self._probe is None:
+            base, btok = self.base()
+            self._probe = _probe_logits(base, btok, self._probe_texts())
+        return self._probe
+
     def _output_delta(self, model: Any, tok: Any) -> float:
         """Max |logit difference| between the FT model and its base on probe prompts.
 
         An evaluated adapter must change the outputs; 0 means it was not applied."""
-        texts = [prompt(ex) for ex in self.splits[ID_EVAL_SPLIT][:4]]
-        if self._probe is None:
-            base, btok = self.base()
-            self._probe = _probe_logits(base, btok, texts)
-        delta = float((_probe_logits(model, tok, texts) - self._probe).abs().max())
+        delta = float(
+            (_probe_logits(model, tok, self._probe_texts()) - self._base_probe()).abs().max()
+        )
         if delta == 0.0:
             raise RuntimeError(
                 "the fine-tuned model's outputs equal the base model's: the adapter or weights "
