@@ -64,6 +64,7 @@ class TrainResult:
     best_step: int | None = None  # step with the lowest ID-dev loss
     best_checkpoint: str | None = None  # where that model is (== checkpoint when it is the last)
     processes: int = 1  # data-parallel processes that trained it
+    loop_s: float = 0.0  # of wall_s, the training loop (no loading, saving): for throughput
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -286,6 +287,7 @@ def finetune(
 
     wrapped.train()
     running = 0.0
+    t_loop = time.time()
     bar = tqdm(
         total=cfg.steps, initial=len(losses), desc=f"train {method}/{fmt}",
         disable=not (progress and acc.is_main_process),
@@ -321,6 +323,7 @@ def finetune(
                 if len(losses) < cfg.steps:
                     save_checkpoint(len(losses))
     bar.close()
+    loop_s = time.time() - t_loop
     if ckpt:
         ckpt.close()
     flops, tokens, target_tokens = sum_over_processes(acc, [flops, tokens, target_tokens])
@@ -354,6 +357,7 @@ def finetune(
         best_step=best_step,
         best_checkpoint=str(best_dir),
         processes=acc.num_processes,
+        loop_s=loop_s,
     )
     if acc.is_main_process:
         write_result(out / "train_result.json", result.to_dict())  # last: training is done
