@@ -211,6 +211,10 @@ def figures(ctx: dict[str, Any], out: Path) -> dict[str, Any]:
         cell["eval_examples"] = n
         cell["eval_s"] = c["compute"]["eval_s"]
         cell["eval_examples_per_s"] = n / max(c["compute"]["eval_s"], 1e-9)
+        # in the lab's accounting (no shared-prefix cache), the rate `lab estimate` divides by
+        accounted = sum(m["n"] * m.get("flops_per_example", 0.0) for m in c["metrics"].values()
+                        if "flops_per_example" in m)  # fmt: skip
+        cell["eval_accounted_flops_per_s"] = accounted / max(c["compute"]["eval_s"], 1e-9)
         cell["exact_match_test"] = next(
             (m["exact_match"] for k, m in c["metrics"].items() if k.endswith("/test")), None
         )
