@@ -153,7 +153,17 @@ def test_bf16_and_fp32_evaluations_agree(tiny_path):
         assert y["gold_logprob"] != x["gold_logprob"]  # bf16 did run
 
 
-def test_load_finetuned_at_bf16(tiny_path, train_set, tmp_path):
+def test_load_finetuned_at_bf16_keeps_the_lora_adapter_fp32(tiny_path, train_set, tmp_path):
+    """At bf16 the adapter is not merged (its update would partly round away in bf16
+    weights): a bf16 base, an fp32 adapter, outputs close to the fp32 merged model's."""
     res = finetune(tiny_path, train_set, "answer", "lora", CFG, 0, tmp_path, progress=False)
-    model, _ = load_finetuned(tiny_path, res.checkpoint, "lora", "bf16")
-    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    model, tok = load_finetuned(tiny_path, res.checkpoint, "lora", "bf16")
+    dtypes = {n: p.dtype for n, p in model.named_parameters()}
+    assert {d for n, d in dtypes.items() if "lora_" in n} == {torch.float32}
+    assert {d for n, d in dtypes.items() if "lora_" not in n} == {torch.bfloat16}
+    merged, _ = load_finetuned(tiny_path, res.checkpoint, "lora", "fp32")
+    assert not any("lora_" in n for n, _ in merged.named_parameters())
+    ids = torch.tensor([tok("Question: 1 + 2 =").input_ids])
+    with torch.no_grad():
+        a, b = model(input_ids=ids).logits.float(), merged(input_ids=ids).logits
+    assert torch.allclose(a, b, atol=0.05, rtol=0.02)

@@ -381,19 +381,22 @@ def finished(out_dir: str | Path) -> TrainResult | None:
 def load_finetuned(
     base_path: str, checkpoint: str, method: str, precision: str = "fp32"
 ) -> tuple[Any, Any]:
-    """(model, tokenizer) for evaluation at `precision`; a LoRA adapter is merged into the
-    base weights (in fp32, then cast: the merge does not round the adapter's delta twice)."""
+    """(model, tokenizer) for evaluation, loaded at `precision` (no fp32 copy of a big model
+    in CPU memory at bf16). A LoRA adapter is merged into the base weights at fp32; at bf16 it
+    stays a separate fp32 adapter over the bf16 base, as in training (merged, an update
+    smaller than bf16's resolution of a weight, ~0.4%, would round away)."""
     tok = AutoTokenizer.from_pretrained(checkpoint)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     if method == "lora":
         from peft import PeftModel
 
-        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-        model = PeftModel.from_pretrained(base, checkpoint).merge_and_unload()
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype(precision))
+        model = PeftModel.from_pretrained(base, checkpoint)
+        if precision == "fp32":
+            model = model.merge_and_unload()
     else:
-        model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
-    model.to(dtype(precision))
+        model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=dtype(precision))
     model.config.use_cache = True
     model.eval()
     return model, tok
