@@ -314,14 +314,16 @@ def _hub_fingerprint(repo_id: str) -> str:
     return f"hub:{repo_id}"
 
 
-def load_model(path: str, device: Any = "cpu") -> tuple[Any, Any]:
-    """(model, tokenizer) in fp32 eval mode; the tokenizer has a pad token."""
-    import torch
+def load_model(path: str, device: Any = "cpu", precision: str = "fp32") -> tuple[Any, Any]:
+    """(model, tokenizer) in eval mode at `precision` ('fp32' or 'bf16', lab/precision.py),
+    loaded straight onto `device`; the tokenizer has a pad token."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lab.precision import dtype
 
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype(precision)).to(device)
     model.eval()
     return model, tok

@@ -56,6 +56,9 @@ class TrainCfg(_Strict):
     save_every: int = Field(
         25, ge=0, description="steps between resume checkpoints (crash recovery); 0 = none"
     )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass (less memory, ~1.3x time)"
+    )
     lora: LoraCfg = LoraCfg()
 
 
@@ -149,6 +152,11 @@ class Recipe(_Strict):
         "prefixes): random, or balanced (classification tasks: the labels take turns, so "
         "every prefix is class-balanced to within one example)",
     )
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto",
+        description="numeric precision of every arm (lab/precision.py): auto = bf16 where the "
+        "hardware runs it fast (a GPU with bf16, a CPU with AVX-512 BF16 or AMX), else fp32",
+    )
     train: TrainCfg = TrainCfg()
     eval: EvalCfg = EvalCfg()
     tracking: TrackingCfg = TrackingCfg()
@@ -222,9 +230,10 @@ class Recipe(_Strict):
 
 
 # Defaults applied by --smoke before the recipe's own `smoke:` overrides: the same study,
-# a tiny randomly initialised model, tiny sizes; finishes in well under a minute.
+# a tiny randomly initialised model, tiny sizes, fp32; finishes in well under a minute.
 SMOKE_DEFAULTS: dict[str, Any] = {
     "model": "tiny-random",
+    "precision": "fp32",  # deterministic whatever the host (auto would follow its CPU)
     "task": {"n_train": 64, "n_dev": 8, "n_test": 6},
     "train": {"steps": 3, "batch_size": 4, "lr": 1e-3},
     "eval": {"batch_size": 4, "max_new_tokens": {"answer": 6, "cot": 12, "code": 12}},

@@ -357,7 +357,13 @@ class Runner:
             preflight.check_context(recipe, self.splits, self.eval_splits, orders, m.path)
         from accelerate import Accelerator
 
+        from lab import precision
+
         self.acc = Accelerator()  # (before any accelerate PartialState: it would pin 1 process)
+        self.precision = precision.resolve(recipe.precision)  # bf16 | fp32, for every arm
+        precision.check_launch(self.acc.mixed_precision, self.precision)
+        if not self.acc.is_main_process:  # logs and progress bars: the main process only
+            self.progress, self.log = False, (lambda *a, **k: None)
         check_batch_sizes(recipe, self.acc.num_processes)
         preflight.check_writable(self.out)
         if force and (live := claims.live_holders(self.out / "locks", self.lease_s)):
@@ -373,13 +379,14 @@ class Runner:
         self._base: tuple[Any, Any] | None = None
         self._probe: torch.Tensor | None = None
         self._params: dict[str, int] | None = None
+        self._counter: Any = None
 
     def use_model(self, spec: str) -> None:
         """Make `spec` the base model of the next cells (a ladder loads one at a time)."""
         if spec == self.model.spec:
             return
         self.model = self.models[spec]
-        self._base, self._probe, self._params = None, None, None
+        self._base, self._probe, self._params, self._counter = None, None, None, None
         gc.collect()
 
     # -- the study --------------------------------------------------------------------------
@@ -554,13 +561,31 @@ class Runner:
             "eval_splits": self.eval_splits,
             "probe_splits": self.probe_splits,
             "selection": fairness.SELECTION,
+            "precision": self.precision,
         }
 
     # -- one cell ---------------------------------------------------------------------------
     def base(self) -> tuple[Any, Any]:
         if self._base is None:
-            self._base = load_model(self.model.path, device=self.acc.device)
+            self._base = load_model(self.model.path, self.acc.device, self.precision)
         return self._base
+
+    def counter(self) -> Any:
+        """The base model's FLOP counter (kept when the base model is freed)."""
+        if self._counter is None:
+            self._counter = flop_counter(self.base()[0])
+        return self._counter
+
+    def release_base(self) -> None:
+        """Free the base model: one base model per process in memory at a time (an FT cell
+        trains, then evaluates, its own copies). What the cell needs of it is kept."""
+        if self._base is None:
+            return
+        self.params(), self.counter(), self._base_probe()
+        self._base = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def params(self) -> dict[str, int]:
         """The base model's parameter count (all, and the decoder body without embeddings
@@ -581,7 +606,7 @@ class Runner:
             **self.params(),
             "arm": arm.name, "method": arm.method, "format": arm.format,
             "budget": cell.budget, "data_seed": cell.data_seed, "train_seed": cell.train_seed,
-            "cell": cell.key,
+            "cell": cell.key, "precision": self.precision,
         }  # fmt: skip
         t0 = time.time()
         variants: list[tuple[str, Any, Any, PromptSpec]] = []  # (name, model, tok, spec)
@@ -605,12 +630,13 @@ class Runner:
             train_set, held_out = fairness.split_budget(ft_data, cfg)  # both inside the budget
             used = [*train_set, *held_out]
             n = len(train_set)
+            self.release_base()
             res = finished(cell_dir / "checkpoint")  # trained before an interruption
             if res is None:
                 res = finetune(
                     self.model.path, train_set, arm.format, arm.method, cfg, cell.train_seed,
                     cell_dir / "checkpoint", accelerator=self.acc, progress=self.progress,
-                    dev_examples=held_out or None,
+                    dev_examples=held_out or None, precision=self.precision,
                     resume_dir=cell_dir / "resume", log=self.log, on_log=self.tracker.log_train,
                 )  # fmt: skip
             else:
@@ -625,13 +651,13 @@ class Runner:
             chosen = "best" if cfg.select == "best_dev" else "last"
             other = "last" if chosen == "best" else "best"
             info["selected"] = chosen
-            deltas = {}  # every evaluated checkpoint must differ from the base model
-            for name in [chosen] + ([other] if ckpts[other] != ckpts[chosen] else []):
-                m_, t_ = load_finetuned(self.model.path, ckpts[name], arm.method)
-                deltas[name] = self._output_delta(m_.to(self.acc.device), t_)
-                variants.append((name, m_, t_, PromptSpec(arm.format, (), arm.trigger)))
-            model, tok = variants[0][1], variants[0][2]
+            model, tok = load_finetuned(self.model.path, ckpts[chosen], arm.method, self.precision)
+            model.to(self.acc.device)
+            # every evaluated checkpoint must differ from the base model (the other one is
+            # checked when it is loaded, below)
+            deltas = {chosen: self._output_delta(model, tok)}
             train_info |= {"output_delta": deltas[chosen], "output_deltas": deltas}
+            variants.append((chosen, model, tok, PromptSpec(arm.format, (), arm.trigger)))
             if r.eval.ft_icl_probe_k:
                 ordered = data_order(r, self.pool, cell.data_seed)  # same prefix as the data
                 demos = tuple(ordered[: r.eval.ft_icl_probe_k])
@@ -643,12 +669,25 @@ class Runner:
                         PromptSpec(arm.format, demos, arm.trigger),
                     )
                 )
+            if ckpts[other] != ckpts[chosen]:  # loaded when its turn comes (model None)
+                variants.append((other, None, None, PromptSpec(arm.format, (), arm.trigger)))
         # Every process evaluates its shard of each split (eval/parallel.py); the main one writes.
         main = self.acc.is_main_process
-        counter = flop_counter(self.base()[0])
+        counter = self.counter()
         rows, metrics, preds, compute = [], {}, {}, {"train_flops": train_info.get("flops", 0.0)}
         t_eval = time.time()
-        for name, model, tok, spec in variants:
+        lm = model = None
+        for v, (name, model, tok, spec) in enumerate(variants):
+            variants[v] = (name, None, None, spec)  # the list keeps no model alive
+            if model is None:  # the other checkpoint, once the chosen one is freed
+                lm = None
+                gc.collect()
+                torch.cuda.empty_cache() if torch.cuda.is_available() else None
+                model, tok = load_finetuned(
+                    self.model.path, ckpts[name], arm.method, self.precision
+                )
+                model.to(self.acc.device)
+                train_info["output_deltas"][name] = self._output_delta(model, tok)
             lm = LM(model, tok, batch_size=r.eval.batch_size, progress=self.progress)
             ran = {"tokens": 0, "head": 0}  # forward tokens of this variant, over all splits
             for split in self.eval_splits:
@@ -781,7 +820,7 @@ class Runner:
                     lm, xs, self._probe_max_new(xs), r.eval.code_timeout_s, desc=desc,
                     gold_logprob=r.eval.gold_logprob,
                 )  # fmt: skip
-            else:  # BBH (not sharded across processes)
+            else:  # BBH (sharded across processes, like the rest)
                 p, m = evaluate_probe(lm, xs, desc=desc)
             m["flops_per_example"] = sum(
                 counter.generate(x["prompt_tokens"], x["new_tokens"]) for x in p
@@ -840,15 +879,23 @@ class Runner:
         self.log(f"[lab]   {cell.key}: only {lo} of {len(demos)} demos fit the context; using {lo}")
         return demos[:lo]
 
+    def _probe_texts(self) -> list[str]:
+        return [prompt(ex) for ex in self.splits[ID_EVAL_SPLIT][:4]]
+
+    def _base_probe(self) -> torch.Tensor:
+        """The base model's next-token logits on the probe prompts (computed once)."""
+        if self._probe is None:
+            base, btok = self.base()
+            self._probe = _probe_logits(base, btok, self._probe_texts())
+        return self._probe
+
     def _output_delta(self, model: Any, tok: Any) -> float:
         """Max |logit difference| between the FT model and its base on probe prompts.
 
         An evaluated adapter must change the outputs; 0 means it was not applied."""
-        texts = [prompt(ex) for ex in self.splits[ID_EVAL_SPLIT][:4]]
-        if self._probe is None:
-            base, btok = self.base()
-            self._probe = _probe_logits(base, btok, texts)
-        delta = float((_probe_logits(model, tok, texts) - self._probe).abs().max())
+        delta = float(
+            (_probe_logits(model, tok, self._probe_texts()) - self._base_probe()).abs().max()
+        )
         if delta == 0.0:
             raise RuntimeError(
                 "the fine-tuned model's outputs equal the base model's: the adapter or weights "
