@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import gc
 import json
+import shutil
 import weakref
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import yaml
@@ -29,11 +32,22 @@ def test_one_model_in_memory_at_a_time_and_precision_recorded(tmp_path, tiny_cac
         return model
 
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", counting)
+    import train.finetune as ft
+
+    real_finetune = ft.finetune
+
+    def finetune(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        # a best-dev checkpoint distinct from the last one (a copy), whatever the tiny model's
+        # dev losses do: both checkpoints are then evaluated, one after the other
+        res = real_finetune(*args, **kwargs)
+        best = Path(res.checkpoint).parent / "best_copy"
+        shutil.copytree(res.checkpoint, best)
+        return replace(res, best_checkpoint=str(best))
+
+    monkeypatch.setattr(ft, "finetune", finetune)
     recipe = {
         "name": "mem", "model": "tiny-random", "seeds": [0], "precision": "bf16",
         "task": {"n_train": 32, "n_dev": 8, "n_test": 3},
-        # a high constant learning rate: the ID-dev loss rises after step 2, so the best-dev
-        # and last checkpoints differ and both are evaluated
         "train": {"steps": 6, "batch_size": 4, "eval_every": 2, "lr": 0.1,
                   "schedule": "constant", "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
         "eval": {"batch_size": 4, "max_new_tokens": {"answer": 4, "cot": 6, "code": 6}},
