@@ -10,11 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eval.answers import extractor, output_type, score_generation
 from eval.choice import evaluate_choices, summarize_choices
-from eval.codegen import run_tests
-from eval.extract import extract, is_correct
 from eval.lm import LM, GenRequest
-from eval.options import extract_option
 from eval.prompts import STOP, demos_prefix, prompt, target
 from lab.tasks.base import Example
 
@@ -65,7 +63,7 @@ def evaluate_split(
     their predictions also say how it was read (`match`) and the number the format's
     extraction gave (`number`); their smooth metric is log p(" <gold option's text>").
     """
-    if any(ex.choices for ex in examples):
+    if any(output_type(ex) == "multiple_choice" for ex in examples):
         return evaluate_choices(lm, examples, spec.prefix, spec.trigger, desc=desc)
     requests = [
         GenRequest(spec.prefix, prompt(ex, spec.trigger), spec.stop, max_new_tokens)
@@ -81,21 +79,10 @@ def evaluate_split(
         lps = [lp for lp, _greedy, _n in scored]
     preds: list[dict[str, Any]] = []
     for ex, g, lp in zip(examples, gens, lps, strict=True):
-        option: dict[str, Any] = {}
-        if "tests" in ex.meta:
-            got = run_tests(g.text, ex.meta, timeout_s=code_timeout_s)
-        elif "options" in ex.meta:
-            got = extract_option(
-                g.text, spec.fmt, ex.meta["options"], cot_prompted=spec.trigger is not None,
-                timeout_s=code_timeout_s,
-            )  # fmt: skip
-            got["passed"] = got["pred"] == ex.answer
-            option = {"match": got["match"], "number": got["number"]}
-        else:
-            got = extract(
-                g.text, spec.fmt, cot_prompted=spec.trigger is not None, timeout_s=code_timeout_s
-            )
-            got["passed"] = is_correct(got["pred"], ex.answer)
+        got = score_generation(
+            g.text, ex, spec.fmt, cot_prompted=spec.trigger is not None, timeout_s=code_timeout_s
+        )
+        option = {"match": got["match"], "number": got["number"]} if "match" in got else {}
         preds.append(
             {
                 "id": ex.id,
@@ -117,9 +104,9 @@ def evaluate_split(
 
 
 def _gold_text(ex: Example) -> str:
-    if "tests" in ex.meta:
+    if output_type(ex) == "code":
         return target(ex, "code")
-    if "options" in ex.meta:
+    if extractor(ex) == "option_letter":
         return f" {ex.meta['options'][ex.answer]}"
     return f" {ex.answer}"
 

@@ -1,0 +1,113 @@
+"""Jinja templates of declarative tasks: one row of a dataset in, one field of an example
+out, and a one-line `LabError` naming the field, the row and the fix when that fails.
+
+A template sees the row's columns by name, and what the lab adds under `lab`:
+``lab.row`` (the row's index in its source), ``lab.split``, ``lab.seed``, ``lab.task`` and
+``lab.params`` (the task's parameters). Text fields render to strings; `meta` values and a
+`choices` / `options` template render to Python values (``{{ lab.row }}`` is an int,
+``{{ choices.text }}`` a list), as lm-evaluation-harness renders doc_to_choice.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable, Mapping
+from functools import cache
+from typing import Any
+
+import jinja2
+from jinja2.nativetypes import NativeEnvironment
+
+from lab.errors import LabError, suggest
+from lab.tasks.mbpp import clean_code
+
+_OPTS: dict[str, Any] = {"undefined": jinja2.StrictUndefined, "keep_trailing_newline": True}
+TEXT = jinja2.Environment(autoescape=False, **_OPTS)
+NATIVE = NativeEnvironment(**_OPTS)
+for _env in (TEXT, NATIVE):
+    _env.filters["clean_code"] = clean_code  # MBPP / HumanEval reference programs
+_UNDEFINED = re.compile(r"'([^']+)' is undefined|has no attribute '([^']+)'")
+
+
+@cache
+def _compile(native: bool, source: str) -> jinja2.Template:
+    return (NATIVE if native else TEXT).from_string(source)
+
+
+@cache
+def _expression(source: str) -> Callable[..., Any]:
+    return TEXT.compile_expression(source, undefined_to_none=False)
+
+
+def compile_check(field: str, source: str, where: str, expression: bool = False) -> None:
+    """A template that is not valid Jinja fails here, before any data is read."""
+    try:
+        _expression(source) if expression else _compile(False, source)
+    except jinja2.TemplateSyntaxError as e:
+        raise LabError(
+            f"{where}: `{field}` is not a valid Jinja "
+            f"{'expression' if expression else 'template'} ({e.message}); fix it"
+        ) from None
+
+
+def _fail(e: Exception, field: str, ctx: Mapping[str, Any], where: str) -> LabError:
+    row = ctx["lab"]["row"]
+    if isinstance(e, jinja2.UndefinedError):
+        m = _UNDEFINED.search(str(e))
+        name = (m.group(1) or m.group(2)) if m else str(e)
+        columns = sorted(k for k in ctx if k != "lab")
+        return LabError(
+            f"{where}: `{field}` uses '{name}', which row {row} of the data lacks"
+            f"{suggest(name, columns)}; its columns are {columns}: fix the template or the "
+            "data"
+        )
+    why = f"{type(e).__name__}: {e}".splitlines()[0]
+    return LabError(f"{where}: `{field}` fails on row {row} ({why}); fix the template or the data")
+
+
+def render(field: str, source: str, ctx: Mapping[str, Any], where: str) -> str:
+    """The text of template `source` on one row."""
+    try:
+        return _compile(False, source).render(ctx)
+    except LabError:
+        raise
+    except Exception as e:
+        raise _fail(e, field, ctx, where) from None
+
+
+def render_value(field: str, source: str, ctx: Mapping[str, Any], where: str) -> Any:
+    """The Python value of template `source` on one row (a literal string stays a string)."""
+    try:
+        return _compile(True, source).render(ctx)
+    except Exception as e:
+        raise _fail(e, field, ctx, where) from None
+
+
+def render_list(
+    field: str, source: list[str] | str, ctx: Mapping[str, Any], where: str
+) -> list[str]:
+    """A list of strings: each template of a list, or one template that renders a list
+    (or the text of a Python list literal)."""
+    if isinstance(source, list):
+        return [render(f"{field}[{i}]", s, ctx, where) for i, s in enumerate(source)]
+    value = render_value(field, source, ctx, where)
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            value = None
+    if not isinstance(value, list | tuple) or not value:
+        raise LabError(
+            f"{where}: `{field}` must give a non-empty list on row {ctx['lab']['row']} "
+            f"(got {value!r}); write a list of templates or a template of a list column"
+        )
+    return [str(v) for v in value]
+
+
+def test(field: str, source: str, ctx: Mapping[str, Any], where: str) -> bool:
+    """The truth of Jinja expression `source` (a `where` filter) on one row."""
+    try:
+        return bool(_expression(source)(**ctx))
+    except Exception as e:
+        raise _fail(e, field, ctx, where) from None
