@@ -156,9 +156,10 @@ class SplitBuilder:
         if src is None:
             raise LabError(f"{self.where}: no `source` (or `lm_eval`); say where its rows are")
         rows = load_rows(src, data_root(spec, cfg), cfg, self.where)
-        if self.s.map:
-            fn = hook(self.s.map, self.where)
-            rows = [fn(dict(r)) for r in rows]
+        for ref in (src.map, self.s.map):  # the source's, then the split's
+            if ref:
+                fn = hook(ref, self.where)
+                rows = [fn(dict(r)) for r in rows]
         self.rows: list[tuple[int, dict[str, Any]]] = []
         for i, r in enumerate(rows):
             if self.s.where is None or tpl.test("where", self.s.where, self.ctx(i, r), self.where):

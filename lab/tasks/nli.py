@@ -173,6 +173,29 @@ def _load_lmbff(cfg: TaskCfg, split: str, part: str) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def hub_row(kind: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A `map` hook for the hub copies of the declarative pair tasks (lab/tasks/yaml/):
+    integer labels to the label names of the local files, RTE's sentence1/2 to premise /
+    hypothesis, HANS's subcase to subcase_inferred."""
+    names = _HUB_LABELS[kind]
+
+    def row(rec: dict[str, Any]) -> dict[str, Any]:
+        rec = dict(rec)
+        if isinstance(rec.get("label"), int) and rec["label"] >= 0:
+            rec["label"] = names[rec["label"]]
+        if kind == "hans":
+            rec["subcase_inferred"] = rec.get("subcase", "")
+        if kind == "rte" and "sentence1" in rec:
+            rec["premise"], rec["hypothesis"] = rec["sentence1"], rec["sentence2"]
+        return rec
+
+    return row
+
+
+rte_hub_row = hub_row("rte")
+hans_hub_row = hub_row("hans")
+
+
 # --------------------------------------------------------------------------- examples
 
 
@@ -236,11 +259,12 @@ def _sample(pairs: list[_Pair], n: int, tag: str) -> list[_Pair]:
     return [pairs[i] for i in sorted(_perm(len(pairs), tag)[:n])]
 
 
-def _sample_hans(pairs: list[_Pair], n: int, tag: str) -> list[_Pair]:
+def sample_hans(pairs: list[Any], n: int, tag: str) -> list[Any]:
     """n examples spread evenly over the subcases: round r takes the r-th example of every
     subcase's seeded permutation, the subcases interleaved so that any prefix of a round
     alternates heuristics and labels (lexical_overlap / subsequence / constituent, then
-    entailment / non-entailment)."""
+    entailment / non-entailment). Works on anything with a `meta` holding `subcase`,
+    `heuristic` and `label` (the HANS examples of a declarative task: its `sampler` hook)."""
     by: dict[str, list[int]] = defaultdict(list)
     for i, p in enumerate(pairs):
         by[p.meta.get("subcase", "")].append(i)
@@ -248,8 +272,9 @@ def _sample_hans(pairs: list[_Pair], n: int, tag: str) -> list[_Pair]:
     def slot(sub: str) -> tuple[int, int, str]:
         p = pairs[by[sub][0]]
         same = sorted(s for s in by if pairs[by[s][0]].meta.get("heuristic") ==
-                      p.meta.get("heuristic") and pairs[by[s][0]].label == p.label)  # fmt: skip
-        return (same.index(sub), p.label != "entailment", p.meta.get("heuristic", ""))
+                      p.meta.get("heuristic") and pairs[by[s][0]].meta["label"] ==
+                      p.meta["label"])  # fmt: skip
+        return (same.index(sub), p.meta["label"] != "entailment", p.meta.get("heuristic", ""))
 
     ranked = []
     for j, sub in enumerate(sorted(by, key=slot)):
@@ -284,33 +309,6 @@ TASKS: dict[str, PairTask] = {
             "subcases; broken down per heuristic, subcase and label in the report",
             "ood_mnli_mm": "OOD MNLI validation_mismatched (genre shift): seeded sample of the "
             "1,000 gold-labelled TextFooler copy (PTB-tokenised)",
-        },
-    ),  # fmt: skip
-    "rte_hans": PairTask(
-        "rte_hans",
-        ("premise", "hypothesis"),
-        "rte_train",
-        "rte_val",
-        (("ood_hans", "hans"),),
-        {
-            "train": "ID pool: RTE train (2,490), minus dev",
-            "dev": "ID dev (checkpoint selection): a seeded sample of RTE train",
-            "test": "ID test: a seeded sample of RTE validation (277)",
-            "ood_hans": "OOD HANS evaluation set (30,000), sampled evenly over its 30 subcases",
-        },
-    ),  # fmt: skip
-    "qqp_paws": PairTask(
-        "qqp_paws",
-        ("question1", "question2"),
-        "qqp_train",
-        "qqp_heldout",
-        (("ood_paws_qqp", "paws_qqp"),),
-        {
-            "train": "ID pool: QQP train (the 8,999-example subset), minus dev",
-            "dev": "ID dev (checkpoint selection): a seeded sample of the QQP train subset",
-            "test": "ID test: a seeded sample of 1,000 further held-out QQP train examples",
-            "ood_paws_qqp": "OOD PAWS-QQP dev+test (677; word-scrambled question pairs), "
-            "seeded sample",
         },
     ),  # fmt: skip
 }
@@ -367,7 +365,7 @@ def build_pair_task(cfg: TaskCfg) -> dict[str, list[Example]]:
         keys = ("premise", "hypothesis") if source in ("hans", "mnli_mismatched") else t.keys
         pairs = _pairs(_load(source, cfg), keys, lab)
         pick: Callable[[list[_Pair], int, str], list[_Pair]]
-        pick = _sample_hans if source == "hans" else _sample
+        pick = sample_hans if source == "hans" else _sample
         out[split] = ex(split, source, pick(pairs, cfg.n_test, f"{t.name}-{seed}-{split}"))
     return out
 

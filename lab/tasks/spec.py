@@ -49,6 +49,7 @@ class SourceSpec(_Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     hook: str | None = None
     args: dict[str, Any] = Field(default_factory=dict, description="keyword args of `hook`")
+    map: str | None = Field(None, description="module:function row -> row, for this source")
 
 
 class LmEvalRef(_Strict):

@@ -3,9 +3,10 @@ out, and a one-line `LabError` naming the field, the row and the fix when that f
 
 A template sees the row's columns by name, and what the lab adds under `lab`:
 ``lab.row`` (the row's index in its source), ``lab.split``, ``lab.seed``, ``lab.task`` and
-``lab.params`` (the task's parameters). Text fields render to strings; `meta` values and a
-`choices` / `options` template render to Python values (``{{ lab.row }}`` is an int,
-``{{ choices.text }}`` a list), as lm-evaluation-harness renders doc_to_choice.
+``lab.params`` (the task's parameters). Text fields render to strings; a `meta` value, a `choices` or
+an `options` template that is one expression gives that expression's Python value
+(``{{ lab.row }}`` is an int, ``{{ choices.text }}`` a list, as lm-evaluation-harness
+renders doc_to_choice).
 """
 
 from __future__ import annotations
@@ -17,22 +18,20 @@ from functools import cache
 from typing import Any
 
 import jinja2
-from jinja2.nativetypes import NativeEnvironment
 
 from lab.errors import LabError, suggest
 from lab.tasks.mbpp import clean_code
 
 _OPTS: dict[str, Any] = {"undefined": jinja2.StrictUndefined, "keep_trailing_newline": True}
 TEXT = jinja2.Environment(autoescape=False, **_OPTS)
-NATIVE = NativeEnvironment(**_OPTS)
-for _env in (TEXT, NATIVE):
-    _env.filters["clean_code"] = clean_code  # MBPP / HumanEval reference programs
+TEXT.filters["clean_code"] = clean_code  # MBPP / HumanEval reference programs
 _UNDEFINED = re.compile(r"'([^']+)' is undefined|has no attribute '([^']+)'")
+_ONE_EXPRESSION = re.compile(r"\s*\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}\s*", re.DOTALL)
 
 
 @cache
-def _compile(native: bool, source: str) -> jinja2.Template:
-    return (NATIVE if native else TEXT).from_string(source)
+def _compile(source: str) -> jinja2.Template:
+    return TEXT.from_string(source)
 
 
 @cache
@@ -43,7 +42,7 @@ def _expression(source: str) -> Callable[..., Any]:
 def compile_check(field: str, source: str, where: str, expression: bool = False) -> None:
     """A template that is not valid Jinja fails here, before any data is read."""
     try:
-        _expression(source) if expression else _compile(False, source)
+        _expression(source) if expression else _compile(source)
     except jinja2.TemplateSyntaxError as e:
         raise LabError(
             f"{where}: `{field}` is not a valid Jinja "
@@ -69,7 +68,7 @@ def _fail(e: Exception, field: str, ctx: Mapping[str, Any], where: str) -> LabEr
 def render(field: str, source: str, ctx: Mapping[str, Any], where: str) -> str:
     """The text of template `source` on one row."""
     try:
-        return _compile(False, source).render(ctx)
+        return _compile(source).render(ctx)
     except LabError:
         raise
     except Exception as e:
@@ -77,9 +76,13 @@ def render(field: str, source: str, ctx: Mapping[str, Any], where: str) -> str:
 
 
 def render_value(field: str, source: str, ctx: Mapping[str, Any], where: str) -> Any:
-    """The Python value of template `source` on one row (a literal string stays a string)."""
+    """The Python value of a template that is one expression (``{{ lab.row }}`` is an int,
+    ``{{ label | string }}`` a string), else the template's text."""
+    m = _ONE_EXPRESSION.fullmatch(source)
+    if not m:
+        return render(field, source, ctx, where)
     try:
-        return _compile(True, source).render(ctx)
+        return _expression(m["expr"])(**ctx)
     except Exception as e:
         raise _fail(e, field, ctx, where) from None
 
