@@ -32,12 +32,15 @@ import json, sys
 from lab.recipe import load_recipe
 from lab.tasks import build_task
 r = load_recipe(sys.argv[1], smoke=True)
+def fields(e):
+    if not hasattr(e, "__dataclass_fields__"):
+        return list(e)
+    return {f: v for f, v in vars(e).items() if f not in ("output_type", "extractor")}
 out = {}
 for tag, upd in (("smoke", {}), ("large", {"n_train": 300, "n_dev": 20, "n_test": 200})):
     s = build_task(r.task.model_copy(update=upd))
-    out[tag] = {k: [{f: v for f, v in vars(e).items() if f not in ("output_type", "extractor")}
-                    for e in xs] for k, xs in s.items()}
-json.dump(out, open(sys.argv[2], "w"), sort_keys=True, default=list)
+    out[tag] = {k: [fields(e) for e in xs] for k, xs in s.items()}
+json.dump(out, open(sys.argv[2], "w"), sort_keys=True, default=fields)
 """
 PRED_KEYS = ("id", "gold", "pred", "correct", "generation", "choice_logprobs")
 

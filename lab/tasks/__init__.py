@@ -20,8 +20,6 @@ from lab.tasks.arithmetic import ArithmeticConfig, build_arithmetic
 from lab.tasks.arithmetic import describe as describe_arithmetic
 from lab.tasks.base import Example
 from lab.tasks.declarative import build_declarative
-from lab.tasks.mbpp import build_mbpp_humaneval
-from lab.tasks.mbpp import describe as describe_mbpp
 from lab.tasks.nli import TASKS as PAIR_TASKS
 from lab.tasks.nli import build_pair_task, describer
 from lab.tasks.probes import build_probes
@@ -45,7 +43,6 @@ def _arithmetic(cfg: TaskCfg) -> dict[str, list[Example]]:
 TASKS: dict[str, tuple[Callable[[TaskCfg], dict[str, list[Example]]], Callable[[], dict]]] = {
     "arithmetic": (_arithmetic, describe_arithmetic),
     "gsm8k": (build_gsm8k_with_aqua, describe_gsm8k),
-    "mbpp_humaneval": (build_mbpp_humaneval, describe_mbpp),
     **{name: (build_pair_task, describer(name)) for name in PAIR_TASKS},
 }
 

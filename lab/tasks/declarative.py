@@ -236,7 +236,7 @@ class SplitBuilder:
         how = (s.extract or "number") if s.output_type == "generate" else ""
         return Example(
             id=text("id") if s.id else f"{split}-{row:05d}",
-            question=text("input").strip(),
+            question=text("input"),
             answer=answer,
             rationale=text("rationale").strip(),
             program=text("program").strip("\n"),

@@ -2,6 +2,11 @@
 Mosbach et al. 2023 ("Few-shot Fine-tuning vs. In-context Learning"): MNLI -> HANS (and
 the mismatched genres), RTE -> HANS, QQP -> PAWS-QQP.
 
+RTE -> HANS and QQP -> PAWS-QQP are declarative tasks (lab/tasks/yaml/rte_hans.yaml,
+qqp_paws.yaml) with the same pattern, labels, samples and ids; this module builds
+MNLI -> HANS (its LM-BFF k-shot splits and label schemes are not declarative yet) and
+holds their hooks: `sample_hans` (the HANS sampler) and the hub row maps.
+
 Every example is one pattern shared by ICL demos, fine-tuning and evaluation, followed by
 a verbalizer, as in Mosbach et al.'s "gpt-3" in-context format (uds-lsv/llmft,
 scripts/in_context/mnli/run_gpt3.sh: pattern "{text1} question: {text2} Yes or No?",
@@ -80,12 +85,6 @@ SOURCES: dict[str, _Source] = {
         "validation_mismatched",
     ),  # fmt: skip
     "hans": _Source("hans/hans_evaluation_30000.jsonl", "jhu-cogsci/hans", None, "validation"),
-    "rte_train": _Source("rte/train.jsonl", "nyu-mll/glue", "rte", "train"),
-    "rte_val": _Source("rte/val.jsonl", "nyu-mll/glue", "rte", "validation"),
-    "qqp_train": _Source("qqp/qqp_train_pool_8999.jsonl", "nyu-mll/glue", "qqp", "train"),
-    "qqp_heldout": _Source("qqp/qqp_train_heldout_1000.jsonl", "nyu-mll/glue", "qqp", "validation"),
-    # PAWS-QQP has no hub copy (it is generated from QQP by a script): always the local file.
-    "paws_qqp": _Source("paws_qqp/paws_qqp_dev_and_test.jsonl", "", None, ""),
 }
 
 # Integer labels of the hub copies -> the label names of the local files.
