@@ -135,12 +135,13 @@ def _stamp(files: Any) -> list[Any]:
 
 
 def resolved_split(spec: TaskSpec, name: str, where: str) -> SplitSpec:
-    """The split's spec: its keys over `defaults`, over its lm-eval task's (if any)."""
+    """The split's spec: its keys over `defaults`; for a split read from an lm-eval task,
+    its keys over that task's (it does not inherit `defaults`: another dataset)."""
     s = split_spec(spec, name, where)
     if s.lm_eval is None:
         return s
     keys = lm_eval_keys(s.lm_eval.file, s.lm_eval.split, Path(spec.base_dir), where)
-    own = {k: v for k, v in s.model_dump(exclude_unset=True).items() if k != "lm_eval"}
+    own = {k: v for k, v in (spec.splits[name] or {}).items() if k != "lm_eval"}
     return SplitSpec.model_validate({**keys, **own})
 
 

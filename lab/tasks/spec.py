@@ -134,6 +134,12 @@ def parse_spec(data: Any, where: str, base_dir: Path, default_name: str) -> Task
         spec = TaskSpec.model_validate(data)
     except ValidationError as e:
         raise LabError(validation_message(e, where, list(TaskSpec.model_fields))) from None
+    for key in spec.defaults:
+        if key not in SplitSpec.model_fields:
+            raise LabError(
+                f"{where} defaults: unknown key '{key}'{suggest(key, SplitSpec.model_fields)}; "
+                "remove or rename it"
+            )
     for key in ("train", "test"):
         if key not in spec.splits:
             raise LabError(
