@@ -42,7 +42,16 @@ for tag, upd in (("smoke", {}), ("large", {"n_train": 300, "n_dev": 20, "n_test"
     out[tag] = {k: [fields(e) for e in xs] for k, xs in s.items()}
 json.dump(out, open(sys.argv[2], "w"), sort_keys=True, default=fields)
 """
-PRED_KEYS = ("id", "gold", "pred", "correct", "generation", "choice_logprobs")
+PRED_KEYS = (
+    "id",
+    "gold",
+    "pred",
+    "correct",
+    "error",
+    "generation",
+    "gold_logprob",
+    "choice_logprobs",
+)
 
 
 def _run(code_dir: Path, args: list[str], env_extra: dict[str, str]) -> None:
@@ -56,7 +65,7 @@ def _rows(path: Path) -> list[dict]:
 
 def _preds(out: Path) -> dict[str, list[dict]]:
     got = {}
-    for f in sorted(out.glob("cells/*/predictions/*.jsonl")):
+    for f in sorted(out.glob("cells/*/predictions/**/*.jsonl")):
         key = str(f.relative_to(out))
         got[key] = [{k: p.get(k) for k in PRED_KEYS} for p in _rows(f)]
     return got
