@@ -20,8 +20,6 @@ from lab.tasks.arithmetic import ArithmeticConfig, build_arithmetic
 from lab.tasks.arithmetic import describe as describe_arithmetic
 from lab.tasks.base import Example
 from lab.tasks.declarative import build_declarative
-from lab.tasks.nli import TASKS as PAIR_TASKS
-from lab.tasks.nli import build_pair_task, describer
 from lab.tasks.probes import build_probes
 from lab.tasks.spec import TaskSpec, load_spec_file, parse_spec, split_spec
 
@@ -43,7 +41,6 @@ def _arithmetic(cfg: TaskCfg) -> dict[str, list[Example]]:
 TASKS: dict[str, tuple[Callable[[TaskCfg], dict[str, list[Example]]], Callable[[], dict]]] = {
     "arithmetic": (_arithmetic, describe_arithmetic),
     "gsm8k": (build_gsm8k_with_aqua, describe_gsm8k),
-    **{name: (build_pair_task, describer(name)) for name in PAIR_TASKS},
 }
 
 

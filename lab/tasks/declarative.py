@@ -77,6 +77,29 @@ def resolve_params(spec: TaskSpec, cfg: TaskCfg) -> dict[str, Any]:
     return {k: given.get(k, p.default) for k, p in spec.params.items()}
 
 
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merge(out[key], value) if both else value
+    return out
+
+
+def with_params(spec: TaskSpec, params: dict[str, Any]) -> TaskSpec:
+    """The spec with the `when_set` keys of every param that is set merged over it."""
+    data = spec.model_dump()
+    for name, p in spec.params.items():
+        if params.get(name) and p.when_set:
+            unknown = set(p.when_set) - {"defaults", "splits"}
+            if unknown:
+                raise LabError(
+                    f"task {spec.name}: params.{name}.when_set may set defaults and splits, "
+                    f"not {sorted(unknown)}"
+                )
+            data = _merge(data, p.when_set)
+    return TaskSpec.model_validate(data)
+
+
 def data_root(spec: TaskSpec, cfg: TaskCfg) -> Path:
     """Where relative `data_files` are: task.data_dir, else the spec's data_dir (relative to
     its file), else the folder of the task file (of the working directory, inline)."""
@@ -95,20 +118,35 @@ def _files(data_files: Any, root: Path) -> Any:
     path = path if path.is_absolute() else root / path
     if not any(c in str(path) for c in "*?[") and not path.is_file():
         raise LabError(
-            f"data file '{path}' not found; fix `data_files` (relative paths are under "
-            f"'{root}'), or set task.data_dir"
+            f"data file '{path}' not found; restore it or fix `data_files` (relative paths "
+            f"are under '{root}'), or set task.data_dir"
         )
     return str(path)
 
 
 def load_rows(src: SourceSpec, root: Path, cfg: TaskCfg, where: str) -> list[dict[str, Any]]:
-    """The rows of a source, read once per process while its files are unchanged."""
+    """The rows of a source (read once per process while its files are unchanged), with its
+    `columns` renamed. Its strings may use the task's params: ``{{ lab.params.x }}``."""
+    src = _render_source(src, cfg, where)
     if src.hook:
         rows = hook(src.hook, where)(cfg, **src.args)
         return [dict(r) for r in rows]
     if not src.path:
         raise LabError(f"{where}: source has no `path` (a hub id, json, csv, parquet) or `hook`")
     files = _files(src.data_files, root) if src.data_files is not None else None
+    rows = _read(src, files, where)
+    if not src.columns:
+        return rows
+    missing = sorted({old for old in src.columns.values() if rows and old not in rows[0]})
+    if missing:
+        raise LabError(
+            f"{where}: `columns` renames {missing}, which the data lacks; its columns are "
+            f"{sorted(rows[0])}"
+        )
+    return [{**r, **{new: r[old] for new, old in src.columns.items()}} for r in rows]
+
+
+def _read(src: SourceSpec, files: Any, where: str) -> list[dict[str, Any]]:
     kw = {k: v for k, v in (("name", src.name), ("revision", src.revision)) if v is not None}
     key = json.dumps([src.path, files, src.split, kw, src.kwargs, _stamp(files)], default=str)
     if key not in _CACHE:
@@ -127,6 +165,22 @@ def load_rows(src: SourceSpec, root: Path, cfg: TaskCfg, where: str) -> list[dic
             ) from None
         _CACHE[key] = [dict(r) for r in ds]
     return _CACHE[key]
+
+
+def _render_source(src: SourceSpec, cfg: TaskCfg, where: str) -> SourceSpec:
+    ctx = tpl.context({}, {"params": dict(cfg.params), "seed": cfg.seed, "row": "-"})
+
+    def r(value: Any, key: str) -> Any:
+        if isinstance(value, str) and "{" in value:
+            return tpl.render(f"source.{key}", value, ctx, where)
+        if isinstance(value, list):
+            return [r(v, key) for v in value]
+        if isinstance(value, dict):
+            return {k: r(v, key) for k, v in value.items()}
+        return value
+
+    keys = ("path", "name", "split", "revision", "data_files")
+    return src.model_copy(update={k: r(getattr(src, k), k) for k in keys})
 
 
 def _stamp(files: Any) -> list[Any]:
@@ -205,7 +259,7 @@ class SplitBuilder:
     def ctx(self, row: int, r: dict[str, Any], split: str | None = None) -> dict[str, Any]:
         lab = {"row": row, "split": split or self.name, "seed": self.cfg.seed,
                "task": self.spec.name, "params": self.params}  # fmt: skip
-        return {**r, "lab": lab}
+        return tpl.context(r, lab)
 
     def example(self, row: int, r: dict[str, Any], split: str | None = None) -> Example:
         s, where, split = self.s, self.where, split or self.name
@@ -307,6 +361,8 @@ def _norm(text: str) -> str:
 def build_declarative(spec: TaskSpec, cfg: TaskCfg) -> dict[str, list[Example]]:
     """The task's splits: train, dev, test, its OOD splits, then its fixed demo sets."""
     params = resolve_params(spec, cfg)
+    spec = with_params(spec, params)
+    cfg = cfg.model_copy(update={"params": params})
     order = sorted(spec.splits, key=lambda s: ["train", "dev", "test", "ood", "demos"].index(
         split_role(s) or "demos"))  # fmt: skip
     builders = {name: SplitBuilder(spec, name, cfg, params) for name in order}

@@ -50,6 +50,9 @@ class SourceSpec(_Strict):
     hook: str | None = None
     args: dict[str, Any] = Field(default_factory=dict, description="keyword args of `hook`")
     map: str | None = Field(None, description="module:function row -> row, for this source")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="column renames {name in templates: name in the data}"
+    )
 
 
 class LmEvalRef(_Strict):
@@ -91,6 +94,10 @@ class ParamSpec(_Strict):
     default: Any = None
     choices: list[Any] | None = None
     description: str = ""
+    when_set: dict[str, Any] = Field(
+        default_factory=dict,
+        description="spec keys (defaults, splits) merged over the spec when the param is set",
+    )
 
 
 class TaskSpec(_Strict):

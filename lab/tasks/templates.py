@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -35,8 +35,21 @@ def _compile(source: str) -> jinja2.Template:
 
 
 @cache
-def _expression(source: str) -> Callable[..., Any]:
-    return TEXT.compile_expression(source, undefined_to_none=False)
+def _expression(source: str) -> jinja2.Template:
+    """A template that sets `__value` to expression `source` (read from its context)."""
+    return TEXT.from_string(f"{{% set __value = ({source}) %}}")
+
+
+def context(row: Mapping[str, Any], lab: dict[str, Any]) -> dict[str, Any]:
+    """What a template sees: Jinja's globals (range, dict...), the row's columns, `lab`."""
+    return {**TEXT.globals, **row, "lab": lab}
+
+
+def _run(t: jinja2.Template, ctx: dict[str, Any]) -> tuple[Any, str]:
+    # The context is shared, not copied: one dict per row serves all its templates (Jinja's
+    # render() copies it and the globals per call, most of the time of a large task).
+    c = t.new_context(ctx, shared=True)
+    return c, "".join(t.root_render_func(c))
 
 
 def compile_check(field: str, source: str, where: str, expression: bool = False) -> None:
@@ -55,7 +68,7 @@ def _fail(e: Exception, field: str, ctx: Mapping[str, Any], where: str) -> LabEr
     if isinstance(e, jinja2.UndefinedError):
         m = _UNDEFINED.search(str(e))
         name = (m.group(1) or m.group(2)) if m else str(e)
-        columns = sorted(k for k in ctx if k != "lab")
+        columns = sorted(k for k in ctx if k != "lab" and k not in TEXT.globals)
         return LabError(
             f"{where}: `{field}` uses '{name}', which row {row} of the data lacks"
             f"{suggest(name, columns)}; its columns are {columns}: fix the template or the "
@@ -67,10 +80,10 @@ def _fail(e: Exception, field: str, ctx: Mapping[str, Any], where: str) -> LabEr
 
 def render(field: str, source: str, ctx: Mapping[str, Any], where: str) -> str:
     """The text of template `source` on one row."""
+    if "{" not in source:
+        return source
     try:
-        return _compile(source).render(ctx)
-    except LabError:
-        raise
+        return _run(_compile(source), ctx)[1]
     except Exception as e:
         raise _fail(e, field, ctx, where) from None
 
@@ -82,7 +95,7 @@ def render_value(field: str, source: str, ctx: Mapping[str, Any], where: str) ->
     if not m:
         return render(field, source, ctx, where)
     try:
-        return _expression(m["expr"])(**ctx)
+        return _run(_expression(m["expr"]), ctx)[0].vars["__value"]
     except Exception as e:
         raise _fail(e, field, ctx, where) from None
 
@@ -111,6 +124,6 @@ def render_list(
 def test(field: str, source: str, ctx: Mapping[str, Any], where: str) -> bool:
     """The truth of Jinja expression `source` (a `where` filter) on one row."""
     try:
-        return bool(_expression(source)(**ctx))
+        return bool(_run(_expression(source), ctx)[0].vars["__value"])
     except Exception as e:
         raise _fail(e, field, ctx, where) from None
