@@ -52,14 +52,17 @@ def evaluate_split(
 
     With `gold_logprob`, each example also gets log p(" <gold answer>" | the same prompt):
     a smooth metric that shows gradual change exact match hides (for CoT and code arms it
-    is the probability of answering directly, without the rationale). Examples with tests
-    (`meta['tests']`: MBPP, HumanEval) are correct when the generated program passes them
-    in the sandbox; their smooth metric is log p(reference program).
+    is the probability of answering directly, without the rationale). How an example is
+    scored is its output type (eval/answers.py: explicit on declarative tasks' examples,
+    inferred from the fields for older builders'). Code examples (`meta['tests']`: MBPP,
+    HumanEval) are correct when the generated program passes them in the sandbox; their
+    smooth metric is log p(reference program).
 
-    Examples with `choices` (classification, multiple choice) are scored by the
+    Multiple-choice examples (classification, multiple choice) are scored by the
     log-likelihood of each choice instead of generated (eval/choice.py). Option questions
-    scored by generation (`meta['options']`, {letter: text}: AQuA's ``ood_aqua_gen``) are
-    correct when the option read from the generation (eval/options.py) is the gold letter;
+    scored by generation (extractor option_letter, `meta['options']`, {letter: text}: AQuA's
+    ``ood_aqua_gen``) are correct when the option read from the generation (eval/options.py)
+    is the gold letter;
     their predictions also say how it was read (`match`) and the number the format's
     extraction gave (`number`); their smooth metric is log p(" <gold option's text>").
     """

@@ -318,3 +318,45 @@ def test_extractors():
         gold_logprob=False,
     )  # fmt: skip
     assert preds[0]["correct"]
+
+
+def test_params_when_set_and_column_renames(data):
+    """A param a recipe sets under task.params: read by templates, and its `when_set` keys
+    (here: another file, with its columns renamed) merged over the spec."""
+    _csv(data / "extra.csv", [{"k": f"e{i}", "land": f"Far{i}", "city": f"Town{i}"}
+                              for i in range(8)])  # fmt: skip
+    s = spec()
+    s["params"] = {
+        "style": {"default": "plain", "choices": ["plain", "polite"]},
+        "extra": {"default": False, "when_set": {"splits": {"ood_islands": {"source": {
+            "path": "csv", "data_files": "{{ 'extra' }}.csv",
+            "columns": {"key": "k", "country_name": "land", "capital_city": "city",
+                        "continent": "k"}}}}}},
+    }  # fmt: skip
+    s["defaults"] = {**s["defaults"], "input": "{{ 'Please: ' if lab.params.style == 'polite' }}"
+                     "What is the capital of {{ country_name }}?"}  # fmt: skip
+    plain = build_task(task(data, s))
+    assert plain["ood_islands"][0].question.startswith("What is the capital of Isle")
+    polite = build_task(task(data, s, params={"style": "polite", "extra": True}))
+    assert polite["ood_islands"][0].question.startswith("Please: What is the capital of Far")
+    assert polite["ood_islands"][0].id.startswith("ood_islands-e")
+    assert "params.style='rude' is not one of ['plain', 'polite']" in _error(
+        data, s, params={"style": "rude"}
+    )
+    assert "unknown param 'stlye' (did you mean 'style'?)" in _error(data, s, params={"stlye": 1})
+
+
+def test_lm_eval_generate_until_is_scored_by_exact_match(data, tmp_path):
+    rows = [{"question": f"Say the word {w}.", "answer": w} for w in ("red", "blue", "green")]
+    (tmp_path / "say.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path = tmp_path / "say.yaml"
+    path.write_text(
+        "task: say\ndataset_path: json\ndataset_kwargs: {data_files: say.jsonl}\n"
+        "test_split: train\noutput_type: generate_until\ndoc_to_text: question\n"
+        "doc_to_target: answer\ngeneration_kwargs: {until: ['\\n']}\n"
+    )
+    s = spec()
+    s["splits"] = {**s["splits"], "ood_say": {"lm_eval": {"file": str(path)}}}
+    ex = build_task(task(data, s))["ood_say"][0]
+    assert (ex.output_type, ex.extractor, ex.question) == ("generate", "exact", "Say the word red.")
+    assert ex.prompt == "Say the word red." and ex.answer == "red"
