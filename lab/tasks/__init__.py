@@ -92,5 +92,6 @@ def describe_task(task: TaskCfg | str) -> dict[str, str]:
         s = split_spec(spec, name, f"task {spec.name}")
         out[name] = s.description or f"{name} of {spec.name} ({s.output_type})"
     if "dev" not in out:
-        out = {"train": out["train"], "dev": "ID dev: carved from the train rows", **out}
+        dev = spec.dev_description or "ID dev: a seeded sample of the train rows, not in train"
+        out = {"train": out["train"], "dev": dev, **out}
     return out

@@ -103,6 +103,7 @@ class ParamSpec(_Strict):
 class TaskSpec(_Strict):
     name: str
     description: str = ""
+    dev_description: str = Field("", description="of the dev split carved from train")
     data_dir: str | None = None
     params: dict[str, ParamSpec] = Field(default_factory=dict)
     defaults: dict[str, Any] = Field(default_factory=dict)
