@@ -360,3 +360,14 @@ def test_lm_eval_generate_until_is_scored_by_exact_match(data, tmp_path):
     ex = build_task(task(data, s))["ood_say"][0]
     assert (ex.output_type, ex.extractor, ex.question) == ("generate", "exact", "Say the word red.")
     assert ex.prompt == "Say the word red." and ex.answer == "red"
+
+
+def test_hub_source_offline_is_one_line(data):
+    """A hub id is the same `source` as a local file; without network (HF_DATASETS_OFFLINE)
+    its load fails with one line naming the source and the fix."""
+    s = spec()
+    s["splits"] = {**s["splits"], "ood_hub": {"source": {"path": "no-such-org/no-such-set",
+                                                         "split": "test", "revision": "main"}}}  # fmt: skip
+    msg = _error(data, s)
+    assert "split ood_hub: could not load 'no-such-org/no-such-set'" in msg
+    assert msg.endswith("fix the source (a local file, or a hub id with network access)")
