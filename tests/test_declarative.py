@@ -371,3 +371,14 @@ def test_hub_source_offline_is_one_line(data):
     msg = _error(data, s)
     assert "split ood_hub: could not load 'no-such-org/no-such-set'" in msg
     assert msg.endswith("fix the source (a local file, or a hub id with network access)")
+
+
+def test_fixed_demo_sets_are_kept_whole(data):
+    """A `demos_<name>` split keeps all its rows whatever n_test (an arm's `demos: <name>`
+    takes its first k); other splits are seeded samples of n_test."""
+    s = spec()
+    s["splits"] = {**s["splits"], "demos_fixed": {"where": "key in ('k1', 'k3', 'k5', 'k7')"}}
+    out = build_task(task(data, s).model_copy(update={"n_test": 2}))
+    assert [e.id for e in out["demos_fixed"]] == ["demos_fixed-k1", "demos_fixed-k3",
+                                                  "demos_fixed-k5", "demos_fixed-k7"]  # fmt: skip
+    assert len(out["test"]) == 2

@@ -70,7 +70,7 @@ class SplitSpec(_Strict):
     limit: int | None = Field(None, gt=0, description="read at most this many rows (filtered)")
     map: str | None = Field(None, description="module:function row -> row (added columns)")
     sampler: str | None = Field(None, description="module:function (examples, n, tag) -> sample")
-    sample: Literal["seeded", "all"] = "seeded"
+    sample: Literal["seeded", "all"] | None = Field(None, description="demos_*: all, else seeded")
     sample_tag: str | None = Field(None, description="'{task}-{seed}-{split}' by default")
     output_type: OutputType | None = None
     extract: str | None = Field(None, description="generate: number | exact | option_letter")
