@@ -382,3 +382,29 @@ def test_fixed_demo_sets_are_kept_whole(data):
     assert [e.id for e in out["demos_fixed"]] == ["demos_fixed-k1", "demos_fixed-k3",
                                                   "demos_fixed-k5", "demos_fixed-k7"]  # fmt: skip
     assert len(out["test"]) == 2
+
+
+def test_source_hook_the_arithmetic_generator():
+    """A source hook (module:function) for data no file holds: the synthetic arithmetic
+    generator as a declarative task gives the examples of the `arithmetic` builder."""
+    split = {"source": {"hook": "lab.tasks.arithmetic:split_rows", "args": {"split": "x"}}}
+    names = ["train", "dev", "test", "ood_digits", "ood_steps", "ood_phrasing"]
+    s = {
+        "defaults": {"sample": "all", "output_type": "generate", "id": "{{ id }}",
+                     "input": "{{ question }}", "target": "{{ answer }}",
+                     "rationale": "{{ rationale }}", "program": "{{ program }}",
+                     "meta": {k: f"{{{{ {k} }}}}" for k in ("steps", "digits", "template", "ops")}},
+        "splits": {n: {"source": {**split["source"], "args": {"split": n}}} for n in names},
+    }  # fmt: skip
+    sizes = {"n_train": 30, "n_dev": 5, "n_test": 7, "seed": 2}
+    got = build_task(TaskCfg(name="arith_yaml", spec=s, **sizes))
+    want = build_task(TaskCfg(name="arithmetic", **sizes))
+    assert list(got) == names
+    strip = lambda e: {**vars(e), "output_type": "", "extractor": ""}  # noqa: E731
+    assert {k: [strip(e) for e in v] for k, v in got.items()} == {
+        k: [strip(e) for e in v] for k, v in want.items()
+    }
+    assert got["test"][0].output_type == "generate" and got["test"][0].extractor == "number"
+    bad = {**s, "splits": {**s["splits"], "test": {"source": {"hook": "lab.tasks.nope:rows"}}}}
+    with pytest.raises(LabError, match="hook 'lab.tasks.nope:rows' could not be imported"):
+        build_task(TaskCfg(name="arith_yaml", spec=bad, **sizes))

@@ -27,6 +27,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 from lab.tasks.base import Example
 
@@ -285,3 +287,22 @@ def build_arithmetic(cfg: ArithmeticConfig) -> dict[str, list[Example]]:
             examples.append(_make_example(split, len(examples), rng, spec, start, steps))
         out[split] = examples
     return out
+
+
+@cache
+def _built(cfg: ArithmeticConfig) -> dict[str, list[Example]]:
+    return build_arithmetic(cfg)
+
+
+def split_rows(task: Any, split: str, ops: str = "+-*") -> list[dict[str, Any]]:
+    """The generator as a declarative task's source hook (`source: {hook:
+    lab.tasks.arithmetic:split_rows, args: {split: ood_steps}}`): one generated split, at the
+    task's seed and sizes, as rows (id, question, answer, rationale, program, and the meta
+    fields: steps, digits, template, ops). Take them whole (`sample: all`): the generator
+    already sampled them."""
+    cfg = ArithmeticConfig(task.seed, task.n_train, task.n_dev, task.n_test, ops)
+    return [
+        {**ex.meta, "id": ex.id, "question": ex.question, "answer": ex.answer,
+         "rationale": ex.rationale, "program": ex.program}
+        for ex in _built(cfg)[split]
+    ]  # fmt: skip
