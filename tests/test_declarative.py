@@ -386,7 +386,10 @@ def test_fixed_demo_sets_are_kept_whole(data):
 
 def test_source_hook_the_arithmetic_generator():
     """A source hook (module:function) for data no file holds: the synthetic arithmetic
-    generator as a declarative task gives the examples of the `arithmetic` builder."""
+    generator as a declarative task gives the examples of the generator itself (and the
+    shipped `arithmetic` task is this spec)."""
+    from lab.tasks.arithmetic import ArithmeticConfig, build_arithmetic
+
     split = {"source": {"hook": "lab.tasks.arithmetic:split_rows", "args": {"split": "x"}}}
     names = ["train", "dev", "test", "ood_digits", "ood_steps", "ood_phrasing"]
     s = {
@@ -398,7 +401,8 @@ def test_source_hook_the_arithmetic_generator():
     }  # fmt: skip
     sizes = {"n_train": 30, "n_dev": 5, "n_test": 7, "seed": 2}
     got = build_task(TaskCfg(name="arith_yaml", spec=s, **sizes))
-    want = build_task(TaskCfg(name="arithmetic", **sizes))
+    want = build_arithmetic(ArithmeticConfig(2, 30, 5, 7))
+    assert build_task(TaskCfg(name="arithmetic", **sizes)) == got
     assert list(got) == names
     strip = lambda e: {**vars(e), "output_type": "", "extractor": ""}  # noqa: E731
     assert {k: [strip(e) for e in v] for k, v in got.items()} == {

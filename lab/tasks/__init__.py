@@ -16,8 +16,6 @@ from lab.errors import LabError, suggest
 from lab.recipe import TaskCfg
 from lab.tasks.aqua import build_gsm8k_with_aqua
 from lab.tasks.aqua import describe as describe_gsm8k
-from lab.tasks.arithmetic import ArithmeticConfig, build_arithmetic
-from lab.tasks.arithmetic import describe as describe_arithmetic
 from lab.tasks.base import Example
 from lab.tasks.declarative import build_declarative
 from lab.tasks.probes import build_probes
@@ -26,20 +24,7 @@ from lab.tasks.spec import TaskSpec, load_spec_file, parse_spec, split_spec
 YAML_DIR = Path(__file__).resolve().parent / "yaml"
 
 
-def _arithmetic(cfg: TaskCfg) -> dict[str, list[Example]]:
-    params = dict(cfg.params)
-    ops = str(params.pop("ops", "+-*"))
-    if params or not ops or set(ops) - set("+-*") or "+" not in ops:
-        raise LabError(
-            f"task arithmetic: params {dict(cfg.params)} not understood; the one parameter is "
-            "`ops`, a string of operations from '+-*' that includes '+' (e.g. ops: '+-'), "
-            "beside `probes` (lab/tasks/probes.py)"
-        )
-    return build_arithmetic(ArithmeticConfig(cfg.seed, cfg.n_train, cfg.n_dev, cfg.n_test, ops))
-
-
 TASKS: dict[str, tuple[Callable[[TaskCfg], dict[str, list[Example]]], Callable[[], dict]]] = {
-    "arithmetic": (_arithmetic, describe_arithmetic),
     "gsm8k": (build_gsm8k_with_aqua, describe_gsm8k),
 }
 

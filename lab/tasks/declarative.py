@@ -116,7 +116,7 @@ class SplitBuilder:
                 self.rows.append((i, r))
                 if self.s.limit and len(self.rows) == self.s.limit:
                     break
-        if not self.rows:
+        if not self.rows and not (name == "dev" and cfg.n_dev == 0):
             raise LabError(
                 f"{self.where} is empty ({len(rows)} rows read, none kept); fix its `source` "
                 "or `where`"
