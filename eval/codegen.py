@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from eval.sandbox import run_program
+from eval.sandbox import run_with_tests
 
 
 def program_for(generation: str, meta: dict[str, Any]) -> str:
@@ -23,11 +23,11 @@ def program_for(generation: str, meta: dict[str, Any]) -> str:
 
 
 def run_tests(generation: str, meta: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:
-    """{'passed': bool, 'pred': 'pass' or None, 'error': why it failed or None}."""
+    """{'passed': bool, 'pred': 'pass' or None, 'error': why it failed or None}: passed only
+    when the sandbox's harness reported that every test statement ran (eval/sandbox.py)."""
     if not generation.strip():
         return {"passed": False, "pred": None, "error": "empty generation"}
-    code = program_for(generation, meta) + "\n\n" + meta["tests"]
-    res = run_program(code, timeout_s=timeout_s)
+    res = run_with_tests(program_for(generation, meta), meta["tests"], timeout_s=timeout_s)
     if res.error:
         return {"passed": False, "pred": None, "error": res.error}
     return {"passed": True, "pred": "pass", "error": None}

@@ -10,7 +10,7 @@ up to float reassociation (~1e-6). With one process this is `evaluate_split` its
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from eval.evaluate import PromptSpec, evaluate_split, summarize
@@ -50,6 +50,18 @@ def sum_across(x: float) -> float:
     from accelerate.utils import gather_object
 
     return sum(gather_object([x]))
+
+
+def map_sharded(fn: Callable[[list[Any]], list[Any]], items: Sequence[Any]) -> list[Any]:
+    """`fn(items)` with the items sharded across the processes of `accelerate launch`: each
+    process runs `fn` on its strided share; every process gets all results in item order.
+    `fn` must give one result per item, independent of what else it is given."""
+    state = _state()
+    if state.num_processes == 1:
+        return fn(list(items))
+    idx = shard(len(items), state.process_index, state.num_processes)
+    mine = fn([items[i] for i in idx]) if idx else []
+    return gather_in_order(list(zip(idx, mine, strict=True)))
 
 
 def evaluate_split_parallel(

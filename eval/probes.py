@@ -18,7 +18,7 @@ from typing import Any
 from eval.evaluate import PromptSpec, summarize
 from eval.extract import last_number, normalize_number
 from eval.lm import LM, GenRequest
-from eval.parallel import evaluate_split_parallel
+from eval.parallel import evaluate_split_parallel, map_sharded
 from lab.tasks.base import Example
 
 # The CoT answer ends at the next question (or a blank line).
@@ -76,12 +76,14 @@ def extract_bbh(text: str, answer_type: str) -> str | None:
 def evaluate_probe(
     lm: LM, examples: Sequence[Example], desc: str = "probe"
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """(per-example predictions, metrics) of one probe split, prompted with its own prompt."""
+    """(per-example predictions, metrics) of one probe split, prompted with its own prompt.
+    Under `accelerate launch` the generations are sharded across the processes (every
+    process gets all predictions, in order)."""
     requests = [
         GenRequest(ex.meta["prefix"], probe_prompt(ex), PROBE_STOP, ex.meta["max_new_tokens"])
         for ex in examples
     ]
-    gens = lm.generate(requests, desc=desc)
+    gens = map_sharded(lambda reqs: lm.generate(reqs, desc=desc), requests)
     preds = []
     for ex, g in zip(examples, gens, strict=True):
         kind = ex.meta["answer_type"]

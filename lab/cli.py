@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import sys
 from pathlib import Path
@@ -42,13 +41,12 @@ def _quiet_libraries() -> None:
     logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
 
 
-def _shard(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    m = re.fullmatch(r"(\d+)/(\d+)", text.strip())
-    if not m or not int(m[1]) < int(m[2]):
-        raise LabError(f"--shard {text!r}: write I/N with 0 <= I < N, e.g. --shard 0/2")
-    return int(m[1]), int(m[2])
+def _no_shard(text: str | None) -> None:
+    if text is not None:
+        raise LabError(
+            f"--shard {text} is gone: workers now claim cells themselves; drop --shard and start "
+            "the same `lab run` command as many times as you want workers (same --out)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,11 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--force", action="store_true", help="start over if OUT holds another recipe")
     run.add_argument("--cache-dir", help="model cache (default $FTLAB_CACHE or ~/.cache/ft-vs-icl)")
     run.add_argument("--quiet", action="store_true", help="no progress bars or logs")
-    run.add_argument(
-        "--shard",
-        metavar="I/N",
-        help="run only cells I, I+N, I+2N... (N workers sharing one --out; 0 <= I < N)",
-    )
+    run.add_argument("--shard", help=argparse.SUPPRESS)  # gone: workers claim cells
     rep = sub.add_parser("report", help="rewrite OUT/report/ from a study's finished cells")
     rep.add_argument("out", help="the study's output directory")
     from lab import estimate
@@ -96,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "task":
             _quiet_libraries()
             return task_show.main(args)
+        _no_shard(args.shard)
         from lab.recipe import load_recipe
 
         recipe = load_recipe(args.recipe, smoke=args.smoke, profile=args.profile)
@@ -106,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
         run_study(
             recipe, out, force=args.force, progress=not args.quiet, cache_dir=args.cache_dir,
-            shard=_shard(args.shard),
+            profile=args.profile, smoke=args.smoke,
         )  # fmt: skip
     except LabError as e:
         print(f"error: {e}", file=sys.stderr)

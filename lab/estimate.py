@@ -33,9 +33,11 @@ Python overhead are not counted.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lab.compute import FlopCounter
@@ -79,6 +81,7 @@ class Estimate:
     eval_flops: float
     train_hours: float
     eval_hours: float
+    eval_parts: dict[str, float] = field(default_factory=dict)  # eval FLOPs by where they go
 
     @property
     def hours(self) -> float:
@@ -190,6 +193,7 @@ def estimate(
 ) -> list[Estimate]:
     """Per model of the recipe: FLOPs and GPU hours of the whole study (all its cells)."""
     from eval.prompts import demos_prefix, prompt, target
+    from lab.fairness import held_out_size
     from lab.runner import _plan_one_model, budget_size, eval_splits, study_pool
     from lab.tasks import build_task
     from lab.tasks.probes import is_probe
@@ -210,10 +214,17 @@ def estimate(
             return statistics.fmean(tok(t) for t in texts) if texts else 0.0
 
         train = evals_f = 0.0
+        parts: dict[str, float] = {}
+
+        def add(part: str, flops: float, parts: dict[str, float] = parts) -> float:
+            parts[part] = parts.get(part, 0.0) + flops
+            return flops
+
         for cell in cells:
             arm = cell.arm
             fmt, new = arm.format, recipe.eval.max_new_tokens[arm.format]
             variants: list[int] = []  # demos per evaluated variant
+            checkpoints = 1  # variants without the arm's demos (probes run on each)
             if arm.method == "icl":
                 k = budget_size(cell.budget, arm.k, len(pool)) if arm.k else 0
                 variants.append(k)
@@ -225,14 +236,15 @@ def estimate(
                 tgt_tok = mean_tokens([target(e, fmt) for e in pool[:500]])
                 n_ex = cfg.steps * cfg.batch_size
                 train += counter.train(int(n_ex * ex_tok), int(n_ex * tgt_tok))
-                n_dev = len(splits.get("dev", []))
+                # select: best_dev holds examples of the budget out (lab/fairness.py)
+                n_dev = held_out_size(budget_size(cell.budget, cfg.n_train, len(pool)), cfg)
                 dev_evals = cfg.steps // cfg.eval_every + 1
                 train += dev_evals * FlopCounter(body, head, lora).forward(
                     int(n_dev * ex_tok), int(n_dev * tgt_tok)
                 )
-                variants += [0, 0] + (
-                    [recipe.eval.ft_icl_probe_k] if recipe.eval.ft_icl_probe_k else []
-                )
+                checkpoints = 2 if n_dev else 1  # best_dev: the selected and the last
+                variants += [0] * checkpoints
+                variants += [recipe.eval.ft_icl_probe_k] if recipe.eval.ft_icl_probe_k else []
             infer = FlopCounter(body, head)
             for k in variants:
                 demos = tok(demos_prefix(pool[:k], fmt)) if k else 0.0
@@ -240,13 +252,15 @@ def estimate(
                     q = mean_tokens([prompt(e, arm.trigger) for e in splits[s]])
                     a = mean_tokens([target(e, "answer") for e in splits[s]])
                     n = len(splits[s])
-                    evals_f += n * infer.generate(int(demos + q), new)
+                    evals_f += add(f"{fmt}: prompts", n * infer.forward(int(demos + q), 1))
+                    evals_f += add(f"{fmt}: generated tokens", n * infer.forward(new, new))
                     if recipe.eval.gold_logprob:
-                        evals_f += n * infer.forward(int(demos + q + a), int(a))
+                        evals_f += add("log p(gold)", n * infer.forward(int(demos + q + a), int(a)))
             # probes: every variant but the FT-then-ICL one, each with its own fixed prompt
-            n_var = 1 if arm.method == "icl" else 2
             for s in probes:
-                evals_f += n_var * probe_flops(infer, splits[s], mean_tokens, recipe)
+                evals_f += add(
+                    "probes", checkpoints * probe_flops(infer, splits[s], mean_tokens, recipe)
+                )
         out.append(
             Estimate(
                 spec,
@@ -257,16 +271,46 @@ def estimate(
                 evals_f,
                 train / train_flops_per_s / 3600,
                 evals_f / infer_flops_per_s / 3600,
+                parts,
             )  # fmt: skip
         )
     return out
 
 
-def render(recipe: Recipe, rows: list[Estimate], train_fps: float, infer_fps: float) -> str:
+def measured_rates(path: str | Path) -> tuple[float, float, str] | None:
+    """(training FLOP/s, generation FLOP/s, where from) measured by bench/gpu_check.sh (its
+    gpu_check.json): the median achieved training rate of its ~0.5B LoRA/full cells and the
+    median evaluation rate in the lab's accounting (no shared-prefix cache, as counted
+    here). None when there is no such file or it holds no GPU figures."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        train, infer = [], []
+        for name in ("lora", "full", "fsdp"):
+            ph = data["phases"].get(name, {})
+            for c in (ph.get("figures") or {}).get("cells", {}).values():
+                if c.get("train_flops_per_s"):
+                    train.append(c["train_flops_per_s"])
+                if c.get("eval_accounted_flops_per_s"):
+                    infer.append(c["eval_accounted_flops_per_s"])
+        device = data["phases"]["env"]["figures"].get("device", "?")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if data.get("mode") != "gpu" or not train or not infer:
+        return None
+    return statistics.median(train), statistics.median(infer), f"measured on {device} ({path})"
+
+
+def render(
+    recipe: Recipe, rows: list[Estimate], train_fps: float, infer_fps: float, source: str = ""
+) -> str:
+    how = source or "assumed, not measured"
     lines = [
         f"recipe '{recipe.name}': expected GPU-hours from the lab's FLOP accounting "
-        f"(assumed achieved: training {train_fps / 1e12:g} TFLOP/s, generation "
-        f"{infer_fps / 1e12:g} TFLOP/s per GPU; not measured)",
+        f"(achieved: training {train_fps / 1e12:.3g} TFLOP/s, generation "
+        f"{infer_fps / 1e12:.3g} TFLOP/s per GPU; {how})",
         "| model | params (source) | tokens | train FLOPs | eval FLOPs | train h | eval h | GPU-hours |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -276,24 +320,72 @@ def render(recipe: Recipe, rows: list[Estimate], train_fps: float, infer_fps: fl
             f"{e.eval_flops:.3g} | {e.train_hours:.3g} | {e.eval_hours:.3g} | {e.hours:.3g} |"
         )
     lines.append(f"| total | | | | | | | {sum(e.hours for e in rows):.3g} |")
+    parts: dict[str, float] = {}
+    for e in rows:
+        for k, v in e.eval_parts.items():
+            parts[k] = parts.get(k, 0.0) + v
+    total = sum(parts.values())
+    if total:
+        top = sorted(parts.items(), key=lambda kv: -kv[1])
+        lines.append(
+            "where evaluation time goes (share of eval FLOPs; prompts are counted per example, "
+            "without the shared-demo KV cache the lab uses, so prompt shares are upper bounds): "
+            + ", ".join(f"{k} {v / total:.0%}" for k, v in top)
+        )
     return "\n".join(lines)
 
 
 def main(args: Any) -> int:
+    from lab import memory
     from lab.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, profile=args.profile)
-    rows = estimate(recipe, args.train_tflops * 1e12, args.infer_tflops * 1e12,
-                    args.chars_per_token, args.cache_dir)  # fmt: skip
-    print(render(recipe, rows, args.train_tflops * 1e12, args.infer_tflops * 1e12))
+    measured = None if args.rates == "none" else measured_rates(args.rates)
+    train_fps = (args.train_tflops or 0) * 1e12 or (measured[0] if measured else 100e12)
+    infer_fps = (args.infer_tflops or 0) * 1e12 or (measured[1] if measured else 20e12)
+    explicit = args.train_tflops or args.infer_tflops
+    source = "given" if explicit else (measured[2] if measured else "")
+    rows = estimate(recipe, train_fps, infer_fps, args.chars_per_token, args.cache_dir)
+    print(render(recipe, rows, train_fps, infer_fps, source))
+    mem = memory.plan_memory(recipe, args.gpus, args.strategy, args.cache_dir, args.chars_per_token)
+    gpu_bytes = args.gpu_mem_gib * memory.GIB
+    b = 4 if recipe.precision == "fp32" else 2
+    print()
+    print(memory.render(mem, args.gpus, args.strategy, gpu_bytes, b))
+    memory.check_fits(mem, gpu_bytes, args.strategy)
     return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("estimate", help="expected GPU hours of a recipe (FLOP accounting)")
+    p = sub.add_parser("estimate", help="expected GPU hours and peak memory per GPU of a recipe")
     p.add_argument("recipe")
     p.add_argument("--profile", help="apply the recipe's named overrides first")
-    p.add_argument("--train-tflops", type=float, default=100.0, help="achieved, per GPU")
-    p.add_argument("--infer-tflops", type=float, default=20.0, help="achieved, per GPU")
+    p.add_argument(
+        "--train-tflops",
+        type=float,
+        help="achieved, per GPU (default: measured "
+        "by bench/gpu_check.sh when bench/gpu_check.json exists, else 100)",
+    )
+    p.add_argument(
+        "--infer-tflops", type=float, help="achieved, per GPU (default: measured, else 20)"
+    )
+    p.add_argument(
+        "--rates",
+        default=str(Path(__file__).resolve().parent.parent / "bench" / "gpu_check.json"),
+        help="gpu_check.json with measured rates ('none': the assumed ones)",
+    )
     p.add_argument("--chars-per-token", type=float, default=3.0)
     p.add_argument("--cache-dir", help="model cache (for aliases)")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs (processes) the study runs on")
+    p.add_argument(
+        "--strategy",
+        default="ddp",
+        choices=["ddp", "fsdp", "zero3"],
+        help="how training is spread over the GPUs (accelerate config)",
+    )
+    p.add_argument(
+        "--gpu-mem-gib",
+        type=float,
+        default=72.0,
+        help="usable memory per GPU (80 GB H100: 72 keeps ~10%% headroom)",
+    )

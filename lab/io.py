@@ -73,17 +73,53 @@ def fsync_tree(root: str | Path, files: bool = True) -> None:
         fsync_dir(dirpath)
 
 
-def remove_stale_tmp(root: str | Path) -> list[Path]:
+def create_json_exclusive(path: str | Path, obj: Any) -> bool:
+    """Write `obj` to `path` only if no file is there, atomically: a temporary file is
+    hard-linked into place, which fails if another writer got there first. False (nothing
+    written) if `path` exists. On a file system without hard links: an atomic replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here (some network or FUSE file systems)
+            if path.exists():
+                return False
+            os.replace(tmp, path)
+        fsync_dir(path.parent)
+        return True
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def remove_stale_tmp(
+    root: str | Path, skip: tuple[str, ...] = (), min_age_s: float = 0.0
+) -> list[Path]:
     """Delete the temporary files (`.NAME.XXXX.tmp`) and checkpoint directories
-    (`.tmp-step-*`) that a killed writer left under `root`; returns what was removed."""
+    (`.tmp-step-*`) that a killed writer left under `root`, except under the subfolders
+    named in `skip` and those younger than `min_age_s` (a live writer's, when other workers
+    share `root`); returns what was removed."""
     import shutil
+    import time
 
     root = Path(root)
     if not root.is_dir():
         return []
     stale = [p for p in root.rglob(".*.tmp") if p.is_file()]
     stale += [p for p in root.rglob(".tmp-*") if p.is_dir()]
-    stale = [p for p in stale if "wandb" not in p.relative_to(root).parts]  # W&B's own files
+    skip = ("wandb", *skip)  # wandb: W&B's own files
+    stale = [p for p in stale if not set(skip) & set(p.relative_to(root).parts)]
+    if min_age_s:
+        now = time.time()
+        stale = [p for p in stale if p.exists() and now - p.stat().st_mtime >= min_age_s]
     for p in stale:
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     return stale

@@ -154,7 +154,7 @@ def cot_gains(recipe: Recipe, models: list[dict[str, Any]], splits: list[str]):
                 continue
             cells = []
             for name, ss in sets.items():
-                d = paired_bootstrap(sc.matrix(g_cot, ss), sc.matrix(g_ans, ss))
+                d = paired_bootstrap(*sc.paired(g_cot, g_ans, ss))  # same example ids
                 gains.setdefault(label, {}).setdefault(name, []).append(
                     (m["n_params"], d["diff"], d["lo"], d["hi"])
                 )

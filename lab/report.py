@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from eval.contamination import contamination_table
-from eval.stats import bootstrap_ci, paired_bootstrap
-from lab import plots
+from eval.contamination import TEMPLATE_SHARE, contamination_table, example_text, seen_texts
+from eval.stats import bootstrap_ci
+from lab import fairness, plots, verdict
 from lab.breakdown import breakdowns, brier_table
 from lab.io import atomic_write_text, read_json, read_jsonl
 from lab.probe_report import probe_table
@@ -84,7 +84,7 @@ class Scores:
         self.meta: dict[str, dict[str, Any]] = {}
         for r in rows:
             main = r["variant"] == ("prompted" if r["method"] == "icl" else r.get("selected"))
-            if not main or r["cell"] in self.meta:
+            if not main or r.get("probe") or r["cell"] in self.meta:
                 continue
             self.meta[r["cell"]] = r
             self.cells[(r["arm"], r["budget"])].append(r["cell"])
@@ -99,14 +99,42 @@ class Scores:
             self._cache[key] = sorted(read_jsonl(path), key=lambda p: p["id"])
         return self._cache[key]
 
+    def ids(self, group: Group, splits: list[str]) -> list[str]:
+        """The example ids of the group's columns (every replicate must hold the same)."""
+        cells = self.cells[group]
+        first = [p["id"] for s in splits for p in self.preds(cells[0], s)]
+        for cell in cells[1:]:
+            ids = [p["id"] for s in splits for p in self.preds(cell, s)]
+            fairness.check_same_ids(first, ids, f"cells {cells[0]} and {cell} on {splits}")
+        return first
+
     def matrix(self, group: Group, splits: list[str], metric: str = "correct") -> np.ndarray:
-        """(replicates, examples of all `splits` concatenated)."""
+        """(replicates, examples of all `splits` concatenated); the replicates' columns are
+        checked to be the same examples."""
+        self.ids(group, splits)
         return np.array(
             [
                 [float(p[metric]) for s in splits for p in self.preds(cell, s)]
                 for cell in self.cells[group]
             ]
         )
+
+    def paired(
+        self, a: Group, b: Group, splits: list[str], metric: str = "correct"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The two groups' matrices on `splits`, after checking their columns are the same
+        examples (stops with a LabError naming both if not)."""
+        where = f"{a[0]} @ {a[1]} vs {b[0]} @ {b[1]} on {splits}"
+        fairness.check_same_ids(self.ids(a, splits), self.ids(b, splits), where)
+        return self.matrix(a, splits, metric), self.matrix(b, splits, metric)
+
+    def labelled(self, group: Group) -> int | str:
+        """The labelled examples behind the group's main rows: one count, or a note when it
+        is not recorded (a study of an older lab) or differs between replicates."""
+        counts = {self.meta[c].get("labelled_examples") for c in self.cells[group]}
+        if None in counts:
+            return "not recorded"
+        return counts.pop() if len(counts) == 1 else "/".join(map(str, sorted(counts)))
 
 
 def _ood(splits: list[str]) -> list[str]:
@@ -121,7 +149,8 @@ def comparison(recipe: Recipe, out: Path, rows: list[dict[str, Any]], splits: li
     ood = _ood(splits)
     in_mean = ood_mean_splits(splits)
     cells_json = {c: read_json(out / "cells" / c / "cell.json") for c in scores.meta}
-    columns = ["arm", "method", "format", "budget", "k / n_train (seen)", "seeds", "ID (test)", *ood,
+    columns = ["arm", "method", "format", "budget", "k / n_train (seen)",
+               "labelled (train + held out + demos)", "seeds", "ID (test)", *ood,
                "OOD mean", "log p(gold) ID", "log p(gold) OOD", "train FLOPs", "infer FLOPs/ex"]  # fmt: skip
     table_rows, agg = [], {}
     order = {a.name: i for i, a in enumerate(recipe.arms)}
@@ -165,6 +194,7 @@ def comparison(recipe: Recipe, out: Path, rows: list[dict[str, Any]], splits: li
                 meta["format"],
                 "-" if budget is None else budget,
                 size,
+                fairness.describe({**meta, "labelled_examples": scores.labelled(group)}),
                 len(cj),
                 _ci(id_ci),
                 *[_ci(per[s]) for s in ood],
@@ -179,9 +209,10 @@ def comparison(recipe: Recipe, out: Path, rows: list[dict[str, Any]], splits: li
 
 
 def matched_pairs(recipe: Recipe, scores: Scores) -> list[tuple[Group, Group]]:
-    """Each FT arm (per budget) vs the k-shot ICL arm with the same budget — same format if
-    there is one, else the answer format; an arm with demos from the pool (the FT data)
-    before one with a fixed demo set."""
+    """Each FT arm (per budget) vs a k-shot ICL arm with the same budget: one with as many
+    labelled examples first, then the same format (else the answer format), then demos from
+    the pool (the FT data) before a fixed demo set. A pair with unequal labelled examples is
+    kept, to be reported as such, never tested."""
     pairs = []
     icl = {
         g: scores.meta[c[0]]
@@ -192,35 +223,55 @@ def matched_pairs(recipe: Recipe, scores: Scores) -> list[tuple[Group, Group]]:
         m = scores.meta[cells[0]]
         if m["method"] == "icl":
             continue
-        cands = [g for g, im in icl.items() if g[1] == group[1] and im.get("k", 0) > 0]
-        cands.sort(key=lambda g: bool(icl[g].get("demos_fixed")))  # same data first
-        same = [g for g in cands if icl[g]["format"] == m["format"]]
-        answer = [g for g in cands if icl[g]["format"] == "answer"]
-        if same or answer:
-            pairs.append((group, (same or answer)[0]))
+        n = scores.labelled(group)
+        cands = [
+            g for g, im in icl.items()
+            if g[1] == group[1] and im.get("k", 0) > 0 and im["format"] in (m["format"], "answer")
+        ]  # fmt: skip
+        cands.sort(
+            key=lambda g: (
+                not isinstance(n, int) or scores.labelled(g) != n,
+                icl[g]["format"] != m["format"],
+                bool(icl[g].get("demos_fixed")),
+            )
+        )
+        if cands:
+            pairs.append((group, cands[0]))
     return pairs
 
 
 def paired_table(pairs, scores: Scores, splits: list[str]) -> tuple[Table, list[dict[str, Any]]]:
+    """Per pair: the labelled examples of both arms and, when they are equal, the ID gain,
+    the OOD gain and their difference (one joint paired bootstrap on the same examples,
+    `verdict.paired_gains`); "unequal budgets" otherwise."""
     ood = ood_mean_splits(splits)  # the OOD gain is on the OOD mean's examples
     rows, results = [], []
     for ft, icl in pairs:
-        res = {"ft": ft, "icl": icl}
-        for name, ss in (("id", [ID_EVAL_SPLIT]), ("ood", ood)):
-            if ss:
-                res[name] = paired_bootstrap(scores.matrix(ft, ss), scores.matrix(icl, ss))
-        results.append(res)
-        rows.append(
-            [f"{ft[0]}" + (f" @ {ft[1]}" if ft[1] is not None else ""), icl[0]]
-            + [
+        n_ft, n_icl = scores.labelled(ft), scores.labelled(icl)
+        res: dict[str, Any] = {"ft": ft, "icl": icl, "labelled": (n_ft, n_icl),
+                               "equal": isinstance(n_ft, int) and n_ft == n_icl,
+                               "has_ood": bool(ood)}  # fmt: skip
+        recorded = all(isinstance(n, int) for n in (n_ft, n_icl))
+        cells = ["unequal budgets" if recorded else "not recorded"] * (3 if ood else 1)
+        if res["equal"]:
+            id_ft, id_icl = scores.paired(ft, icl, [ID_EVAL_SPLIT])
+            per = [scores.paired(ft, icl, [s]) for s in ood]
+            res |= verdict.paired_gains(id_ft, id_icl, [a for a, _ in per], [b for _, b in per])
+            cells = [
                 f"{res[n]['diff']:+.3f} [{res[n]['lo']:+.2f}, {res[n]['hi']:+.2f}] p={res[n]['p_value']:.3g}"
-                for n in ("id", "ood")
+                for n in verdict.QUANTITIES
                 if n in res
             ]
+        results.append(res)
+        fmt = [scores.meta[scores.cells[g][0]]["format"] for g in (ft, icl)]
+        labels = f"{n_ft} / {n_icl}" + (
+            " ({} vs {} targets)".format(*fmt) if fmt[0] != fmt[1] else ""
         )
-    cols = ["fine-tuned", "vs ICL", "ID gain (FT - ICL)", "OOD gain (FT - ICL)"][
-        : 2 + (1 if not ood else 2)
-    ]
+        rows.append(
+            [f"{ft[0]}" + (f" @ {ft[1]}" if ft[1] is not None else ""), icl[0], labels] + cells
+        )
+    cols = ["fine-tuned", "vs ICL", "labelled examples (FT / ICL)", "ID gain (FT - ICL)",
+            "OOD gain (FT - ICL)", "ID gain - OOD gain"][: 4 if not ood else 6]  # fmt: skip
     return Table(cols, rows), results
 
 
@@ -249,48 +300,11 @@ def _answer_arms(recipe: Recipe) -> list[str]:
     return [a.name for a in recipe.arms if a.method != "icl" and a.format == "answer"]
 
 
-def _verdict(i: dict[str, float], o: dict[str, float]) -> str:
-    def sig(x: dict) -> int:
-        return 0 if x["lo"] <= 0 <= x["hi"] else (1 if x["diff"] > 0 else -1)
-
-    si, so = sig(i), sig(o)
-    if si > 0 and so < 0:
-        return "fine-tuning buys ID accuracy at the price of OOD robustness"
-    if si > 0 and so > 0:
-        return ("fine-tuning improves both, but the OOD gain is smaller than the ID gain"
-                if o["diff"] < i["diff"] else "fine-tuning improves ID and OOD alike")  # fmt: skip
-    if si > 0:
-        return "fine-tuning improves ID accuracy without a significant OOD change"
-    if si < 0:
-        return "prompting beats fine-tuning in distribution"
-    return "no significant ID difference between fine-tuning and prompting"
-
-
-def _pair(r: dict[str, Any]) -> str:
-    i, o = r["id"], r["ood"]
-    return (
-        f"{r['ft'][0]} vs {r['icl'][0]} changes ID accuracy by {i['diff']:+.3f} (95% CI "
-        f"{i['lo']:+.3f} to {i['hi']:+.3f}, p={i['p_value']:.2g}) and OOD accuracy by "
-        f"{o['diff']:+.3f} (95% CI {o['lo']:+.3f} to {o['hi']:+.3f}, p={o['p_value']:.2g}): "
-        f"{_verdict(i, o)}"
-    )
-
-
 def headline(recipe: Recipe, results: list[dict[str, Any]]) -> str | None:
-    """The answer in one sentence, for the plain-answer pair at the largest budget; plus one
-    for the fine-tuned arm with the largest ID gain there, when that is another arm."""
-    if not results or "ood" not in results[0]:
-        return None
-    budgets = {b: i for i, b in enumerate(recipe.budgets or [])}
-    top = max(budgets.get(r["ft"][1], 0) for r in results)
-    at_top = [r for r in results if budgets.get(r["ft"][1], 0) == top]
-    r = next((x for x in at_top if x["ft"][0] in _answer_arms(recipe)), at_top[0])
-    budget = f" at budget {r['ft'][1]}" if r["ft"][1] is not None else ""
-    text = f"For {recipe.model} on {recipe.task.name}{budget}, {_pair(r)}."
-    best = max(at_top, key=lambda x: x["id"]["diff"])
-    if best is not r and best["id"]["diff"] > r["id"]["diff"]:
-        text += f" The strongest fine-tuned arm: {_pair(best)}."
-    return text
+    """The answer in one sentence, decided by tested quantities (lab/verdict.py)."""
+    return verdict.headline(
+        str(recipe.model), recipe.task.name, recipe.budgets, results, _answer_arms(recipe)
+    )
 
 
 def _figures(
@@ -328,9 +342,10 @@ def _figures(
         figs["vs_budget"] = str(plots.vs_budget(curves, fig_dir / "vs_budget.png", styles))
     probe = _probe_rows(rows, splits)
     if probe:
-        base_k = {a: agg[g]["id"][0] for a, g in top.items() if agg[g]["method"] == "icl"}
+        formats = {a.name: a.format for a in recipe.arms}
         for p in probe:
-            p["base_k"] = next(iter(base_k.values()), None)
+            g = matched_kshot(scores, formats[p["arm"]], recipe.eval.ft_icl_probe_k)
+            p["base_k"] = agg[g]["id"][0] if g is not None else None
         figs["ft_icl_probe"] = str(plots.ft_icl_probe(probe, fig_dir / "ft_icl_probe.png"))
     curves_t = {}
     for g in top.values():
@@ -343,6 +358,20 @@ def _figures(
     if curves_t:
         figs["training"] = str(plots.training_curves(curves_t, fig_dir / "training.png"))
     return figs
+
+
+def matched_kshot(scores: Scores, fmt: str, k: int) -> Group | None:
+    """The base model's k-shot arm that matches an FT-then-ICL probe: k pool demos (the
+    probe's demos are the same prefix of the data order), the FT arm's format (else the
+    answer format); None when the study has no such arm."""
+    found = [
+        (m["format"] != fmt, -i, g)
+        for i, (g, cells) in enumerate(scores.cells.items())
+        for m in [scores.meta[cells[0]]]
+        if m["method"] == "icl" and m.get("k") == k and not m.get("demos_fixed")
+        and m["format"] in (fmt, "answer")
+    ]  # fmt: skip
+    return min(found)[2] if found else None
 
 
 def _probe_rows(rows: list[dict[str, Any]], splits: list[str]) -> list[dict[str, Any]]:
@@ -372,14 +401,27 @@ def _probe_rows(rows: list[dict[str, Any]], splits: list[str]) -> list[dict[str,
     ]
 
 
-def _contamination(train: list[Example], split_examples: dict[str, list[Example]]) -> Table:
+def _contamination(splits: dict[str, list[Example]], eval_splits: list[str]) -> Table:
+    """Eval examples vs everything a model of the study saw, over the varying content (the
+    task's template words dropped: eval/contamination.py)."""
     rows = contamination_table(
-        [e.question for e in train],
-        {s: [e.question for e in xs] for s, xs in split_examples.items()},
+        seen_texts(splits),
+        {s: [example_text(e) for e in splits[s]] for s in eval_splits},
+        template_share=TEMPLATE_SHARE,
     )
     return Table(
-        ["split", "examples", "with a shared 8-gram", "rate", "max overlap"],
-        [[r["split"], r["examples"], r["contaminated"], r["rate"], r["max_overlap"]] for r in rows],
+        ["split", "examples", "with a shared 8-gram", "rate", "max overlap", "70%+ seen"],
+        [
+            [
+                r["split"],
+                r["examples"],
+                r["contaminated"],
+                r["rate"],
+                r["max_overlap"],
+                r["mostly_seen"],
+            ]
+            for r in rows
+        ],  # fmt: skip
     )
 
 
@@ -394,7 +436,7 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
     head = headline(recipe, presults)
     ctable = compute_table(agg, pairs)
     figs = _figures(out, recipe, agg, scores, eval_splits, rows, rdir)
-    contam = _contamination(splits["train"], {s: splits[s] for s in eval_splits})
+    contam = _contamination(splits, eval_splits)
     sizes = ", ".join(f"{k}={v}" for k, v in info["split_sizes"].items())
     breakdown = _breakdown_tables(scores, eval_splits)
     arm_names = [a.name for a in recipe.arms]
@@ -431,11 +473,12 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
         f"- task: `{recipe.task.name}` (seed {recipe.task.seed}; {sizes}; train pool {info.get('pool_size')})",
         f"- data seeds {recipe.seeds}; train seeds {recipe.train_seeds or 'same as data'}; "
         f"budgets {recipe.budgets or '-'}",
-        "- metric: exact match; mean [95% bootstrap CI over seeds and examples]; FT arms use the "
-        f"checkpoint selected by `{recipe.train.select}` (ID dev loss), evaluated at k = 0 with the ICL template",
+        "- metric: exact match; mean [95% bootstrap CI over seeds and examples]; FT arms are "
+        "evaluated at k = 0 with the ICL template",
         "- log p(gold): mean log-probability of ' <gold answer>' right after the prompt: the smooth "
         "metric; for CoT and code arms it measures answering directly, without the rationale",
         *mean_md,
+        "", "## Fairness", "", *fairness.guarantees(recipe),
         "", "## Splits", "", *[f"- `{k}`: {v}" for k, v in info["task"]["splits"].items()],
         "", "## Results", "", table.render(), "",
         *probe_md,
@@ -443,7 +486,13 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
         ptable.render() if ptable.rows else "(no FT/ICL pair in this study)", "",
         "## Compute (means per cell; FLOPs counted as in lab/compute.py, LoRA honestly)", "",
         ctable.render(), "",
-        "## Contamination (word 8-gram overlap of eval questions with the train pool)", "",
+        "## Contamination (word 8-grams of eval examples in what the model saw)", "",
+        "Eval examples (question, answer, rationale, program) against everything the model may "
+        "have seen: the train pool, the dev split, fixed demo sets. Words present in at least "
+        f"{TEMPLATE_SHARE:.0%} of those texts are the task's template and are dropped first, "
+        "so that only 8-grams made at least half of varying content (numbers, names, the words "
+        "of a problem) count. `70%+ seen`: examples with at least 70% of their 8-grams in what "
+        "the model saw (near-copies).", "",
         contam.render(), "",
         *[x for _k, title, t in breakdown for x in (f"## {title}", "", t.render(), "")],
         "## Plots", "", *[f"![{k}](plots/{Path(v).name})" for k, v in figs.items()], "",

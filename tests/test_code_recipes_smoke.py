@@ -59,7 +59,7 @@ def test_gsm8k_reasoning_smoke_fixed_demos_and_bbh_on_every_arm(gsm):
         assert mine == {f"probe_bbh_{t}" for t in subtasks} | {"probe_bbh"}, arm
     macro = [r for r in probe if r["split"] == "probe_bbh"]
     assert all(r["aggregate"] == "macro" and r["n"] == 8 for r in macro)
-    preds = read_jsonl(gsm / "cells" / "lora_cot__d0" / "predictions" / "best" /
+    preds = read_jsonl(gsm / "cells" / "lora_cot__d0" / "predictions" / "last" /
                        "probe_bbh_date_understanding.jsonl")  # fmt: skip
     assert len(preds) == 2 and "prefix" not in preds[0]["meta"]
     assert preds[0]["prompt_tokens"] > 500  # the 3-shot CoT prompt was in front
@@ -138,7 +138,7 @@ def test_mbpp_humaneval_cross_task_probes_on_prompted_and_ft_arms(mbpp):
         assert all(not r["ood"] for r in mine)
 
     def preds(cell: str, split: str) -> list[dict]:
-        variant = "prompted" if cell != "lora_code__d0" else "best"
+        variant = "prompted" if cell != "lora_code__d0" else "last"
         return read_jsonl(mbpp / "cells" / cell / "predictions" / variant / f"{split}.jsonl")
 
     # one fixed prompt for every arm: the icl_3shot arm's own 3 demos are on its test split
@@ -163,6 +163,6 @@ def test_gsm8k_reasoning_probes_code_on_every_arm(gsm):
         splits = {r["split"] for r in _main(rows, arm) if r.get("probe") == "mbpp_humaneval"}
         assert splits == {"probe_mbpp_humaneval_test", "probe_mbpp_humaneval_ood_humaneval",
                           "probe_mbpp_humaneval"}, arm  # fmt: skip
-    preds = read_jsonl(gsm / "cells" / "lora_code__d0" / "predictions" / "best" /
+    preds = read_jsonl(gsm / "cells" / "lora_code__d0" / "predictions" / "last" /
                        "probe_mbpp_humaneval_ood_humaneval.jsonl")  # fmt: skip
     assert preds[0]["error"] and "check(" in preds[0]["meta"]["tests"]  # ran in the sandbox

@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import time
+import uuid
 
 import pytest
 
@@ -146,7 +147,7 @@ def test_sandbox_ok():
     res = run_program("print(6 * 7)")
     assert res.error is None
     assert res.stdout == "42\n"
-    assert res.isolation in ("netns+mountns", "netns", "socket-prelude")
+    assert res.isolation == "namespaces"
 
 
 def test_sandbox_nonzero_exit_reports_last_stderr_line_and_keeps_stdout():
@@ -172,18 +173,19 @@ def test_sandbox_sleeping_program_is_killed_by_wall_clock_timeout():
     assert time.monotonic() - t0 < 5
 
 
-def test_sandbox_socket_module_disabled():
-    res = run_program("import socket\nsocket.socket()\nprint('connected')")
-    assert res.error is not None and "PermissionError" in res.error
+def test_sandbox_has_no_network():
+    """A fresh network namespace: no interface is up, not even loopback."""
+    res = run_program(
+        "import socket\nsocket.create_connection(('127.0.0.1', 9))\nprint('connected')"
+    )
+    assert res.error is not None and "Network is unreachable" in res.error
     assert "connected" not in res.stdout
-    res = run_program("import socket\nsocket.create_connection(('127.0.0.1', 9))")
-    assert res.error is not None and "PermissionError" in res.error
+    res = run_program("import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=2)")
+    assert res.error is not None and "unreachable" in res.error
 
 
 def test_sandbox_network_namespace_blocks_raw_sockets():
     """Bypassing the socket prelude (via _socket) must not reach a server on the host."""
-    if not run_program("print(1)").isolation.startswith("netns"):
-        pytest.skip("no network namespace on this machine (prelude-only isolation)")
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
@@ -215,8 +217,6 @@ def test_sandbox_environment_is_empty(monkeypatch):
 def test_sandbox_cannot_read_parent_environment(monkeypatch):
     monkeypatch.setenv("SECRET_X", "1")
     res = run_program("import os\nprint(open(f'/proc/{os.getppid()}/environ').read())")
-    if not res.isolation.startswith("netns"):
-        pytest.skip("without a user namespace the parent's /proc environ is readable")
     assert res.error is not None
     assert "SECRET_X" not in res.stdout
 
@@ -267,14 +267,15 @@ def test_sandbox_stdout_is_capped():
 
 
 def test_sandbox_kills_what_the_program_leaves_behind():
-    code = "import subprocess\np = subprocess.Popen(['sleep', '60'])\nprint(p.pid)"
+    marker = f"ftlab-child-{uuid.uuid4().hex}"
+    code = f"import subprocess\np = subprocess.Popen(['sh', '-c', 'sleep 60; echo {marker}'])"
     result = run_program(code, timeout_s=5)
     assert result.error is None, result  # the program itself finished: not a timeout
-    pid = int(result.stdout.strip())
-    time.sleep(0.2)
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        state = "gone"
-    assert state in ("gone", "Z", "X"), f"the program's child is still running ({state})"
+    left = []  # pids in the sandbox are its own namespace's: look for the marker instead
+    for d in os.listdir("/proc"):
+        try:
+            if d.isdigit() and marker.encode() in open(f"/proc/{d}/cmdline", "rb").read():
+                left.append(d)
+        except OSError:
+            pass
+    assert left == [], "the program's child is still running"

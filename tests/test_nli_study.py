@@ -54,7 +54,10 @@ def test_mnli_hans_smoke_rows_predictions_and_breakdowns(mnli):
         assert p["gold_logprob"] == p["choice_logprobs"][p["gold_index"]]
         assert {"heuristic", "subcase", "label"} <= set(p["meta"])
     cell = json.loads((mnli / "cells" / "lora_16__d0" / "cell.json").read_text())
-    assert cell["cell"]["n_train"] == 4 and cell["train"]["dev_losses"]
+    # select: best_dev holds 1 of the arm's 4 examples out to select on (inside its budget)
+    assert cell["cell"]["n_train"] == 3 and cell["cell"]["n_select"] == 1
+    assert cell["train"]["dev_losses"] and len(cell["train"]["held_out_ids"]) == 1
+    assert {r["labelled_examples"] for r in cell["rows"]} == {4}
     report = (mnli / "report" / "report.md").read_text()
     for title in ("Brier score", "`ood_hans` accuracy per heuristic",
                   "`ood_hans` accuracy per subcase", "`ood_hans` accuracy per label",

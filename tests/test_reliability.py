@@ -39,6 +39,7 @@ def write_recipe(path: Path, lora_dropout: float) -> Path:
     for key in ("budgets", "profiles"):
         r.pop(key, None)
     r["train"]["lora"]["dropout"] = lora_dropout
+    r["train"]["select"] = "best_dev"  # dev losses and a best checkpoint to compare
     r["smoke"] = {"train": {"steps": 12, "eval_every": 4, "save_every": 4}}
     path.write_text(yaml.safe_dump(r))
     return path
@@ -52,6 +53,7 @@ def recipe(tmp_path_factory) -> Path:
 def _env() -> dict[str, str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
     env.pop("WANDB_API_KEY", None)
+    env.pop("WANDB_SERVICE", None)  # the test process's own W&B service is not theirs
     return env
 
 

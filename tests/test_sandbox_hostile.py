@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sysconfig
 import time
 import uuid
 from pathlib import Path
@@ -13,53 +14,45 @@ import pytest
 
 from eval.evaluate import PromptSpec, evaluate_split
 from eval.lm import Generation
-from eval.sandbox import _PidsCgroup, run_program
+from eval.sandbox import DISK_LIMIT, FILES_LIMIT, PIDS_LIMIT, run_program
 from lab.tasks.base import Example
 
 ROOT = Path(__file__).resolve().parents[1]
-ISOLATION = run_program("print(1)").isolation
 
 
 def _running_with(marker: str) -> list[int]:
+    """Processes with `marker` in their command line or name (comm: 15 characters)."""
     pids = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                if marker.encode() in (d / "cmdline").read_bytes():
-                    pids.append(int(d.name))
+                cmd, comm = (d / "cmdline").read_bytes(), (d / "comm").read_bytes()
             except OSError:
-                pass
+                continue
+            if marker.encode() in cmd or marker[:15].encode() == comm.strip():
+                pids.append(int(d.name))
     return pids
 
 
-def _fork_bomb_is_bounded() -> bool:
-    """RLIMIT_NPROC binds a normal user; root needs the pids cgroup."""
-    if os.geteuid() != 0:
-        return True
-    cg = _PidsCgroup()
-    cg.kill_and_remove()
-    return cg.path is not None
+def _named(marker: str) -> str:
+    """A program line that names its process `marker` (its forks inherit the name)."""
+    return f"import ctypes\nctypes.CDLL(None).prctl(15, {marker[:15].encode()!r}, 0, 0, 0)\n"
 
 
 def test_fork_bomb_is_bounded_and_killed():
-    if not _fork_bomb_is_bounded():
-        pytest.skip("running as root without a writable pids cgroup: a fork bomb is unbounded")
-    marker = f"ftlab-bomb-{uuid.uuid4().hex}"
-    code = (
-        f"# {marker}\nimport os\nn = 0\nwhile True:\n    try:\n        os.fork()\n"
+    marker = f"bomb{uuid.uuid4().hex[:11]}"
+    code = _named(marker) + (
+        "import os\nn = 0\nwhile True:\n    try:\n        os.fork()\n"
         "        n += 1\n    except OSError:\n        pass\n"
     )
     t0 = time.monotonic()
     res = run_program(code, timeout_s=2)
     assert res.error is not None
     assert time.monotonic() - t0 < 15
-    time.sleep(0.3)
-    assert _running_with(marker) == []  # every forked copy is gone
+    assert _running_with(marker) == []  # every forked copy is gone when run_program returns
 
 
 def test_forks_stop_at_the_process_limit():
-    if not _fork_bomb_is_bounded():
-        pytest.skip("running as root without a writable pids cgroup")
     code = (
         "import os, time\nn = 0\ntry:\n    for _ in range(200):\n        if os.fork() == 0:\n"
         "            time.sleep(3)\n            os._exit(0)\n        n += 1\nexcept OSError:\n"
@@ -67,15 +60,25 @@ def test_forks_stop_at_the_process_limit():
     )
     res = run_program(code, timeout_s=10)
     assert res.error is None
-    assert int(res.stdout) < 64  # blocked at the limit, not 200
+    assert int(res.stdout) < PIDS_LIMIT  # blocked at the limit, not 200
 
 
-needs_mountns = pytest.mark.skipif(
-    ISOLATION != "netns+mountns", reason="no mount namespace here: files are not hidden"
-)
+def test_a_child_that_left_the_session_dies_with_the_program():
+    """setsid() and a double fork leave the program's session and process group; the
+    PID namespace's init ends with the program, and the kernel kills the rest."""
+    marker = f"ftlab-daemon-{uuid.uuid4().hex}"
+    code = (
+        "import os, subprocess\n"
+        f"subprocess.Popen(['sh', '-c', 'sleep 60; echo {marker}'], start_new_session=True)\n"
+        "if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+        f"        os.execv('/bin/sh', ['sh', '-c', 'sleep 60; echo {marker}'])\n"
+        "    os._exit(0)\nimport time\ntime.sleep(0.5)\nprint(len(os.listdir('/proc')))"
+    )
+    res = run_program(code, timeout_s=10)
+    assert res.error is None, res
+    assert _running_with(marker) == []  # gone when run_program returns: no wait needed
 
 
-@needs_mountns
 def test_users_files_are_hidden(tmp_path, monkeypatch):
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
@@ -92,7 +95,6 @@ def test_users_files_are_hidden(tmp_path, monkeypatch):
     )
 
 
-@needs_mountns
 def test_writes_outside_the_fresh_directory_do_not_reach_the_users_files():
     name = f"pwned-{uuid.uuid4().hex}.txt"
     res = run_program(f"open({str(ROOT / name)!r}, 'w').write('x')\nprint('wrote')")
@@ -117,10 +119,6 @@ def test_hostile_programs_each_fail_and_the_evaluation_goes_on(tmp_path, monkeyp
         "user_file": f"print(open({str(ROOT / 'pyproject.toml')!r}).read())\nprint(42)",
         "good": "print(6 * 7)",
     }
-    if ISOLATION == "socket-prelude":
-        programs.pop("env_secret")  # /proc environ readable without a user namespace
-    if ISOLATION != "netns+mountns":
-        programs.pop("user_file")
     names = list(programs)
     examples = [Example(f"x-{i}", n, "42", "", "") for i, n in enumerate(names)]
 
@@ -145,3 +143,77 @@ def test_hostile_programs_each_fail_and_the_evaluation_goes_on(tmp_path, monkeyp
             assert not by[n]["correct"] and by[n]["error"], (n, by[n])
             assert "s3cr3t" not in by[n]["generation"] + str(by[n]["error"])
     assert m["exact_match"] == pytest.approx(1 / len(names))
+
+
+def test_nothing_outside_the_working_directory_is_writable():
+    """As root on the host: the Python installation the lab imports, /etc, /dev/shm, the
+    folders around the project and the temp folder are all read-only inside."""
+    name = f"pwned-{uuid.uuid4().hex}"
+    targets = [
+        os.path.dirname(os.__file__), sysconfig.get_paths()["purelib"], "/etc", "/dev/shm",
+        "/var/tmp", "/tmp", "/", str(ROOT), str(ROOT.parent), os.path.expanduser("~"),
+    ]  # fmt: skip
+    code = (
+        f"import os\nfor d in {targets!r}:\n    p = os.path.join(d, {name!r})\n    try:\n"
+        "        open(p, 'w').write('x')\n        print('WROTE', p)\n"
+        "    except OSError as e:\n        print('refused', d, e.strerror)\n"
+        "open('mine.txt', 'w').write('ok')\nprint('own dir', open('mine.txt').read())"
+    )
+    res = run_program(code)
+    assert res.error is None, res
+    assert "WROTE" not in res.stdout, res.stdout
+    assert "own dir ok" in res.stdout
+    for d in targets:
+        assert not os.path.exists(os.path.join(d, name)), d
+
+
+def test_the_program_is_unprivileged_and_cannot_make_mounts_writable():
+    code = (
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(os.getuid(), os.geteuid())\n"
+        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('CapEff')][0])\n"
+        "print(libc.mount(None, b'/', None, 32 | 4096, None), ctypes.get_errno())\n"  # remount
+        "print(libc.mount(b'none', b'/etc', b'tmpfs', 0, None), ctypes.get_errno())\n"
+        "try:\n    os.setuid(0)\n    print('root again')\nexcept OSError as e:\n"
+        "    print('setuid refused')\n"
+    )
+    res = run_program(code)
+    assert res.error is None, res
+    ids, caps, remount, tmpfs, setuid = res.stdout.splitlines()
+    uid, euid = ids.split()
+    assert uid == euid and (os.geteuid() != 0 or int(uid) != 0)
+    assert int(caps, 16) == 0
+    assert remount.split()[0] == "-1" and tmpfs.split()[0] == "-1"
+    assert setuid == "setuid refused"
+
+
+def test_a_disk_filling_program_is_stopped_by_the_size_cap():
+    code = (
+        "total = 0\ntry:\n    for i in range(100):\n"
+        "        with open(f'f{i}', 'wb') as f:\n            f.write(b'x' * (512 << 10))\n"
+        "        total += 512 << 10\nexcept OSError as e:\n    print(e.strerror)\nprint(total)"
+    )
+    res = run_program(code, timeout_s=10)
+    assert res.error is None, res
+    why, total = res.stdout.splitlines()
+    assert why == "No space left on device"
+    assert int(total) <= DISK_LIMIT  # 50 MiB asked
+
+
+def test_a_program_creating_files_without_end_is_stopped_by_the_file_cap():
+    code = (
+        "import os\nn = 0\ntry:\n    for i in range(20000):\n        os.mkdir(f'd{i}')\n"
+        "        n += 1\nexcept OSError as e:\n    print(e.strerror)\nprint(n)"
+    )
+    res = run_program(code, timeout_s=10)
+    assert res.error is None, res
+    why, n = res.stdout.splitlines()
+    assert why == "No space left on device"
+    assert int(n) <= FILES_LIMIT
+
+
+def test_bytes_that_are_not_utf8_do_not_stop_the_evaluation():
+    res = run_program("import sys\nsys.stdout.buffer.write(b'\\xff\\xfe 42\\n')")
+    assert res.error is None and res.stdout.endswith(" 42\n")
+    res = run_program("import sys\nsys.stderr.buffer.write(b'\\xff\\n')\nraise SystemExit(1)")
+    assert res.error == "\ufffd"

@@ -1,8 +1,11 @@
 """The fine-tuning loop: plain accelerate, read top to bottom (after HF run_clm_no_trainer).
 
-Works in one process and under `accelerate launch` (DDP; each process gets its share of
-every global batch). LoRA via peft or full fine-tuning; AdamW; warmup then decay; gradient
-accumulation; the loss — and the LM head — only on the supervised target tokens.
+Works in one process and under `accelerate launch` (DDP, FSDP, DeepSpeed ZeRO-3; each
+process gets its share of every global batch; train/sharded.py). LoRA via peft or full
+fine-tuning; AdamW; warmup then decay; gradient accumulation; optional gradient
+checkpointing; the loss — and the LM head — only on the supervised target tokens. At
+`precision="bf16"` (lab/precision.py) the forward and backward run under bf16 autocast over
+fp32 master weights and fp32 optimizer states (LoRA: a bf16 frozen base, an fp32 adapter).
 
 With `resume_dir`, the full training state is checkpointed every `train.save_every` steps
 (train/resume.py) and a rerun continues from the last checkpoint, ending with the same
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +33,19 @@ from eval.lm import baseline_mode
 from eval.prompts import bos_prefix
 from lab.compute import flop_counter
 from lab.errors import LabError
+from lab.precision import autocast, check_launch, dtype
 from lab.recipe import TrainCfg
 from lab.tasks.base import Example
 from train.data import IGNORE, collate, encode_example, epoch_order
 from train.resume import TrainCheckpointer, clear, write_result
+from train.sharded import (
+    PREFIX,
+    full_state_dict,
+    no_split_modules,
+    save,
+    snapshot,
+    sum_over_processes,
+)
 
 
 @dataclass
@@ -52,6 +65,7 @@ class TrainResult:
     best_step: int | None = None  # step with the lowest ID-dev loss
     best_checkpoint: str | None = None  # where that model is (== checkpoint when it is the last)
     processes: int = 1  # data-parallel processes that trained it
+    loop_s: float = 0.0  # of wall_s, the training loop (no loading, saving): for throughput
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,6 +85,9 @@ class SupervisedLoss(torch.nn.Module):
         self.lm = lm
         self.reduction = reduction
         self.baseline = baseline_mode()
+        # What FSDP's transformer auto-wrap (and accelerate's device maps) look for on the
+        # module they are given, which is this wrapper: the LM's decoder-layer classes.
+        self._no_split_modules = no_split_modules(lm)
 
     def forward(self, input_ids, attention_mask, labels) -> torch.Tensor:  # noqa: ANN001
         decoder = self.lm.get_decoder()
@@ -105,7 +122,8 @@ def _lora(model: Any, cfg: TrainCfg) -> Any:
 @torch.no_grad()
 def _dev_loss(wrapped: Any, batches: list[dict[str, torch.Tensor]], device: Any) -> float:
     """Token-weighted mean loss on the ID dev split (teacher forcing; cheap, no generation).
-    `wrapped` returns summed token losses. Every process computes it on the whole split."""
+    `wrapped` (the prepared model: autocast, FSDP gathers) returns summed token losses.
+    Every process computes it on the whole split (FSDP needs every process in a forward)."""
     wrapped.eval()
     total, count = 0.0, 0
     for b in batches:
@@ -133,15 +151,25 @@ def finetune(
     dev_examples: list[Example] | None = None,
     resume_dir: str | Path | None = None,
     log: Any = None,
+    on_log: Callable[[dict[str, float]], None] | None = None,
+    precision: str = "fp32",
 ) -> TrainResult:
     """Train `model_path` on `examples` in format `fmt`; save the adapter or full weights.
 
     With `dev_examples`, the ID-dev loss is measured every `cfg.eval_every` steps and at the
     end; the lowest-loss model is saved to `out_dir/best` when it is not the last one.
     Nothing is ever selected on an evaluation split. With `resume_dir`, training state is
-    checkpointed there every `cfg.save_every` steps and resumed from the latest checkpoint."""
+    checkpointed there every `cfg.save_every` steps and resumed from the latest checkpoint.
+
+    `on_log` (e.g. the W&B run of the cell) is called on the main process after every
+    optimizer step with `train/step`, `train/loss`, `train/lr`, `train/grad_norm` (before
+    clipping) and `train/tokens_per_s` (input tokens of all processes), and after every
+    ID-dev evaluation with `train/step` and `dev/loss`. Pass it on every process or on
+    none: it adds one gather per step. `precision` is 'fp32' or 'bf16' (resolved:
+    lab/precision.py)."""
     assert method in ("lora", "full"), method
     acc = accelerator or Accelerator(gradient_accumulation_steps=cfg.grad_accum)
+    check_launch(acc.mixed_precision, precision)
     acc.free_memory()  # forget the models/optimizers of earlier cells (and reset acc.step)
     acc.gradient_accumulation_steps = cfg.grad_accum
     # The scheduler is stepped once per optimizer step, below; by default accelerate would
@@ -151,8 +179,13 @@ def finetune(
     t0 = time.time()
     tok = AutoTokenizer.from_pretrained(model_path)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    # Full FT: fp32 master weights (autocast computes in bf16). LoRA: the frozen base at the
+    # study's precision; peft keeps the adapter it adds in fp32.
+    load_dtype = torch.float32 if method == "full" else dtype(precision)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=load_dtype)
     model.config.use_cache = False
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if method == "lora":
         model = _lora(model, cfg)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -206,21 +239,31 @@ def finetune(
     dev_tokens = sum(int(b["attention_mask"].sum()) for b in dev_batches)
     dev_head = sum(int((b["labels"] != IGNORE).sum()) for b in dev_batches)
     wrapped = SupervisedLoss(model, reduction="sum")
+    # What a best-dev snapshot keeps: every weight (full FT) or the adapter's (LoRA).
+    trained = None if method == "full" else {
+        n.removeprefix(PREFIX) for n, p in wrapped.named_parameters() if p.requires_grad
+    }  # fmt: skip
     wrapped, optim, loader, sched = acc.prepare(wrapped, optim, loader, sched)
+    # Under FSDP the prepared module holds new (sharded) parameters: clip those, not `params`.
+    prepared_params = list(wrapped.parameters())
     dev_losses: list[tuple[int, float]] = []
-    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    # (loss, step, snapshot): the snapshot is gathered in full on the main process (None
+    # on the others): under FSDP a process's own parameters are shards.
+    best: tuple[float, int, dict[str, torch.Tensor] | None] | None = None
     flops = dev_flops = 0.0  # this process's training FLOPs; dev-loss FLOPs (every process)
 
     def check_dev(step: int) -> None:
         nonlocal best, dev_flops
         if not dev_batches:
             return
-        loss = _dev_loss(wrapped, dev_batches, acc.device)
+        with autocast(precision, acc.device.type):
+            loss = _dev_loss(wrapped, dev_batches, acc.device)
         dev_flops += counter.forward(dev_tokens, dev_head)
         dev_losses.append((step, loss))
+        if on_log is not None and acc.is_main_process:
+            on_log({"train/step": step, "dev/loss": loss})
         if best is None or loss < best[0]:
-            state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-            best = (loss, step, state)
+            best = (loss, step, snapshot(acc, wrapped, trained))
 
     losses: list[float] = []
     tokens = target_tokens = 0
@@ -230,7 +273,7 @@ def finetune(
         identity = {
             "method": method, "format": fmt, "seed": seed, "cfg": cfg.model_dump(mode="json", exclude={"save_every"}),
             "processes": acc.num_processes, "data": [e.id for e in examples],
-            "model": str(model_path),
+            "model": str(model_path), "precision": precision,
         }  # fmt: skip
         ckpt = TrainCheckpointer(acc, Path(resume_dir), wrapped, identity)
         resumed = ckpt.load()
@@ -254,18 +297,23 @@ def finetune(
 
     wrapped.train()
     running = 0.0
+    step_in_tokens, t_step = 0, time.time()  # for on_log's tokens/s
+    t_loop = time.time()
     bar = tqdm(
-        total=cfg.steps, initial=len(losses), desc=f"train {method}/{fmt}", disable=not progress
-    )
+        total=cfg.steps, initial=len(losses), desc=f"train {method}/{fmt}",
+        disable=not (progress and acc.is_main_process),
+    )  # fmt: skip
     for batch in batches:
         with acc.accumulate(wrapped):
-            loss_sum = wrapped(**batch)
+            with autocast(precision, acc.device.type):
+                loss_sum = wrapped(**batch)
             # DDP averages gradients over processes and acc.backward divides by grad_accum:
             # scaled back up, the step's gradient is that of (its summed loss / its tokens).
             scale = acc.num_processes * cfg.grad_accum / step_tokens[len(losses)]
             acc.backward(loss_sum * scale)
             if acc.sync_gradients:
-                acc.clip_grad_norm_(params, cfg.max_grad_norm)
+                grad_norm = acc.clip_grad_norm_(prepared_params, cfg.max_grad_norm)
+                lr = optim.param_groups[0]["lr"]  # this step's (before the scheduler steps)
             optim.step()
             if acc.sync_gradients:
                 sched.step()
@@ -273,42 +321,47 @@ def finetune(
         running += loss_sum.detach().float().item()
         n_tok, n_target = int(batch["attention_mask"].sum()), int((batch["labels"] != IGNORE).sum())
         tokens += n_tok
+        step_in_tokens += n_tok
         target_tokens += n_target
         flops += counter.train(n_tok, n_target)
         if acc.sync_gradients:
-            step_loss = float(acc.gather(torch.tensor([running])).sum()) / step_tokens[len(losses)]
+            step_loss = sum_over_processes(acc, [running])[0] / step_tokens[len(losses)]
             losses.append(step_loss)
             running = 0.0
             bar.update(1)
             bar.set_postfix(loss=f"{step_loss:.3f}")
+            if on_log is not None:
+                step_in = torch.tensor([step_in_tokens], device=acc.device)
+                step_in_tokens, n_in, now = 0, float(acc.gather(step_in).sum()), time.time()
+                if acc.is_main_process:
+                    on_log({"train/step": len(losses), "train/loss": step_loss,
+                            "train/lr": float(lr),
+                            "train/grad_norm": float(grad_norm),
+                            "train/tokens_per_s": n_in / max(now - t_step, 1e-9)})  # fmt: skip
+                t_step = now
             if len(losses) % cfg.eval_every == 0 or len(losses) == cfg.steps:
                 check_dev(len(losses))
             if ckpt and cfg.save_every and len(losses) % cfg.save_every == 0:
                 if len(losses) < cfg.steps:
                     save_checkpoint(len(losses))
     bar.close()
+    loop_s = time.time() - t_loop
     if ckpt:
         ckpt.close()
-    flops = float(acc.gather(torch.tensor([flops], dtype=torch.float64)).sum()) + dev_flops
-    tokens = int(acc.gather(torch.tensor([tokens])).sum())
-    target_tokens = int(acc.gather(torch.tensor([target_tokens])).sum())
+    flops, tokens, target_tokens = sum_over_processes(acc, [flops, tokens, target_tokens])
+    flops, tokens, target_tokens = flops + dev_flops, int(tokens), int(target_tokens)
 
     out = Path(out_dir)
     best_step = best[1] if best else None
     best_dir = out if best_step in (None, len(losses)) else out / "best"
     acc.wait_for_everyone()
+    state = full_state_dict(acc, wrapped)  # every process: FSDP gathers the shards
     if acc.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
         lm = acc.unwrap_model(wrapped).lm
-        lm.save_pretrained(out)  # adapter only for LoRA, full weights otherwise
-        tok.save_pretrained(out)
+        save(lm, state, tok, out)  # adapter only for LoRA, full weights otherwise
         if best is not None and best_dir != out:
-            with torch.no_grad():
-                params = dict(lm.named_parameters())
-                for name, value in best[2].items():
-                    params[name].copy_(value)
-            lm.save_pretrained(best_dir)
-            tok.save_pretrained(best_dir)
+            save(lm, state, tok, best_dir, overlay=best[2])
+    del state
     acc.wait_for_everyone()
     result = TrainResult(
         checkpoint=str(out),
@@ -326,6 +379,7 @@ def finetune(
         best_step=best_step,
         best_checkpoint=str(best_dir),
         processes=acc.num_processes,
+        loop_s=loop_s,
     )
     if acc.is_main_process:
         write_result(out / "train_result.json", result.to_dict())  # last: training is done
@@ -346,18 +400,25 @@ def finished(out_dir: str | Path) -> TrainResult | None:
     return TrainResult(**d)
 
 
-def load_finetuned(base_path: str, checkpoint: str, method: str) -> tuple[Any, Any]:
-    """(model, tokenizer) for evaluation; a LoRA adapter is merged into the base weights."""
+def load_finetuned(
+    base_path: str, checkpoint: str, method: str, precision: str = "fp32"
+) -> tuple[Any, Any]:
+    """(model, tokenizer) for evaluation, loaded at `precision` (no fp32 copy of a big model
+    in CPU memory at bf16). A LoRA adapter is merged into the base weights at fp32; at bf16 it
+    stays a separate fp32 adapter over the bf16 base, as in training (merged, an update
+    smaller than bf16's resolution of a weight, ~0.4%, would round away)."""
     tok = AutoTokenizer.from_pretrained(checkpoint)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     if method == "lora":
         from peft import PeftModel
 
-        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-        model = PeftModel.from_pretrained(base, checkpoint).merge_and_unload()
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype(precision))
+        model = PeftModel.from_pretrained(base, checkpoint)
+        if precision == "fp32":
+            model = model.merge_and_unload()
     else:
-        model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=dtype(precision))
     model.config.use_cache = True
     model.eval()
     return model, tok

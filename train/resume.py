@@ -3,7 +3,9 @@
 A checkpoint is `RESUME_DIR/step-NNNNNN/`, written by `accelerate.save_state` (the trainable
 weights, optimizer, LR scheduler, every process's RNG states, the accelerator's micro-step)
 plus `trainer_state_<rank>.json` (losses, ID-dev losses, FLOP/token counters, the best-dev
-step) and `best.safetensors` (the best-dev trainable weights so far). It is built in a
+step) and `best.safetensors` (the best-dev trainable weights so far, gathered in full by the
+main process: under FSDP `save_state` writes each process's shards, with
+`fsdp_state_dict_type: SHARDED_STATE_DICT`). It is built in a
 temporary directory, fsynced, and renamed into place by the main process, so a checkpoint
 directory is either complete or absent; older ones are then deleted. The data position is
 the step: the loader is a fixed precomputed order, so a resumed run skips
@@ -104,11 +106,11 @@ class TrainCheckpointer:
             self.acc.wait_for_everyone()
             return None
         self.acc.load_state(str(ckpt), strict=False)
-        best = None
-        if (ckpt / "best.safetensors").is_file():
+        best = None  # the best-dev snapshot lives on the main process, on the CPU
+        if self.acc.is_main_process and (ckpt / "best.safetensors").is_file():
             from safetensors.torch import load_file
 
-            best = load_file(str(ckpt / "best.safetensors"), device=str(self.acc.device))
+            best = load_file(str(ckpt / "best.safetensors"), device="cpu")
         step = int(state.pop("step"))
         state.pop("identity")
         return step, state, best

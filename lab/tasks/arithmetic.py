@@ -77,7 +77,7 @@ def describe() -> dict[str, str]:
     return {
         "train": "ID pool: 2 steps (ops +, -, * by default; task.params.ops), numbers 1..99, "
         "3 ID templates",
-        "dev": "ID dev (model selection): same distribution as train, disjoint problems",
+        "dev": "ID dev (not used by the arms): same distribution as train, disjoint problems",
         "test": "ID test: same distribution as train, disjoint from train/dev",
         "ood_digits": "OOD number size: 2 steps, ID templates, 3-digit numbers (100..999)",
         "ood_steps": "OOD chain length: 3-4 steps, ID templates and numbers 1..99",

@@ -635,7 +635,7 @@ def describe() -> dict[str, str]:
         pass
     out = {
         "train": train,
-        "dev": "ID dev (model selection): a seeded sample of GSM8K train, disjoint from train",
+        "dev": "ID dev (not used by the arms): a seeded sample of GSM8K train, disjoint from train",
         "test": "ID test: a seeded sample of the GSM8K test set (1319 problems)",
     }
     for name in OOD_SETS:

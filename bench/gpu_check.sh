@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The GPU check: one prepared run on a single H100/H200, no network, no package index.
+#   bash bench/gpu_check.sh 2>&1 | tee $OUT/log      (GPU; figures -> bench/RESULTS.md)
+#   bash bench/gpu_check.sh --cpu                    (the tiny model on the CPU; CI)
+# Needs torch, transformers, peft, accelerate, numpy, pyyaml, tqdm, jinja2, matplotlib; the
+# small wheels the lab needs beyond those (pydantic and its three dependencies) are
+# installed from .whl/ when it exists (bench/gpu_wheels.sh fills it). Writes a summary table
+# to stdout and $OUT/gpu_check.json when $OUT is set. At most 8 minutes (killed at 480 s).
+set -u
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+if ! "$PY" -c "import pydantic" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl &&
+    export PYTHONPATH=/tmp/site:$PYTHONPATH
+fi
+export TOKENIZERS_PARALLELISM=false WANDB_MODE=disabled HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+exec timeout -k 10 480 "$PY" bench/gpu_check.py "$@"
