@@ -10,11 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eval.answers import extractor, output_type, score_generation
 from eval.choice import evaluate_choices, summarize_choices
-from eval.codegen import run_tests
-from eval.extract import extract, is_correct
 from eval.lm import LM, GenRequest
-from eval.options import extract_option
 from eval.prompts import STOP, demos_prefix, prompt, target
 from lab.tasks.base import Example
 
@@ -54,18 +52,21 @@ def evaluate_split(
 
     With `gold_logprob`, each example also gets log p(" <gold answer>" | the same prompt):
     a smooth metric that shows gradual change exact match hides (for CoT and code arms it
-    is the probability of answering directly, without the rationale). Examples with tests
-    (`meta['tests']`: MBPP, HumanEval) are correct when the generated program passes them
-    in the sandbox; their smooth metric is log p(reference program).
+    is the probability of answering directly, without the rationale). How an example is
+    scored is its output type (eval/answers.py: explicit on declarative tasks' examples,
+    inferred from the fields for older builders'). Code examples (`meta['tests']`: MBPP,
+    HumanEval) are correct when the generated program passes them in the sandbox; their
+    smooth metric is log p(reference program).
 
-    Examples with `choices` (classification, multiple choice) are scored by the
+    Multiple-choice examples (classification, multiple choice) are scored by the
     log-likelihood of each choice instead of generated (eval/choice.py). Option questions
-    scored by generation (`meta['options']`, {letter: text}: AQuA's ``ood_aqua_gen``) are
-    correct when the option read from the generation (eval/options.py) is the gold letter;
+    scored by generation (extractor option_letter, `meta['options']`, {letter: text}: AQuA's
+    ``ood_aqua_gen``) are correct when the option read from the generation (eval/options.py)
+    is the gold letter;
     their predictions also say how it was read (`match`) and the number the format's
     extraction gave (`number`); their smooth metric is log p(" <gold option's text>").
     """
-    if any(ex.choices for ex in examples):
+    if any(output_type(ex) == "multiple_choice" for ex in examples):
         return evaluate_choices(lm, examples, spec.prefix, spec.trigger, desc=desc)
     requests = [
         GenRequest(spec.prefix, prompt(ex, spec.trigger), spec.stop, max_new_tokens)
@@ -81,21 +82,10 @@ def evaluate_split(
         lps = [lp for lp, _greedy, _n in scored]
     preds: list[dict[str, Any]] = []
     for ex, g, lp in zip(examples, gens, lps, strict=True):
-        option: dict[str, Any] = {}
-        if "tests" in ex.meta:
-            got = run_tests(g.text, ex.meta, timeout_s=code_timeout_s)
-        elif "options" in ex.meta:
-            got = extract_option(
-                g.text, spec.fmt, ex.meta["options"], cot_prompted=spec.trigger is not None,
-                timeout_s=code_timeout_s,
-            )  # fmt: skip
-            got["passed"] = got["pred"] == ex.answer
-            option = {"match": got["match"], "number": got["number"]}
-        else:
-            got = extract(
-                g.text, spec.fmt, cot_prompted=spec.trigger is not None, timeout_s=code_timeout_s
-            )
-            got["passed"] = is_correct(got["pred"], ex.answer)
+        got = score_generation(
+            g.text, ex, spec.fmt, cot_prompted=spec.trigger is not None, timeout_s=code_timeout_s
+        )
+        option = {"match": got["match"], "number": got["number"]} if "match" in got else {}
         preds.append(
             {
                 "id": ex.id,
@@ -117,9 +107,9 @@ def evaluate_split(
 
 
 def _gold_text(ex: Example) -> str:
-    if "tests" in ex.meta:
+    if output_type(ex) == "code":
         return target(ex, "code")
-    if "options" in ex.meta:
+    if extractor(ex) == "option_letter":
         return f" {ex.meta['options'][ex.answer]}"
     return f" {ex.answer}"
 

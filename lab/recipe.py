@@ -100,6 +100,9 @@ class TaskCfg(_Strict):
         None, description="benchmark tasks, source local: the data folder; None = <repo>/data"
     )
     params: dict[str, Any] = Field(default_factory=dict, description="task-specific options")
+    spec: dict[str, Any] | None = Field(
+        None, description="a declarative task inline (lab/tasks/spec.py); None = by name"
+    )
 
 
 class EvalCfg(_Strict):
@@ -226,6 +229,8 @@ class Recipe(_Strict):
                 "train": {"save_every"},
             },
         )
+        if d["task"]["spec"] is None:  # the hash of a recipe from before inline task specs
+            del d["task"]["spec"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -71,7 +71,7 @@ from lab.io import (
 from lab.models import ResolvedModel, load_model, resolve_model
 from lab.recipe import ArmCfg, Recipe, parse_recipe
 from lab.tasks import build_task, describe_task
-from lab.tasks.base import ID_EVAL_SPLIT, Example, is_ood, usable
+from lab.tasks.base import ID_EVAL_SPLIT, Example, check_formats, is_ood, usable
 from lab.tasks.probes import describe_probes, is_probe
 from lab.tasks.task_probes import is_task_probe
 from lab.tracking import Tracker, cell_config, study_id
@@ -217,6 +217,7 @@ def cell_data(
 
 
 def validate(recipe: Recipe, splits: dict[str, list[Example]]) -> None:
+    check_formats(recipe.arms, recipe.task.name, splits["train"])
     n_pool = len(study_pool(recipe, splits["train"]))
     formats = sorted({arm.format for arm in recipe.arms})
     if n_pool == 0:
@@ -554,7 +555,7 @@ class Runner:
             "model": [vars(m) for m in self.models.values()] if r.is_ladder else vars(self.model),
             "task": {
                 "name": r.task.name,
-                "splits": {**describe_task(r.task.name), **describe_probes(self.splits)},
+                "splits": {**describe_task(r.task), **describe_probes(self.splits)},
             },
             "split_sizes": {k: len(v) for k, v in self.splits.items()},
             "pool_size": len(self.pool),

@@ -1,8 +1,9 @@
-"""The NLI / paraphrase tasks (lab/tasks/nli.py) and the AQuA multiple-choice split:
-loading, sizes, label mapping, the shared pattern, HANS sampling, params, hub mapping."""
+"""The NLI / paraphrase tasks (lab/tasks/yaml/, hooks in lab/tasks/nli.py) and the AQuA
+multiple-choice split: loading, sizes, label mapping, the shared pattern, HANS sampling, params, hub mapping."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -11,7 +12,6 @@ import pytest
 from lab.errors import LabError
 from lab.recipe import TaskCfg, load_recipe
 from lab.tasks import build_task, describe_task
-from lab.tasks import nli as n
 from lab.tasks.aqua import aqua_problems
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +93,7 @@ def test_rte_and_qqp_label_mapping():
 def test_pattern_exact_text():
     s = build_task(cfg("rte_hans"))
     e = s["test"][0]
-    first = n._load("rte_val", cfg("rte_hans"))[e.meta["row"]]
+    first = json.loads((DATA / "rte" / "val.jsonl").read_text().splitlines()[e.meta["row"]])
     assert e.prompt == f"{first['premise']} question: {first['hypothesis']} Yes or No? answer:"
     m = build_task(cfg("rte_hans", params={"pattern": "minimal"}))["test"][0]
     assert m.prompt == f"{first['premise']} {first['hypothesis']} ?"
@@ -126,7 +126,8 @@ def test_lmbff_split_replaces_train_and_dev():
 def test_bad_params_are_lab_errors(params, match):
     with pytest.raises(LabError, match=match):
         build_task(cfg(params=params))
-    with pytest.raises(LabError, match="mnli_hans only"):
+    # rte_hans is declarative (lab/tasks/yaml/rte_hans.yaml): its one param is `pattern`
+    with pytest.raises(LabError, match=r"unknown param 'lmbff_split'; known params: \['pattern'\]"):
         build_task(cfg("rte_hans", params={"lmbff_split": "16-42"}))
 
 
@@ -144,7 +145,9 @@ def test_hub_source_maps_integer_labels(monkeypatch):
              "subcase": f"s{i % 2}"} for i in range(10)]  # fmt: skip
 
     def load_dataset(path, name=None, split=None, **kw):
-        return {"nyu-mll/multi_nli": mnli, "jhu-cogsci/hans": hans}[path]
+        if path == "nyu-mll/multi_nli":  # each split its own sentences, as on the hub
+            return [{**r, "premise": f"{split} {r['premise']}"} for r in mnli]
+        return {"jhu-cogsci/hans": hans}[path]
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     s = build_task(cfg(source="hub", n_train=5, n_dev=2, n_test=4))

@@ -1,62 +1,82 @@
 """Task registry: a task name -> a builder returning named splits of `Example`s.
 
+A task is either a Python builder of `TASKS`, or declarative (lab/tasks/declarative.py): a
+spec inline in the recipe (`task.spec`), a YAML file (`task.name: path/to/task.yaml`), or a
+YAML shipped with the lab (`lab/tasks/yaml/<name>.yaml`, named by its name).
+
 `build_task` also builds the probe splits of `task.params.probes` (BBH, other tasks of this
 registry: lab/tasks/probes.py) for every task: a task's own builder never sees `probes`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from lab.errors import LabError, suggest
 from lab.recipe import TaskCfg
 from lab.tasks.aqua import build_gsm8k_with_aqua
 from lab.tasks.aqua import describe as describe_gsm8k
-from lab.tasks.arithmetic import ArithmeticConfig, build_arithmetic
-from lab.tasks.arithmetic import describe as describe_arithmetic
 from lab.tasks.base import Example
-from lab.tasks.mbpp import build_mbpp_humaneval
-from lab.tasks.mbpp import describe as describe_mbpp
-from lab.tasks.nli import TASKS as PAIR_TASKS
-from lab.tasks.nli import build_pair_task, describer
+from lab.tasks.declarative import build_declarative
 from lab.tasks.probes import build_probes
+from lab.tasks.spec import TaskSpec, load_spec_file, parse_spec, split_spec
 
-
-def _arithmetic(cfg: TaskCfg) -> dict[str, list[Example]]:
-    params = dict(cfg.params)
-    ops = str(params.pop("ops", "+-*"))
-    if params or not ops or set(ops) - set("+-*") or "+" not in ops:
-        raise LabError(
-            f"task arithmetic: params {dict(cfg.params)} not understood; the one parameter is "
-            "`ops`, a string of operations from '+-*' that includes '+' (e.g. ops: '+-'), "
-            "beside `probes` (lab/tasks/probes.py)"
-        )
-    return build_arithmetic(ArithmeticConfig(cfg.seed, cfg.n_train, cfg.n_dev, cfg.n_test, ops))
+YAML_DIR = Path(__file__).resolve().parent / "yaml"
 
 
 TASKS: dict[str, tuple[Callable[[TaskCfg], dict[str, list[Example]]], Callable[[], dict]]] = {
-    "arithmetic": (_arithmetic, describe_arithmetic),
     "gsm8k": (build_gsm8k_with_aqua, describe_gsm8k),
-    "mbpp_humaneval": (build_mbpp_humaneval, describe_mbpp),
-    **{name: (build_pair_task, describer(name)) for name in PAIR_TASKS},
 }
+
+
+def yaml_tasks() -> list[str]:
+    """The names of the declarative tasks shipped with the lab."""
+    return sorted(p.stem for p in YAML_DIR.glob("*.yaml"))
+
+
+def task_spec(cfg: TaskCfg) -> TaskSpec | None:
+    """The declarative spec of the task `cfg` names, or None for a Python builder."""
+    if cfg.spec is not None:
+        return parse_spec(cfg.spec, "recipe task.spec", Path.cwd(), cfg.name)
+    if cfg.name.endswith((".yaml", ".yml")):
+        return load_spec_file(Path(cfg.name).expanduser())
+    if cfg.name in TASKS:
+        return None
+    if (YAML_DIR / f"{cfg.name}.yaml").is_file():
+        return load_spec_file(YAML_DIR / f"{cfg.name}.yaml")
+    known = sorted([*TASKS, *yaml_tasks()])
+    raise LabError(
+        f"unknown task '{cfg.name}'{suggest(cfg.name, known)}; known tasks: {known}, or the "
+        "path to a task YAML, or a spec inline under task.spec"
+    )
 
 
 def build_task(cfg: TaskCfg) -> dict[str, list[Example]]:
     """The task's splits, then its probe splits (`task.params.probes`), in that order."""
-    if cfg.name not in TASKS:
-        raise LabError(
-            f"unknown task '{cfg.name}'{suggest(cfg.name, TASKS)}; known tasks: {sorted(TASKS)}"
-        )
+    spec = task_spec(cfg)
     params = dict(cfg.params)
     probes = params.pop("probes", None)
-    splits = TASKS[cfg.name][0](cfg.model_copy(update={"params": params}))
+    own = cfg.model_copy(update={"params": params})
+    splits = build_declarative(spec, own) if spec else TASKS[cfg.name][0](own)
     for name, examples in splits.items():
         if not examples and name != "dev":
             raise LabError(f"task '{cfg.name}' split '{name}' is empty; raise its size in `task:`")
     if probes is not None:
-        splits.update(build_probes(probes, cfg, build_task, sorted(TASKS)))
+        splits.update(build_probes(probes, cfg, build_task, sorted([*TASKS, *yaml_tasks()])))
     return splits
 
 
-def describe_task(name: str) -> dict[str, str]:
-    return TASKS[name][1]()
+def describe_task(task: TaskCfg | str) -> dict[str, str]:
+    """{split: one line on where it comes from and how it is scored}."""
+    cfg = TaskCfg(name=task) if isinstance(task, str) else task
+    spec = task_spec(cfg)
+    if spec is None:
+        return TASKS[cfg.name][1]()
+    out = {}
+    for name in spec.splits:
+        s = split_spec(spec, name, f"task {spec.name}")
+        out[name] = s.description or f"{name} of {spec.name} ({s.output_type})"
+    if "dev" not in out:
+        dev = spec.dev_description or "ID dev: a seeded sample of the train rows, not in train"
+        out = {"train": out["train"], "dev": dev, **out}
+    return out

@@ -27,7 +27,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
+from lab.errors import LabError
 from lab.tasks.base import Example
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test", "ood_digits", "ood_steps", "ood_phrasing")
@@ -285,3 +288,30 @@ def build_arithmetic(cfg: ArithmeticConfig) -> dict[str, list[Example]]:
             examples.append(_make_example(split, len(examples), rng, spec, start, steps))
         out[split] = examples
     return out
+
+
+@cache
+def _built(cfg: ArithmeticConfig) -> dict[str, list[Example]]:
+    return build_arithmetic(cfg)
+
+
+def split_rows(task: Any, split: str) -> list[dict[str, Any]]:
+    """The generator as a declarative task's source hook (`source: {hook:
+    lab.tasks.arithmetic:split_rows, args: {split: ood_steps}}`; lab/tasks/yaml/arithmetic.yaml):
+    one generated split, at the task's seed, sizes and `params.ops`, as rows (id, question,
+    answer, rationale, program, and the meta fields: steps, digits, template, ops). Take them
+    whole (`sample: all`): the generator already sampled them."""
+    params = dict(task.params)
+    ops = str(params.get("ops", "+-*"))
+    if not ops or set(ops) - set("+-*") or "+" not in ops:
+        raise LabError(
+            f"task arithmetic: params {params} not understood; the one parameter is "
+            "`ops`, a string of operations from '+-*' that includes '+' (e.g. ops: '+-'), "
+            "beside `probes` (lab/tasks/probes.py)"
+        )
+    cfg = ArithmeticConfig(task.seed, task.n_train, task.n_dev, task.n_test, ops)
+    return [
+        {**ex.meta, "id": ex.id, "question": ex.question, "answer": ex.answer,
+         "rationale": ex.rationale, "program": ex.program}
+        for ex in _built(cfg)[split]
+    ]  # fmt: skip

@@ -36,6 +36,10 @@ class Example:
     # Classification / multiple choice (empty for generation tasks):
     prompt: str = ""  # the task's own filled-in pattern, used instead of the lab template
     choices: tuple[str, ...] = ()  # verbalizers: the continuations scored, e.g. (" Yes", " No")
+    # How the example is scored (declarative tasks, lab/tasks/declarative.py, set both;
+    # "" = inferred from the fields above for builders not yet moved, eval/answers.py):
+    output_type: str = ""  # generate | multiple_choice | code
+    extractor: str = ""  # generate: number | exact | option_letter | regex:<pattern>
 
     def __post_init__(self) -> None:
         if self.choices and f" {self.answer}" not in self.choices:
@@ -93,6 +97,21 @@ def usable(examples: list[Example], fmt: str) -> list[Example]:
         raise ValueError(f"unknown format {fmt!r}")
     field_name = _FORMAT_FIELD[fmt]
     return [ex for ex in examples if getattr(ex, field_name)]
+
+
+def check_formats(arms: Iterable[Any], task: str, train: list[Example]) -> None:
+    """A one-line error for the first arm whose format (answer, cot, code) no train example
+    of the task supplies a target for (a task without rationales cannot train a CoT arm)."""
+    what = {"answer": "answer (`target`)", "cot": "rationale (`rationale`)",
+            "code": "program (`program`)"}  # fmt: skip
+    has = [f for f in _FORMAT_FIELD if usable(train, f)]
+    for arm in arms:
+        if arm.format not in has:
+            raise LabError(
+                f"arm '{arm.name}' uses format {arm.format}, but task '{task}' has no "
+                f"{what[arm.format]} for its train examples (it has targets for {has}); give the task "
+                "that field or change the arm's format"
+            )
 
 
 def hub_error(what: str, e: Exception) -> LabError:
