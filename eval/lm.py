@@ -10,6 +10,12 @@ far fewer FLOPs).
 Batches are length-sorted; padding sits between the prefix and the text and is masked,
 with explicit position ids, so a request's result does not depend on what it is batched with.
 
+Log-likelihoods add a second cache level (eval/tree.py): the continuations of one context
+(e.g. the 4 choices of a question) share a row after it, so the context runs once. Prefixes
+used by a single context (a different demo set per example) are not cached alone: those
+requests run whole, batched together. The LM head runs once per batch, over the gathered
+scored positions only.
+
 `FTLAB_BASELINE=1` (read when an LM is made; for `bench/quickstart.py` only) turns the
 optimisations off, to time the lab as a plain evaluation would run: every request runs
 whole (no shared-prefix cache), the KV cache grows by concatenation, the LM head runs at
@@ -19,7 +25,6 @@ stops. The numbers are the same up to float reassociation (tested).
 
 from __future__ import annotations
 
-import copy
 import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -28,8 +33,9 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers.cache_utils import DynamicLayer
 
+from eval import tree
+from eval.kv_cache import expand, preallocate
 from eval.prompts import bos_prefix
 
 
@@ -76,6 +82,7 @@ class LM:
         # Work actually done (with the shared prefix computed once): for compute accounting.
         self.counts = {"tokens": 0, "head": 0}
         self.baseline = baseline_mode()
+        self.trees = not self.baseline and tree.supports_trees(model)
 
     def _eos_ids(self) -> set[int]:
         ids = {self.tok.eos_token_id}
@@ -117,16 +124,6 @@ class LM:
         out = self.model(input_ids=x, use_cache=True, logits_to_keep=1)
         return out.past_key_values
 
-    @staticmethod
-    def _expand(cache: Any, n: int) -> Any:
-        """The prefix cache repeated for a batch of n (the original stays untouched)."""
-        if cache is None:
-            return None
-        c = copy.copy(cache)
-        c.layers = [copy.copy(layer) for layer in cache.layers]
-        c.batch_repeat_interleave(n)  # builds new tensors; never writes the shared ones
-        return c
-
     def _batch_inputs(
         self, p_len: int, texts: Sequence[list[int]]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -143,10 +140,18 @@ class LM:
                 pos[i, width - len(t) :] = torch.arange(p_len, p_len + len(t))
         return ids.to(self.device), mask.to(self.device), pos.to(self.device)
 
-    def _groups(self, prefixes: Sequence[str]) -> dict[str, list[int]]:
+    def _groups(self, prefixes: Sequence[str], texts: Sequence[str]) -> dict[str, list[int]]:
+        """Request indices by prefix. A prefix that only one distinct text uses (a demo set
+        per example) is not worth a cache of its own: its requests join the '' group, whole
+        (`prefix + text`: the same tokens), and are batched with the other such requests."""
         groups: dict[str, list[int]] = defaultdict(list)
         for i, p in enumerate(prefixes):
             groups[p].append(i)
+        if self.baseline:
+            return groups
+        lone = [p for p, idx in groups.items() if p and len({texts[i] for i in idx}) == 1]
+        for p in lone:
+            groups[""] += groups.pop(p)
         return groups
 
     def _check_length(self, n: int, what: str) -> None:
@@ -172,8 +177,9 @@ class LM:
         (longest first, by `size`) on it. Results come back in request order."""
         results: list[Any] = [None] * len(prefixes)
         bar = tqdm(total=len(prefixes), desc=desc, disable=not self.progress, leave=False)
-        for prefix, idx in self._groups(prefixes).items():
-            p_ids, rest = self._split_shared(prefix, {i: texts[i] for i in idx})
+        for prefix, idx in self._groups(prefixes, texts).items():
+            whole = {i: texts[i] if prefix else prefixes[i] + texts[i] for i in idx}
+            p_ids, rest = self._split_shared(prefix, whole)
             items = {i: prepare(i, p_ids, rest[i]) for i in idx}
             cache = self._prefix_cache(p_ids)
             order = sorted(idx, key=lambda i: -size(items[i]))
@@ -208,7 +214,7 @@ class LM:
         for t, r in zip(texts, reqs, strict=True):
             self._check_length(p_len + len(t) + r.max_new_tokens, "a prompt plus its generation")
         ids, mask, pos = self._batch_inputs(p_len, texts)
-        past = self._expand(cache, n)
+        past = expand(cache, n)
         self.counts["tokens"] += sum(len(t) for t in texts)
         self.counts["head"] += n
         out = self.model(
@@ -221,7 +227,7 @@ class LM:
         )
         past = out.past_key_values
         if not self.baseline:
-            _preallocate(past, max_new)
+            preallocate(past, max_new)
         next_tok = out.logits[:, -1].argmax(-1)
         next_pos = pos[:, -1] + 1
         generated: list[list[int]] = [[] for _ in range(n)]
@@ -297,24 +303,62 @@ class LM:
         self, requests: Sequence[tuple[str, str, str]], desc: str = "loglikelihood"
     ) -> list[tuple[float, bool, int]]:
         """For (prefix, context, continuation): (sum log p(continuation), greedy?, n tokens)."""
+        if not self.trees:
+            return self._grouped(
+                [r[0] for r in requests],
+                [r[1] for r in requests],
+                prepare=lambda i, p_ids, ctx: self._ll_item(p_ids, ctx, [requests[i][2]]),
+                size=lambda item: item.size,
+                run=self._ll_batch,
+                desc=desc,
+            )
+        # One unit per distinct (prefix, context): its continuations are scored together.
+        units: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for i, (prefix, ctx, _cont) in enumerate(requests):
+            units[(prefix, ctx)].append(i)
+        keys = list(units)
 
-        def prepare(i: int, p_ids: list[int], ctx: list[int]) -> tuple[list[int], list[int]]:
-            cont = self.encode(requests[i][2])
-            if not cont:
-                raise ValueError("loglikelihood needs a non-empty continuation")
-            if not ctx:
-                raise ValueError("loglikelihood needs a non-empty context (or a BOS token)")
-            self._check_length(len(p_ids) + len(ctx) + len(cont), "a scored request")
-            return ctx, cont
+        def run(p_ids: list[int], cache: Any, items: list[tree.Unit]) -> list[list[Any]]:
+            scored = iter(self._tree_batch(len(p_ids), cache, items))
+            return [[next(scored) for _ in u.conts] for u in items]
 
-        return self._grouped(
-            [r[0] for r in requests],
-            [r[1] for r in requests],
-            prepare=prepare,
-            size=lambda item: len(item[0]) + len(item[1]),
-            run=self._ll_batch,
+        per_unit = self._grouped(
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            prepare=lambda u, p_ids, ctx: self._ll_item(
+                p_ids, ctx, [requests[i][2] for i in units[keys[u]]]
+            ),
+            size=lambda item: item.size,
+            run=run,
             desc=desc,
         )
+        out: list[Any] = [None] * len(requests)
+        for key, results in zip(keys, per_unit, strict=True):
+            for i, r in zip(units[key], results, strict=True):
+                out[i] = r
+        return out
+
+    def _ll_item(self, p_ids: list[int], ctx: list[int], conts: list[str]) -> tree.Unit:
+        """Encode and validate one context with its continuations."""
+        enc = [self.encode(c) for c in conts]
+        if not all(enc):
+            raise ValueError("loglikelihood needs a non-empty continuation")
+        if not ctx:
+            raise ValueError("loglikelihood needs a non-empty context (or a BOS token)")
+        self._check_length(len(p_ids) + len(ctx) + max(map(len, enc)), "a scored request")
+        return tree.Unit(ctx, enc)
+
+    def _tree_batch(
+        self, p_len: int, cache: Any, units: list[tree.Unit]
+    ) -> list[tuple[float, bool, int]]:
+        """Every continuation of `units`, scored in one forward and one LM-head call."""
+        b = tree.build(units, p_len, self.pad_id, self.device)
+        past = expand(cache, b.ids.shape[0])
+        self.counts["tokens"] += sum(u.size for u in units)
+        self.counts["head"] += len(b.targets)
+        mask = tree.attention_mask(b.allowed, self.model, self.model.dtype)
+        hidden = self._hidden(b.ids, mask, b.pos, past)
+        return tree.score(self._logits(hidden[b.rows, b.cols]), b.targets, b.spans)
 
     @torch.no_grad()
     def next_token_logprobs(
@@ -335,7 +379,7 @@ class LM:
         def run(p_ids: list[int], cache: Any, items: list[tuple[list[int], list[int]]]):
             seqs = [ctx for ctx, _ in items]
             ids, mask, pos = self._batch_inputs(len(p_ids), seqs)
-            past = self._expand(cache, len(seqs))
+            past = expand(cache, len(seqs))
             self.counts["tokens"] += sum(len(t) for t in seqs)
             self.counts["head"] += len(seqs)
             hidden = self._hidden(ids, mask, pos, past)[:, -1]  # left-padded: last is real
@@ -352,30 +396,27 @@ class LM:
         )
 
     def _ll_batch(
-        self, p_ids: list[int], cache: Any, pairs: list[tuple[list[int], list[int]]]
+        self, p_ids: list[int], cache: Any, units: list[tree.Unit]
     ) -> list[tuple[float, bool, int]]:
+        """The plain path (one row per request): baseline mode and models that take no
+        explicit 4D mask. Baseline applies the LM head at every position."""
         p_len = len(p_ids)
+        pairs = [(u.ctx, u.conts[0]) for u in units]
         seqs = [ctx + cont for ctx, cont in pairs]
         ids, mask, pos = self._batch_inputs(p_len, seqs)
-        past = self._expand(cache, len(seqs))
+        past = expand(cache, len(seqs))
         self.counts["tokens"] += sum(len(t) for t in seqs)
         self.counts["head"] += sum(len(cont) for _, cont in pairs)
         hidden = self._hidden(ids, mask, pos, past)
         width = ids.shape[1]
-        full = self._logits(hidden) if self.baseline else None  # head at every position
-        out = []
-        for row, (_ctx, cont) in enumerate(pairs):
-            start = width - len(cont) - 1  # positions predicting the continuation tokens
-            if full is not None:
-                logits = full[row, start : width - 1]
-            else:
-                logits = self._logits(hidden[row, start : width - 1])
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            target = torch.tensor(cont, device=self.device)
-            lp = logp.gather(-1, target[:, None]).squeeze(-1)
-            greedy = bool((logp.argmax(-1) == target).all())
-            out.append((float(lp.sum()), greedy, len(cont)))
-        return out
+        rows = [r for r, (_, cont) in enumerate(pairs) for _ in cont]
+        cols = [c for _, cont in pairs for c in range(width - len(cont) - 1, width - 1)]
+        if self.baseline:  # head at every position
+            logits = self._logits(hidden)[rows, cols]
+        else:  # once per batch, at the scored positions only
+            logits = self._logits(hidden[rows, cols])
+        targets = torch.tensor([t for _, cont in pairs for t in cont], device=self.device)
+        return tree.score(logits, targets, [len(cont) for _, cont in pairs])
 
     def _hidden(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, past: Any):
         base = self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model.model
@@ -388,43 +429,3 @@ class LM:
         logits = self.model.get_output_embeddings()(h)
         cap = getattr(self.model.config, "final_logit_softcapping", None)
         return torch.tanh(logits / cap) * cap if cap else logits
-
-
-class _PreallocatedLayer(DynamicLayer):
-    """A DynamicLayer that appends into preallocated storage.
-
-    The stock layer concatenates the whole cache at every decoding step (O(T^2) copying:
-    with a k-shot prefix repeated over a batch that is most of the decoding time on CPU).
-    This one writes the new token in place; what `update` returns is the same tensor.
-    """
-
-    def reserve(self, extra: int) -> None:
-        b, h, t, d = self.keys.shape
-        self.length = t
-        self.kbuf = self.keys.new_empty((b, h, t + extra, d))
-        self.vbuf = self.values.new_empty((b, h, t + extra, d))
-        self.kbuf[:, :, :t] = self.keys
-        self.vbuf[:, :, :t] = self.values
-
-    def update(self, key_states, value_states, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
-        end = self.length + key_states.shape[-2]
-        if end > self.kbuf.shape[-2]:  # never in _generate_batch; kept correct anyway
-            self.reserve(max(end - self.length, self.length))
-        self.kbuf[:, :, self.length : end] = key_states
-        self.vbuf[:, :, self.length : end] = value_states
-        self.length = end
-        self.keys, self.values = self.kbuf[:, :, :end], self.vbuf[:, :, :end]
-        return self.keys, self.values
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
-        self.keys, self.values = self.kbuf[:, :, : self.length], self.vbuf[:, :, : self.length]
-
-
-def _preallocate(cache: Any, extra: int) -> None:
-    """Give every plain dynamic layer room for `extra` more tokens (sliding-window and
-    other special layers keep their own update)."""
-    for layer in getattr(cache, "layers", []):
-        if type(layer) is DynamicLayer and layer.is_initialized and layer.keys.numel():
-            layer.__class__ = _PreallocatedLayer
-            layer.reserve(extra)
