@@ -34,9 +34,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from eval import tree
 from eval.kv_cache import expand, preallocate
 from eval.prompts import bos_prefix
+from eval.scoring import Scoring
+from eval.tree import supports_trees
 
 
 def baseline_mode() -> bool:
@@ -68,7 +69,9 @@ class Generation:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class LM:
+class LM(Scoring):
+    """generate / loglikelihood / next_token_logprobs (the last two: eval/scoring.py)."""
+
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16, progress: bool = True):
         self.model = model
         self.tok = tokenizer
@@ -82,7 +85,7 @@ class LM:
         # Work actually done (with the shared prefix computed once): for compute accounting.
         self.counts = {"tokens": 0, "head": 0}
         self.baseline = baseline_mode()
-        self.trees = not self.baseline and tree.supports_trees(model)
+        self.trees = not self.baseline and supports_trees(model)
 
     def _eos_ids(self) -> set[int]:
         ids = {self.tok.eos_token_id}
@@ -121,8 +124,7 @@ class LM:
             return None
         x = torch.tensor([ids], device=self.device)
         self.counts["tokens"] += len(ids)
-        out = self.model(input_ids=x, use_cache=True, logits_to_keep=1)
-        return out.past_key_values
+        return self._body()(input_ids=x, use_cache=True).past_key_values  # no LM head
 
     def _batch_inputs(
         self, p_len: int, texts: Sequence[list[int]]
@@ -297,132 +299,15 @@ class LM:
         cuts = [j for s in stops if s and (j := text.find(s, lead)) >= 0]
         return (text[: min(cuts)], True) if cuts else (text, False)
 
-    # -- loglikelihood -----------------------------------------------------------------------
-    @torch.no_grad()
-    def loglikelihood(
-        self, requests: Sequence[tuple[str, str, str]], desc: str = "loglikelihood"
-    ) -> list[tuple[float, bool, int]]:
-        """For (prefix, context, continuation): (sum log p(continuation), greedy?, n tokens)."""
-        if not self.trees:
-            return self._grouped(
-                [r[0] for r in requests],
-                [r[1] for r in requests],
-                prepare=lambda i, p_ids, ctx: self._ll_item(p_ids, ctx, [requests[i][2]]),
-                size=lambda item: item.size,
-                run=self._ll_batch,
-                desc=desc,
-            )
-        # One unit per distinct (prefix, context): its continuations are scored together.
-        units: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for i, (prefix, ctx, _cont) in enumerate(requests):
-            units[(prefix, ctx)].append(i)
-        keys = list(units)
-
-        def run(p_ids: list[int], cache: Any, items: list[tree.Unit]) -> list[list[Any]]:
-            scored = iter(self._tree_batch(len(p_ids), cache, items))
-            return [[next(scored) for _ in u.conts] for u in items]
-
-        per_unit = self._grouped(
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-            prepare=lambda u, p_ids, ctx: self._ll_item(
-                p_ids, ctx, [requests[i][2] for i in units[keys[u]]]
-            ),
-            size=lambda item: item.size,
-            run=run,
-            desc=desc,
-        )
-        out: list[Any] = [None] * len(requests)
-        for key, results in zip(keys, per_unit, strict=True):
-            for i, r in zip(units[key], results, strict=True):
-                out[i] = r
-        return out
-
-    def _ll_item(self, p_ids: list[int], ctx: list[int], conts: list[str]) -> tree.Unit:
-        """Encode and validate one context with its continuations."""
-        enc = [self.encode(c) for c in conts]
-        if not all(enc):
-            raise ValueError("loglikelihood needs a non-empty continuation")
-        if not ctx:
-            raise ValueError("loglikelihood needs a non-empty context (or a BOS token)")
-        self._check_length(len(p_ids) + len(ctx) + max(map(len, enc)), "a scored request")
-        return tree.Unit(ctx, enc)
-
-    def _tree_batch(
-        self, p_len: int, cache: Any, units: list[tree.Unit]
-    ) -> list[tuple[float, bool, int]]:
-        """Every continuation of `units`, scored in one forward and one LM-head call."""
-        b = tree.build(units, p_len, self.pad_id, self.device)
-        past = expand(cache, b.ids.shape[0])
-        self.counts["tokens"] += sum(u.size for u in units)
-        self.counts["head"] += len(b.targets)
-        mask = tree.attention_mask(b.allowed, self.model, self.model.dtype)
-        hidden = self._hidden(b.ids, mask, b.pos, past)
-        return tree.score(self._logits(hidden[b.rows, b.cols]), b.targets, b.spans)
-
-    @torch.no_grad()
-    def next_token_logprobs(
-        self, requests: Sequence[tuple[str, str]], tokens: Sequence[Sequence[int]],
-        desc: str = "next-token logprobs",
-    ) -> list[list[float]]:  # fmt: skip
-        """For (prefix, context): log p(t | prefix + context) for every token id t in
-        `tokens[i]`, from ONE forward pass over the request. The same numbers as
-        `loglikelihood` for single-token continuations (e.g. the verbalizers " Yes" / " No"),
-        at 1/len(tokens[i]) of its cost."""
-
-        def prepare(i: int, p_ids: list[int], ctx: list[int]) -> tuple[list[int], list[int]]:
-            if not ctx:
-                raise ValueError("next_token_logprobs needs a non-empty context (or a BOS)")
-            self._check_length(len(p_ids) + len(ctx) + 1, "a scored request")
-            return ctx, list(tokens[i])
-
-        def run(p_ids: list[int], cache: Any, items: list[tuple[list[int], list[int]]]):
-            seqs = [ctx for ctx, _ in items]
-            ids, mask, pos = self._batch_inputs(len(p_ids), seqs)
-            past = expand(cache, len(seqs))
-            self.counts["tokens"] += sum(len(t) for t in seqs)
-            self.counts["head"] += len(seqs)
-            hidden = self._hidden(ids, mask, pos, past)[:, -1]  # left-padded: last is real
-            logp = torch.log_softmax(self._logits(hidden).float(), dim=-1)
-            return [[float(logp[row, t]) for t in toks] for row, (_, toks) in enumerate(items)]
-
-        return self._grouped(
-            [r[0] for r in requests],
-            [r[1] for r in requests],
-            prepare=prepare,
-            size=lambda item: len(item[0]),
-            run=run,
-            desc=desc,
-        )
-
-    def _ll_batch(
-        self, p_ids: list[int], cache: Any, units: list[tree.Unit]
-    ) -> list[tuple[float, bool, int]]:
-        """The plain path (one row per request): baseline mode and models that take no
-        explicit 4D mask. Baseline applies the LM head at every position."""
-        p_len = len(p_ids)
-        pairs = [(u.ctx, u.conts[0]) for u in units]
-        seqs = [ctx + cont for ctx, cont in pairs]
-        ids, mask, pos = self._batch_inputs(p_len, seqs)
-        past = expand(cache, len(seqs))
-        self.counts["tokens"] += sum(len(t) for t in seqs)
-        self.counts["head"] += sum(len(cont) for _, cont in pairs)
-        hidden = self._hidden(ids, mask, pos, past)
-        width = ids.shape[1]
-        rows = [r for r, (_, cont) in enumerate(pairs) for _ in cont]
-        cols = [c for _, cont in pairs for c in range(width - len(cont) - 1, width - 1)]
-        if self.baseline:  # head at every position
-            logits = self._logits(hidden)[rows, cols]
-        else:  # once per batch, at the scored positions only
-            logits = self._logits(hidden[rows, cols])
-        targets = torch.tensor([t for _, cont in pairs for t in cont], device=self.device)
-        return tree.score(logits, targets, [len(cont) for _, cont in pairs])
+    def _body(self) -> Any:
+        """The decoder without its LM head."""
+        return self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model.model
 
     def _hidden(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, past: Any):
-        base = self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model.model
-        return base(
-            input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=past
-        ).last_hidden_state
+        return self._body()(
+            input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=past,
+            use_cache=past is not None,
+        ).last_hidden_state  # fmt: skip
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
         """LM head only at the scored positions (the vocabulary is 49k-262k wide)."""
