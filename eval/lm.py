@@ -35,6 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from eval.kv_cache import expand, preallocate
+from eval.phases import PhaseClock, attended_pairs
 from eval.prompts import bos_prefix
 from eval.scoring import Scoring
 from eval.tree import supports_trees
@@ -84,6 +85,7 @@ class LM(Scoring):
         self.max_len = context_length(model)
         # Work actually done (with the shared prefix computed once): for compute accounting.
         self.counts = {"tokens": 0, "head": 0}
+        self.clock = PhaseClock(self.device)  # seconds and work per phase (eval/phases.py)
         self.baseline = baseline_mode()
         self.trees = not self.baseline and supports_trees(model)
 
@@ -123,8 +125,15 @@ class LM(Scoring):
         if not ids:
             return None
         x = torch.tensor([ids], device=self.device)
-        self.counts["tokens"] += len(ids)
-        return self._body()(input_ids=x, use_cache=True).past_key_values  # no LM head
+        n = len(ids)
+        with self._work("prefix", n, 0, n * (n + 1) // 2):
+            return self._body()(input_ids=x, use_cache=True).past_key_values  # no LM head
+
+    def _work(self, phase: str, tokens: int, head: int, attn_pairs: int) -> Any:
+        """Count a forward's work (compute accounting) and time it (`self.clock`)."""
+        self.counts["tokens"] += tokens
+        self.counts["head"] += head
+        return self.clock.phase(phase, tokens, head, attn_pairs)
 
     def _batch_inputs(
         self, p_len: int, texts: Sequence[list[int]]
@@ -217,16 +226,16 @@ class LM(Scoring):
             self._check_length(p_len + len(t) + r.max_new_tokens, "a prompt plus its generation")
         ids, mask, pos = self._batch_inputs(p_len, texts)
         past = expand(cache, n)
-        self.counts["tokens"] += sum(len(t) for t in texts)
-        self.counts["head"] += n
-        out = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=pos,
-            past_key_values=past,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        tokens = sum(len(t) for t in texts)
+        with self._work("prefill", tokens, n, attended_pairs(pos, mask[:, p_len:])):
+            out = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=pos,
+                past_key_values=past,
+                use_cache=True,
+                logits_to_keep=1,
+            )
         past = out.past_key_values
         if not self.baseline:
             preallocate(past, max_new)
@@ -255,15 +264,15 @@ class LM(Scoring):
                 mask, next_tok, next_pos = mask[sel], next_tok[sel], next_pos[sel]
                 active = [active[r] for r in keep]
             mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-            self.counts["tokens"] += len(active)
-            self.counts["head"] += len(active)
-            out = self.model(
-                input_ids=next_tok[:, None],
-                attention_mask=mask,
-                position_ids=next_pos[:, None],
-                past_key_values=past,
-                use_cache=True,
-            )
+            n_act = len(active)
+            with self._work("decode", n_act, n_act, attended_pairs(next_pos)):
+                out = self.model(
+                    input_ids=next_tok[:, None],
+                    attention_mask=mask,
+                    position_ids=next_pos[:, None],
+                    past_key_values=past,
+                    use_cache=True,
+                )
             past = out.past_key_values
             next_tok = out.logits[:, -1].argmax(-1)
             next_pos = next_pos + 1

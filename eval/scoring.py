@@ -17,12 +17,12 @@ import torch
 
 from eval import tree
 from eval.kv_cache import expand
+from eval.phases import attended_pairs
 
 
 class Scoring:
     """Mixin: the scoring half of eval.lm.LM (see there for the attributes it uses)."""
 
-    counts: dict[str, int]
     baseline: bool
     trees: bool
 
@@ -83,11 +83,12 @@ class Scoring:
         """Every continuation of `units`, scored in one forward and one LM-head call."""
         b = tree.build(units, p_len, self.pad_id, self.device)
         past = expand(cache, b.ids.shape[0])
-        self.counts["tokens"] += sum(u.size for u in units)
-        self.counts["head"] += len(b.targets)
         mask = tree.attention_mask(b.allowed, self.model, self.model.dtype)
-        hidden = self._hidden(b.ids, mask, b.pos, past)
-        return tree.score(self._logits(hidden[b.rows, b.cols]), b.targets, b.spans)
+        tokens = sum(u.size for u in units)
+        with self._work("scored", tokens, len(b.targets), attended_pairs(b.pos, b.real)):
+            hidden = self._hidden(b.ids, mask, b.pos, past)
+            logits = self._logits(hidden[b.rows, b.cols])
+        return tree.score(logits, b.targets, b.spans)
 
     @torch.no_grad()
     def next_token_logprobs(
@@ -109,10 +110,11 @@ class Scoring:
             seqs = [ctx for ctx, _ in items]
             ids, mask, pos = self._batch_inputs(len(p_ids), seqs)
             past = expand(cache, len(seqs))
-            self.counts["tokens"] += sum(len(t) for t in seqs)
-            self.counts["head"] += len(seqs)
-            hidden = self._hidden(ids, mask, pos, past)[:, -1]  # left-padded: last is real
-            logp = torch.log_softmax(self._logits(hidden).float(), dim=-1)
+            tokens, pairs = sum(len(t) for t in seqs), attended_pairs(pos, mask[:, -pos.shape[1] :])
+            with self._work("scored", tokens, len(seqs), pairs):
+                hidden = self._hidden(ids, mask, pos, past)[:, -1]  # left-padded: last is real
+                logits = self._logits(hidden)
+            logp = torch.log_softmax(logits.float(), dim=-1)
             return [[float(logp[row, t]) for t in toks] for row, (_, toks) in enumerate(items)]
 
         return self._grouped(
@@ -134,15 +136,15 @@ class Scoring:
         seqs = [ctx + cont for ctx, cont in pairs]
         ids, mask, pos = self._batch_inputs(p_len, seqs)
         past = expand(cache, len(seqs))
-        self.counts["tokens"] += sum(len(t) for t in seqs)
-        self.counts["head"] += sum(len(cont) for _, cont in pairs)
-        hidden = self._hidden(ids, mask, pos, past)
         width = ids.shape[1]
         rows = [r for r, (_, cont) in enumerate(pairs) for _ in cont]
         cols = [c for _, cont in pairs for c in range(width - len(cont) - 1, width - 1)]
-        if self.baseline:  # head at every position
-            logits = self._logits(hidden)[rows, cols]
-        else:  # once per batch, at the scored positions only
-            logits = self._logits(hidden[rows, cols])
+        tokens, head = sum(len(t) for t in seqs), len(rows)
+        with self._work("scored", tokens, head, attended_pairs(pos, mask[:, p_len:])):
+            hidden = self._hidden(ids, mask, pos, past)
+            if self.baseline:  # head at every position
+                logits = self._logits(hidden)[rows, cols]
+            else:  # once per batch, at the scored positions only
+                logits = self._logits(hidden[rows, cols])
         targets = torch.tensor([t for _, cont in pairs for t in cont], device=self.device)
         return tree.score(logits, targets, [len(cont) for _, cont in pairs])

@@ -40,6 +40,7 @@ class TreeBatch:
     ids: torch.Tensor  # (R, W) token ids, left-padded
     pos: torch.Tensor  # (R, W) position ids
     allowed: torch.Tensor  # (R, 1, W, p_len + W) bool: query may attend key
+    real: torch.Tensor  # (R, W) bool: not padding
     rows: torch.Tensor  # (N,) row of each scored position
     cols: torch.Tensor  # (N,) column of each scored position (predicts `targets`)
     targets: torch.Tensor  # (N,) the continuation tokens
@@ -114,6 +115,7 @@ def build(units: list[Unit], p_len: int, pad_id: int, device: Any) -> TreeBatch:
         ids.to(device),
         pos.to(device),
         allowed.to(device),
+        (unit >= 0).to(device),
         torch.tensor(s_rows, device=device),
         torch.tensor(s_cols, device=device),
         torch.tensor(targets, device=device),

@@ -448,3 +448,18 @@ def test_sliding_window_models_take_the_plain_path():
     assert not supports_trees(
         SimpleNamespace(config=SimpleNamespace(_attn_implementation="flash_attention_2"))
     )
+
+
+def test_phase_clock_accounts_for_every_forward(sharp, choice_requests, requests):
+    """eval/phases.py: every forward lands in one phase; tokens add up to lm.counts."""
+    lm = make_lm(sharp, 8)
+    lm.loglikelihood(choice_requests)
+    ph = lm.clock.phases
+    assert set(ph) == {"prefix", "scored"}
+    n = len(lm.encode(choice_requests[0][0]))
+    assert ph["prefix"]["tokens"] == n and ph["prefix"]["attn_pairs"] == n * (n + 1) // 2
+    lm.generate(requests)
+    assert set(ph) == {"prefix", "scored", "prefill", "decode"}
+    assert sum(p["tokens"] for p in ph.values()) == lm.counts["tokens"]
+    assert sum(p["head"] for p in ph.values()) == lm.counts["head"]
+    assert all(p["s"] > 0 and p["calls"] > 0 and p["attn_pairs"] > 0 for p in ph.values())
