@@ -23,7 +23,7 @@ import tempfile
 
 import torch
 
-from bench.common import Timer, header, median, save
+from bench.common import Timer, header, matmul_rate, median, save
 from lab.recipe import LoraCfg, TaskCfg, TrainCfg
 from lab.tasks import build_task
 
@@ -75,23 +75,6 @@ def hf_trainer_run(path: str, data: list, order: list[int], cfg: TrainCfg, seed:
     trainer.train()
     model.save_pretrained(out)
     return [h["loss"] for h in trainer.state.log_history if "loss" in h]
-
-
-def matmul_peak(n: int = 2048, seconds: float = 1.0, repeats: int = 5) -> float:
-    """Median fp32 FLOP/s of an n x n matmul, each sample ~`seconds` long."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    rates = []
-    for _ in range(repeats):
-        reps = 0
-        with Timer() as t:
-            while True:
-                torch.mm(a, b)
-                reps += 1
-                if reps % 4 == 0 and __import__("time").perf_counter() - t.t0 > seconds:
-                    break
-        rates.append(2 * n**3 * reps / t.s)
-    return median(rates)
 
 
 def main() -> None:
@@ -156,7 +139,7 @@ def main() -> None:
           f"{lab_tps / hf_tps:.2f}x (goal >= 1.0x); max |loss diff| {max(diffs):.2e}")  # fmt: skip
 
     # Full FT: achieved FLOP/s of the training loop vs a measured matmul peak.
-    peak = matmul_peak()
+    peak = matmul_rate("fp32")
     full_cfg = TrainCfg(steps=args.full_steps, batch_size=args.batch_size, lr=3e-5)
     from transformers import AutoModelForCausalLM
 
