@@ -246,11 +246,12 @@ class LM(Scoring):
         active = list(range(n))  # rows of the current batch -> request index
         for step in range(max_new):
             keep = []
+            toks = next_tok.tolist()  # one device sync per step, not one per row
             for row, i in enumerate(active):
                 if finished[i] is not None:  # baseline: a stopped row decodes on, ignored
                     keep.append(row)
                     continue
-                tok = int(next_tok[row])
+                tok = toks[row]
                 done = self._finish(i, tok, generated[i], reqs[i], p_len + len(texts[i]), step)
                 if done is not None:
                     finished[i] = done
