@@ -18,9 +18,9 @@ scored positions only.
 
 `FTLAB_BASELINE=1` (read when an LM is made; for `bench/quickstart.py` only) turns the
 optimisations off, to time the lab as a plain evaluation would run: every request runs
-whole (no shared-prefix cache), the KV cache grows by concatenation, the LM head runs at
-every position of a scored sequence, and a generation batch decodes until its last row
-stops. The numbers are the same up to float reassociation (tested).
+whole, one per row (no shared-prefix cache, no trees, no merging of per-example prefixes),
+the KV cache grows by concatenation, the LM head runs at every position of a scored
+sequence, and a generation batch decodes until its last row stops. The numbers are the same up to float reassociation (tested).
 """
 
 from __future__ import annotations
