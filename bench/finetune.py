@@ -68,7 +68,7 @@ def hf_trainer_run(path: str, data: list, order: list[int], cfg: TrainCfg, seed:
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
         remove_unused_columns=False,
-        optim="adamw_torch",
+        optim="adamw_torch_fused",  # as train/finetune.py
     )
     trainer = InOrderTrainer(
         model=model,
