@@ -8,9 +8,10 @@ Each continuation's log-likelihood is then that of `prefix + context + continuat
 alone (the same attention pattern and positions, up to float reassociation), at the cost of
 the context once instead of once per continuation.
 
-Rows: with a long shared prefix (k-shot demos) the units of a batch go into ONE row after the
-prefix cache (no copies of the prefix per row, no padding); otherwise (no shared prefix:
-zero-shot, or a different demo set per example) each unit is its own left-padded row.
+Rows: with a long shared prefix (k-shot demos) the units of a batch share rows of up to the
+prefix's length after the prefix cache (few copies of the prefix, little padding, and a
+query skips at most that many masked keys); otherwise (no shared prefix: zero-shot, or a
+different demo set per example) each unit is its own left-padded row.
 
 The explicit 4D mask replaces the model's own causal mask, so trees are used only where that
 mask is all the model needs (full attention everywhere, sdpa or eager attention); other
@@ -62,10 +63,21 @@ def supports_trees(model: Any) -> bool:
 
 
 def layout(units: list[Unit], p_len: int) -> list[list[int]]:
-    """Which units share a row: all in one row after a long shared prefix, else one each."""
-    if p_len > 0 and p_len >= max(u.size for u in units):
-        return [list(range(len(units)))]
-    return [[i] for i in range(len(units))]
+    """Which units share a row. After a shared prefix at least as long as every unit, units
+    fill rows of up to `p_len` tokens (so that the keys a query skips in its row are at most
+    the prefix again); otherwise each unit is its own row."""
+    sizes = [u.size for u in units]
+    if p_len == 0 or p_len < max(sizes):
+        return [[i] for i in range(len(units))]
+    rows: list[list[int]] = [[]]
+    width = 0
+    for i, size in enumerate(sizes):
+        if rows[-1] and width + size > p_len:
+            rows.append([])
+            width = 0
+        rows[-1].append(i)
+        width += size
+    return rows
 
 
 def build(units: list[Unit], p_len: int, pad_id: int, device: Any) -> TreeBatch:

@@ -463,3 +463,13 @@ def test_phase_clock_accounts_for_every_forward(sharp, choice_requests, requests
     assert sum(p["tokens"] for p in ph.values()) == lm.counts["tokens"]
     assert sum(p["head"] for p in ph.values()) == lm.counts["head"]
     assert all(p["s"] > 0 and p["calls"] > 0 and p["attn_pairs"] > 0 for p in ph.values())
+
+
+def test_tree_layout_rows():
+    from eval.tree import Unit, layout
+
+    units = [Unit([1] * 5, [[2], [3, 3]]) for _ in range(5)]  # 8 tokens each
+    assert layout(units, 0) == [[0], [1], [2], [3], [4]]  # no shared prefix
+    assert layout(units, 7) == [[0], [1], [2], [3], [4]]  # a prefix shorter than a unit
+    assert layout(units, 16) == [[0, 1], [2, 3], [4]]
+    assert layout(units, 100) == [[0, 1, 2, 3, 4]]
