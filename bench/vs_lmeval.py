@@ -245,7 +245,11 @@ def main() -> None:
     model = model.to(torch_dtype(args.dtype))
     info["model"] = {"path": resolved.path, "fingerprint": resolved.fingerprint}
     lm = LM(model, tok, batch_size=args.batch_size, progress=False)
-    hflm = HFLM(pretrained=model, tokenizer=tok, batch_size=args.batch_size)
+    # log-softmax in fp32 on both sides (the lab always takes it in fp32; lm-eval's default
+    # is the model's dtype, which in bf16 moves log-likelihoods by ~0.2 nats)
+    hflm = HFLM(
+        pretrained=model, tokenizer=tok, batch_size=args.batch_size, softmax_dtype=torch.float32
+    )
     ModelTime.of(hflm)
     from lm_eval.tasks import TaskManager
 
