@@ -131,7 +131,8 @@ def main() -> None:
     rate = matmul_rate(args.dtype)
     info["matmul_rate"] = rate
     print(
-        f"[phases] {args.dtype} 2048-square matmul at {args.threads} threads: {rate / 1e9:.1f} GFLOP/s"
+        f"[phases] {args.dtype} 2048-square matmul at {args.threads} threads: "
+        f"{rate / 1e9:.1f} GFLOP/s"
     )
     resolved, model, tok = load_lab_model(args.cache_dir)
     model = model.to(torch_dtype(args.dtype))

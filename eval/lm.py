@@ -20,7 +20,8 @@ scored positions only.
 optimisations off, to time the lab as a plain evaluation would run: every request runs
 whole, one per row (no shared-prefix cache, no trees, no merging of per-example prefixes),
 the KV cache grows by concatenation, the LM head runs at every position of a scored
-sequence, and a generation batch decodes until its last row stops. The numbers are the same up to float reassociation (tested).
+sequence, and a generation batch decodes until its last row stops. The numbers are the
+same up to float reassociation (tested).
 """
 
 from __future__ import annotations
