@@ -74,13 +74,7 @@ class SupervisedLoss(torch.nn.Module):
         self.reduction = reduction
         self.baseline = baseline_mode()
 
-    def forward(
-        self,
-        input_ids,
-        attention_mask,
-        labels,
-        position_ids=None,  # noqa: ANN001
-    ) -> torch.Tensor:
+    def forward(self, input_ids, attention_mask, labels, position_ids=None) -> torch.Tensor:
         decoder = self.lm.get_decoder()
         if position_ids is not None:  # a packed batch (train/batching.py)
             attention_mask = packed_mask(attention_mask, position_ids, self.lm)
