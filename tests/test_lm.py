@@ -473,3 +473,20 @@ def test_tree_layout_rows():
     assert layout(units, 7) == [[0], [1], [2], [3], [4]]  # a prefix shorter than a unit
     assert layout(units, 16) == [[0, 1], [2, 3], [4]]
     assert layout(units, 100) == [[0, 1, 2, 3, 4]]
+
+
+def test_baseline_mode_same_choice_scores(
+    sharp, choice_requests, per_example_requests, monkeypatch
+):
+    """Trees, per-example batching and the gathered head change the work, not the numbers:
+    the same as FTLAB_BASELINE=1 (one whole request per row, head everywhere)."""
+    reqs = choice_requests + per_example_requests
+    lm = make_lm(sharp, 5)
+    fast = lm.loglikelihood(reqs)
+    monkeypatch.setenv("FTLAB_BASELINE", "1")
+    base = make_lm(sharp, 5)
+    assert not base.trees
+    for a, b in zip(base.loglikelihood(reqs), fast, strict=True):
+        assert a[0] == pytest.approx(b[0], abs=1e-4)
+        assert a[1:] == b[1:]
+    assert base.counts["tokens"] > 2 * lm.counts["tokens"]
