@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from eval.attention import folded
 from eval.kv_cache import expand, preallocate
 from eval.phases import PhaseClock, attended_pairs
 from eval.prompts import bos_prefix
@@ -130,11 +132,15 @@ class LM(Scoring):
         with self._work("prefix", n, 0, n * (n + 1) // 2):
             return self._body()(input_ids=x, use_cache=True).past_key_values  # no LM head
 
-    def _work(self, phase: str, tokens: int, head: int, attn_pairs: int) -> Any:
-        """Count a forward's work (compute accounting) and time it (`self.clock`)."""
+    @contextmanager
+    def _work(self, phase: str, tokens: int, head: int, attn_pairs: int) -> Iterator[None]:
+        """A forward: count its work (compute accounting), time it (`self.clock`) and run
+        its attention without KV copies (eval/attention.py; not in baseline mode)."""
         self.counts["tokens"] += tokens
         self.counts["head"] += head
-        return self.clock.phase(phase, tokens, head, attn_pairs)
+        fold = nullcontext() if self.baseline else folded(self.model)
+        with self.clock.phase(phase, tokens, head, attn_pairs), fold:
+            yield
 
     def _batch_inputs(
         self, p_len: int, texts: Sequence[list[int]]

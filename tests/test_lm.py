@@ -490,3 +490,43 @@ def test_baseline_mode_same_choice_scores(
         assert a[0] == pytest.approx(b[0], abs=1e-4)
         assert a[1:] == b[1:]
     assert base.counts["tokens"] > 2 * lm.counts["tokens"]
+
+
+@pytest.mark.parametrize("q_len, masked", [(1, False), (1, True), (5, True)])
+def test_folded_gqa_attention_equals_stock_sdpa(sharp, q_len, masked):
+    """eval/attention.py: query heads folded into the query axis, keys and values read in
+    place; the same output as transformers' sdpa (which repeats the KV heads)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from eval.attention import folded_sdpa
+
+    module = sharp[0].model.layers[0].self_attn
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(3, 4, q_len, 16, generator=g)
+    k, v = torch.randn(3, 2, 9, 16, generator=g), torch.randn(3, 2, 9, 16, generator=g)
+    mask = None
+    if masked:
+        mask = torch.rand(3, 1, q_len, 9, generator=g) > 0.4
+        mask[..., -1] = True  # no empty row
+    want, _ = sdpa_attention_forward(module, q, k, v, mask, scaling=0.3)
+    got, _ = folded_sdpa(module, q, k, v, mask, scaling=0.3)
+    assert got.shape == want.shape == (3, q_len, 4, 16)
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_lm_forwards_use_folded_attention_and_restore_the_model(sharp, choice_requests):
+    from eval.attention import NAME
+
+    lm = make_lm(sharp, 8)
+    seen: list[str] = []
+    layer = lm.model.model.layers[0]
+    handle = layer.register_forward_pre_hook(
+        lambda *_: seen.append(lm.model.config._attn_implementation)
+    )
+    try:
+        lm.loglikelihood(choice_requests[:8])
+        lm.generate([GenRequest("", "Question: 1 + 2\nAnswer:", (), 3)])
+    finally:
+        handle.remove()
+    assert seen and set(seen) == {NAME}
+    assert lm.model.config._attn_implementation == "sdpa"
