@@ -14,7 +14,8 @@ Log-likelihoods add a second cache level (eval/tree.py): the continuations of on
 (e.g. the 4 choices of a question) share a row after it, so the context runs once. Prefixes
 used by a single context (a different demo set per example) are not cached alone: those
 requests run whole, batched together. The LM head runs once per batch, over the gathered
-scored positions only.
+scored positions only. Every forward is timed per phase (`self.clock`, eval/phases.py) and
+runs grouped-query attention without copying the KV cache (eval/attention.py).
 
 `FTLAB_BASELINE=1` (read when an LM is made; for `bench/quickstart.py` only) turns the
 optimisations off, to time the lab as a plain evaluation would run: every request runs
