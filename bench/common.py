@@ -23,6 +23,38 @@ OUT = ROOT / "runs" / "bench"
 MODEL = "smollm2-135m-instruct"
 
 
+DTYPES = ("fp32", "bf16")
+
+
+def torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16}[name]
+
+
+def matmul_rate(
+    dtype: str = "fp32", n: int = 2048, seconds: float = 1.0, repeats: int = 5
+) -> float:
+    """Median FLOP/s of an n x n matmul in `dtype` at the current torch thread count, each
+    sample ~`seconds` long (the rate each phase's achieved FLOP/s is compared with)."""
+    import torch
+
+    a = torch.randn(n, n).to(torch_dtype(dtype))
+    b = torch.randn(n, n).to(torch_dtype(dtype))
+    torch.mm(a, b)
+    rates = []
+    for _ in range(repeats):
+        reps = 0
+        t0 = time.perf_counter()
+        while True:
+            torch.mm(a, b)
+            reps += 1
+            if reps % 4 == 0 and time.perf_counter() - t0 > seconds:
+                break
+        rates.append(2 * n**3 * reps / (time.perf_counter() - t0))
+    return median(rates)
+
+
 def load_avg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 

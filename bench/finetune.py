@@ -1,6 +1,7 @@
 """LoRA fine-tuning: this lab's loop vs the HF Trainer; full-FT FLOP/s vs a matmul peak.
 
-    nice -n 5 .venv/bin/python -m bench.finetune [--steps 6] [--repeats 3] [--cache-dir DIR]
+    nice -n 5 .venv/bin/python -m bench.finetune [--steps 6] [--repeats 3] [--dtype fp32|bf16]
+        [--cache-dir DIR]
 
 Both sides train SmolLM2-135M-Instruct (loaded from the lab's cache) on the same arithmetic
 examples in the same order (`train.data.epoch_order`), tokenised and padded by the same code
@@ -12,18 +13,21 @@ loss: LM head at every position). Each run is timed end to end as a user calls i
 model, wrap it with LoRA, train, save the adapter. Runs alternate lab, HF, lab, HF, ...
 
 Full FT: `finetune(method="full")` FLOPs (lab.compute's count) per second of its training
-time, against the median fp32 matmul rate measured here with the same thread count.
+time, against the median matmul rate of the dtype measured here with the same thread count.
+`--dtype bf16`: both sides (and full FT) run under `torch.autocast("cpu", torch.bfloat16)`
+(fp32 weights), set here, independent of the lab's precision setting.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import tempfile
 
 import torch
 
-from bench.common import Timer, header, median, save
+from bench.common import DTYPES, Timer, header, matmul_rate, median, save
 from lab.recipe import LoraCfg, TaskCfg, TrainCfg
 from lab.tasks import build_task
 
@@ -64,7 +68,7 @@ def hf_trainer_run(path: str, data: list, order: list[int], cfg: TrainCfg, seed:
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
         remove_unused_columns=False,
-        optim="adamw_torch",
+        optim="adamw_torch_fused",  # as train/finetune.py
     )
     trainer = InOrderTrainer(
         model=model,
@@ -77,23 +81,6 @@ def hf_trainer_run(path: str, data: list, order: list[int], cfg: TrainCfg, seed:
     return [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
 
-def matmul_peak(n: int = 2048, seconds: float = 1.0, repeats: int = 5) -> float:
-    """Median fp32 FLOP/s of an n x n matmul, each sample ~`seconds` long."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    rates = []
-    for _ in range(repeats):
-        reps = 0
-        with Timer() as t:
-            while True:
-                torch.mm(a, b)
-                reps += 1
-                if reps % 4 == 0 and __import__("time").perf_counter() - t.t0 > seconds:
-                    break
-        rates.append(2 * n**3 * reps / t.s)
-    return median(rates)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=6)
@@ -102,8 +89,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--full-steps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (shared machine: 1)")
+    ap.add_argument("--dtype", default="fp32", choices=DTYPES, help="autocast dtype, both sides")
     ap.add_argument("--cache-dir")
     args = ap.parse_args()
+
+    def cast() -> contextlib.AbstractContextManager:
+        if args.dtype == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     torch.set_num_threads(args.threads)
 
     from lab.models import resolve_model
@@ -128,7 +122,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"lab": [], "hf_trainer": []}
     for rep in range(args.repeats):
         for side in ("lab", "hf_trainer"):
-            with tempfile.TemporaryDirectory(prefix=f"bench-ft-{side}-") as d, Timer() as t:
+            with tempfile.TemporaryDirectory(prefix=f"bench-ft-{side}-") as d, cast(), Timer() as t:
                 if side == "lab":
                     res = finetune(
                         resolved.path, train, args.format, "lora", cfg, seed, d, progress=False
@@ -156,7 +150,7 @@ def main() -> None:
           f"{lab_tps / hf_tps:.2f}x (goal >= 1.0x); max |loss diff| {max(diffs):.2e}")  # fmt: skip
 
     # Full FT: achieved FLOP/s of the training loop vs a measured matmul peak.
-    peak = matmul_peak()
+    peak = matmul_rate(args.dtype)
     full_cfg = TrainCfg(steps=args.full_steps, batch_size=args.batch_size, lr=3e-5)
     from transformers import AutoModelForCausalLM
 
@@ -165,7 +159,7 @@ def main() -> None:
         with Timer() as t:
             AutoModelForCausalLM.from_pretrained(resolved.path, dtype=torch.float32)
         loads.append(t.s)
-    with tempfile.TemporaryDirectory(prefix="bench-ft-full-") as d, Timer() as t:
+    with tempfile.TemporaryDirectory(prefix="bench-ft-full-") as d, cast(), Timer() as t:
         res = finetune(resolved.path, train, args.format, "full", full_cfg, seed, d, progress=False)
     save_and_load = median(loads)
     achieved = res.flops / res.wall_s
@@ -177,10 +171,11 @@ def main() -> None:
         "achieved_excluding_load": achieved_loop,
         "fraction_of_peak_excluding_load": achieved_loop / peak,
     }  # fmt: skip
-    print(f"[finetune] fp32 matmul peak {peak / 1e9:.1f} GFLOP/s; full FT {res.flops / 1e9:.0f} "
+    print(f"[finetune] {args.dtype} matmul peak {peak / 1e9:.1f} GFLOP/s; full FT {res.flops / 1e9:.0f} "
           f"GFLOP in {res.wall_s:.1f} s = {achieved / 1e9:.1f} GFLOP/s ({achieved / peak:.0%} of "
           f"peak; {achieved_loop / peak:.0%} without the {save_and_load:.1f} s model load)")  # fmt: skip
-    save("finetune", info)
+    info["dtype"] = args.dtype
+    save(f"finetune_{args.dtype}" if args.dtype != "fp32" else "finetune", info)
 
 
 if __name__ == "__main__":

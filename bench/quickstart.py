@@ -9,7 +9,9 @@ fresh output directory:
   issue 4 built for evaluation and training: the shared-prefix KV cache (every request
   runs whole), the preallocated KV cache (the stock one concatenates at every step), the
   LM head only at scored / supervised positions (it runs at every position), and per-row
-  stopping (a batch decodes until its last row stops). Batches stay length-sorted.
+  stopping (a batch decodes until its last row stops); and what issue 17 built: tree-shaped
+  scoring (choices sharing their context), batching of per-example prefixes, packed
+  training micro-batches and the fused AdamW step. Batches stay length-sorted.
 
 Both use the same cached model conversion (`bench/model_load.py` times conversion vs
 cached reload separately) and W&B in offline mode. The script then checks that both modes

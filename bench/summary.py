@@ -37,19 +37,31 @@ def print_cells(runs: dict[str, list[dict]]) -> None:
         print(f"| {cell} | {tb:.0f} / {ta:.0f} | {eb:.0f} / {ea:.0f} | {eb / ea:.1f}x |")
 
 
+def print_phases(d: dict) -> None:
+    """bench/phases.py: achieved FLOP/s per workload and phase vs the dtype's matmul rate."""
+    print(f"{d['dtype']} matmul rate at {d['threads']} threads: "
+          f"{d['matmul_rate'] / 1e9:.1f} GFLOP/s\n")  # fmt: skip
+    print("| workload | phase | calls | tokens | s | GFLOP/s | of matmul rate |")
+    print("|---|---|---|---|---|---|---|")
+    for w, r in d["workloads"].items():
+        for ph, p in r["phases"].items():
+            print(f"| {w} | {ph} | {int(p['calls'])} | {int(p['tokens'])} | {p['s']:.2f} | "
+                  f"{p['flops_per_s'] / 1e9:.1f} | {p['fraction']:.0%} |")  # fmt: skip
+
+
 def main() -> None:
-    for name in ("vs_lmeval_all", "vs_lmeval_ll", "vs_lmeval_cot", "finetune", "quickstart"):
-        path = OUT / f"{name}.json"
-        if not path.is_file():
-            continue
+    names = ["vs_lmeval_*", "finetune*", "phases_*", "quickstart"]
+    for path in [p for n in names for p in sorted(OUT.glob(f"{n}.json"))]:
+        name = path.stem
         d = json.loads(path.read_text())
         print(f"### {name}: commit {d['commit']}, {d['finished_utc']} UTC")
         print(f"machine: {d['machine']}; load avg start {d['load_start']}, end {d['load_end']}\n")
-        if "ll_k8" in d or "cot" in d:
+        mc = ("ll_k8", "ll_k32", "short_k8", "short_k8_per_example", "short_k32", "cot")
+        if any(k in d for k in mc):
             print("| bench | n | lab s (repeats) | lm-eval s (repeats) | lm-eval model-call s | "
                   "lab ex/s | lm-eval ex/s | ratio (model calls only) | goal | agreement |")  # fmt: skip
             print("|---|---|---|---|---|---|---|---|---|---|")
-        for key in ("ll_k8", "ll_k32", "cot"):
+        for key in mc:
             if key not in d:
                 continue
             r = d[key]
@@ -64,6 +76,8 @@ def main() -> None:
                   f"{r['lab_ex_per_s']:.3f} | {r['lmeval_ex_per_s']:.3f} | "
                   f"**{r['ratio']:.1f}x** ({r['ratio_model_calls_only']:.1f}x) | "
                   f">= {r['goal']:.0f}x | {agree} |")  # fmt: skip
+        if "workloads" in d:
+            print_phases(d)
         if "lora" in d:
             lo, fu = d["lora"], d["full"]
             print("| bench | lab s (repeats) | HF Trainer s (repeats) | lab tok/s | HF tok/s | "

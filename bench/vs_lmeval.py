@@ -1,15 +1,21 @@
 """This lab's k-shot evaluation vs lm-evaluation-harness (HF backend), side by side.
 
     bench/setup_lmeval.sh                      # once: bench/.venv-lmeval with lm-eval
-    nice -n 5 bench/.venv-lmeval/bin/python -m bench.vs_lmeval [ll|cot|all] [--cache-dir DIR]
+    nice -n 5 bench/.venv-lmeval/bin/python -m bench.vs_lmeval [ll|short|cot|all]
+        [--dtype fp32|bf16] [--cache-dir DIR]
 
-One process, one loaded model (SmolLM2-135M-Instruct through lab.models), shared by both
-sides: lm-eval gets it as `HFLM(pretrained=model)`. The data are the lab's arithmetic task
-(written to runs/bench/data/ as JSONL for lm-eval's task YAMLs in bench/lmeval_tasks/).
+One process, one loaded model (SmolLM2-135M-Instruct through lab.models, cast here to
+`--dtype`, independent of the lab's precision setting), shared by both sides: lm-eval gets
+it as `HFLM(pretrained=model)`. The data (bench/workloads.py) are written to runs/bench/data/
+as JSONL for lm-eval's task YAMLs in bench/lmeval_tasks/.
 
-- ll: 4-way multiple choice (gold + 3 near-miss integers), k = 8 and k = 32 demos (the first
-  k train examples), scored by sum log p(" choice"): lab `LM.loglikelihood` vs lm-eval
-  `simple_evaluate` on task lab_arith_mc (metric acc).
+- ll: the lab's arithmetic task as 4-way multiple choice (gold + 3 near-miss integers),
+  k = 8 and k = 32 demos (the first k train examples), scored by sum log p(" choice"): lab
+  `LM.loglikelihood` vs lm-eval `simple_evaluate` on task lab_arith_mc (metric acc).
+- short: short questions ("17 + 25", ~5 tokens) with 1-3-token choices: k = 8 shared demos
+  (lab_short_mc), k = 8 with a different demo set per example (lab_short_mc_pe: each doc
+  carries its own demos, so both sides see one prefix per example, as with lm-eval's
+  default sampling), and k = 32 shared demos.
 - cot: greedy 8-shot chain of thought, stop at "\\n", 48 new tokens at most: lab
   `LM.generate` vs lm-eval `generate_until` (task lab_arith_cot).
 
@@ -22,12 +28,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 from typing import Any
 
 import torch
 
-from bench.common import OUT, ROOT, Timer, header, load_lab_model, median, save
+from bench.common import (
+    DTYPES,
+    OUT,
+    ROOT,
+    Timer,
+    header,
+    load_lab_model,
+    median,
+    save,
+    torch_dtype,
+)  # fmt: skip
+from bench.workloads import choices_for, mc_requests, per_example_demos, short_examples
 from eval.lm import LM, GenRequest
 from eval.prompts import demos_prefix, prompt
 from lab.io import atomic_write_jsonl
@@ -38,27 +54,21 @@ from lab.tasks.base import Example
 TASKS = ROOT / "bench" / "lmeval_tasks"
 
 
-def choices_for(ex: Example) -> tuple[list[str], int]:
-    """Gold plus three near misses, in a shuffled order fixed by the example id."""
-    g = int(ex.answer)
-    rnd = random.Random(ex.id)
-    wrong = rnd.sample([d for d in (-10, -2, -1, 1, 2, 10) if g + d != g], 3)
-    opts = [g] + [g + d for d in wrong]
-    rnd.shuffle(opts)
-    return [str(o) for o in opts], opts.index(g)
+def write_data(stem: str, train: list[Example], test: list[Example], k_pe: int = 8) -> None:
+    """JSONL for lm-eval; each test doc also carries its own k_pe-demo prefix (`demos`)."""
 
-
-def write_data(train: list[Example], test: list[Example]) -> None:
-    def rows(exs: list[Example]) -> list[dict[str, Any]]:
+    def rows(exs: list[Example], with_demos: bool) -> list[dict[str, Any]]:
         out = []
         for ex in exs:
             ch, gold = choices_for(ex)
+            demos = demos_prefix(per_example_demos(train, ex, k_pe), "answer") if with_demos else ""
             out.append({"id": ex.id, "question": ex.question, "answer": ex.answer,
-                        "rationale": ex.rationale, "choices": ch, "gold": gold})  # fmt: skip
+                        "rationale": ex.rationale, "choices": ch, "gold": gold,
+                        "demos": demos})  # fmt: skip
         return out
 
-    atomic_write_jsonl(OUT / "data" / "arith_mc_train.jsonl", rows(train))
-    atomic_write_jsonl(OUT / "data" / "arith_mc_test.jsonl", rows(test))
+    atomic_write_jsonl(OUT / "data" / f"{stem}_train.jsonl", rows(train, False))
+    atomic_write_jsonl(OUT / "data" / f"{stem}_test.jsonl", rows(test, True))
 
 
 class ModelTime:
@@ -98,13 +108,10 @@ def run_lmeval(
     return sorted(res["samples"][task], key=lambda s: s["doc_id"])
 
 
-def lab_ll(lm: LM, demos: list[Example], test: list[Example]) -> list[list[float]]:
-    prefix = demos_prefix(demos, "answer")
-    reqs, spans = [], []
-    for ex in test:
-        ch, _ = choices_for(ex)
-        spans.append(len(ch))
-        reqs += [(prefix, prompt(ex), f" {c}") for c in ch]
+def lab_mc(
+    lm: LM, train: list[Example], test: list[Example], k: int, pe: bool
+) -> list[list[float]]:
+    reqs, spans, _ = mc_requests(train, test, k, pe)
     scored = iter(lm.loglikelihood(reqs))
     return [[next(scored)[0] for _ in range(s)] for s in spans]
 
@@ -127,25 +134,28 @@ def argmax(xs: list[float]) -> int:
     return max(range(len(xs)), key=lambda i: (xs[i], -i))
 
 
-def bench_ll(lm: LM, hflm: Any, tm: Any, train, test, k: int, n: int, repeats: int) -> dict:
-    demos, test = train[:k], test[:n]
+def bench_ll(
+    lm: LM, hflm: Any, tm: Any, task: str, train, test, k: int, n: int, repeats: int,
+    per_example: bool = False, goal: float = 3.0,
+) -> dict:  # fmt: skip
+    test = test[:n]
     golds = [choices_for(ex)[1] for ex in test]
-    prefix = demos_prefix(demos, "answer")
+    label = f"{task} k={k}"
     times: dict[str, list[float]] = {"lab": [], "lm_eval": [], "lm_eval_model": []}
     clock = ModelTime.of(hflm)
     for rep in range(repeats):
         with Timer() as t:
-            ours = lab_ll(lm, demos, test)
+            ours = lab_mc(lm, train, test, k, per_example)
         times["lab"].append(t.s)
         clock.s = 0.0
         with Timer() as t:
-            samples = run_lmeval(hflm, tm, "lab_arith_mc", k, n)
+            samples = run_lmeval(hflm, tm, task, 0 if per_example else k, n)
         times["lm_eval"].append(t.s)
         times["lm_eval_model"].append(clock.s)
-        print(f"[ll k={k}] repeat {rep}: lab {times['lab'][-1]:.2f} s, "
+        print(f"[{label}] repeat {rep}: lab {times['lab'][-1]:.2f} s, "
               f"lm-eval {times['lm_eval'][-1]:.2f} s (in model calls "
               f"{times['lm_eval_model'][-1]:.2f} s)")  # fmt: skip
-    check_prompts(samples, [prefix + prompt(ex) for ex in test])
+    check_prompts(samples, mc_requests(train, test, k, per_example)[2])
     theirs = [[float(r[0][0]) for r in s["resps"]] for s in samples]
     acc_lab = sum(argmax(o) == g for o, g in zip(ours, golds, strict=True)) / n
     acc_lm = sum(float(s["acc"]) for s in samples) / n
@@ -156,14 +166,14 @@ def bench_ll(lm: LM, hflm: Any, tm: Any, train, test, k: int, n: int, repeats: i
     lab_s, lm_s = median(times["lab"]), median(times["lm_eval"])
     lm_model_s = median(times["lm_eval_model"])
     out = {
-        "k": k, "n": n, "choices": 4, "times_s": times, "lab_ex_per_s": n / lab_s,
-        "lmeval_ex_per_s": n / lm_s, "ratio": lm_s / lab_s, "goal": 3.0,
+        "task": task, "k": k, "per_example_demos": per_example, "n": n, "choices": 4, "times_s": times, "lab_ex_per_s": n / lab_s,
+        "lmeval_ex_per_s": n / lm_s, "ratio": lm_s / lab_s, "goal": goal,
         "ratio_model_calls_only": lm_model_s / lab_s,
         "acc_lab": acc_lab, "acc_lmeval": acc_lm, "same_choice": same_pick,
         "max_abs_loglik_diff": diff,
     }  # fmt: skip
-    print(f"[ll k={k}] n={n}: lab {n / lab_s:.2f} ex/s vs lm-eval {n / lm_s:.3f} ex/s = "
-          f"{lm_s / lab_s:.1f}x (goal >= 3x; {lm_model_s / lab_s:.1f}x counting only lm-eval's model "
+    print(f"[{label}] n={n}: lab {n / lab_s:.2f} ex/s vs lm-eval {n / lm_s:.3f} ex/s = "
+          f"{lm_s / lab_s:.1f}x (goal >= {goal:g}x; {lm_model_s / lab_s:.1f}x counting only lm-eval's model "
           f"calls); acc lab {acc_lab:.3f} vs lm-eval {acc_lm:.3f}; "
           f"same choice {same_pick:.0%}; max |loglik diff| {diff:.1e}")  # fmt: skip
     return out
@@ -195,11 +205,11 @@ def bench_cot(lm: LM, hflm: Any, tm: Any, train, test, n: int, repeats: int, max
         "k": 8, "n": n, "max_new_tokens": max_new, "times_s": times,
         "lab_ex_per_s": n / lab_s, "lmeval_ex_per_s": n / lm_s, "ratio": lm_s / lab_s,
         "ratio_model_calls_only": lm_model_s / lab_s,
-        "goal": 2.0, "identical": sum(same) / n, "differences": diffs,
+        "goal": 3.0, "identical": sum(same) / n, "differences": diffs,
         "lab_outputs": ours, "lmeval_outputs": theirs,
     }  # fmt: skip
     print(f"[cot] n={n}: lab {n / lab_s:.2f} ex/s vs lm-eval {n / lm_s:.3f} ex/s = "
-          f"{lm_s / lab_s:.1f}x (goal >= 2x; {lm_model_s / lab_s:.1f}x counting only lm-eval's model "
+          f"{lm_s / lab_s:.1f}x (goal >= 3x; {lm_model_s / lab_s:.1f}x counting only lm-eval's model "
           f"calls); identical outputs {sum(same)}/{n}")  # fmt: skip
     for d in diffs:
         print(f"[cot]   differs: {json.dumps(d)}")
@@ -208,10 +218,12 @@ def bench_cot(lm: LM, hflm: Any, tm: Any, train, test, n: int, repeats: int, max
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("which", nargs="?", default="all", choices=["ll", "cot", "all"])
+    ap.add_argument("which", nargs="?", default="all", choices=["ll", "short", "cot", "all"])
     ap.add_argument("--n8", type=int, default=8, help="examples scored at k=8")
     ap.add_argument("--n32", type=int, default=2, help="examples scored at k=32")
+    ap.add_argument("--n-short", type=int, default=16, help="short-question examples")
     ap.add_argument("--n-cot", type=int, default=8)
+    ap.add_argument("--dtype", default="fp32", choices=DTYPES, help="both sides (cast here)")
     ap.add_argument("--max-new", type=int, default=48)
     ap.add_argument("--batch-size", type=int, default=8, help="both sides")
     ap.add_argument("--repeats", type=int, default=3)
@@ -226,11 +238,18 @@ def main() -> None:
     n_test = max(args.n8, args.n32, args.n_cot)
     splits = build_task(TaskCfg(n_train=64, n_dev=8, n_test=n_test))
     train, test = splits["train"][:32], splits["test"]
-    write_data(train, test)
+    write_data("arith_mc", train, test)
+    s_train, s_test = short_examples(64, "train"), short_examples(args.n_short, "test")
+    write_data("short_mc", s_train, s_test)
     resolved, model, tok = load_lab_model(args.cache_dir)
+    model = model.to(torch_dtype(args.dtype))
     info["model"] = {"path": resolved.path, "fingerprint": resolved.fingerprint}
     lm = LM(model, tok, batch_size=args.batch_size, progress=False)
-    hflm = HFLM(pretrained=model, tokenizer=tok, batch_size=args.batch_size)
+    # log-softmax in fp32 on both sides (the lab always takes it in fp32; lm-eval's default
+    # is the model's dtype, which in bf16 moves log-likelihoods by ~0.2 nats)
+    hflm = HFLM(
+        pretrained=model, tokenizer=tok, batch_size=args.batch_size, softmax_dtype=torch.float32
+    )
     ModelTime.of(hflm)
     from lm_eval.tasks import TaskManager
 
@@ -239,11 +258,21 @@ def main() -> None:
 
     info["lm_eval_version"] = lm_eval.__version__
     if args.which in ("ll", "all"):
-        info["ll_k8"] = bench_ll(lm, hflm, tm, train, test, 8, args.n8, args.repeats)
-        info["ll_k32"] = bench_ll(lm, hflm, tm, train, test, 32, args.n32, args.repeats)
+        args_ll = (lm, hflm, tm, "lab_arith_mc", train, test)
+        info["ll_k8"] = bench_ll(*args_ll, 8, args.n8, args.repeats)
+        info["ll_k32"] = bench_ll(*args_ll, 32, args.n32, args.repeats)
+    if args.which in ("short", "all"):
+        n, r = args.n_short, args.repeats
+        info["short_k8"] = bench_ll(lm, hflm, tm, "lab_short_mc", s_train, s_test, 8, n, r)
+        info["short_k8_per_example"] = bench_ll(
+            lm, hflm, tm, "lab_short_mc_pe", s_train, s_test, 8, n, r, per_example=True, goal=2.0
+        )
+        info["short_k32"] = bench_ll(
+            lm, hflm, tm, "lab_short_mc", s_train, s_test, 32, n, r, goal=5.0
+        )
     if args.which in ("cot", "all"):
         info["cot"] = bench_cot(lm, hflm, tm, train, test, args.n_cot, args.repeats, args.max_new)
-    save(f"vs_lmeval_{args.which}", info)
+    save(f"vs_lmeval_{args.which}_{args.dtype}", info)
 
 
 if __name__ == "__main__":

@@ -10,27 +10,39 @@ far fewer FLOPs).
 Batches are length-sorted; padding sits between the prefix and the text and is masked,
 with explicit position ids, so a request's result does not depend on what it is batched with.
 
+Log-likelihoods add a second cache level (eval/tree.py): the continuations of one context
+(e.g. the 4 choices of a question) share a row after it, so the context runs once. Prefixes
+used by a single context (a different demo set per example) are not cached alone: those
+requests run whole, batched together. The LM head runs once per batch, over the gathered
+scored positions only. Every forward is timed per phase (`self.clock`, eval/phases.py) and
+runs grouped-query attention without copying the KV cache (eval/attention.py).
+
 `FTLAB_BASELINE=1` (read when an LM is made; for `bench/quickstart.py` only) turns the
 optimisations off, to time the lab as a plain evaluation would run: every request runs
-whole (no shared-prefix cache), the KV cache grows by concatenation, the LM head runs at
-every position of a scored sequence, and a generation batch decodes until its last row
-stops. The numbers are the same up to float reassociation (tested).
+whole, one per row (no shared-prefix cache, no trees, no merging of per-example prefixes),
+the KV cache grows by concatenation, the LM head runs at every position of a scored
+sequence, and a generation batch decodes until its last row stops. The numbers are the
+same up to float reassociation (tested).
 """
 
 from __future__ import annotations
 
-import copy
 import os
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers.cache_utils import DynamicLayer
 
+from eval.attention import folded
+from eval.kv_cache import expand, preallocate
+from eval.phases import PhaseClock, attended_pairs
 from eval.prompts import bos_prefix
+from eval.scoring import Scoring
+from eval.tree import supports_trees
 
 
 def baseline_mode() -> bool:
@@ -62,7 +74,9 @@ class Generation:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class LM:
+class LM(Scoring):
+    """generate / loglikelihood / next_token_logprobs (the last two: eval/scoring.py)."""
+
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16, progress: bool = True):
         self.model = model
         self.tok = tokenizer
@@ -75,7 +89,9 @@ class LM:
         self.max_len = context_length(model)
         # Work actually done (with the shared prefix computed once): for compute accounting.
         self.counts = {"tokens": 0, "head": 0}
+        self.clock = PhaseClock(self.device)  # seconds and work per phase (eval/phases.py)
         self.baseline = baseline_mode()
+        self.trees = not self.baseline and supports_trees(model)
 
     def _eos_ids(self) -> set[int]:
         ids = {self.tok.eos_token_id}
@@ -113,19 +129,19 @@ class LM:
         if not ids:
             return None
         x = torch.tensor([ids], device=self.device)
-        self.counts["tokens"] += len(ids)
-        out = self.model(input_ids=x, use_cache=True, logits_to_keep=1)
-        return out.past_key_values
+        n = len(ids)
+        with self._work("prefix", n, 0, n * (n + 1) // 2):
+            return self._body()(input_ids=x, use_cache=True).past_key_values  # no LM head
 
-    @staticmethod
-    def _expand(cache: Any, n: int) -> Any:
-        """The prefix cache repeated for a batch of n (the original stays untouched)."""
-        if cache is None:
-            return None
-        c = copy.copy(cache)
-        c.layers = [copy.copy(layer) for layer in cache.layers]
-        c.batch_repeat_interleave(n)  # builds new tensors; never writes the shared ones
-        return c
+    @contextmanager
+    def _work(self, phase: str, tokens: int, head: int, attn_pairs: int) -> Iterator[None]:
+        """A forward: count its work (compute accounting), time it (`self.clock`) and run
+        its attention without KV copies (eval/attention.py; not in baseline mode)."""
+        self.counts["tokens"] += tokens
+        self.counts["head"] += head
+        fold = nullcontext() if self.baseline else folded(self.model)
+        with self.clock.phase(phase, tokens, head, attn_pairs), fold:
+            yield
 
     def _batch_inputs(
         self, p_len: int, texts: Sequence[list[int]]
@@ -143,10 +159,18 @@ class LM:
                 pos[i, width - len(t) :] = torch.arange(p_len, p_len + len(t))
         return ids.to(self.device), mask.to(self.device), pos.to(self.device)
 
-    def _groups(self, prefixes: Sequence[str]) -> dict[str, list[int]]:
+    def _groups(self, prefixes: Sequence[str], texts: Sequence[str]) -> dict[str, list[int]]:
+        """Request indices by prefix. A prefix that only one distinct text uses (a demo set
+        per example) is not worth a cache of its own: its requests join the '' group, whole
+        (`prefix + text`: the same tokens), and are batched with the other such requests."""
         groups: dict[str, list[int]] = defaultdict(list)
         for i, p in enumerate(prefixes):
             groups[p].append(i)
+        if self.baseline:
+            return groups
+        lone = [p for p, idx in groups.items() if p and len({texts[i] for i in idx}) == 1]
+        for p in lone:
+            groups[""] += groups.pop(p)
         return groups
 
     def _check_length(self, n: int, what: str) -> None:
@@ -172,8 +196,9 @@ class LM:
         (longest first, by `size`) on it. Results come back in request order."""
         results: list[Any] = [None] * len(prefixes)
         bar = tqdm(total=len(prefixes), desc=desc, disable=not self.progress, leave=False)
-        for prefix, idx in self._groups(prefixes).items():
-            p_ids, rest = self._split_shared(prefix, {i: texts[i] for i in idx})
+        for prefix, idx in self._groups(prefixes, texts).items():
+            whole = {i: texts[i] if prefix else prefixes[i] + texts[i] for i in idx}
+            p_ids, rest = self._split_shared(prefix, whole)
             items = {i: prepare(i, p_ids, rest[i]) for i in idx}
             cache = self._prefix_cache(p_ids)
             order = sorted(idx, key=lambda i: -size(items[i]))
@@ -208,20 +233,20 @@ class LM:
         for t, r in zip(texts, reqs, strict=True):
             self._check_length(p_len + len(t) + r.max_new_tokens, "a prompt plus its generation")
         ids, mask, pos = self._batch_inputs(p_len, texts)
-        past = self._expand(cache, n)
-        self.counts["tokens"] += sum(len(t) for t in texts)
-        self.counts["head"] += n
-        out = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=pos,
-            past_key_values=past,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        past = expand(cache, n)
+        tokens = sum(len(t) for t in texts)
+        with self._work("prefill", tokens, n, attended_pairs(pos, mask[:, p_len:])):
+            out = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=pos,
+                past_key_values=past,
+                use_cache=True,
+                logits_to_keep=1,
+            )
         past = out.past_key_values
         if not self.baseline:
-            _preallocate(past, max_new)
+            preallocate(past, max_new)
         next_tok = out.logits[:, -1].argmax(-1)
         next_pos = pos[:, -1] + 1
         generated: list[list[int]] = [[] for _ in range(n)]
@@ -229,11 +254,12 @@ class LM:
         active = list(range(n))  # rows of the current batch -> request index
         for step in range(max_new):
             keep = []
+            toks = next_tok.tolist()  # one device sync per step, not one per row
             for row, i in enumerate(active):
                 if finished[i] is not None:  # baseline: a stopped row decodes on, ignored
                     keep.append(row)
                     continue
-                tok = int(next_tok[row])
+                tok = toks[row]
                 done = self._finish(i, tok, generated[i], reqs[i], p_len + len(texts[i]), step)
                 if done is not None:
                     finished[i] = done
@@ -247,15 +273,15 @@ class LM:
                 mask, next_tok, next_pos = mask[sel], next_tok[sel], next_pos[sel]
                 active = [active[r] for r in keep]
             mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-            self.counts["tokens"] += len(active)
-            self.counts["head"] += len(active)
-            out = self.model(
-                input_ids=next_tok[:, None],
-                attention_mask=mask,
-                position_ids=next_pos[:, None],
-                past_key_values=past,
-                use_cache=True,
-            )
+            n_act = len(active)
+            with self._work("decode", n_act, n_act, attended_pairs(next_pos)):
+                out = self.model(
+                    input_ids=next_tok[:, None],
+                    attention_mask=mask,
+                    position_ids=next_pos[:, None],
+                    past_key_values=past,
+                    use_cache=True,
+                )
             past = out.past_key_values
             next_tok = out.logits[:, -1].argmax(-1)
             next_pos = next_pos + 1
@@ -291,140 +317,18 @@ class LM:
         cuts = [j for s in stops if s and (j := text.find(s, lead)) >= 0]
         return (text[: min(cuts)], True) if cuts else (text, False)
 
-    # -- loglikelihood -----------------------------------------------------------------------
-    @torch.no_grad()
-    def loglikelihood(
-        self, requests: Sequence[tuple[str, str, str]], desc: str = "loglikelihood"
-    ) -> list[tuple[float, bool, int]]:
-        """For (prefix, context, continuation): (sum log p(continuation), greedy?, n tokens)."""
-
-        def prepare(i: int, p_ids: list[int], ctx: list[int]) -> tuple[list[int], list[int]]:
-            cont = self.encode(requests[i][2])
-            if not cont:
-                raise ValueError("loglikelihood needs a non-empty continuation")
-            if not ctx:
-                raise ValueError("loglikelihood needs a non-empty context (or a BOS token)")
-            self._check_length(len(p_ids) + len(ctx) + len(cont), "a scored request")
-            return ctx, cont
-
-        return self._grouped(
-            [r[0] for r in requests],
-            [r[1] for r in requests],
-            prepare=prepare,
-            size=lambda item: len(item[0]) + len(item[1]),
-            run=self._ll_batch,
-            desc=desc,
-        )
-
-    @torch.no_grad()
-    def next_token_logprobs(
-        self, requests: Sequence[tuple[str, str]], tokens: Sequence[Sequence[int]],
-        desc: str = "next-token logprobs",
-    ) -> list[list[float]]:  # fmt: skip
-        """For (prefix, context): log p(t | prefix + context) for every token id t in
-        `tokens[i]`, from ONE forward pass over the request. The same numbers as
-        `loglikelihood` for single-token continuations (e.g. the verbalizers " Yes" / " No"),
-        at 1/len(tokens[i]) of its cost."""
-
-        def prepare(i: int, p_ids: list[int], ctx: list[int]) -> tuple[list[int], list[int]]:
-            if not ctx:
-                raise ValueError("next_token_logprobs needs a non-empty context (or a BOS)")
-            self._check_length(len(p_ids) + len(ctx) + 1, "a scored request")
-            return ctx, list(tokens[i])
-
-        def run(p_ids: list[int], cache: Any, items: list[tuple[list[int], list[int]]]):
-            seqs = [ctx for ctx, _ in items]
-            ids, mask, pos = self._batch_inputs(len(p_ids), seqs)
-            past = self._expand(cache, len(seqs))
-            self.counts["tokens"] += sum(len(t) for t in seqs)
-            self.counts["head"] += len(seqs)
-            hidden = self._hidden(ids, mask, pos, past)[:, -1]  # left-padded: last is real
-            logp = torch.log_softmax(self._logits(hidden).float(), dim=-1)
-            return [[float(logp[row, t]) for t in toks] for row, (_, toks) in enumerate(items)]
-
-        return self._grouped(
-            [r[0] for r in requests],
-            [r[1] for r in requests],
-            prepare=prepare,
-            size=lambda item: len(item[0]),
-            run=run,
-            desc=desc,
-        )
-
-    def _ll_batch(
-        self, p_ids: list[int], cache: Any, pairs: list[tuple[list[int], list[int]]]
-    ) -> list[tuple[float, bool, int]]:
-        p_len = len(p_ids)
-        seqs = [ctx + cont for ctx, cont in pairs]
-        ids, mask, pos = self._batch_inputs(p_len, seqs)
-        past = self._expand(cache, len(seqs))
-        self.counts["tokens"] += sum(len(t) for t in seqs)
-        self.counts["head"] += sum(len(cont) for _, cont in pairs)
-        hidden = self._hidden(ids, mask, pos, past)
-        width = ids.shape[1]
-        full = self._logits(hidden) if self.baseline else None  # head at every position
-        out = []
-        for row, (_ctx, cont) in enumerate(pairs):
-            start = width - len(cont) - 1  # positions predicting the continuation tokens
-            if full is not None:
-                logits = full[row, start : width - 1]
-            else:
-                logits = self._logits(hidden[row, start : width - 1])
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            target = torch.tensor(cont, device=self.device)
-            lp = logp.gather(-1, target[:, None]).squeeze(-1)
-            greedy = bool((logp.argmax(-1) == target).all())
-            out.append((float(lp.sum()), greedy, len(cont)))
-        return out
+    def _body(self) -> Any:
+        """The decoder without its LM head."""
+        return self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model.model
 
     def _hidden(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, past: Any):
-        base = self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model.model
-        return base(
-            input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=past
-        ).last_hidden_state
+        return self._body()(
+            input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=past,
+            use_cache=past is not None,
+        ).last_hidden_state  # fmt: skip
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
         """LM head only at the scored positions (the vocabulary is 49k-262k wide)."""
         logits = self.model.get_output_embeddings()(h)
         cap = getattr(self.model.config, "final_logit_softcapping", None)
         return torch.tanh(logits / cap) * cap if cap else logits
-
-
-class _PreallocatedLayer(DynamicLayer):
-    """A DynamicLayer that appends into preallocated storage.
-
-    The stock layer concatenates the whole cache at every decoding step (O(T^2) copying:
-    with a k-shot prefix repeated over a batch that is most of the decoding time on CPU).
-    This one writes the new token in place; what `update` returns is the same tensor.
-    """
-
-    def reserve(self, extra: int) -> None:
-        b, h, t, d = self.keys.shape
-        self.length = t
-        self.kbuf = self.keys.new_empty((b, h, t + extra, d))
-        self.vbuf = self.values.new_empty((b, h, t + extra, d))
-        self.kbuf[:, :, :t] = self.keys
-        self.vbuf[:, :, :t] = self.values
-
-    def update(self, key_states, value_states, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
-        end = self.length + key_states.shape[-2]
-        if end > self.kbuf.shape[-2]:  # never in _generate_batch; kept correct anyway
-            self.reserve(max(end - self.length, self.length))
-        self.kbuf[:, :, self.length : end] = key_states
-        self.vbuf[:, :, self.length : end] = value_states
-        self.length = end
-        self.keys, self.values = self.kbuf[:, :, :end], self.vbuf[:, :, :end]
-        return self.keys, self.values
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
-        self.keys, self.values = self.kbuf[:, :, : self.length], self.vbuf[:, :, : self.length]
-
-
-def _preallocate(cache: Any, extra: int) -> None:
-    """Give every plain dynamic layer room for `extra` more tokens (sliding-window and
-    other special layers keep their own update)."""
-    for layer in getattr(cache, "layers", []):
-        if type(layer) is DynamicLayer and layer.is_initialized and layer.keys.numel():
-            layer.__class__ = _PreallocatedLayer
-            layer.reserve(extra)

@@ -301,3 +301,232 @@ def test_loglikelihood_too_long_raises(sharp, splits):
 )
 def test_cut(text, stops, want):
     assert LM._cut(text, stops) == want
+
+
+# ------------------------------------------------------------------------- scoring speed-ups
+
+
+@pytest.fixture(scope="module")
+def choice_requests(splits):
+    """Multiple choice: 4 continuations of 1-3 tokens per context (each context's choices
+    share it), under a shared 3-shot prefix and zero-shot."""
+    k3 = demos_prefix(splits["train"][:3], "answer")
+    evals = splits["test"] + splits["dev"]
+    reqs = []
+    for j, ex in enumerate(evals[:10]):
+        prefix = k3 if j < 6 else ""
+        reqs += [(prefix, prompt(ex), c) for c in (" 1", " 12", " 345", f" {ex.answer}")]
+    return reqs
+
+
+@pytest.fixture(scope="module")
+def per_example_requests(splits):
+    """A different 3-shot demo set per example (lm-eval's default sampling), 4 choices each."""
+    evals = splits["test"] + splits["dev"]
+    reqs = []
+    for j, ex in enumerate(evals[:6]):
+        prefix = demos_prefix(splits["train"][3 * j : 3 * j + 3], "answer")
+        reqs += [(prefix, prompt(ex), c) for c in (" 7", " 12", " 345", f" {ex.answer}")]
+    return reqs
+
+
+def check_against_plain(sharp, lm, reqs, got):
+    for req, (lp, greedy, n) in zip(reqs, got, strict=True):
+        want_lp, want_greedy, want_n = plain_loglikelihood(sharp, lm, *req)
+        assert lp == pytest.approx(want_lp, abs=1e-4), req
+        assert (greedy, n) == (want_greedy, want_n), req
+
+
+def calls(module):
+    """A list that grows by one entry per forward call of `module` (removed by .remove())."""
+    seen: list[int] = []
+    handle = module.register_forward_hook(lambda *_: seen.append(1))
+    return seen, handle
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_choices_sharing_their_context_match_plain_forward(sharp, choice_requests, batch_size):
+    """The second cache level (eval/tree.py): a context's continuations share one row after
+    it; each log-likelihood is still that of the request run alone."""
+    lm = make_lm(sharp, batch_size)
+    assert lm.trees
+    check_against_plain(sharp, lm, choice_requests, lm.loglikelihood(choice_requests))
+
+
+def test_a_context_runs_once_for_all_its_choices(sharp, choice_requests):
+    """Forward tokens: the shared prefix once, each context once, each choice's tokens once
+    (before: the context once per choice)."""
+    lm = make_lm(sharp, 8)
+    lm.loglikelihood(choice_requests)
+    k3 = choice_requests[0][0]
+    want = len(lm.bos + lm.encode(k3))  # the shared prefix (the tiny tokenizer splits chars)
+    for j in range(0, len(choice_requests), 4):
+        prefix, ctx = choice_requests[j][:2]
+        want += len(lm.encode(prefix + ctx)) - (len(lm.encode(prefix)) if prefix else 0)
+        want += sum(len(lm.encode(r[2])) for r in choice_requests[j : j + 4])
+    assert lm.counts["tokens"] == want
+
+
+def test_lm_head_runs_once_per_scored_batch(sharp, choice_requests):
+    """The LM head runs once per batch over the gathered positions, never per request, and
+    the prefix cache is built without it."""
+    lm = make_lm(sharp, 16)
+    head, handle = calls(lm.model.get_output_embeddings())
+    body, handle2 = calls(lm.model.get_decoder())
+    try:
+        lm.loglikelihood(choice_requests)
+    finally:
+        handle.remove()
+        handle2.remove()
+    # two groups (3-shot: 6 contexts, zero-shot: 4): one batch each, plus the 3-shot prefix
+    assert len(head) == 2
+    assert len(body) == 3
+
+
+def test_per_example_prefixes_are_batched_whole(sharp, per_example_requests):
+    """A prefix used by one context only gets no cache of its own: all such requests run in
+    shared batches (here one forward for 6 examples x 4 choices), same numbers as alone."""
+    lm = make_lm(sharp, 8)
+    body, handle = calls(lm.model.get_decoder())
+    try:
+        got = lm.loglikelihood(per_example_requests)
+    finally:
+        handle.remove()
+    assert len(body) == 1
+    check_against_plain(sharp, lm, per_example_requests, got)
+    for bs in (1, 5):
+        other = make_lm(sharp, bs).loglikelihood(per_example_requests)
+        for a, b in zip(got, other, strict=True):
+            assert a[0] == pytest.approx(b[0], abs=1e-4)
+            assert a[1:] == b[1:]
+
+
+def test_generate_with_per_example_prefixes_matches_hf(sharp, splits):
+    evals = splits["test"] + splits["dev"]
+    reqs = [
+        GenRequest(demos_prefix(splits["train"][2 * j : 2 * j + 2], "cot"), prompt(ex), (), 6)
+        for j, ex in enumerate(evals[:5])
+    ]
+    lm = make_lm(sharp, 4)
+    gens = lm.generate(reqs)
+    for req, g in zip(reqs, gens, strict=True):
+        new = hf_greedy(sharp, lm, req, 6)
+        assert g.text == lm.tok.decode(new, skip_special_tokens=True)
+        assert g.prompt_tokens == len(lm.encode(req.prefix + req.text))
+    assert [as_tuple(g) for g in make_lm(sharp, 1).generate(reqs)] == [as_tuple(g) for g in gens]
+
+
+def test_trees_under_eager_attention_and_the_plain_path(tiny_path, choice_requests, sharp):
+    """Eager attention takes the tree mask in its additive form; a model that takes no
+    explicit mask (here: forced) uses the plain path. Same numbers either way."""
+    from transformers import AutoModelForCausalLM
+
+    eager = AutoModelForCausalLM.from_pretrained(tiny_path, attn_implementation="eager")
+    eager.load_state_dict(sharp[0].state_dict())
+    eager.eval()
+    lm = LM(eager, sharp[1], batch_size=8, progress=False)
+    assert lm.trees and eager.config._attn_implementation == "eager"
+    check_against_plain(sharp, lm, choice_requests, lm.loglikelihood(choice_requests))
+    plain = make_lm(sharp, 8)
+    plain.trees = False
+    check_against_plain(sharp, plain, choice_requests, plain.loglikelihood(choice_requests))
+
+
+def test_sliding_window_models_take_the_plain_path():
+    from types import SimpleNamespace
+
+    from eval.tree import supports_trees
+
+    def model(**cfg):
+        return SimpleNamespace(config=SimpleNamespace(_attn_implementation="sdpa", **cfg))
+
+    assert supports_trees(model())
+    assert supports_trees(model(layer_types=["full_attention"] * 2))
+    assert not supports_trees(model(layer_types=["sliding_attention", "full_attention"]))
+    assert not supports_trees(model(sliding_window=512))
+    assert supports_trees(model(sliding_window=512, use_sliding_window=False))
+    assert not supports_trees(
+        SimpleNamespace(config=SimpleNamespace(_attn_implementation="flash_attention_2"))
+    )
+
+
+def test_phase_clock_accounts_for_every_forward(sharp, choice_requests, requests):
+    """eval/phases.py: every forward lands in one phase; tokens add up to lm.counts."""
+    lm = make_lm(sharp, 8)
+    lm.loglikelihood(choice_requests)
+    ph = lm.clock.phases
+    assert set(ph) == {"prefix", "scored"}
+    n = len(lm.encode(choice_requests[0][0]))
+    assert ph["prefix"]["tokens"] == n and ph["prefix"]["attn_pairs"] == n * (n + 1) // 2
+    lm.generate(requests)
+    assert set(ph) == {"prefix", "scored", "prefill", "decode"}
+    assert sum(p["tokens"] for p in ph.values()) == lm.counts["tokens"]
+    assert sum(p["head"] for p in ph.values()) == lm.counts["head"]
+    assert all(p["s"] > 0 and p["calls"] > 0 and p["attn_pairs"] > 0 for p in ph.values())
+
+
+def test_tree_layout_rows():
+    from eval.tree import Unit, layout
+
+    units = [Unit([1] * 5, [[2], [3, 3]]) for _ in range(5)]  # 8 tokens each
+    assert layout(units, 0) == [[0], [1], [2], [3], [4]]  # no shared prefix
+    assert layout(units, 7) == [[0], [1], [2], [3], [4]]  # a prefix shorter than a unit
+    assert layout(units, 16) == [[0, 1], [2, 3], [4]]
+    assert layout(units, 100) == [[0, 1, 2, 3, 4]]
+
+
+def test_baseline_mode_same_choice_scores(
+    sharp, choice_requests, per_example_requests, monkeypatch
+):
+    """Trees, per-example batching and the gathered head change the work, not the numbers:
+    the same as FTLAB_BASELINE=1 (one whole request per row, head everywhere)."""
+    reqs = choice_requests + per_example_requests
+    lm = make_lm(sharp, 5)
+    fast = lm.loglikelihood(reqs)
+    monkeypatch.setenv("FTLAB_BASELINE", "1")
+    base = make_lm(sharp, 5)
+    assert not base.trees
+    for a, b in zip(base.loglikelihood(reqs), fast, strict=True):
+        assert a[0] == pytest.approx(b[0], abs=1e-4)
+        assert a[1:] == b[1:]
+    assert base.counts["tokens"] > 2 * lm.counts["tokens"]
+
+
+@pytest.mark.parametrize("q_len, masked", [(1, False), (1, True), (5, True)])
+def test_folded_gqa_attention_equals_stock_sdpa(sharp, q_len, masked):
+    """eval/attention.py: query heads folded into the query axis, keys and values read in
+    place; the same output as transformers' sdpa (which repeats the KV heads)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from eval.attention import folded_sdpa
+
+    module = sharp[0].model.layers[0].self_attn
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(3, 4, q_len, 16, generator=g)
+    k, v = torch.randn(3, 2, 9, 16, generator=g), torch.randn(3, 2, 9, 16, generator=g)
+    mask = None
+    if masked:
+        mask = torch.rand(3, 1, q_len, 9, generator=g) > 0.4
+        mask[..., -1] = True  # no empty row
+    want, _ = sdpa_attention_forward(module, q, k, v, mask, scaling=0.3)
+    got, _ = folded_sdpa(module, q, k, v, mask, scaling=0.3)
+    assert got.shape == want.shape == (3, q_len, 4, 16)
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_lm_forwards_use_folded_attention_and_restore_the_model(sharp, choice_requests):
+    from eval.attention import NAME
+
+    lm = make_lm(sharp, 8)
+    seen: list[str] = []
+    layer = lm.model.model.layers[0]
+    handle = layer.register_forward_pre_hook(
+        lambda *_: seen.append(lm.model.config._attn_implementation)
+    )
+    try:
+        lm.loglikelihood(choice_requests[:8])
+        lm.generate([GenRequest("", "Question: 1 + 2\nAnswer:", (), 3)])
+    finally:
+        handle.remove()
+    assert seen and set(seen) == {NAME}
+    assert lm.model.config._attn_implementation == "sdpa"

@@ -31,11 +31,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 
 from eval.lm import baseline_mode
 from eval.prompts import bos_prefix
+from eval.tree import supports_trees
 from lab.compute import flop_counter
 from lab.errors import LabError
 from lab.precision import autocast, check_launch, dtype
 from lab.recipe import TrainCfg
 from lab.tasks.base import Example
+from train.batching import collate_micro, packed_mask
 from train.data import IGNORE, collate, encode_example, epoch_order
 from train.resume import TrainCheckpointer, clear, write_result
 from train.sharded import (
@@ -89,9 +91,13 @@ class SupervisedLoss(torch.nn.Module):
         # module they are given, which is this wrapper: the LM's decoder-layer classes.
         self._no_split_modules = no_split_modules(lm)
 
-    def forward(self, input_ids, attention_mask, labels) -> torch.Tensor:  # noqa: ANN001
+    def forward(self, input_ids, attention_mask, labels, position_ids=None) -> torch.Tensor:
         decoder = self.lm.get_decoder()
-        hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if position_ids is not None:  # a packed batch (train/batching.py)
+            attention_mask = packed_mask(attention_mask, position_ids, self.lm)
+        hidden = decoder(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+        ).last_hidden_state
         shift_labels = labels[:, 1:]
         keep = shift_labels != IGNORE
         if self.baseline:  # FTLAB_BASELINE=1 (bench/quickstart.py): the head everywhere
@@ -209,11 +215,12 @@ def finetune(
         sum(_n_target(data[i]) for i in order[s * cfg.batch_size : (s + 1) * cfg.batch_size])
         for s in range(cfg.steps)
     ]
+    pack = supports_trees(model) and not baseline_mode()  # packed where padding > 10%
     loader = torch.utils.data.DataLoader(
         [data[i] for i in order],
         batch_size=micro,
         shuffle=False,
-        collate_fn=lambda b: collate(b, pad_id),
+        collate_fn=lambda b: collate_micro(b, pad_id, pack),
         # Its own generator: starting an iterator then draws no number from the global RNG
         # (which dropout uses), so a resumed run's RNG stream matches an uninterrupted one.
         generator=torch.Generator().manual_seed(seed),
@@ -228,6 +235,7 @@ def finetune(
             {"params": no_decay, "weight_decay": 0.0},
         ],
         lr=cfg.lr,
+        fused=not baseline_mode(),  # one kernel over all tensors: ~4x faster steps on CPU
     )
     warmup = math.ceil(cfg.warmup_ratio * cfg.steps)
     name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
