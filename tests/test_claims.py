@@ -84,17 +84,28 @@ def test_a_half_written_lock_counts_as_held_until_its_lease(tmp_path):
 def test_of_many_workers_taking_over_the_same_stale_lock_exactly_one_wins(tmp_path):
     _foreign(tmp_path, "c", age_s=100, lease_s=10)
     start = time.time() + 0.5
+    tried_r, tried_w = os.pipe()  # each worker writes one byte once it has tried
+    go_r, go_w = os.pipe()  # closed by the test once all have tried: then they exit
     pids = []
     for _ in range(8):
         pid = os.fork()
         if pid == 0:  # a worker: claim at the same moment as the others, keep the lock
             code = 1
             try:
+                os.close(tried_r), os.close(go_w)
                 time.sleep(max(0.0, start - time.time()))
                 code = 0 if claims.claim(tmp_path, "c", lease_s=10, heartbeat=False) else 3
+                os.write(tried_w, b"x")
+                os.read(go_r, 1)  # alive (holding any lock it won) until every worker tried:
+                # a winner that exited first would leave a dead holder, rightly taken over
             finally:
                 os._exit(code)
         pids.append(pid)
+    os.close(tried_w), os.close(go_r)
+    tried = b""
+    while len(tried) < 8 and (chunk := os.read(tried_r, 8)):
+        tried += chunk
+    os.close(go_w), os.close(tried_r)
     codes = [os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in pids]
     assert sorted(codes) == [0] + [3] * 7, codes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.0.lock", "c.1.lock"]
