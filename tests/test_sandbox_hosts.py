@@ -95,5 +95,8 @@ def test_an_unprivileged_user_gets_the_same_guarantees(tmp_path):
     lines = res.stdout.splitlines()
     assert lines[0] == "42"
     assert lines[1] == "SystemExit: 0 (before the tests ran)" and lines[2] == "None"
-    assert lines[3:7] == ["Read-only file system"] * 4 and lines[7] == "-1"
+    # /etc, /tmp, /dev/shm read-only; the project read-only too, or hidden (not even there)
+    # when it lies under a folder the sandbox covers with an empty tmpfs (a clone in /tmp)
+    assert lines[3:6] == ["Read-only file system"] * 3 and lines[7] == "-1"
+    assert lines[6] in ("Read-only file system", "No such file or directory")
     assert int(lines[8]) < PIDS_LIMIT
