@@ -333,14 +333,16 @@ def finetune(
         target_tokens += n_target
         flops += counter.train(n_tok, n_target)
         if acc.sync_gradients:
-            step_loss = sum_over_processes(acc, [running])[0] / step_tokens[len(losses)]
+            # the step's loss and input tokens (for on_log's tokens/s) in one reduction
+            loss_sum_all, n_in = sum_over_processes(acc, [running, step_in_tokens])
+            step_loss = loss_sum_all / step_tokens[len(losses)]
+            step_in_tokens = 0
             losses.append(step_loss)
             running = 0.0
             bar.update(1)
             bar.set_postfix(loss=f"{step_loss:.3f}")
             if on_log is not None:
-                step_in = torch.tensor([step_in_tokens], device=acc.device)
-                step_in_tokens, n_in, now = 0, float(acc.gather(step_in).sum()), time.time()
+                now = time.time()
                 if acc.is_main_process:
                     on_log({"train/step": len(losses), "train/loss": step_loss,
                             "train/lr": float(lr),
