@@ -595,7 +595,7 @@ class Runner:
             base = self.base()[0]
             self._params = {
                 "n_params": sum(p.numel() for p in base.parameters()),
-                "n_params_body": flop_counter(base).body,
+                "n_params_body": self.counter().body,
             }
         return self._params
 
