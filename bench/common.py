@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.io import atomic_write_json
+from lab.core.io import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "runs" / "bench"
@@ -96,8 +96,8 @@ def commit() -> str:
 
 
 def load_lab_model(cache_dir: str | None, device: str = "cpu") -> tuple[Any, Any, Any]:
-    """(resolved model, model, tokenizer) through lab.models, as a study loads it."""
-    from lab.models import load_model, resolve_model
+    """(resolved model, model, tokenizer) through lab.study.models, as a study loads it."""
+    from lab.study.models import load_model, resolve_model
 
     resolved = resolve_model(MODEL, cache_dir)
     model, tok = load_model(resolved.path, device=device)

@@ -5,14 +5,14 @@
 
 Both sides train SmolLM2-135M-Instruct (loaded from the lab's cache) on the same arithmetic
 examples in the same order (`train.data.epoch_order`), tokenised and padded by the same code
-(`train.data.encode_example`, `collate`), with the same LoRA config (lab.recipe defaults,
+(`train.data.encode_example`, `collate`), with the same LoRA config (lab.core.recipe defaults,
 dropout 0 so that the two loss curves are comparable), AdamW, lr, linear warmup/decay,
 grad clipping and seed. The only difference is the training loop: `train.finetune.finetune`
 (LM head and loss on the supervised tokens only) vs `transformers.Trainer` (the model's own
 loss: LM head at every position). Each run is timed end to end as a user calls it: load the
 model, wrap it with LoRA, train, save the adapter. Runs alternate lab, HF, lab, HF, ...
 
-Full FT: `finetune(method="full")` FLOPs (lab.compute's count) per second of its training
+Full FT: `finetune(method="full")` FLOPs (lab.core.compute's count) per second of its training
 time, against the median matmul rate of the dtype measured here with the same thread count.
 `--dtype bf16`: both sides (and full FT) run under `torch.autocast("cpu", torch.bfloat16)`
 (fp32 weights), set here, independent of the lab's precision setting.
@@ -28,7 +28,7 @@ import tempfile
 import torch
 
 from bench.common import DTYPES, Timer, header, matmul_rate, median, save
-from lab.recipe import LoraCfg, TaskCfg, TrainCfg
+from lab.core.recipe import LoraCfg, TaskCfg, TrainCfg
 from lab.tasks import build_task
 
 
@@ -100,7 +100,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
 
-    from lab.models import resolve_model
+    from lab.study.models import resolve_model
     from train.data import encode_example, epoch_order
     from train.finetune import finetune
 

@@ -25,8 +25,8 @@ def main() -> None:
 
     from eval.evaluate import PromptSpec, evaluate_split
     from eval.lm import LM
-    from lab.models import load_model
-    from lab.recipe import TaskCfg
+    from lab.core.recipe import TaskCfg
+    from lab.study.models import load_model
     from lab.tasks import build_task
     from train.finetune import load_finetuned
 

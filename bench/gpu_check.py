@@ -19,7 +19,7 @@ does not stop the others):
 With `--cpu`: the tiny model only (tiny study with `accelerate launch --cpu`, agreement on
 its full-FT checkpoint); the ~0.5B and FSDP phases are skipped (accelerate runs FSDP on
 accelerators only). Figures: train tokens/s and achieved FLOP/s over the training loop
-(the lab's own FLOP accounting, lab/compute.py), eval examples/s over a cell's whole
+(the lab's own FLOP accounting, lab/core/compute.py), eval examples/s over a cell's whole
 evaluation, peak memory of the launched process. Summary table on stdout; JSON in
 $OUT/gpu_check.json when $OUT is set (and in the work directory).
 """
@@ -68,7 +68,7 @@ def phase_env(ctx: dict[str, Any]) -> dict[str, Any]:
         p = torch.cuda.get_device_properties(0)
         info.update(device=p.name, gpu_memory_gib=round(p.total_memory / 2**30, 1),
                     bf16=torch.cuda.is_bf16_supported(), gpus=torch.cuda.device_count())  # fmt: skip
-    from lab import precision
+    from lab.core import precision
 
     info["cpu_fast_bf16"] = precision.cpu_has_fast_bf16()
     info["precision_auto"] = precision.resolve("auto", use_cpu=ctx["cpu"])
@@ -104,7 +104,7 @@ def phase_build(ctx: dict[str, Any]) -> dict[str, Any]:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from lab.models import resolve_model
+    from lab.study.models import resolve_model
 
     tiny = resolve_model("tiny-random", ctx["work"] / "cache").path
     ctx["models"] = {"tiny": tiny}

@@ -23,8 +23,8 @@ def main() -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    from lab.recipe import load_recipe
-    from lab.runner import run_study
+    from lab.core.recipe import load_recipe
+    from lab.study.run import run_study
 
     recipe = load_recipe(recipe_path)
     t0 = time.time()

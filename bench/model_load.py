@@ -13,7 +13,7 @@ import argparse
 import statistics
 import time
 
-from lab.models import resolve_model
+from lab.study.models import resolve_model
 
 
 def main() -> None:

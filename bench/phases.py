@@ -2,7 +2,7 @@
 
     nice -n 5 .venv/bin/python -m bench.phases [--dtype fp32|bf16] [--threads 2] [--cache-dir DIR]
 
-One process, SmolLM2-135M-Instruct through lab.models, cast here to `--dtype` (independent
+One process, SmolLM2-135M-Instruct through lab.study.models, cast here to `--dtype` (independent
 of the lab's precision setting; training runs fp32 weights under bf16 autocast). First the
 median 2048-square matmul rate of that dtype at `--threads` (bench.common.matmul_rate), then
 per workload the phases of eval/lm.py (`LM.clock`, eval/phases.py) and training steps:
@@ -30,9 +30,9 @@ import torch
 from bench.common import DTYPES, Timer, header, load_lab_model, matmul_rate, save, torch_dtype
 from bench.workloads import mc_requests, short_examples
 from eval.lm import LM, GenRequest
-from eval.prompts import demos_prefix, prompt
-from lab.compute import flop_counter
-from lab.recipe import TaskCfg
+from lab.core.compute import flop_counter
+from lab.core.prompts import demos_prefix, prompt
+from lab.core.recipe import TaskCfg
 from lab.tasks import build_task
 
 GOALS = {"scored": 0.5, "prefill": 0.5, "decode": 0.5, "train": 0.4}

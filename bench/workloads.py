@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import random
 
-from eval.prompts import demos_prefix, prompt
-from lab.tasks.base import Example
+from lab.core.example import Example
+from lab.core.prompts import demos_prefix, prompt
 
 
 def choices_for(ex: Example) -> tuple[list[str], int]:

@@ -32,7 +32,7 @@ from eval.codegen import run_tests
 from eval.extract import extract, is_correct
 from eval.options import extract_option
 from eval.sandbox import run_program
-from lab.tasks.base import Example
+from lab.core.example import Example
 
 OUTPUT_TYPES = ("generate", "multiple_choice", "code")
 EXTRACTORS = ("number", "exact", "option_letter", "regex")

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from eval.lm import LM
-from eval.prompts import prompt
-from lab.tasks.base import Example
+from lab.core.example import Example
+from lab.core.prompts import prompt
 
 
 def choice_probs(logps: Sequence[float]) -> list[float]:

@@ -32,7 +32,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-from lab.tasks.base import TRAIN_SPLITS, Example
+from lab.core.example import TRAIN_SPLITS, Example
 
 __all__ = ["contamination_table", "ngram_overlap", "seen_texts", "example_text"]
 

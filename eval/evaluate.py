@@ -13,8 +13,8 @@ from typing import Any
 from eval.answers import extractor, output_type, score_generation
 from eval.choice import evaluate_choices, summarize_choices
 from eval.lm import LM, GenRequest
-from eval.prompts import STOP, demos_prefix, prompt, target
-from lab.tasks.base import Example
+from lab.core.example import Example
+from lab.core.prompts import STOP, demos_prefix, prompt, target
 
 # A zero-shot CoT answer may run over several lines: stop at a blank line or a new question.
 MULTILINE_STOP = ("\n\n", "\nQuestion:")

@@ -27,7 +27,6 @@ same up to float reassociation (tested).
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -40,14 +39,10 @@ from tqdm.auto import tqdm
 from eval.attention import folded
 from eval.kv_cache import expand, preallocate
 from eval.phases import PhaseClock, attended_pairs
-from eval.prompts import bos_prefix
 from eval.scoring import Scoring
-from eval.tree import supports_trees
-
-
-def baseline_mode() -> bool:
-    """True when FTLAB_BASELINE=1: evaluation and training without the lab's optimisations."""
-    return os.environ.get("FTLAB_BASELINE") == "1"
+from lab.core.compute import baseline_mode
+from lab.core.masks import takes_4d_mask
+from lab.core.prompts import bos_prefix
 
 
 def context_length(model: Any) -> int:
@@ -91,7 +86,7 @@ class LM(Scoring):
         self.counts = {"tokens": 0, "head": 0}
         self.clock = PhaseClock(self.device)  # seconds and work per phase (eval/phases.py)
         self.baseline = baseline_mode()
-        self.trees = not self.baseline and supports_trees(model)
+        self.trees = not self.baseline and takes_4d_mask(model)
 
     def _eos_ids(self) -> set[int]:
         ids = {self.tok.eos_token_id}

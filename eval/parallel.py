@@ -15,7 +15,7 @@ from typing import Any
 
 from eval.evaluate import PromptSpec, evaluate_split, summarize
 from eval.lm import LM
-from lab.tasks.base import Example
+from lab.core.example import Example
 
 
 def _state() -> Any:

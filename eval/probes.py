@@ -19,7 +19,7 @@ from eval.evaluate import PromptSpec, summarize
 from eval.extract import last_number, normalize_number
 from eval.lm import LM, GenRequest
 from eval.parallel import evaluate_split_parallel, map_sharded
-from lab.tasks.base import Example
+from lab.core.example import Example
 
 # The CoT answer ends at the next question (or a blank line).
 PROBE_STOP = ("\n\n", "\nQ:")

@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.errors import LabError
+from lab.core.errors import LabError
 
 MEMORY_LIMIT = 512 << 20  # bytes of address space
 OUTPUT_LIMIT = 10_000  # characters of stdout kept

@@ -18,6 +18,7 @@ import torch
 from eval import tree
 from eval.kv_cache import expand
 from eval.phases import attended_pairs
+from lab.core import masks
 
 
 class Scoring:
@@ -83,7 +84,7 @@ class Scoring:
         """Every continuation of `units`, scored in one forward and one LM-head call."""
         b = tree.build(units, p_len, self.pad_id, self.device)
         past = expand(cache, b.ids.shape[0])
-        mask = tree.attention_mask(b.allowed, self.model, self.model.dtype)
+        mask = masks.attention_mask(b.allowed, self.model, self.model.dtype)
         tokens = sum(u.size for u in units)
         with self._work("scored", tokens, len(b.targets), attended_pairs(b.pos, b.real)):
             hidden = self._hidden(b.ids, mask, b.pos, past)

@@ -48,20 +48,6 @@ class TreeBatch:
     spans: list[int]  # tokens per continuation, in unit then branch order
 
 
-def supports_trees(model: Any) -> bool:
-    """True when an explicit 4D mask is all the model's attention needs."""
-    cfg = getattr(model.config, "text_config", model.config)
-    impl = getattr(cfg, "_attn_implementation", None) or model.config._attn_implementation
-    if impl not in ("sdpa", "eager"):
-        return False
-    layer_types = getattr(cfg, "layer_types", None)
-    if layer_types is not None:
-        return all(t == "full_attention" for t in layer_types)
-    return getattr(cfg, "sliding_window", None) is None or not getattr(
-        cfg, "use_sliding_window", True
-    )
-
-
 def layout(units: list[Unit], p_len: int) -> list[list[int]]:
     """Which units share a row. After a shared prefix at least as long as every unit, units
     fill rows of up to `p_len` tokens (so that the keys a query skips in its row are at most
@@ -133,17 +119,6 @@ def build(units: list[Unit], p_len: int, pad_id: int, device: Any) -> TreeBatch:
         torch.tensor(targets, device=device),
         spans,
     )
-
-
-def attention_mask(allowed: torch.Tensor, model: Any, dtype: torch.dtype) -> torch.Tensor:
-    """The 4D mask in the form the model's attention takes (bool for sdpa; additive for eager)."""
-    cfg = getattr(model.config, "text_config", model.config)
-    impl = getattr(cfg, "_attn_implementation", None) or model.config._attn_implementation
-    if impl == "eager":
-        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
-            ~allowed, torch.finfo(dtype).min
-        )
-    return allowed
 
 
 def score(

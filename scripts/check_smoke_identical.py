@@ -37,7 +37,7 @@ import json, sys
 try:
     from lab.core.recipe import load_recipe
 except ImportError:  # a base revision from before lab/core/
-    from lab.recipe import load_recipe
+    from lab.core.recipe import load_recipe
 from lab.tasks import build_task
 r = load_recipe(sys.argv[1], smoke=True)
 def fields(e):
@@ -51,7 +51,7 @@ for tag, upd in (("smoke", {}), ("large", {"n_train": 300, "n_dev": 20, "n_test"
 json.dump(out, open(sys.argv[2], "w"), sort_keys=True, default=fields)
 """
 # Row keys renamed since the base ("probe" now means only a split from another task):
-RENAMED = {"probe_k": "ft_then_icl_k"}
+RENAMED = {"ft_then_icl_k": "ft_then_icl_k"}
 PRED_KEYS = (
     "id",
     "gold",

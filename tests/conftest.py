@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
-from lab.models import load_model, resolve_model
-from lab.recipe import TaskCfg
+from lab.core.recipe import TaskCfg
+from lab.study.models import load_model, resolve_model
 from lab.tasks import build_task
+
+# The tests mirror the packages (tests/core, tests/tasks, ...); their shared helpers (sharp.py,
+# worker scripts, W&B record readers) stay here, importable from every folder.
+sys.path.insert(0, str(Path(__file__).parent))
 
 # The tiny model's matmuls are far too small to gain from threads; with several threads on a
 # shared 2-core machine LoRA training was ~70x slower (16 s vs 0.2 s) from thread contention.

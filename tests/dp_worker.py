@@ -12,8 +12,8 @@ from sharp import sharpen
 from eval.evaluate import PromptSpec
 from eval.lm import LM
 from eval.parallel import evaluate_split_parallel, sum_across
-from lab.models import load_model, resolve_model
-from lab.recipe import TaskCfg
+from lab.core.recipe import TaskCfg
+from lab.study.models import load_model, resolve_model
 from lab.tasks import build_task
 
 
@@ -34,7 +34,7 @@ def main() -> None:
     cache, out = sys.argv[1], sys.argv[2]
     from accelerate import Accelerator
 
-    state = Accelerator()  # as lab/runner.py
+    state = Accelerator()  # as lab/study/run.py
     model, tok = sharp_model(cache)
     lm = LM(model, tok, batch_size=4, progress=False)
     examples, spec = case()

@@ -9,8 +9,8 @@ import sys
 import torch
 from accelerate import Accelerator
 
-from lab.models import resolve_model
-from lab.recipe import TaskCfg, TrainCfg
+from lab.core.recipe import TaskCfg, TrainCfg
+from lab.study.models import resolve_model
 from lab.tasks import build_task
 from train.finetune import finetune
 

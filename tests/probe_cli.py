@@ -8,7 +8,7 @@ from pathlib import Path
 
 def run_probe_study(tmp_path: Path, probes: str) -> tuple[int, Path]:
     """(exit code, --out) of `python -m lab run` on a one-arm gsm8k study with `probes`."""
-    from lab.cli import main
+    from lab.study.cli import main
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text(

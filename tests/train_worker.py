@@ -65,7 +65,7 @@ def main() -> None:
     from accelerate import Accelerator
     from worker_data import config, data
 
-    from lab.models import resolve_model
+    from lab.study.models import resolve_model
     from train.finetune import finetune
 
     path = resolve_model("tiny-random", cache).path

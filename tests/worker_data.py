@@ -3,9 +3,9 @@ tests/test_multiprocess_train.py (1 process) both run: the same data and config.
 
 from __future__ import annotations
 
-from lab.recipe import TaskCfg, TrainCfg
+from lab.core.example import Example
+from lab.core.recipe import TaskCfg, TrainCfg
 from lab.tasks import build_task
-from lab.tasks.base import Example
 
 
 def data() -> tuple[list[Example], list[Example]]:

@@ -9,7 +9,7 @@ causal mask, `packed_mask`), and the first token of each example is never a targ
 and gradients are then those of the padded batch up to float reassociation (tested); the
 `attention_mask` key stays the 2D real-token mask, so token counts are unchanged.
 
-Packing needs a model whose attention takes an explicit 4D mask (eval.tree.supports_trees:
+Packing needs a model whose attention takes an explicit 4D mask (lab.core.masks.takes_4d_mask:
 full attention, sdpa or eager); for others, and in FTLAB_BASELINE=1 mode, batches are padded.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from eval.tree import attention_mask as mask_for_model
+from lab.core.masks import attention_mask as mask_for_model
 from train.data import IGNORE, collate
 
 PAD_LIMIT = 0.10

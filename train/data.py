@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from eval.prompts import prompt, target
-from lab.tasks.base import Example
+from lab.core.example import Example
+from lab.core.prompts import prompt, target
 
 IGNORE = -100
 

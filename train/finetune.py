@@ -4,7 +4,7 @@ Works in one process and under `accelerate launch` (DDP, FSDP, DeepSpeed ZeRO-3;
 process gets its share of every global batch; train/sharded.py). LoRA via peft or full
 fine-tuning; AdamW; warmup then decay; gradient accumulation; optional gradient
 checkpointing; the loss — and the LM head — only on the supervised target tokens. At
-`precision="bf16"` (lab/precision.py) the forward and backward run under bf16 autocast over
+`precision="bf16"` (lab/core/precision.py) the forward and backward run under bf16 autocast over
 fp32 master weights and fp32 optimizer states (LoRA: a bf16 frozen base, an fp32 adapter).
 
 With `resume_dir`, the full training state is checkpointed every `train.save_every` steps
@@ -29,21 +29,20 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 
-from eval.lm import baseline_mode
-from eval.prompts import bos_prefix
-from eval.tree import supports_trees
-from lab.compute import flop_counter
-from lab.errors import LabError
-from lab.precision import autocast, check_launch, dtype
-from lab.recipe import TrainCfg
-from lab.tasks.base import Example
-from train.batching import collate_micro, packed_mask
+from lab.core.compute import baseline_mode, flop_counter
+from lab.core.errors import LabError
+from lab.core.example import Example
+from lab.core.masks import takes_4d_mask
+from lab.core.precision import autocast, check_launch, dtype
+from lab.core.prompts import bos_prefix
+from lab.core.recipe import TrainCfg
+from train.batching import collate_micro
 from train.data import IGNORE, collate, encode_example, epoch_order
+from train.loss import SupervisedLoss, held_out_loss
 from train.resume import TrainCheckpointer, clear, write_result
 from train.sharded import (
     PREFIX,
     full_state_dict,
-    no_split_modules,
     save,
     snapshot,
     sum_over_processes,
@@ -73,45 +72,6 @@ class TrainResult:
         return asdict(self)
 
 
-class SupervisedLoss(torch.nn.Module):
-    """Wraps a causal LM: next-token cross-entropy on label != -100 positions only.
-
-    The LM head (vocab-wide) is applied only where there is a label, not at every position.
-    Being a Module, it is what DDP wraps, so gradient sync works under accelerate launch.
-    `reduction="sum"` returns the summed token losses (the training loop normalises them by
-    the optimizer step's token count across all processes and micro-batches).
-    """
-
-    def __init__(self, lm: torch.nn.Module, reduction: str = "mean"):
-        super().__init__()
-        self.lm = lm
-        self.reduction = reduction
-        self.baseline = baseline_mode()
-        # What FSDP's transformer auto-wrap (and accelerate's device maps) look for on the
-        # module they are given, which is this wrapper: the LM's decoder-layer classes.
-        self._no_split_modules = no_split_modules(lm)
-
-    def forward(self, input_ids, attention_mask, labels, position_ids=None) -> torch.Tensor:
-        decoder = self.lm.get_decoder()
-        if position_ids is not None:  # a packed batch (train/batching.py)
-            attention_mask = packed_mask(attention_mask, position_ids, self.lm)
-        hidden = decoder(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
-        ).last_hidden_state
-        shift_labels = labels[:, 1:]
-        keep = shift_labels != IGNORE
-        if self.baseline:  # FTLAB_BASELINE=1 (bench/quickstart.py): the head everywhere
-            logits = self.lm.get_output_embeddings()(hidden[:, :-1])[keep].float()
-        else:
-            logits = self.lm.get_output_embeddings()(hidden[:, :-1][keep]).float()
-        cap = getattr(self.lm.config, "final_logit_softcapping", None)
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        return torch.nn.functional.cross_entropy(
-            logits, shift_labels[keep], reduction=self.reduction
-        )
-
-
 def _lora(model: Any, cfg: TrainCfg) -> Any:
     from peft import LoraConfig, get_peft_model
 
@@ -123,20 +83,6 @@ def _lora(model: Any, cfg: TrainCfg) -> Any:
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lcfg)
-
-
-@torch.no_grad()
-def _dev_loss(wrapped: Any, batches: list[dict[str, torch.Tensor]], device: Any) -> float:
-    """Token-weighted mean loss on the ID dev split (teacher forcing; cheap, no generation).
-    `wrapped` (the prepared model: autocast, FSDP gathers) returns summed token losses.
-    Every process computes it on the whole split (FSDP needs every process in a forward)."""
-    wrapped.eval()
-    total, count = 0.0, 0
-    for b in batches:
-        total += float(wrapped(**{k: v.to(device) for k, v in b.items()}))
-        count += int((b["labels"][:, 1:] != IGNORE).sum())
-    wrapped.train()
-    return total / max(count, 1)
 
 
 def _n_target(example: dict[str, list[int]]) -> int:
@@ -172,7 +118,7 @@ def finetune(
     clipping) and `train/tokens_per_s` (input tokens of all processes), and after every
     ID-dev evaluation with `train/step` and `dev/loss`. Pass it on every process or on
     none: it adds one gather per step. `precision` is 'fp32' or 'bf16' (resolved:
-    lab/precision.py)."""
+    lab/core/precision.py)."""
     assert method in ("lora", "full"), method
     acc = accelerator or Accelerator(gradient_accumulation_steps=cfg.grad_accum)
     check_launch(acc.mixed_precision, precision)
@@ -215,7 +161,7 @@ def finetune(
         sum(_n_target(data[i]) for i in order[s * cfg.batch_size : (s + 1) * cfg.batch_size])
         for s in range(cfg.steps)
     ]
-    pack = supports_trees(model) and not baseline_mode()  # packed where padding > 10%
+    pack = takes_4d_mask(model) and not baseline_mode()  # packed where padding > 10%
     loader = torch.utils.data.DataLoader(
         [data[i] for i in order],
         batch_size=micro,
@@ -265,7 +211,7 @@ def finetune(
         if not dev_batches:
             return
         with autocast(precision, acc.device.type):
-            loss = _dev_loss(wrapped, dev_batches, acc.device)
+            loss = held_out_loss(wrapped, dev_batches, acc.device)
         dev_flops += counter.forward(dev_tokens, dev_head)
         dev_losses.append((step, loss))
         if on_log is not None and acc.is_main_process:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from lab.io import atomic_write_json, fsync_tree
+from lab.core.io import atomic_write_json, fsync_tree
 
 PREFIX = "step-"
 

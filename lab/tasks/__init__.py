@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from lab.errors import LabError, suggest
-from lab.recipe import TaskCfg
+from lab.core.errors import LabError, suggest
+from lab.core.example import Example
+from lab.core.recipe import TaskCfg
 from lab.tasks.aqua import build_gsm8k_with_aqua
 from lab.tasks.aqua import describe as describe_gsm8k
-from lab.tasks.base import Example
 from lab.tasks.declarative import build_declarative
 from lab.tasks.probes import build_probes
 from lab.tasks.spec import TaskSpec, load_spec_file, parse_spec, split_spec

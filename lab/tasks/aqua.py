@@ -32,7 +32,7 @@ repeated "A)" is dropped from its options here.
 
 The OOD mean counts AQuA once, by ``ood_aqua`` (as before the generation scoring existed):
 ``ood_aqua_gen`` is a column of its own but is left out of the OOD mean
-(``lab.tasks.base.SECOND_SCORINGS``), so that the same problems do not weigh twice.
+(``lab.core.example.SECOND_SCORINGS``), so that the same problems do not weigh twice.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from lab.recipe import TaskCfg
-from lab.tasks.base import Example
+from lab.core.example import Example
+from lab.core.recipe import TaskCfg
 from lab.tasks.gsm8k import build_gsm8k, load_aqua
 from lab.tasks.gsm8k import describe as describe_gsm8k
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from lab.errors import LabError
-from lab.tasks.base import Example
+from lab.core.errors import LabError
+from lab.core.example import Example
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test", "ood_digits", "ood_steps", "ood_phrasing")
 

@@ -35,10 +35,10 @@ import random
 from pathlib import Path
 from typing import Any
 
-from lab.errors import LabError, suggest
-from lab.recipe import TaskCfg
+from lab.core.errors import LabError, suggest
+from lab.core.example import Example
+from lab.core.recipe import TaskCfg
 from lab.tasks import templates as tpl
-from lab.tasks.base import Example
 from lab.tasks.lmeval_yaml import lm_eval_keys
 from lab.tasks.sources import data_root, hook, load_rows
 from lab.tasks.spec import SplitSpec, TaskSpec, split_role, split_spec

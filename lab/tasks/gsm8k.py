@@ -35,7 +35,7 @@ Formats (GSM8K train/dev/test; the OOD sets are eval-only and carry the answer o
   same output as CPython, tested against the sandbox) and scoring its output exactly as the
   code-format evaluation does. Problems whose program fails (no annotations, or the last
   step is not the gold answer) keep ``program = ""``: ``program_stats()`` counts them, the
-  ``train`` description shows the count, and ``lab.tasks.base.usable(examples, "code")``
+  ``train`` description shows the count, and ``lab.core.example.usable(examples, "code")``
   drops them for code-format training and demos.
 
 AQuA (in ``data/AQuA``) is not a split here: its answers are option letters, which the
@@ -59,9 +59,9 @@ from pathlib import Path
 from typing import Any
 
 from eval.extract import is_correct, last_number, normalize_number
-from lab.errors import LabError
-from lab.recipe import TaskCfg
-from lab.tasks.base import Example, hub_error
+from lab.core.errors import LabError, hub_error
+from lab.core.example import Example
+from lab.core.recipe import TaskCfg
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from lab.errors import LabError
+from lab.core.errors import LabError
 
 _USED = {
     "dataset_path", "dataset_name", "dataset_kwargs", "training_split", "validation_split",

@@ -30,9 +30,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lab.errors import LabError, suggest
-from lab.recipe import TaskCfg
-from lab.tasks.base import Example
+from lab.core.errors import LabError, suggest
+from lab.core.example import Example
+from lab.core.recipe import TaskCfg
 from lab.tasks.task_probes import (
     TaskBuilder,
     build_task_probes,

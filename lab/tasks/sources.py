@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab.errors import LabError
-from lab.recipe import TaskCfg
+from lab.core.errors import LabError
+from lab.core.recipe import TaskCfg
 from lab.tasks import templates as tpl
 from lab.tasks.spec import SourceSpec, TaskSpec
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lab.errors import LabError, suggest
+from lab.core.errors import LabError, suggest
 
 OutputType = Literal["generate", "multiple_choice", "code"]
 ROLE_HELP = "train, dev, test, ood_<name> or demos_<name>"

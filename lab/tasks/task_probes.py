@@ -42,9 +42,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from lab.errors import LabError, suggest
-from lab.recipe import TaskCfg
-from lab.tasks.base import ID_EVAL_SPLIT, Example, is_ood, usable
+from lab.core.errors import LabError, suggest
+from lab.core.example import ID_EVAL_SPLIT, Example, is_ood, usable
+from lab.core.recipe import TaskCfg
 
 TaskBuilder = Callable[[TaskCfg], dict[str, list[Example]]]
 
@@ -83,7 +83,7 @@ def _options(task: str, opts: Any, known: list[str], own: str) -> dict[str, Any]
     if task == own:
         raise LabError(
             f"{where}: '{task}' is the study's own task, whose splits every arm is evaluated "
-            "on already; probe another task (eval.ft_icl_probe_k prompts FT arms with demos)"
+            "on already; probe another task (eval.ft_then_icl_k prompts FT arms with demos)"
         )
     opts = {} if opts is None else opts
     if not isinstance(opts, dict):

@@ -19,7 +19,7 @@ from typing import Any
 
 import jinja2
 
-from lab.errors import LabError, suggest
+from lab.core.errors import LabError, suggest
 from lab.tasks.mbpp import clean_code
 
 _OPTS: dict[str, Any] = {"undefined": jinja2.StrictUndefined, "keep_trailing_newline": True}

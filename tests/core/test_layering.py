@@ -1,0 +1,112 @@
+"""The packages' imports point one way: core <- tasks <- (train, eval) <- report <- study.
+
+Read from the source (every import statement, at any depth, TYPE_CHECKING ones included),
+not from what happens to be imported at run time."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# package -> the packages of the project it may import (besides itself)
+ALLOWED = {
+    "lab.core": set(),
+    "lab.tasks": {"lab.core"},
+    "train": {"lab.core", "lab.tasks"},
+    "eval": {"lab.core", "lab.tasks"},
+    "lab.report": {"lab.core", "lab.tasks", "eval"},
+    "lab.study": {"lab.core", "lab.tasks", "eval", "train", "lab.report"},
+    "lab": {"lab.study"},  # lab/__init__.py, lab/__main__.py
+}
+PACKAGES = sorted(ALLOWED, key=len, reverse=True)
+
+
+def package_of(module: str) -> str | None:
+    for p in PACKAGES:
+        if module == p or module.startswith(p + "."):
+            return p
+    return None
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path, root: Path) -> list[tuple[int, str]]:
+    """(line, imported module) of every import statement in the file; `from a import b`
+    counts as a.b when a.b is a module of the project, else as a."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                as_module = sub.replace(".", "/")
+                is_mod = (root / f"{as_module}.py").is_file() or (root / as_module).is_dir()
+                out.append((node.lineno, sub if is_mod else node.module))
+    return out
+
+
+def sources(root: Path = ROOT) -> list[Path]:
+    return sorted(p for d in ("lab", "train", "eval") for p in (root / d).rglob("*.py"))
+
+
+def violations(root: Path = ROOT) -> list[str]:
+    bad = []
+    for path in sources(root):
+        mine = package_of(module_name(path, root))
+        assert mine is not None, f"{path} is in no package of the layering"
+        for line, mod in imports(path, root):
+            theirs = package_of(mod)
+            if theirs is None or theirs == mine:
+                continue
+            if theirs not in ALLOWED[mine]:
+                bad.append(f"{path.relative_to(root)}:{line} ({mine}) imports {mod} ({theirs})")
+    return bad
+
+
+def test_layers_point_one_way():
+    assert violations() == []
+
+
+def test_no_private_name_imported_from_another_module():
+    bad = []
+    for path in sources():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if package_of(node.module) is None:
+                    continue
+                bad += [
+                    f"{path.relative_to(ROOT)}:{node.lineno} {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and a.name != "__version__"
+                ]
+    assert bad == []
+
+
+def test_the_check_sees_a_violation(tmp_path):
+    """The checker itself: a core module importing the study layer, even inside a function,
+    is reported."""
+    (tmp_path / "lab" / "core").mkdir(parents=True)
+    (tmp_path / "lab" / "study").mkdir(parents=True)
+    (tmp_path / "lab" / "core" / "bad.py").write_text(
+        "def f():\n    from lab.study.run import run_study\n"
+    )
+    (tmp_path / "lab" / "study" / "run.py").write_text("")
+    assert violations(tmp_path) == [
+        "lab/core/bad.py:2 (lab.core) imports lab.study.run (lab.study)"
+    ]
+
+
+def test_files_stay_small():
+    """Each file one idea: none of the packages' files is much over 400 lines."""
+    big = [
+        f"{p.relative_to(ROOT)}: {n} lines"
+        for p in sources()
+        if (n := len(p.read_text().splitlines())) > 420
+    ]
+    assert big == []

@@ -1,0 +1,83 @@
+"""Data-parallel evaluation (eval/parallel.py): sharding, ordered gathering, and 2 CPU
+processes (torchrun, as `accelerate launch --multi_gpu` starts them) giving what one
+process gives."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from eval.evaluate import evaluate_split
+from eval.lm import LM
+from eval.parallel import evaluate_split_parallel, gather_in_order, shard
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).parents[1]))  # the tests' helpers
+from dp_worker import case, sharp_model  # noqa: E402
+
+
+@pytest.mark.parametrize("n, world", [(9, 2), (4, 3), (1, 2), (0, 2), (10, 1)])
+def test_shards_cover_every_example_once(n, world):
+    got = sorted(i for r in range(world) for i in shard(n, r, world))
+    assert got == list(range(n))
+
+
+def test_gather_in_order_single_process():
+    assert gather_in_order([(2, "c"), (0, "a"), (1, "b")]) == ["a", "b", "c"]
+
+
+def test_one_process_is_evaluate_split(tiny_cache):
+    model, tok = sharp_model(str(tiny_cache))
+    examples, spec = case()
+    want = evaluate_split(LM(model, tok, 4, progress=False), examples, spec, 8)
+    assert evaluate_split_parallel(LM(model, tok, 4, progress=False), examples, spec, 8) == want
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow  # ~45 s on the shared 2-core machine (2 processes import torch)
+def test_two_processes_match_one(tiny_cache, tmp_path):
+    """2 CPU processes (torchrun + accelerate): every prediction equal to one process's, in the
+    original order (log-probs to float tolerance: shards batch the examples differently)."""
+    model, tok = sharp_model(str(tiny_cache))
+    examples, spec = case()
+    lm = LM(model, tok, 4, progress=False)
+    want, want_m = evaluate_split(lm, examples, spec, 8)
+    out = tmp_path / "dp.json"
+    # What `accelerate launch --multi_gpu` runs (torchrun), made CPU processes: on CPU,
+    # `accelerate launch --cpu --num_processes 2` wants mpirun, and --multi_gpu sets
+    # ACCELERATE_USE_CPU=false. accelerate's PartialState then sets up gloo (MULTI_CPU).
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT),
+        "ACCELERATE_USE_CPU": "true",
+    }
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(_free_port()),
+        str(ROOT / "tests" / "dp_worker.py"), str(tiny_cache), str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(out.read_text())
+    assert got["world"] == 2
+    assert [p["id"] for p in got["preds"]] == [ex.id for ex in examples]
+    for g, w in zip(got["preds"], want, strict=True):
+        lp_g, lp_w = g.pop("gold_logprob"), w.pop("gold_logprob")
+        assert lp_g == pytest.approx(lp_w, abs=1e-4)
+        assert g == json.loads(json.dumps(w))
+    assert got["metrics"]["exact_match"] == want_m["exact_match"]
+    assert got["metrics"]["new_tokens"] == want_m["new_tokens"]
+    # each process ran the shared prefix once and its own examples: more than one process
+    assert got["tokens"] > lm.counts["tokens"] / 2
