@@ -51,7 +51,7 @@ for tag, upd in (("smoke", {}), ("large", {"n_train": 300, "n_dev": 20, "n_test"
 json.dump(out, open(sys.argv[2], "w"), sort_keys=True, default=fields)
 """
 # Row keys renamed since the base ("probe" now means only a split from another task):
-RENAMED = {"ft_then_icl_k": "ft_then_icl_k"}
+RENAMED = {"probe_k": "ft_then_icl_k"}
 PRED_KEYS = (
     "id",
     "gold",

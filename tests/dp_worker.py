@@ -1,4 +1,4 @@
-"""Run by tests/test_parallel.py under `accelerate launch --num_processes 2 --cpu`:
+"""Run by tests/eval/test_parallel.py under `accelerate launch --num_processes 2 --cpu`:
 data-parallel evaluation of the sharp tiny model; the main process writes what it gathered."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from lab.tasks import build_task
 
 
 def sharp_model(cache: str):
-    """The tiny random model with its matrices re-drawn at std 0.2 (as tests/test_lm.py)."""
+    """The tiny random model with its matrices re-drawn at std 0.2 (as tests/eval/test_lm.py)."""
     model, tok = load_model(resolve_model("tiny-random", cache).path)
     return sharpen(model, 0), tok
 

@@ -1,5 +1,5 @@
 """The fine-tuning case that tests/train_worker.py (N processes) and
-tests/test_multiprocess_train.py (1 process) both run: the same data and config."""
+tests/train/test_multiprocess_train.py (1 process) both run: the same data and config."""
 
 from __future__ import annotations
 

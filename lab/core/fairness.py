@@ -5,7 +5,7 @@ the same examples.
 - Accounting. Every results row carries `labelled_examples`: the number of distinct
   labelled examples behind that row's predictions: the fine-tuned arm's training set, the
   examples its checkpoint was selected on, and the demos in the row's prompt (demos drawn
-  from the pool, a fixed demo set such as `demos: wei`, the FT-then-ICL probe's demos). An
+  from the pool, a fixed demo set such as `demos: wei`, the FT-then-ICL variant's demos). An
   example's label is all of its target text (answer, rationale, program): a CoT demo or
   training example counts once, like a plain-answer one. Probe rows (BBH, cross-task) count
   what the arm itself used and carry the probe prompt's own fixed demos in `probe_demos`

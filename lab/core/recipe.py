@@ -231,6 +231,8 @@ class Recipe(_Strict):
         )
         if d["task"]["spec"] is None:  # the hash of a recipe from before inline task specs
             del d["task"]["spec"]
+        for old, new in RENAMED_EVAL_KEYS.items():  # hashed under the name it had (resume)
+            d["eval"][old] = d["eval"].pop(new)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -275,8 +277,20 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 
 
 # Keys renamed since a release (old -> new): a recipe with the old key gets one line naming
-# the new one. "probe" means only an evaluation split from outside the study's task.
-RENAMED_KEYS = {"ft_icl_probe_k": "ft_then_icl_k"}
+# the new one; a study.json written before reads as the new key (`upgrade_stored`), and the
+# recipe hash keeps the old name, so studies started before resume. "probe" means only an
+# evaluation split from outside the study's task.
+RENAMED_EVAL_KEYS = {"ft_icl_probe_k": "ft_then_icl_k"}
+RENAMED_KEYS = dict(RENAMED_EVAL_KEYS)
+
+
+def upgrade_stored(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A resolved recipe stored in a study.json by an older lab, with renamed keys renamed."""
+    ev = dict(recipe.get("eval") or {})
+    for old, new in RENAMED_EVAL_KEYS.items():
+        if old in ev:
+            ev[new] = ev.pop(old)
+    return {**recipe, "eval": ev} if "eval" in recipe else recipe
 
 
 def _format_validation(e: ValidationError, where: str, model: type[BaseModel] | None) -> str:

@@ -256,8 +256,8 @@ def headline(recipe: Recipe, results: list[dict[str, Any]]) -> str | None:
 
 
 def matched_kshot(scores: Scores, fmt: str, k: int) -> Group | None:
-    """The base model's k-shot arm that matches an FT-then-ICL probe: k pool demos (the
-    probe's demos are the same prefix of the data order), the FT arm's format (else the
+    """The base model's k-shot arm that matches an FT-then-ICL variant: k pool demos (the
+    variant's demos are the same prefix of the data order), the FT arm's format (else the
     answer format); None when the study has no such arm."""
     found = [
         (m["format"] != fmt, -i, g)

@@ -70,13 +70,13 @@ def _figures(
             if a["ood"]:
                 curves[arm]["OOD"].append((x, *a["ood"]))
         figs["vs_budget"] = str(plots.vs_budget(curves, fig_dir / "vs_budget.png", styles))
-    probe = ft_then_icl_rows(rows, splits)
-    if probe:
+    ft_icl = ft_then_icl_rows(rows, splits)
+    if ft_icl:
         formats = {a.name: a.format for a in recipe.arms}
-        for p in probe:
+        for p in ft_icl:
             g = matched_kshot(scores, formats[p["arm"]], recipe.eval.ft_then_icl_k)
             p["base_k"] = agg[g]["id"][0] if g is not None else None
-        figs["ft_then_icl"] = str(plots.ft_then_icl(probe, fig_dir / "ft_then_icl.png"))
+        figs["ft_then_icl"] = str(plots.ft_then_icl(ft_icl, fig_dir / "ft_then_icl.png"))
     curves_t = {}
     for g in top.values():
         t = agg[g]["train"]

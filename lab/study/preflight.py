@@ -26,7 +26,7 @@ def check_context(
     model_path: str,
 ) -> None:
     """Every eval prompt, with its generation budget, fits the context; for each k-shot arm
-    at least one demo fits (more are cut to what fits, recorded); the FT-then-ICL probe's
+    at least one demo fits (more are cut to what fits, recorded); the FT-then-ICL variant's
     demos fit in full. `orders`: each data seed's demo order (at least the probe's prefix)."""
     from transformers import AutoConfig, AutoTokenizer
 

@@ -12,7 +12,7 @@ from lab.core.example import Example
 from lab.core.io import (
     read_json,
 )
-from lab.core.recipe import Recipe, parse_recipe
+from lab.core.recipe import Recipe, parse_recipe, upgrade_stored
 from lab.report import ladder, study_report
 from lab.report.table import Summary
 from lab.report.tracking import study_id
@@ -60,7 +60,7 @@ def rebuild_report(out: str | Path) -> Summary:
     if not (out / "study.json").is_file():
         raise LabError(f"{out} holds no study (no study.json); pass the --out of a study run")
     info = read_json(out / "study.json")
-    recipe = parse_recipe(info["recipe"], where=str(out / "study.json"))
+    recipe = parse_recipe(upgrade_stored(info["recipe"]), where=str(out / "study.json"))
     splits = build_task(recipe.task)
     rows = collect_rows(out, recipe)
     if not rows:

@@ -32,7 +32,7 @@ from lab.core.io import (
     read_json,
     remove_stale_tmp,
 )
-from lab.core.recipe import Recipe, parse_recipe
+from lab.core.recipe import Recipe, parse_recipe, upgrade_stored
 from lab.study.plan import plan_cells
 
 
@@ -46,7 +46,9 @@ def same_study(old: dict[str, Any], recipe: Recipe) -> bool:
     if old.get("recipe_hash") == recipe.hash():
         return True
     try:
-        return parse_recipe(old["recipe"], where="study.json").hash() == recipe.hash()
+        return (
+            parse_recipe(upgrade_stored(old["recipe"]), where="study.json").hash() == recipe.hash()
+        )
     except (LabError, KeyError, TypeError, ValueError):
         return False
 

@@ -191,12 +191,12 @@ def test_force_is_refused_while_another_worker_runs_the_study(
 
 
 def test_a_cell_that_fails_releases_its_claim(recipe, tmp_path, tiny_cache, monkeypatch):
-    from lab.study.run import Runner
+    from lab.study.cells import CellRunner
 
     def fail(self, cell, cell_dir):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(Runner, "run_cell", fail)
+    monkeypatch.setattr(CellRunner, "run", fail)
     out = tmp_path / "out"
     args = ["run", str(recipe), "--out", str(out), "--cache-dir", str(tiny_cache), "--quiet"]
     with pytest.raises(RuntimeError, match="boom"):
