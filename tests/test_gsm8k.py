@@ -1,5 +1,7 @@
-"""The gsm8k task (lab/tasks/gsm8k.py): data provenance, splits, the CoT and code formats,
-program verification, answer extraction on math outputs, and the loading errors."""
+"""The gsm8k task (lab/tasks/yaml/gsm8k.yaml and its hooks: lab/tasks/math_sets.py,
+math_sources.py, gsm8k_programs.py, aqua.py): data provenance, splits (and their stored
+fingerprint: the examples of the former Python builder), the CoT and code formats, program
+verification, answer extraction on math outputs, and the loading errors."""
 
 from __future__ import annotations
 
@@ -16,13 +18,14 @@ from eval.prompts import STOP
 from eval.sandbox import run_program
 from lab.errors import LabError
 from lab.recipe import TaskCfg, load_recipe
-from lab.tasks import build_task, describe_task
-from lab.tasks import gsm8k as g
+from lab.tasks import build_task, describe_task, math_sets, math_sources, math_text
+from lab.tasks import gsm8k_programs as g
+from lab.tasks.aqua import aqua_row
 from lab.tasks.base import usable
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
-OOD = [f"ood_{n}" for n in g.OOD_SETS]
+OOD = [f"ood_{n}" for n in math_sets.OOD_SETS]
 BIG = 100_000  # "all of it"
 
 
@@ -57,7 +60,9 @@ def test_data_files_match_the_checksums_in_data_readme():
 
 def test_split_sizes_and_order(full):
     small = build_task(cfg())
-    assert list(small) == ["train", "dev", "test", *OOD, "demos_wei", "ood_aqua", "ood_aqua_gen"]
+    # (a declarative task lists its fixed demo sets last; the Python builder had demos_wei
+    # before the AQuA splits: only the eval splits' order matters to a run, and it is kept)
+    assert list(small) == ["train", "dev", "test", *OOD, "ood_aqua", "ood_aqua_gen", "demos_wei"]
     assert {k: len(v) for k, v in small.items()} == {
         "train": 40, "dev": 10, "test": 12, **{s: 12 for s in OOD}, "demos_wei": 8,
         "ood_aqua": 12, "ood_aqua_gen": 12,
@@ -130,8 +135,71 @@ def test_seeded_sampling_is_deterministic_and_nested():
 
 
 def test_task_rejects_params():
-    with pytest.raises(LabError, match=r"params \['ops'\] not understood.*probes"):
+    with pytest.raises(LabError, match=r"task gsm8k: unknown param 'ops'"):
         build_task(cfg(params={"ops": "+"}))
+
+
+# Per split, the sha256 (first 16 hex digits) of its examples' fields as JSON (without
+# `output_type` / `extractor`, which the Python builder did not set): computed with the
+# Python builder at 3670e5d (lab/tasks/gsm8k.py, lab/tasks/aqua.py) and equal for the YAML.
+FINGERPRINT_FULL = {
+    "demos_wei": "72f94ffbb3b52823", "dev": "dac548a30ed36166", "ood_addsub": "fdeb12a16b43857f",
+    "ood_aqua": "133e57b54a3841f7", "ood_aqua_gen": "b9175c6797741a3a",
+    "ood_asdiv": "7c241536d4aa404c", "ood_multiarith": "be3007e49637b8bb",
+    "ood_singleeq": "4e2a8b3485380621", "ood_svamp": "b76320a3804325f6",
+    "test": "cdd524f6423c854a", "train": "02552fbc94d231bd",
+}  # fmt: skip
+FINGERPRINT_SEED3 = {
+    "demos_wei": "72f94ffbb3b52823", "dev": "668607c84ad35bf4", "ood_addsub": "271ef2cde276980e",
+    "ood_aqua": "e6c276b3533ea7d9", "ood_aqua_gen": "d773478302d4089b",
+    "ood_asdiv": "950891f21c370b8a", "ood_multiarith": "100ce04f619d0886",
+    "ood_singleeq": "2e15f83fcee56bc7", "ood_svamp": "908c0a825a2339dd",
+    "test": "1c3e23237bdf6c99", "train": "33c3b06728c656e2",
+}  # fmt: skip
+
+
+def fingerprint(splits: dict) -> dict[str, str]:
+    out = {}
+    for name, xs in sorted(splits.items()):
+        rows = [{k: v for k, v in vars(e).items() if k not in ("output_type", "extractor")}
+                for e in xs]  # fmt: skip
+        blob = json.dumps(rows, sort_keys=True, default=list).encode()
+        out[name] = hashlib.sha256(blob).hexdigest()[:16]
+    return out
+
+
+def test_splits_equal_the_stored_fingerprint(full):
+    """Every example (ids, texts, formats, meta, choices) of every split, at full size and
+    at small seeded sizes, is that of the former Python builder; and each split says how
+    it is scored."""
+    assert fingerprint(full) == FINGERPRINT_FULL
+    assert fingerprint(build_task(cfg(seed=3))) == FINGERPRINT_SEED3
+    scoring = {(s, e.output_type, e.extractor) for s, xs in full.items() for e in xs}
+    assert scoring == {
+        *((s, "generate", "number") for s in ["train", "dev", "test", *OOD, "demos_wei"]),
+        ("ood_aqua", "multiple_choice", ""), ("ood_aqua_gen", "generate", "option_letter"),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["1,234.0", "3.50", "$18", " 18. ", "-7", ".5", "1e3", "nan", "inf", "abc", "", "0.1",
+     "10-4", "items 1,2,3", "(-2)", "x = -3.25 dollars", "12,34", "$ 1,200,000.00."],
+)  # fmt: skip
+def test_task_number_helpers_match_the_evaluation(text):
+    """The task normalises gold answers without eval/ (lab/tasks/math_text.py), exactly as
+    the evaluation's extraction does."""
+    from eval.extract import normalize_number
+
+    assert math_text.normalize_number(text) == normalize_number(text)
+    assert math_text.last_number(text) == last_number(text)
+    assert math_text.same_number(last_number(text), "4") == is_correct(last_number(text), "4")
+
+
+def test_task_modules_do_not_import_eval():
+    for mod in ("math_text", "gsm8k_programs", "math_sources", "math_sets", "aqua"):
+        text = (ROOT / "lab" / "tasks" / f"{mod}.py").read_text(encoding="utf-8")
+        assert not re.search(r"^\s*(from|import) eval\b", text, re.M), mod
 
 
 # ------------------------------------------------------------------------- CoT format
@@ -198,7 +266,7 @@ def test_program_failures_are_reported_not_raised():
 
 
 def test_program_verification_count_on_gsm8k_train(full):
-    stats = g.program_stats()
+    stats = math_sets.program_stats()
     train = stats["train"]
     assert train["total"] == 7473
     assert train["verified"] == 6994 and train["failed"] == 479
@@ -293,7 +361,7 @@ def _small_data_dir(tmp_path: Path, lines: int = 60) -> Path:
     """A data folder with the layout of data/: the first `lines` GSM8K problems of each file,
     the OOD sets as they are."""
     root = tmp_path / "data"
-    for src in g.SOURCES.values():
+    for src in math_sources.SOURCES.values():
         dst = root / src.local
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.local.startswith("gsm8k/"):
@@ -385,7 +453,7 @@ def test_hub_source_maps_the_hub_fields(monkeypatch):
 
     def load_dataset(path, name=None, data_files=None, **kw):
         if data_files:
-            assert data_files.startswith(g._KOJIMA)
+            assert data_files.startswith(math_sources.KOJIMA)
             if data_files.endswith("AQuA/test.json"):
                 return {"train": [aqua]}
             return {"train": [kojima]}
@@ -395,8 +463,7 @@ def test_hub_source_maps_the_hub_fields(monkeypatch):
     try:
         splits = build_task(cfg(source="hub", n_train=BIG, n_dev=3))
     finally:
-        g._CACHE.clear()
-        g._LAST.clear()
+        math_sets.clear_cache()
     assert len(splits["train"]) == 28 and len(splits["test"]) == 5
     assert splits["train"][0].program == "s1 = 48 / 2\ns2 = 48 + s1\nprint(s2)"
     assert [e.answer for e in splits["ood_svamp"]] == ["2.5", "76"]  # sorted split order
@@ -426,8 +493,8 @@ def test_hub_failure_is_a_lab_error(monkeypatch):
 # ------------------------------------------------------------------------- extras, recipe
 
 
-def test_wei_exemplars():
-    demos = g.wei_cot_exemplars()
+def test_wei_exemplars(full):
+    demos = full["demos_wei"]
     assert len(demos) == 8
     assert demos[0].question.startswith("There are 15 trees in the grove.")
     for d in demos:
@@ -437,7 +504,7 @@ def test_wei_exemplars():
 
 
 def test_aqua_loads_for_multiple_choice():
-    rows = g.load_aqua()
+    rows = [aqua_row(r) for r in math_sources.load_records("aqua", cfg())]
     assert len(rows) == 254
     assert all(sorted(r["options"]) == list("ABCDE") for r in rows)
     assert all(r["answer"] in "ABCDE" for r in rows)
