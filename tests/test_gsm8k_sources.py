@@ -191,3 +191,17 @@ def test_aqua_loads_for_multiple_choice():
     assert len(rows) == 254
     assert all(sorted(r["options"]) == list("ABCDE") for r in rows)
     assert all(r["answer"] in "ABCDE" for r in rows)
+
+
+def test_aqua_record_without_its_fields_is_a_lab_error(tmp_path):
+    """An AQuA record without 'correct' ends in one line naming the fix (the Python builder
+    read its gold letter as 'None' and built the task)."""
+    root = _small_data_dir(tmp_path)
+    path = root / "AQuA" / "test.json"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    rec = json.loads(lines[3])
+    del rec["correct"]
+    lines[3] = json.dumps(rec)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(LabError, match=r"AQuA record without 'question' and 'correct'.*restore"):
+        build_task(cfg(data_dir=str(root)))
