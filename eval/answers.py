@@ -29,10 +29,11 @@ import re
 from typing import Any
 
 from eval.codegen import run_tests
-from eval.extract import extract, is_correct
+from eval.extract import extract
 from eval.options import extract_option
 from eval.sandbox import run_program
 from lab.core.example import Example
+from lab.core.numbers import is_correct
 
 OUTPUT_TYPES = ("generate", "multiple_choice", "code")
 EXTRACTORS = ("number", "exact", "option_letter", "regex")

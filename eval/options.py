@@ -34,7 +34,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from eval.extract import INT, extract, normalize_number
+from eval.extract import extract
+from lab.core.numbers import INT, normalize_number
 
 MATCH_KINDS = ("letter", "number", "text", "none")
 

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from eval.evaluate import PromptSpec, summarize
-from eval.extract import last_number, normalize_number
 from eval.lm import LM, GenRequest
 from eval.parallel import evaluate_split_parallel, map_sharded
 from lab.core.example import Example
+from lab.core.numbers import last_number, normalize_number
 
 # The CoT answer ends at the next question (or a blank line).
 PROBE_STOP = ("\n\n", "\nQ:")

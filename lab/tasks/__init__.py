@@ -15,8 +15,6 @@ from pathlib import Path
 from lab.core.errors import LabError, suggest
 from lab.core.example import Example
 from lab.core.recipe import TaskCfg
-from lab.tasks.aqua import build_gsm8k_with_aqua
-from lab.tasks.aqua import describe as describe_gsm8k
 from lab.tasks.declarative import build_declarative
 from lab.tasks.probes import build_probes
 from lab.tasks.spec import TaskSpec, load_spec_file, parse_spec, split_spec
@@ -24,9 +22,8 @@ from lab.tasks.spec import TaskSpec, load_spec_file, parse_spec, split_spec
 YAML_DIR = Path(__file__).resolve().parent / "yaml"
 
 
-TASKS: dict[str, tuple[Callable[[TaskCfg], dict[str, list[Example]]], Callable[[], dict]]] = {
-    "gsm8k": (build_gsm8k_with_aqua, describe_gsm8k),
-}
+# Python builders (none left: every task of the lab is a YAML of lab/tasks/yaml/).
+TASKS: dict[str, tuple[Callable[[TaskCfg], dict[str, list[Example]]], Callable[[], dict]]] = {}
 
 
 def yaml_tasks() -> list[str]:

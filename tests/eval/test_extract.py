@@ -10,15 +10,9 @@ import uuid
 
 import pytest
 
-from eval.extract import (
-    extract,
-    extract_cot,
-    first_number,
-    is_correct,
-    last_number,
-    normalize_number,
-)
+from eval.extract import extract, extract_cot
 from eval.sandbox import OUTPUT_LIMIT, run_program
+from lab.core.numbers import first_number, is_correct, last_number, normalize_number
 
 # ------------------------------------------------------------------------- numbers
 

@@ -1,6 +1,7 @@
 """AQuA scored by generation (`ood_aqua_gen`): option extraction (eval/options.py) for every
-arm format, the split (lab/tasks/aqua.py), its wiring into evaluate_split, and the rule that
-keeps a second scoring of a split out of the OOD mean (lab/core/example.py)."""
+arm format, the split (lab/tasks/yaml/gsm8k.yaml, lab/tasks/aqua.py), its wiring into
+evaluate_split, and the rule that keeps a second scoring of a split out of the OOD mean
+(lab/core/example.py)."""
 
 from __future__ import annotations
 
@@ -20,13 +21,19 @@ from lab.core.example import SECOND_SCORINGS, ood_mean_splits
 from lab.core.prompts import prompt
 from lab.core.recipe import TaskCfg
 from lab.report.tracking import main_ood_mean
-from lab.tasks import aqua
+from lab.tasks import build_task, describe_task
 
 OPTIONS = {"A": "21", "B": "21.5", "C": "22", "D": "$22.5", "E": "None of these"}
 
 
 def cfg(**kw) -> TaskCfg:
     return TaskCfg(**{"name": "gsm8k", "n_train": 10, "n_dev": 2, "n_test": 12, **kw})
+
+
+def aqua_splits(c: TaskCfg) -> tuple[list, list]:
+    """(ood_aqua, ood_aqua_gen) of the gsm8k task."""
+    s = build_task(c)
+    return s["ood_aqua"], s["ood_aqua_gen"]
 
 
 # ------------------------------------------------------------------------- option values
@@ -140,7 +147,7 @@ def test_extract_option_says_why_there_is_no_answer():
 
 def test_split_has_the_problems_of_ood_aqua_with_the_options_shown():
     for c in (cfg(), cfg(seed=3), cfg(n_test=100_000)):
-        ll, gen = aqua.aqua_split(c), aqua.aqua_gen_split(c)
+        ll, gen = aqua_splits(c)
         assert len(gen) == min(c.n_test, 247)
         assert [e.id.removeprefix("ood_aqua_gen-") for e in gen] == [
             e.id.removeprefix("ood_aqua-") for e in ll
@@ -158,10 +165,11 @@ def test_split_has_the_problems_of_ood_aqua_with_the_options_shown():
 
 
 def test_question_format_and_the_repeated_letter_fix():
-    assert aqua.with_choices("How much?", OPTIONS) == (
-        "How much? Answer Choices: (A) 21 (B) 21.5 (C) 22 (D) $22.5 (E) None of these"
+    gen = {e.meta["row"]: e for e in aqua_splits(cfg(n_test=100_000))[1]}
+    assert gen[0].question.endswith(
+        "After how much more time will this car reach the base of the tower? Answer Choices: "
+        "(A) 5(√3 + 1) (B) 6(√3 + √2) (C) 7(√3 – 1) (D) 8(√3 – 2) (E) None of these"
     )
-    gen = {e.meta["row"]: e for e in aqua.aqua_gen_split(cfg(n_test=100_000))}
     assert gen[29].meta["options"]["A"] == "59"  # "A)A)59" in the file
     assert "(A) 59 (B) 69" in gen[29].question
 
@@ -171,7 +179,7 @@ def test_question_format_and_the_repeated_letter_fix():
 
 @pytest.fixture(scope="module")
 def gen_split():
-    return aqua.aqua_gen_split(cfg(n_test=4))
+    return aqua_splits(cfg(n_test=4))[1]
 
 
 @pytest.mark.parametrize("fmt", ["answer", "code"])
@@ -226,7 +234,7 @@ def test_a_second_scoring_is_not_in_the_ood_mean():
     assert ood_mean_splits(splits) == ["ood_svamp", "ood_aqua"]
     assert SECOND_SCORINGS["ood_aqua_gen"] == "ood_aqua"
     assert ood_mean_splits(["ood_aqua_gen"]) == ["ood_aqua_gen"]  # alone, it is the AQuA entry
-    desc = aqua.describe()
+    desc = describe_task("gsm8k")
     assert "not in the OOD mean" in desc["ood_aqua_gen"] and "OOD mean" in desc["ood_aqua"]
 
 

@@ -1,28 +1,28 @@
-"""The gsm8k task (lab/tasks/gsm8k.py): data provenance, splits, the CoT and code formats,
-program verification, answer extraction on math outputs, and the loading errors."""
+"""The gsm8k task (lab/tasks/yaml/gsm8k.yaml and its hooks: lab/tasks/math_sets.py,
+gsm8k_programs.py, aqua.py): splits (and their stored fingerprint: the examples of the former
+Python builder), the CoT and code formats, program verification, answer extraction on math
+outputs. Data files, loading errors and the hub: tests/tasks/test_gsm8k_sources.py."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-import shutil
 from pathlib import Path
 
 import pytest
 
-from eval.extract import extract, extract_cot, first_number, is_correct, last_number
+from eval.extract import extract, extract_cot
 from eval.sandbox import run_program
 from lab.core.errors import LabError
 from lab.core.example import usable
+from lab.core.numbers import first_number, is_correct, last_number
 from lab.core.prompts import STOP
 from lab.core.recipe import TaskCfg, load_recipe
-from lab.tasks import build_task, describe_task
-from lab.tasks import gsm8k as g
+from lab.tasks import build_task, describe_task, math_sets
+from lab.tasks import gsm8k_programs as g
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT / "data"
-OOD = [f"ood_{n}" for n in g.OOD_SETS]
+OOD = [f"ood_{n}" for n in math_sets.OOD_SETS]
 BIG = 100_000  # "all of it"
 
 
@@ -36,28 +36,14 @@ def full():
     return build_task(cfg(n_train=BIG, n_dev=30, n_test=BIG))
 
 
-# ------------------------------------------------------------------------- data provenance
-
-
-def test_data_files_match_the_checksums_in_data_readme():
-    rows = re.findall(r"^\| `([^`]+)` \| (\d+) \|[ \d]*\| `([0-9a-f]{64})` \|$",
-                      (DATA / "README.md").read_text(), re.M)  # fmt: skip
-    assert len(rows) >= 16
-    for rel, size, sha in rows:
-        blob = (DATA / rel).read_bytes()
-        assert len(blob) == int(size), rel
-        assert hashlib.sha256(blob).hexdigest() == sha, rel
-    for folder in ("gsm8k", "svamp", "ASDiv", "MultiArith", "AddSub", "SingleEq", "AQuA",
-                   "bbh", "mbpp", "humaneval"):  # fmt: skip
-        assert any(p.name.startswith("LICENSE") for p in (DATA / folder).iterdir()), folder
-
-
 # ------------------------------------------------------------------------- splits
 
 
 def test_split_sizes_and_order(full):
     small = build_task(cfg())
-    assert list(small) == ["train", "dev", "test", *OOD, "demos_wei", "ood_aqua", "ood_aqua_gen"]
+    # (a declarative task lists its fixed demo sets last; the Python builder had demos_wei
+    # before the AQuA splits: only the eval splits' order matters to a run, and it is kept)
+    assert list(small) == ["train", "dev", "test", *OOD, "ood_aqua", "ood_aqua_gen", "demos_wei"]
     assert {k: len(v) for k, v in small.items()} == {
         "train": 40, "dev": 10, "test": 12, **{s: 12 for s in OOD}, "demos_wei": 8,
         "ood_aqua": 12, "ood_aqua_gen": 12,
@@ -130,8 +116,50 @@ def test_seeded_sampling_is_deterministic_and_nested():
 
 
 def test_task_rejects_params():
-    with pytest.raises(LabError, match=r"params \['ops'\] not understood.*probes"):
+    with pytest.raises(LabError, match=r"task gsm8k: unknown param 'ops'"):
         build_task(cfg(params={"ops": "+"}))
+
+
+# Per split, the sha256 (first 16 hex digits) of its examples' fields as JSON (without
+# `output_type` / `extractor`, which the Python builder did not set): computed with the
+# Python builder at 3670e5d (lab/tasks/gsm8k.py, lab/tasks/aqua.py) and equal for the YAML.
+FINGERPRINT_FULL = {
+    "demos_wei": "72f94ffbb3b52823", "dev": "dac548a30ed36166", "ood_addsub": "fdeb12a16b43857f",
+    "ood_aqua": "133e57b54a3841f7", "ood_aqua_gen": "b9175c6797741a3a",
+    "ood_asdiv": "7c241536d4aa404c", "ood_multiarith": "be3007e49637b8bb",
+    "ood_singleeq": "4e2a8b3485380621", "ood_svamp": "b76320a3804325f6",
+    "test": "cdd524f6423c854a", "train": "02552fbc94d231bd",
+}  # fmt: skip
+FINGERPRINT_SEED3 = {
+    "demos_wei": "72f94ffbb3b52823", "dev": "668607c84ad35bf4", "ood_addsub": "271ef2cde276980e",
+    "ood_aqua": "e6c276b3533ea7d9", "ood_aqua_gen": "d773478302d4089b",
+    "ood_asdiv": "950891f21c370b8a", "ood_multiarith": "100ce04f619d0886",
+    "ood_singleeq": "2e15f83fcee56bc7", "ood_svamp": "908c0a825a2339dd",
+    "test": "1c3e23237bdf6c99", "train": "33c3b06728c656e2",
+}  # fmt: skip
+
+
+def fingerprint(splits: dict) -> dict[str, str]:
+    out = {}
+    for name, xs in sorted(splits.items()):
+        rows = [{k: v for k, v in vars(e).items() if k not in ("output_type", "extractor")}
+                for e in xs]  # fmt: skip
+        blob = json.dumps(rows, sort_keys=True, default=list).encode()
+        out[name] = hashlib.sha256(blob).hexdigest()[:16]
+    return out
+
+
+def test_splits_equal_the_stored_fingerprint(full):
+    """Every example (ids, texts, formats, meta, choices) of every split, at full size and
+    at small seeded sizes, is that of the former Python builder; and each split says how
+    it is scored."""
+    assert fingerprint(full) == FINGERPRINT_FULL
+    assert fingerprint(build_task(cfg(seed=3))) == FINGERPRINT_SEED3
+    scoring = {(s, e.output_type, e.extractor) for s, xs in full.items() for e in xs}
+    assert scoring == {
+        *((s, "generate", "number") for s in ["train", "dev", "test", *OOD, "demos_wei"]),
+        ("ood_aqua", "multiple_choice", ""), ("ood_aqua_gen", "generate", "option_letter"),
+    }  # fmt: skip
 
 
 # ------------------------------------------------------------------------- CoT format
@@ -198,7 +226,7 @@ def test_program_failures_are_reported_not_raised():
 
 
 def test_program_verification_count_on_gsm8k_train(full):
-    stats = g.program_stats()
+    stats = math_sets.program_stats()
     train = stats["train"]
     assert train["total"] == 7473
     assert train["verified"] == 6994 and train["failed"] == 479
@@ -286,161 +314,17 @@ def test_last_number_does_not_read_a_minus_as_a_sign():
     assert last_number("(-2)") == "-2"
 
 
-# ------------------------------------------------------------------------- loading errors
-
-
-def _small_data_dir(tmp_path: Path, lines: int = 60) -> Path:
-    """A data folder with the layout of data/: the first `lines` GSM8K problems of each file,
-    the OOD sets as they are."""
-    root = tmp_path / "data"
-    for src in g.SOURCES.values():
-        dst = root / src.local
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.local.startswith("gsm8k/"):
-            head = (DATA / src.local).read_text(encoding="utf-8").splitlines()[:lines]
-            dst.write_text("\n".join(head) + "\n", encoding="utf-8")
-        else:
-            shutil.copyfile(DATA / src.local, dst)
-    return root
-
-
-def test_data_dir_points_the_task_at_another_folder(tmp_path):
-    root = _small_data_dir(tmp_path)
-    splits = build_task(cfg(data_dir=str(root), n_train=BIG, n_dev=5, n_test=BIG))
-    assert (len(splits["train"]), len(splits["dev"]), len(splits["test"])) == (55, 5, 60)
-
-
-def test_missing_file_names_the_file_and_the_fix(tmp_path):
-    root = _small_data_dir(tmp_path)
-    (root / "MultiArith" / "MultiArith.json").unlink()
-    with pytest.raises(LabError) as e:
-        build_task(cfg(data_dir=str(root)))
-    msg = str(e.value)
-    assert "MultiArith.json" in msg and "not found" in msg
-    assert "git checkout -- data/" in msg and "task.data_dir" in msg and "source: hub" in msg
-    with pytest.raises(LabError, match="not found"):
-        build_task(cfg(data_dir=str(tmp_path / "nowhere")))
-
-
-def test_corrupt_json_line_names_file_and_line(tmp_path):
-    root = _small_data_dir(tmp_path)
-    path = root / "gsm8k" / "test.jsonl"
-    lines = path.read_text(encoding="utf-8").splitlines()
-    lines[4] = lines[4][:-10]  # truncated record on line 5
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with pytest.raises(LabError, match=r"gsm8k/test\.jsonl' line 5: not valid JSON"):
-        build_task(cfg(data_dir=str(root)))
-
-
-def test_corrupt_json_array_names_file_and_line(tmp_path):
-    root = _small_data_dir(tmp_path)
-    path = root / "svamp" / "SVAMP.json"
-    text = path.read_text(encoding="utf-8").replace('"Answer": 51.0,', '"Answer": 51.0,,', 1)
-    path.write_text(text, encoding="utf-8")
-    with pytest.raises(LabError, match=r"SVAMP\.json' line 7: not valid JSON"):
-        build_task(cfg(data_dir=str(root)))
-
-
-def test_record_without_fields_names_file_and_line(tmp_path):
-    root = _small_data_dir(tmp_path)
-    path = root / "gsm8k" / "train.jsonl"
-    lines = path.read_text(encoding="utf-8").splitlines()
-    lines[2] = json.dumps({"question": "What?", "answer": "no final answer"})
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with pytest.raises(LabError, match=r"train\.jsonl line 3: no numeric final answer"):
-        build_task(cfg(data_dir=str(root)))
-
-
-# ------------------------------------------------------------------------- hub source
-
-
-def test_hub_source_maps_the_hub_fields(monkeypatch):
-    """`source: hub` with the hub datasets' field names (no network: a fake load_dataset)."""
-    import datasets
-
-    gsm = {"question": QUESTION, "answer": SOLUTION}
-    fake = {
-        ("openai/gsm8k", "main"): {"train": [gsm] * 1 + [{**gsm, "question": f"Q{i}?"}
-                                                          for i in range(30)],
-                                   "test": [{**gsm, "question": f"T{i}?"} for i in range(5)]},
-        ("ChilleD/SVAMP", None): {
-            "train": [{"ID": "chal-1", "Body": "Each pack costs 76 dollars", "Question":
-                       "How much?", "Equation": "", "Answer": 76.0, "Type": "x",
-                       "question_concat": ""}],
-            "test": [{"ID": "chal-2", "Body": "B.", "Question": "Q?", "Equation": "",
-                      "Answer": 2.5, "Type": "y", "question_concat": ""}],
-        },
-        ("EleutherAI/asdiv", None): {"validation": [
-            {"body": "Seven apples.", "question": "How many?", "solution_type": "Addition",
-             "answer": "7 (apples)", "formula": "7=7"},
-            {"body": "A.", "question": "Who?", "solution_type": "", "answer": "Mrs. Hilt",
-             "formula": ""},
-        ]},
-        ("ChilleD/MultiArith", None): {"train": [{"question": "M?", "final_ans": "39"}],
-                                       "test": []},
-    }  # fmt: skip
-    aqua = {"question": "Q?", "options": ["A)1", "B)2", "C)3", "D)4", "E)5"], "correct": "B",
-            "rationale": ""}  # fmt: skip
-    kojima = {"iIndex": 1, "lEquations": [], "lSolutions": ["43"], "sQuestion": " Joan ? "}
-
-    def load_dataset(path, name=None, data_files=None, **kw):
-        if data_files:
-            assert data_files.startswith(g._KOJIMA)
-            if data_files.endswith("AQuA/test.json"):
-                return {"train": [aqua]}
-            return {"train": [kojima]}
-        return fake[(path, name)]
-
-    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    try:
-        splits = build_task(cfg(source="hub", n_train=BIG, n_dev=3))
-    finally:
-        g._CACHE.clear()
-        g._LAST.clear()
-    assert len(splits["train"]) == 28 and len(splits["test"]) == 5
-    assert splits["train"][0].program == "s1 = 48 / 2\ns2 = 48 + s1\nprint(s2)"
-    assert [e.answer for e in splits["ood_svamp"]] == ["2.5", "76"]  # sorted split order
-    assert splits["ood_svamp"][1].question == "Each pack costs 76 dollars. How much?"
-    assert [(e.question, e.answer) for e in splits["ood_asdiv"]] == [
-        ("Seven apples. How many?", "7")
-    ]
-    assert [e.answer for e in splits["ood_multiarith"]] == ["39"]
-    assert [(e.question, e.answer) for e in splits["ood_addsub"]] == [("Joan ?", "43")]
-    assert [(e.answer, e.gold_index) for e in splits["ood_aqua"]] == [("2", 1)]
-    assert [(e.question, e.answer) for e in splits["ood_aqua_gen"]] == [
-        ("Q? Answer Choices: (A) 1 (B) 2 (C) 3 (D) 4 (E) 5", "B")
-    ]
-
-
-def test_hub_failure_is_a_lab_error(monkeypatch):
-    import datasets
-
-    def offline(*a, **k):
-        raise ConnectionError("no network")
-
-    monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(LabError, match="could not load 'openai/gsm8k' from the hub"):
-        build_task(cfg(source="hub"))
-
-
 # ------------------------------------------------------------------------- extras, recipe
 
 
-def test_wei_exemplars():
-    demos = g.wei_cot_exemplars()
+def test_wei_exemplars(full):
+    demos = full["demos_wei"]
     assert len(demos) == 8
     assert demos[0].question.startswith("There are 15 trees in the grove.")
     for d in demos:
         assert d.rationale.endswith(f"The answer is {d.answer}.")
         assert extract_cot(d.rationale) == d.answer
     assert usable(demos, "cot") == demos
-
-
-def test_aqua_loads_for_multiple_choice():
-    rows = g.load_aqua()
-    assert len(rows) == 254
-    assert all(sorted(r["options"]) == list("ABCDE") for r in rows)
-    assert all(r["answer"] in "ABCDE" for r in rows)
 
 
 def test_recipe_validates_with_and_without_smoke():
