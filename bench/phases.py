@@ -84,7 +84,7 @@ def run_train(path: str, data: list, steps: int, batch: int, dtype: str, pad: in
     from transformers import AutoModelForCausalLM
 
     from train.batching import collate_micro
-    from train.finetune import SupervisedLoss
+    from train.loss import SupervisedLoss
 
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     model.config.use_cache = False
