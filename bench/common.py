@@ -55,6 +55,22 @@ def matmul_rate(
     return median(rates)
 
 
+def read_bandwidth(mb: int = 512, repeats: int = 5) -> float:
+    """Median bytes/s of streaming a `mb` MB fp32 tensor through a reduction at the current
+    torch thread count: the rate a decode step reads the weights at (far larger than any
+    cache, like the weights)."""
+    import torch
+
+    x = torch.ones(mb * 2**20 // 4)
+    x.sum()
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        x.sum()
+        rates.append(x.numel() * 4 / (time.perf_counter() - t0))
+    return median(rates)
+
+
 def load_avg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 

@@ -27,7 +27,16 @@ from typing import Any
 
 import torch
 
-from bench.common import DTYPES, Timer, header, load_lab_model, matmul_rate, save, torch_dtype
+from bench.common import (
+    DTYPES,
+    Timer,
+    header,
+    load_lab_model,
+    matmul_rate,
+    read_bandwidth,
+    save,
+    torch_dtype,
+)
 from bench.workloads import mc_requests, short_examples
 from eval.lm import LM, GenRequest
 from lab.core.compute import flop_counter
@@ -51,7 +60,23 @@ def phase_flops(model: Any, tokens: int, head: int, pairs: int) -> float:
     return counter.forward(tokens, head) + 4.0 * layers * width * pairs
 
 
-def report(name: str, phases: dict[str, dict[str, float]], model: Any, rate: float) -> dict:
+def decode_ceiling(model: Any, p: dict[str, float], rate: float, bandwidth: float) -> float:
+    """The fraction of the matmul rate a decode phase can reach when every step streams the
+    weights once (roofline: FLOPs per step / (weight bytes / bandwidth), over the rate); the
+    KV cache reads, ignored here, only lower it."""
+    weight_bytes = sum(t.numel() * t.element_size() for t in model.parameters())
+    per_step = phase_flops(model, int(p["tokens"]), int(p["head"]), int(p["attn_pairs"]))
+    per_step /= max(p["calls"], 1)
+    return min(1.0, per_step / (weight_bytes / bandwidth) / rate)
+
+
+def report(
+    name: str,
+    phases: dict[str, dict[str, float]],
+    model: Any,
+    rate: float,
+    bandwidth: float | None = None,
+) -> dict:
     out = {}
     for ph, p in phases.items():
         flops = phase_flops(model, int(p["tokens"]), int(p["head"]), int(p["attn_pairs"]))
@@ -64,17 +89,22 @@ def report(name: str, phases: dict[str, dict[str, float]], model: Any, rate: flo
             if goal is None
             else (" (goal >= {:.0%}: {})".format(goal, "met" if frac >= goal else "NOT met"))
         )
+        if ph == "decode" and bandwidth:
+            ceil = decode_ceiling(model, p, rate, bandwidth)
+            out[ph]["weight_streaming_ceiling"] = ceil
+            mark += (f"; mean batch {p['tokens'] / max(p['calls'], 1):.1f}, weight-streaming "
+                     f"ceiling {ceil:.0%}")  # fmt: skip
         print(f"[phases] {name:>14} {ph:>7}: {int(p['calls']):4d} calls {int(p['tokens']):7d} tok "
               f"{p['s']:7.2f} s {flops / 1e9:8.1f} GFLOP {flops / p['s'] / 1e9:7.1f} GFLOP/s "
               f"= {frac:5.1%} of the matmul rate{mark}")  # fmt: skip
     return out
 
 
-def run_eval(lm: LM, what: str, fn: Any, model: Any, rate: float) -> dict:
+def run_eval(lm: LM, what: str, fn: Any, model: Any, rate: float, bandwidth: float) -> dict:
     lm.clock.reset()
     with Timer() as t:
         fn()
-    res = report(what, dict(lm.clock.phases), model, rate)
+    res = report(what, dict(lm.clock.phases), model, rate, bandwidth)
     print(f"[phases] {what:>14}   total: {t.s:.2f} s wall")
     return {"wall_s": t.s, "phases": res}
 
@@ -130,9 +160,10 @@ def main() -> None:
     info.update(vars(args))
     rate = matmul_rate(args.dtype)
     info["matmul_rate"] = rate
+    bandwidth = info["read_bandwidth"] = read_bandwidth()
     print(
         f"[phases] {args.dtype} 2048-square matmul at {args.threads} threads: "
-        f"{rate / 1e9:.1f} GFLOP/s"
+        f"{rate / 1e9:.1f} GFLOP/s; memory read bandwidth {bandwidth / 1e9:.1f} GB/s"
     )
     resolved, model, tok = load_lab_model(args.cache_dir)
     model = model.to(torch_dtype(args.dtype))
@@ -157,7 +188,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     for name, fn in work.items():
         if not args.only or name in args.only:
-            results[name] = run_eval(lm, name, fn, model, rate)
+            results[name] = run_eval(lm, name, fn, model, rate, bandwidth)
     from train.data import encode_example
 
     for fmt in ("answer", "cot"):
