@@ -14,11 +14,12 @@ import yaml
 
 from lab.cli import main
 from lab.errors import LabError
-from lab.recipe import TaskCfg
+from lab.recipe import TaskCfg, load_recipe
 from lab.tasks import build_task
 from lab.tasks.arithmetic import ArithmeticConfig, build_arithmetic, describe
 from lab.tasks.base import Example
 
+REPO = Path(__file__).resolve().parents[1]
 EVAL = ["test", "ood_digits", "ood_steps", "ood_phrasing"]
 LINE_RE = re.compile(r"s(\d+) = (\d+|s\d+) ([-+*]) (\d+)")
 
@@ -208,3 +209,15 @@ def test_bad_digits_in_a_recipe_exits_2_and_writes_nothing(
     assert err.startswith("error: ") and len(err.splitlines()) == 1, err
     assert "params.digits=9 not understood; give a whole number from 1 to 6" in err
     assert not out.exists()
+
+
+def test_quickstart_demo_profile_builds_64_per_split_and_the_study_keeps_its_task() -> None:
+    path = REPO / "recipes" / "quickstart.yaml"
+    full, demo = load_recipe(path), load_recipe(path, profile="demo")
+    assert full.task.params == {"ops": "+-"}  # the study's task is the 2-digit, 2-step one
+    assert demo.task.params["digits"] == 1 and demo.task.params["steps"] == 1
+    out = build_task(demo.task)
+    assert all(len(out[name]) >= 64 for name in EVAL)
+    assert len(out["train"]) >= max(demo.budgets)
+    assert {int(ex.meta["digits"]) for ex in out["ood_digits"]} == {2}
+    assert {int(ex.meta["steps"]) for ex in out["ood_steps"]} == {2, 3}
