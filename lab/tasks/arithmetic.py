@@ -7,12 +7,17 @@ multiply. Sequences are kept deliberately short because every token costs traini
 
 Splits (all generated deterministically from ``ArithmeticConfig.seed``):
 
-- ``train`` / ``dev`` / ``test`` (in-distribution): exactly 2 steps; the start number and
-  the add/subtract operands have 1-2 digits (1..99); phrased with one of 3 ID templates.
+Two size knobs, ``digits`` (D, default 2) and ``steps`` (S, default 2); the defaults give
+the original task example for example (same ids, questions, answers and random streams):
+
+- ``train`` / ``dev`` / ``test`` (in-distribution): exactly S steps; the start number and
+  the add/subtract operands have at most D digits (1..10^D - 1; 1..99 by default); phrased
+  with one of 3 ID templates.
 - ``ood_digits``: as ID, but the start number and add/subtract operands have exactly
-  3 digits (100..999). Shift in *number size*.
-- ``ood_steps``: ID sizes and templates, but 3 or 4 steps. Shift in *chain length*.
-- ``ood_phrasing``: ID sizes and 2 steps, but phrased with 2 held-out templates (a short
+  D + 1 digits (10^D..10^(D+1) - 1; 100..999 by default). Shift in *number size*.
+- ``ood_steps``: ID sizes and templates, but S + 1 or S + 2 steps (3 or 4 by default).
+  Shift in *chain length*.
+- ``ood_phrasing``: ID sizes and S steps, but phrased with 2 held-out templates (a short
   story about a person's items, and an imperative "Compute (a + b) * c." form) that never
   appear in train/dev/test. Shift in *surface form* only.
 
@@ -38,9 +43,11 @@ SPLITS: tuple[str, ...] = ("train", "dev", "test", "ood_digits", "ood_steps", "o
 ID_TEMPLATES: tuple[str, ...] = ("id_start", "id_take", "id_begin")
 HELDOUT_TEMPLATES: tuple[str, ...] = ("ood_story", "ood_compute")
 
-ID_RANGE = (1, 99)
-OOD_DIGIT_RANGE = (100, 999)
+ID_RANGE = (1, 99)  # the default (digits 2)
+OOD_DIGIT_RANGE = (100, 999)  # the default (digits 2)
 MUL_RANGE = (2, 9)
+MAX_DIGITS = 6  # params.digits in 1..MAX_DIGITS
+MAX_STEPS = 6  # params.steps in 1..MAX_STEPS
 
 Step = tuple[str, int]  # (op symbol in "+-*", operand)
 Signature = tuple[int, tuple[Step, ...]]
@@ -53,6 +60,8 @@ class ArithmeticConfig:
     n_dev: int = 100  # ID dev split (model selection)
     n_test: int = 100  # size of EACH eval split (ID test and every OOD split)
     ops: str = "+-*"  # the operations problems use (every split); "+-" drops multiplication
+    digits: int = 2  # ID operands have at most this many digits; ood_digits exactly one more
+    steps: int = 2  # ID (and ood_digits / ood_phrasing) chain length; ood_steps +1 or +2
 
 
 @dataclass(frozen=True)
@@ -62,26 +71,43 @@ class _SplitSpec:
     templates: tuple[str, ...]
 
 
-_SPECS: dict[str, _SplitSpec] = {
-    "train": _SplitSpec(ID_RANGE, (2,), ID_TEMPLATES),
-    "dev": _SplitSpec(ID_RANGE, (2,), ID_TEMPLATES),
-    "test": _SplitSpec(ID_RANGE, (2,), ID_TEMPLATES),
-    "ood_digits": _SplitSpec(OOD_DIGIT_RANGE, (2,), ID_TEMPLATES),
-    "ood_steps": _SplitSpec(ID_RANGE, (3, 4), ID_TEMPLATES),
-    "ood_phrasing": _SplitSpec(ID_RANGE, (2,), HELDOUT_TEMPLATES),
-}
+def id_range(digits: int = 2) -> tuple[int, int]:
+    """The ID start / add / subtract operand range: 1 .. 10^digits - 1 (1..99 for 2)."""
+    return 1, 10**digits - 1
 
 
-def describe() -> dict[str, str]:
-    """One-line human description of each split, in split order."""
+def ood_digit_range(digits: int = 2) -> tuple[int, int]:
+    """The ood_digits operand range: exactly digits + 1 digits (100..999 for 2)."""
+    return 10**digits, 10 ** (digits + 1) - 1
+
+
+def _specs(digits: int, steps: int) -> dict[str, _SplitSpec]:
+    ids, ood = id_range(digits), ood_digit_range(digits)
     return {
-        "train": "ID pool: 2 steps (ops +, -, * by default; task.params.ops), numbers 1..99, "
-        "3 ID templates",
+        "train": _SplitSpec(ids, (steps,), ID_TEMPLATES),
+        "dev": _SplitSpec(ids, (steps,), ID_TEMPLATES),
+        "test": _SplitSpec(ids, (steps,), ID_TEMPLATES),
+        "ood_digits": _SplitSpec(ood, (steps,), ID_TEMPLATES),
+        "ood_steps": _SplitSpec(ids, (steps + 1, steps + 2), ID_TEMPLATES),
+        "ood_phrasing": _SplitSpec(ids, (steps,), HELDOUT_TEMPLATES),
+    }
+
+
+def describe(digits: int = 2, steps: int = 2) -> dict[str, str]:
+    """One-line human description of each split, in split order (for params digits, steps)."""
+    lo, hi = id_range(digits)
+    olo, ohi = ood_digit_range(digits)
+    n = f"{steps} step{'s' if steps > 1 else ''}"
+    return {
+        "train": f"ID pool: {n} (ops +, -, * by default; task.params.ops), numbers {lo}..{hi} "
+        f"(params.digits {digits}), 3 ID templates",
         "dev": "ID dev (not used by the arms): same distribution as train, disjoint problems",
         "test": "ID test: same distribution as train, disjoint from train/dev",
-        "ood_digits": "OOD number size: 2 steps, ID templates, 3-digit numbers (100..999)",
-        "ood_steps": "OOD chain length: 3-4 steps, ID templates and numbers 1..99",
-        "ood_phrasing": "OOD surface form: 2 steps, numbers 1..99, 2 held-out templates "
+        "ood_digits": f"OOD number size: {n}, ID templates, {digits + 1}-digit numbers "
+        f"({olo}..{ohi})",
+        "ood_steps": f"OOD chain length: {steps + 1}-{steps + 2} steps, ID templates and "
+        f"numbers {lo}..{hi}",
+        "ood_phrasing": f"OOD surface form: {n}, numbers {lo}..{hi}, 2 held-out templates "
         "(story, 'Compute (a + b) * c.')",
     }
 
@@ -157,6 +183,9 @@ def _render_id(template: str, start: int, steps: list[Step]) -> str:
         # "Take 12, add 35, then multiply by 2. What number do you get?"
         chain = ", ".join([phrases[0]] + [f"then {p}" for p in phrases[1:]])
         return f"Take {start}, {chain}. What number do you get?"
+    if template == "id_begin" and len(phrases) == 1:
+        # "Begin at 12 and add 35. What is the final number?" (params.steps 1)
+        return f"Begin at {start} and {phrases[0]}. What is the final number?"
     if template == "id_begin":
         # "Begin at 12, add 35 and then multiply by 2. What is the final number?"
         head = ", ".join(phrases[:-1])
@@ -267,11 +296,12 @@ def build_arithmetic(cfg: ArithmeticConfig) -> dict[str, list[Example]]:
     for split, n in sizes.items():
         if n < 0:
             raise ValueError(f"split size for {split!r} must be >= 0, got {n}")
+    specs = _specs(cfg.digits, cfg.steps)
 
     taken: set[Signature] = set()  # signatures of every earlier split (train, dev, evals)
     out: dict[str, list[Example]] = {}
     for split in SPLITS:
-        spec = _SPECS[split]
+        spec = specs[split]
         rng = random.Random(f"arith-{cfg.seed}-{split}")
         examples: list[Example] = []
         attempts = 0
@@ -279,7 +309,12 @@ def build_arithmetic(cfg: ArithmeticConfig) -> dict[str, list[Example]]:
         while len(examples) < sizes[split]:
             attempts += 1
             if attempts > max_attempts:
-                raise RuntimeError(f"could not sample {sizes[split]} unique {split!r} problems")
+                raise LabError(
+                    f"task arithmetic: could not sample {sizes[split]} unique {split!r} problems "
+                    f"with params digits={cfg.digits}, steps={cfg.steps}, ops={cfg.ops!r} (too "
+                    "few distinct problems); lower task.n_train / n_dev / n_test or raise "
+                    "params.digits or params.steps"
+                )
             start, steps = _sample_problem(rng, spec, cfg.ops)
             sig: Signature = (start, tuple(steps))
             if sig in taken:
@@ -295,21 +330,34 @@ def _built(cfg: ArithmeticConfig) -> dict[str, list[Example]]:
     return build_arithmetic(cfg)
 
 
+def config_from_task(task: Any) -> ArithmeticConfig:
+    """The generator's config for a recipe's task (seed, sizes, params ops / digits / steps);
+    a parameter it does not understand is a LabError naming the fix."""
+    params = dict(task.params)
+    ops = params.get("ops", "+-*")
+    digits, steps = params.get("digits", 2), params.get("steps", 2)
+    if not isinstance(ops, str) or not ops or set(ops) - set("+-*") or "+" not in ops:
+        raise LabError(
+            f"task arithmetic: params.ops={ops!r} not understood; give a string of operations "
+            "from '+-*' that includes '+' (e.g. ops: '+-'); the other params are `digits`, "
+            "`steps` and `probes` (lab/tasks/probes.py)"
+        )
+    for key, value, top in (("digits", digits, MAX_DIGITS), ("steps", steps, MAX_STEPS)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+            raise LabError(
+                f"task arithmetic: params.{key}={value!r} not understood; give a whole number "
+                f"from 1 to {top} (e.g. {key}: 1; default 2)"
+            )
+    return ArithmeticConfig(task.seed, task.n_train, task.n_dev, task.n_test, ops, digits, steps)
+
+
 def split_rows(task: Any, split: str) -> list[dict[str, Any]]:
     """The generator as a declarative task's source hook (`source: {hook:
     lab.tasks.arithmetic:split_rows, args: {split: ood_steps}}`; lab/tasks/yaml/arithmetic.yaml):
-    one generated split, at the task's seed, sizes and `params.ops`, as rows (id, question,
-    answer, rationale, program, and the meta fields: steps, digits, template, ops). Take them
-    whole (`sample: all`): the generator already sampled them."""
-    params = dict(task.params)
-    ops = str(params.get("ops", "+-*"))
-    if not ops or set(ops) - set("+-*") or "+" not in ops:
-        raise LabError(
-            f"task arithmetic: params {params} not understood; the one parameter is "
-            "`ops`, a string of operations from '+-*' that includes '+' (e.g. ops: '+-'), "
-            "beside `probes` (lab/tasks/probes.py)"
-        )
-    cfg = ArithmeticConfig(task.seed, task.n_train, task.n_dev, task.n_test, ops)
+    one generated split, at the task's seed, sizes and `params` (ops, digits, steps), as rows
+    (id, question, answer, rationale, program, and the meta fields: steps, digits, template,
+    ops). Take them whole (`sample: all`): the generator already sampled them."""
+    cfg = config_from_task(task)
     return [
         {**ex.meta, "id": ex.id, "question": ex.question, "answer": ex.answer,
          "rationale": ex.rationale, "program": ex.program}

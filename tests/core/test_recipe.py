@@ -89,7 +89,7 @@ def test_profile_applies_named_overrides_and_unknown_profile_is_refused():
     path = ROOT / "recipes" / "quickstart.yaml"
     full, demo = load_recipe(path), load_recipe(path, profile="demo")
     assert len(full.seeds) >= 3 and len(full.budgets) >= 2  # the fair study
-    assert demo.seeds == [0] and demo.budgets == [16] and demo.arms == full.arms
+    assert demo.seeds == [0] and demo.budgets == [8] and demo.arms == full.arms
     assert demo.task.n_test >= 64 and demo.train.steps < full.train.steps  # the demo's sizes
     assert full.task.n_test == 16 and full.train.steps == 24  # the study keeps its design
     assert demo.hash() != full.hash()
