@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.cli import main
-from lab.errors import LabError
-from lab.recipe import TaskCfg, load_recipe
+from lab.core.errors import LabError
+from lab.core.example import Example
+from lab.core.recipe import TaskCfg, load_recipe
+from lab.study.cli import main
 from lab.tasks import build_task
 from lab.tasks.arithmetic import ArithmeticConfig, build_arithmetic, describe
-from lab.tasks.base import Example
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EVAL = ["test", "ood_digits", "ood_steps", "ood_phrasing"]
 LINE_RE = re.compile(r"s(\d+) = (\d+|s\d+) ([-+*]) (\d+)")
 
