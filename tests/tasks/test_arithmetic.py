@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
-import json
 import os
 import re
 import subprocess
@@ -13,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from digests import split_digest
 
 from lab.core.example import Example
 from lab.tasks.arithmetic import ArithmeticConfig, build_arithmetic, describe
@@ -30,14 +29,6 @@ LINE_RE = re.compile(r"s(\d+) = (\d+|s\d+) ([-+*]) (\d+)")
 @pytest.fixture(scope="module")
 def data() -> dict[str, list[Example]]:
     return build_arithmetic(ArithmeticConfig())
-
-
-def _digest(splits: dict[str, list[Example]]) -> str:
-    h = hashlib.sha256()
-    for name, exs in splits.items():
-        for ex in exs:
-            h.update(json.dumps([name, ex.to_dict()], sort_keys=True).encode())
-    return h.hexdigest()
 
 
 def _parse_program(program: str) -> tuple[int, list[tuple[str, int]]]:
@@ -119,7 +110,7 @@ def test_describe_covers_all_splits() -> None:
 def test_deterministic_in_process() -> None:
     a, b = build_arithmetic(SMALL), build_arithmetic(SMALL)
     assert a == b
-    assert _digest(a) == _digest(b)
+    assert split_digest(a) == split_digest(b)
 
 
 def test_deterministic_across_hash_seeds() -> None:
@@ -146,7 +137,7 @@ def test_deterministic_across_hash_seeds() -> None:
             check=True,
         )
         digests.add(res.stdout.strip())
-    assert digests == {_digest(build_arithmetic(SMALL))}
+    assert digests == {split_digest(build_arithmetic(SMALL))}
 
 
 def test_different_seed_gives_different_data() -> None:

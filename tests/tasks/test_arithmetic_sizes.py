@@ -4,13 +4,12 @@ value is one LabError line naming the fix."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from pathlib import Path
 
 import pytest
 import yaml
+from digests import split_digest
 
 from lab.core.errors import LabError
 from lab.core.example import Example
@@ -22,14 +21,6 @@ from lab.tasks.arithmetic import ArithmeticConfig, build_arithmetic, describe
 REPO = Path(__file__).resolve().parents[2]
 EVAL = ["test", "ood_digits", "ood_steps", "ood_phrasing"]
 LINE_RE = re.compile(r"s(\d+) = (\d+|s\d+) ([-+*]) (\d+)")
-
-
-def _digest(splits: dict[str, list[Example]]) -> str:
-    h = hashlib.sha256()
-    for name, exs in splits.items():
-        for ex in exs:
-            h.update(json.dumps([name, ex.to_dict()], sort_keys=True).encode())
-    return h.hexdigest()
 
 
 def _numbers(ex: Example) -> tuple[int, list[tuple[str, int]]]:
@@ -70,7 +61,7 @@ OLD_DIGESTS = [
 
 @pytest.mark.parametrize(("cfg", "digest"), OLD_DIGESTS)
 def test_default_build_equals_the_old_generator(cfg: ArithmeticConfig, digest: str) -> None:
-    assert _digest(build_arithmetic(cfg)) == digest
+    assert split_digest(build_arithmetic(cfg)) == digest
 
 
 def test_quickstart_task_as_declared_is_unchanged() -> None:
@@ -78,9 +69,9 @@ def test_quickstart_task_as_declared_is_unchanged() -> None:
     cfg = TaskCfg(name="arithmetic", seed=0, n_train=2000, n_dev=40, n_test=16,
                   params={"ops": "+-"})  # fmt: skip
     want = "f88de9658fe7f1ae9631b3842bc8ce83119b0c11945b028fb386796045dc1158"
-    assert _digest(build_task(cfg)) == want
+    assert split_digest(build_task(cfg)) == want
     explicit = cfg.model_copy(update={"params": {"ops": "+-", "digits": 2, "steps": 2}})
-    assert _digest(build_task(explicit)) == want
+    assert split_digest(build_task(explicit)) == want
 
 
 def test_describe_states_the_ranges() -> None:
@@ -144,7 +135,7 @@ def test_steps_sets_chain_lengths_and_renders_one_step() -> None:
 @pytest.mark.parametrize("params", [{"digits": 1}, {"steps": 1}, {"digits": 1, "steps": 3}])
 def test_no_leaks_and_deterministic_at_new_sizes(params: dict) -> None:
     out = _arith(**params)
-    assert _digest(out) == _digest(_arith(**params))
+    assert split_digest(out) == split_digest(_arith(**params))
     sigs = {name: [(_numbers(ex)[0], tuple(_numbers(ex)[1])) for ex in exs]
             for name, exs in out.items()}  # fmt: skip
     for name, s in sigs.items():
