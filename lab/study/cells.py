@@ -34,7 +34,7 @@ from lab.core.prompts import demos_prefix, prompt
 from lab.core.recipe import ArmCfg, Recipe
 from lab.report.tracking import Tracker
 from lab.study.base_model import BaseModel
-from lab.study.plan import Cell, cell_data, data_order, eval_splits, study_pool
+from lab.study.plan import Cell, cell_data, data_order
 from lab.study.probes import eval_probes
 from lab.study.store import metric_rows
 from lab.tasks.probes import is_probe
@@ -45,13 +45,16 @@ class CellRunner:
     model (lab/study/base_model.py) and the W&B tracker of the cell that runs."""
 
     def __init__(
-        self, recipe: Recipe, splits: dict[str, list[Example]], acc: Any, precision: str,
-        base: BaseModel, progress: bool, log: Any,
+        self, recipe: Recipe, splits: dict[str, list[Example]], pool: list[Example],
+        eval_splits: list[str], acc: Any, precision: str, base: BaseModel, progress: bool,
+        log: Any,
     ):  # fmt: skip
         self.recipe, self.splits, self.acc, self.precision = recipe, splits, acc, precision
+        self.pool, self.eval_splits = (
+            pool,
+            eval_splits,
+        )  # lab/study/plan.py: study_pool, eval_splits
         self.base, self.progress, self.log = base, progress, log
-        self.pool = study_pool(recipe, splits["train"])
-        self.eval_splits = eval_splits(splits)
         self.probe_splits = [s for s in splits if is_probe(s)]
         self.tracker = Tracker.off()  # the study's, once it runs (lab/study/run.py)
 

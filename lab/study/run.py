@@ -106,23 +106,22 @@ class Runner:
             )
         self.study_hash = prepare_out(self.out, recipe, force, main=self.acc.is_main_process)
         self.study_id = study_id(recipe.name, profile, smoke, self.study_hash)  # the W&B group
-        self.base = BaseModel(
-            self.model, self.acc.device, self.precision, self.splits[ID_EVAL_SPLIT]
-        )
         self.cells = CellRunner(
-            recipe, self.splits, self.acc, self.precision, self.base, self.progress, self.log
-        )
+            recipe, self.splits, self.pool, self.eval_splits, self.acc, self.precision,
+            self._base_model(), self.progress, self.log,
+        )  # fmt: skip
         self.probe_splits = self.cells.probe_splits
+
+    def _base_model(self) -> BaseModel:
+        """The current base model, not loaded yet (lab/study/base_model.py)."""
+        return BaseModel(self.model, self.acc.device, self.precision, self.splits[ID_EVAL_SPLIT])
 
     def use_model(self, spec: str) -> None:
         """Make `spec` the base model of the next cells (a ladder loads one at a time)."""
         if spec == self.model.spec:
             return
         self.model = self.models[spec]
-        self.base = BaseModel(
-            self.model, self.acc.device, self.precision, self.splits[ID_EVAL_SPLIT]
-        )
-        self.cells.base = self.base
+        self.cells.base = self._base_model()
         gc.collect()
 
     # -- the study --------------------------------------------------------------------------

@@ -53,6 +53,14 @@ def same_study(old: dict[str, Any], recipe: Recipe) -> bool:
         return False
 
 
+def different_study(out: Path, old: dict[str, Any], recipe: Recipe) -> LabError:
+    """The one message for an OUT that holds another recipe's study."""
+    return LabError(
+        f"{out} holds results of a different recipe (hash {old.get('recipe_hash')} "
+        f"!= {recipe.hash()}); pass --force to start over or choose another --out"
+    )
+
+
 def prepare_out(out: Path, recipe: Recipe, force: bool, main: bool = True) -> str:
     """Check or clear `out` for this recipe; the study's hash (W&B run ids derive from it):
     the recorded one when an older lab started this study, else the recipe's."""
@@ -62,10 +70,7 @@ def prepare_out(out: Path, recipe: Recipe, force: bool, main: bool = True) -> st
         if same_study(old, recipe):
             return str(old.get("recipe_hash"))
         if not force:
-            raise LabError(
-                f"{out} holds results of a different recipe (hash {old.get('recipe_hash')} "
-                f"!= {recipe.hash()}); pass --force to start over or choose another --out"
-            )
+            raise different_study(out, old, recipe)
         if main:  # under accelerate launch: one process deletes
             for name in ("cells", "locks", "results.jsonl", "report", "wandb"):
                 p = out / name
@@ -93,10 +98,7 @@ def write_study_json(out: Path, info: dict[str, Any], recipe: Recipe, force: boo
         return
     old = read_json(study)
     if not (force or same_study(old, recipe)):
-        raise LabError(
-            f"{out} holds results of a different recipe (hash {old.get('recipe_hash')} "
-            f"!= {recipe.hash()}); pass --force to start over or choose another --out"
-        )
+        raise different_study(out, old, recipe)
     atomic_write_json(study, info)  # the same study: refresh its record
 
 
