@@ -60,14 +60,12 @@ def phase_flops(model: Any, tokens: int, head: int, pairs: int) -> float:
     return counter.forward(tokens, head) + 4.0 * layers * width * pairs
 
 
-def decode_ceiling(model: Any, p: dict[str, float], rate: float, bandwidth: float) -> float:
-    """The fraction of the matmul rate a decode phase can reach when every step streams the
-    weights once (roofline: FLOPs per step / (weight bytes / bandwidth), over the rate); the
-    KV cache reads, ignored here, only lower it."""
+def decode_ceiling(model: Any, steps: float, flops: float, rate: float, bandwidth: float) -> float:
+    """The fraction of the matmul rate a decode phase (`steps` steps, `flops` in all) can
+    reach when every step streams the weights once (roofline: FLOPs per step / (weight
+    bytes / bandwidth), over the rate); the KV cache reads, ignored here, only lower it."""
     weight_bytes = sum(t.numel() * t.element_size() for t in model.parameters())
-    per_step = phase_flops(model, int(p["tokens"]), int(p["head"]), int(p["attn_pairs"]))
-    per_step /= max(p["calls"], 1)
-    return min(1.0, per_step / (weight_bytes / bandwidth) / rate)
+    return min(1.0, flops / max(steps, 1) / (weight_bytes / bandwidth) / rate)
 
 
 def report(
@@ -90,7 +88,7 @@ def report(
             else (" (goal >= {:.0%}: {})".format(goal, "met" if frac >= goal else "NOT met"))
         )
         if ph == "decode" and bandwidth:
-            ceil = decode_ceiling(model, p, rate, bandwidth)
+            ceil = decode_ceiling(model, p["calls"], flops, rate, bandwidth)
             out[ph]["weight_streaming_ceiling"] = ceil
             mark += (f"; mean batch {p['tokens'] / max(p['calls'], 1):.1f}, weight-streaming "
                      f"ceiling {ceil:.0%}")  # fmt: skip

@@ -143,7 +143,7 @@ def main() -> int:
     ap.add_argument("--cache", help="keep the base's dumps and runs here and reuse them")
     args = ap.parse_args()
     base = subprocess.run(
-        ["git", "rev-parse", args.base or "HEAD"] if args.base else ["git", "merge-base", "HEAD", "main"],
+        ["git", "rev-parse", args.base] if args.base else ["git", "merge-base", "HEAD", "main"],
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="smoke-identical-") as t:

@@ -281,7 +281,6 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 # recipe hash keeps the old name, so studies started before resume. "probe" means only an
 # evaluation split from outside the study's task.
 RENAMED_EVAL_KEYS = {"ft_icl_probe_k": "ft_then_icl_k"}
-RENAMED_KEYS = dict(RENAMED_EVAL_KEYS)
 
 
 def upgrade_stored(recipe: dict[str, Any]) -> dict[str, Any]:
@@ -298,8 +297,8 @@ def _format_validation(e: ValidationError, where: str, model: type[BaseModel] | 
     loc = tuple(err["loc"])
     key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
     if err["type"] == "extra_forbidden":
-        if str(loc[-1]) in RENAMED_KEYS:
-            return f"{where}: key '{key}' is now '{RENAMED_KEYS[str(loc[-1])]}'; rename it"
+        if str(loc[-1]) in RENAMED_EVAL_KEYS:
+            return f"{where}: key '{key}' is now '{RENAMED_EVAL_KEYS[str(loc[-1])]}'; rename it"
         hint = suggest(str(loc[-1]), _allowed_keys(model, loc)) if model else ""
         return f"{where}: unknown key '{key}'{hint}; remove or rename it"
     if err["type"] == "missing":
