@@ -45,6 +45,7 @@ from bench.common import (
 )  # fmt: skip
 from bench.workloads import choices_for, mc_requests, per_example_demos, short_examples
 from eval.lm import LM, GenRequest
+from eval.packed import unpacked
 from lab.core.example import Example
 from lab.core.io import atomic_write_jsonl
 from lab.core.prompts import demos_prefix, prompt
@@ -101,10 +102,11 @@ def run_lmeval(
 ) -> list[dict[str, Any]]:
     from lm_eval import simple_evaluate
 
-    res = simple_evaluate(
-        model=hflm, tasks=[task], num_fewshot=k, limit=n, log_samples=True, task_manager=tm,
-        bootstrap_iters=0, verbosity="WARNING", gen_kwargs=gen_kwargs,
-    )  # fmt: skip
+    with unpacked(hflm.model):  # lm-eval runs the stock linear layers, as it would alone
+        res = simple_evaluate(
+            model=hflm, tasks=[task], num_fewshot=k, limit=n, log_samples=True, task_manager=tm,
+            bootstrap_iters=0, verbosity="WARNING", gen_kwargs=gen_kwargs,
+        )  # fmt: skip
     return sorted(res["samples"][task], key=lambda s: s["doc_id"])
 
 

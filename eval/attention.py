@@ -12,12 +12,21 @@ in place. Decoding steps (q = 1) and masked scoring batches gain most.
 model is shared, e.g. with a reference tool in the benches, so it is not switched for good).
 Anything else (no grouping, no mask with q > 1, dropout, softcapping, sinks) takes the stock
 sdpa function unchanged.
+
+Inside `shared_prefix(cache)` (a cache from eval/kv_cache.py's `share`), a layer's attention
+is split in two (`split_sdpa`): every row's queries attend to the shared prefix's keys in
+one call (the rows folded into the query axis, the prefix read once), and each row attends
+to its own keys under the mask's own columns; CPU flash attention returns each part's
+log-sum-exp, and the two are merged as one softmax over all the keys would weigh them:
+out = (e^lse_p * out_p + e^lse_o * out_o) / (e^lse_p + e^lse_o), in fp32. The same numbers as
+one call over the whole row up to float reassociation (tested).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -25,7 +34,11 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from eval.kv_cache import SharedPrefixLayer
+
 NAME = "lab_folded_sdpa"
+_SHARED: ContextVar[Any] = ContextVar("lab_shared_prefix_cache", default=None)
+_FLASH_CPU = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 
 
 def folded_sdpa(
@@ -39,6 +52,13 @@ def folded_sdpa(
     is_causal: bool | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
+    shared = _SHARED.get()
+    if shared is not None:
+        layer = shared.layers[module.layer_idx]
+        if isinstance(layer, SharedPrefixLayer):
+            if key is not layer.keys or value is not layer.values or dropout:
+                raise RuntimeError("a shared-prefix cache needs the keys its layer returned")
+            return split_sdpa(query, layer, attention_mask, scaling), None
     b, h, q, d = query.shape
     kv_heads = key.shape[1]
     g = h // kv_heads
@@ -64,6 +84,72 @@ def folded_sdpa(
         query.reshape(b, kv_heads, g * q, d), key, value, attn_mask=mask, scale=scaling
     )
     return out.reshape(b, h, q, d).transpose(1, 2).contiguous(), None
+
+
+def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+        ~allowed, float("-inf")
+    )
+
+
+def _part(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor | None, scale: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(output, log-sum-exp in fp32, -inf where a query sees no key) of one attention call."""
+    mask = None if allowed is None else _additive(allowed, q.dtype)
+    out, lse = _FLASH_CPU(q, k, v, 0.0, False, attn_mask=mask, scale=scale)
+    if allowed is not None:
+        lse = lse.masked_fill(~allowed.any(-1), float("-inf"))
+    return out, lse
+
+
+def split_sdpa(
+    query: torch.Tensor, layer: SharedPrefixLayer, mask: torch.Tensor | None, scaling: Any
+) -> torch.Tensor:
+    """Attention of `query` (rows, heads, q, d) to the shared prefix plus each row's own keys
+    (`layer.keys`, already holding this forward's tokens), as (rows, q, heads, d). `mask`:
+    bool (rows, 1, q, prefix + own) or None (every key visible, except own keys after a
+    query: causal, aligned at the end)."""
+    n, h, q, d = query.shape
+    pk, pv, ok, ov = layer.prefix_keys, layer.prefix_values, layer.keys, layer.values
+    kv, p, t = pk.shape[1], pk.shape[-2], ok.shape[-2]
+    g = h // kv
+    qf = query.reshape(n, kv, g * q, d)  # a group's query heads along the query axis
+    if mask is None:
+        see_p = None
+        see_o = (
+            None if q == 1 else torch.ones(q, t, dtype=torch.bool, device=query.device).tril(t - q)
+        )
+        see_o = None if see_o is None else see_o.expand(n, 1, q, t)
+    else:
+        see_p = mask[:, :, :, :p].expand(n, 1, q, p)
+        see_o = mask[:, :, :, p : p + t].expand(n, 1, q, t)
+        see_p = None if bool(see_p.all()) else see_p
+    # The prefix, once for every row: queries (1, kv, rows * g * q, d).
+    q1 = qf.transpose(0, 1).reshape(1, kv, n * g * q, d)
+    m1 = None if see_p is None else see_p.expand(n, g, q, p).reshape(1, 1, n * g * q, p)
+    out_p, lse_p = _part(q1, pk, pv, m1, scaling)
+    out_p = out_p.reshape(kv, n, g * q, d).transpose(0, 1)
+    lse_p = lse_p.reshape(kv, n, g * q).transpose(0, 1)
+    # Each row's own keys.
+    m2 = None if see_o is None else see_o.expand(n, 1, q, t).repeat(1, 1, g, 1)
+    out_o, lse_o = _part(qf, ok, ov, m2, scaling)
+    lse = torch.logaddexp(lse_p, lse_o)
+    w_p = torch.exp(lse_p - lse).nan_to_num(0.0)[..., None]
+    w_o = torch.exp(lse_o - lse).nan_to_num(0.0)[..., None]
+    out = (out_p.float() * w_p + out_o.float() * w_o).to(query.dtype)
+    return out.reshape(n, h, q, d).transpose(1, 2).contiguous()
+
+
+@contextmanager
+def shared_prefix(cache: Any) -> Iterator[None]:
+    """Attend through `cache`'s shared prefix layers (eval/kv_cache.py `share`) in the block;
+    None: a no-op."""
+    token = _SHARED.set(cache)
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
 
 
 AttentionInterface.register(NAME, folded_sdpa)

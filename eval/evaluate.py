@@ -6,7 +6,9 @@ arms pass no demos. Per-example predictions are returned for logging and error a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,11 +82,11 @@ def evaluate_split(
             desc=f"{desc} logp",
         )
         lps = [lp for lp, _greedy, _n in scored]
+    scores = score_all(
+        [g.text for g in gens], examples, spec.fmt, spec.trigger is not None, code_timeout_s
+    )
     preds: list[dict[str, Any]] = []
-    for ex, g, lp in zip(examples, gens, lps, strict=True):
-        got = score_generation(
-            g.text, ex, spec.fmt, cot_prompted=spec.trigger is not None, timeout_s=code_timeout_s
-        )
+    for ex, g, lp, got in zip(examples, gens, lps, scores, strict=True):
         option = {"match": got["match"], "number": got["number"]} if "match" in got else {}
         preds.append(
             {
@@ -104,6 +106,43 @@ def evaluate_split(
             }
         )
     return preds, summarize(preds)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def runs_programs(examples: Sequence[Example], fmt: str) -> bool:
+    """Whether scoring runs programs in the sandbox: code-format generations, code tests."""
+    return fmt == "code" or any(output_type(ex) == "code" for ex in examples)
+
+
+def score_all(
+    texts: Sequence[str],
+    examples: Sequence[Example],
+    fmt: str,
+    cot_prompted: bool,
+    timeout_s: float,
+) -> list[dict[str, Any]]:
+    """`score_generation` of every (text, example), in order. Programs run in the sandbox
+    one per available core at a time (each in its own namespaces and limits, started and
+    read by its own thread): a program's verdict does not depend on the others, and with
+    no more programs than cores none waits for CPU behind another, so its timeout means
+    what it means run alone. The model is idle meanwhile."""
+
+    def one(pair: tuple[str, Example]) -> dict[str, Any]:
+        text, ex = pair
+        return score_generation(text, ex, fmt, cot_prompted=cot_prompted, timeout_s=timeout_s)
+
+    pairs = list(zip(texts, examples, strict=True))
+    workers = min(usable_cores(), len(pairs)) if runs_programs(examples, fmt) else 1
+    if workers <= 1:
+        return [one(p) for p in pairs]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, pairs))
 
 
 def _gold_text(ex: Example) -> str:

@@ -16,7 +16,6 @@ from typing import Any
 import torch
 
 from eval import tree
-from eval.kv_cache import expand
 from eval.phases import attended_pairs
 from lab.core import masks
 
@@ -83,10 +82,10 @@ class Scoring:
     ) -> list[tuple[float, bool, int]]:
         """Every continuation of `units`, scored in one forward and one LM-head call."""
         b = tree.build(units, p_len, self.pad_id, self.device)
-        past = expand(cache, b.ids.shape[0])
+        past = self._batch_cache(cache, b.ids.shape[0], 0)
         mask = masks.attention_mask(b.allowed, self.model, self.model.dtype)
         tokens = sum(u.size for u in units)
-        with self._work("scored", tokens, len(b.targets), attended_pairs(b.pos, b.real)):
+        with self._work("scored", tokens, len(b.targets), attended_pairs(b.pos, b.real), past):
             hidden = self._hidden(b.ids, mask, b.pos, past)
             logits = self._logits(hidden[b.rows, b.cols])
         return tree.score(logits, b.targets, b.spans)
@@ -110,9 +109,9 @@ class Scoring:
         def run(p_ids: list[int], cache: Any, items: list[tuple[list[int], list[int]]]):
             seqs = [ctx for ctx, _ in items]
             ids, mask, pos = self._batch_inputs(len(p_ids), seqs)
-            past = expand(cache, len(seqs))
+            past = self._batch_cache(cache, len(seqs), 0)
             tokens, pairs = sum(len(t) for t in seqs), attended_pairs(pos, mask[:, -pos.shape[1] :])
-            with self._work("scored", tokens, len(seqs), pairs):
+            with self._work("scored", tokens, len(seqs), pairs, past):
                 hidden = self._hidden(ids, mask, pos, past)[:, -1]  # left-padded: last is real
                 logits = self._logits(hidden)
             logp = torch.log_softmax(logits.float(), dim=-1)
@@ -136,12 +135,12 @@ class Scoring:
         pairs = [(u.ctx, u.conts[0]) for u in units]
         seqs = [ctx + cont for ctx, cont in pairs]
         ids, mask, pos = self._batch_inputs(p_len, seqs)
-        past = expand(cache, len(seqs))
+        past = self._batch_cache(cache, len(seqs), 0)
         width = ids.shape[1]
         rows = [r for r, (_, cont) in enumerate(pairs) for _ in cont]
         cols = [c for _, cont in pairs for c in range(width - len(cont) - 1, width - 1)]
         tokens, head = sum(len(t) for t in seqs), len(rows)
-        with self._work("scored", tokens, head, attended_pairs(pos, mask[:, p_len:])):
+        with self._work("scored", tokens, head, attended_pairs(pos, mask[:, p_len:]), past):
             hidden = self._hidden(ids, mask, pos, past)
             if self.baseline:  # head at every position
                 logits = self._logits(hidden)[rows, cols]

@@ -11,7 +11,9 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv with $($PY --version)"
   "$PY" -m venv .venv
 fi
-PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+# --no-compile: pip would byte-compile every installed module (torch, transformers, ...: about
+# 45 s of a fresh setup here); Python compiles the modules a run imports, once, on first use.
+PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check --no-compile)
 
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
@@ -24,7 +26,11 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 
 echo "[setup] installing the lab and its dependencies"
-"${PIP[@]}" -c constraints.txt -e ".[dev]" 2>&1 | grep -v "is ignored: it is neither" || true
+# --no-build-isolation: the editable install builds with the venv's setuptools (torch brings
+# it) instead of installing setuptools into a fresh build environment first.
+.venv/bin/python -c "import setuptools,sys; sys.exit(int(setuptools.__version__.split('.')[0]) < 68)" \
+  2>/dev/null || "${PIP[@]}" "setuptools>=68"
+"${PIP[@]}" --no-build-isolation -c constraints.txt -e ".[dev]" 2>&1 | grep -v "is ignored: it is neither" || true
 .venv/bin/python -c "import lab, transformers, peft, accelerate, wandb" \
   || { echo "[setup] install failed" >&2; exit 1; }
 

@@ -1,0 +1,132 @@
+"""Evaluate one prompted model on one split: build the prompts, generate, extract, score.
+
+The same function serves every arm: ICL arms pass k demos (and maybe a trigger), fine-tuned
+arms pass no demos. Per-example predictions are returned for logging and error analysis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eval.answers import extractor, output_type, score_generation
+from eval.choice import evaluate_choices, summarize_choices
+from eval.lm import LM, GenRequest
+from lab.core.example import Example
+from lab.core.prompts import STOP, demos_prefix, prompt, target
+
+# A zero-shot CoT answer may run over several lines: stop at a blank line or a new question.
+MULTILINE_STOP = ("\n\n", "\nQuestion:")
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """How an arm is prompted: the demo format, the demos, an optional trigger."""
+
+    fmt: str  # answer | cot | code: what the model is expected to produce
+    demos: tuple[Example, ...] = ()
+    trigger: str | None = None
+
+    @property
+    def stop(self) -> tuple[str, ...]:
+        if self.fmt == "cot" and not self.demos:
+            return MULTILINE_STOP
+        return tuple(STOP[self.fmt])
+
+    @property
+    def prefix(self) -> str:
+        return demos_prefix(self.demos, self.fmt)
+
+
+def evaluate_split(
+    lm: LM,
+    examples: Sequence[Example],
+    spec: PromptSpec,
+    max_new_tokens: int,
+    code_timeout_s: float = 5.0,
+    desc: str = "eval",
+    gold_logprob: bool = True,
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """(per-example predictions, metrics) for `examples` prompted as `spec`.
+
+    With `gold_logprob`, each example also gets log p(" <gold answer>" | the same prompt):
+    a smooth metric that shows gradual change exact match hides (for CoT and code arms it
+    is the probability of answering directly, without the rationale). How an example is
+    scored is its output type (eval/answers.py: explicit on declarative tasks' examples,
+    inferred from the fields for older builders'). Code examples (`meta['tests']`: MBPP,
+    HumanEval) are correct when the generated program passes them in the sandbox; their
+    smooth metric is log p(reference program).
+
+    Multiple-choice examples (classification, multiple choice) are scored by the
+    log-likelihood of each choice instead of generated (eval/choice.py). Option questions
+    scored by generation (extractor option_letter, `meta['options']`, {letter: text}: AQuA's
+    ``ood_aqua_gen``) are correct when the option read from the generation (eval/options.py)
+    is the gold letter;
+    their predictions also say how it was read (`match`) and the number the format's
+    extraction gave (`number`); their smooth metric is log p(" <gold option's text>").
+    """
+    if any(output_type(ex) == "multiple_choice" for ex in examples):
+        return evaluate_choices(lm, examples, spec.prefix, spec.trigger, desc=desc)
+    requests = [
+        GenRequest(spec.prefix, prompt(ex, spec.trigger), spec.stop, max_new_tokens)
+        for ex in examples
+    ]
+    gens = lm.generate(requests, desc=desc)
+    lps: list[float | None] = [None] * len(examples)
+    if gold_logprob:
+        scored = lm.loglikelihood(
+            [(spec.prefix, prompt(ex, spec.trigger), _gold_text(ex)) for ex in examples],
+            desc=f"{desc} logp",
+        )
+        lps = [lp for lp, _greedy, _n in scored]
+    preds: list[dict[str, Any]] = []
+    for ex, g, lp in zip(examples, gens, lps, strict=True):
+        got = score_generation(
+            g.text, ex, spec.fmt, cot_prompted=spec.trigger is not None, timeout_s=code_timeout_s
+        )
+        option = {"match": got["match"], "number": got["number"]} if "match" in got else {}
+        preds.append(
+            {
+                "id": ex.id,
+                "question": ex.question,
+                "gold": ex.answer,
+                "generation": g.text,
+                "pred": got["pred"],
+                "correct": got["passed"],
+                "error": got["error"],
+                "stopped": g.stopped,
+                "prompt_tokens": g.prompt_tokens,
+                "new_tokens": g.new_tokens,
+                "gold_logprob": lp,
+                **option,
+                "meta": ex.meta,
+            }
+        )
+    return preds, summarize(preds)
+
+
+def _gold_text(ex: Example) -> str:
+    if output_type(ex) == "code":
+        return target(ex, "code")
+    if extractor(ex) == "option_letter":
+        return f" {ex.meta['options'][ex.answer]}"
+    return f" {ex.answer}"
+
+
+def summarize(preds: Sequence[dict[str, Any]]) -> dict[str, float]:
+    if preds and "brier" in preds[0]:  # scored by choices (eval/choice.py)
+        return summarize_choices(preds)
+    n = len(preds)
+    out: dict[str, float] = {
+        "n": n,
+        "exact_match": sum(p["correct"] for p in preds) / n,
+        "no_answer": sum(p["pred"] is None for p in preds) / n,
+        "truncated": sum(p["stopped"] == "length" for p in preds) / n,
+        "prompt_tokens": sum(p["prompt_tokens"] for p in preds),
+        "new_tokens": sum(p["new_tokens"] for p in preds),
+    }
+    lps = [p["gold_logprob"] for p in preds if p.get("gold_logprob") is not None]
+    if lps:
+        out["gold_logprob"] = sum(lps) / len(lps)
+    return out

@@ -1,0 +1,251 @@
+"""Run model-written Python in the code sandbox (the inside: eval/sandbox_child.py).
+
+Each program runs in its own mount, PID, network and IPC namespaces as an unprivileged user
+(root: a fresh uid with no capabilities; otherwise: a user namespace with none), with no
+network, an empty environment, the user's folders (home, the project, the working and temp
+directories) hidden, every mount read-only, and one writable place: a fresh working
+directory on a tmpfs capped in bytes and files. Limits: CPU seconds, address space, file
+size, processes (RLIMIT_NPROC, which binds a non-root uid on any cgroup version), and a
+wall-clock timeout. When the program ends or times out, the namespace's init ends and the
+kernel kills every process the program left, whatever session it moved to.
+
+`run_tests` (MBPP, HumanEval) runs the tests from the harness's own code after the program,
+and a program passes only when the harness reported, through a pipe with a per-run nonce,
+that every test statement ran: an exit, `os._exit`, a `SystemExit` inside a test, replaced
+builtins or a forged marker on stdout does not pass. Threat model and what stops each
+hostile program: README, "The code sandbox".
+
+Where the kernel or the lab's privileges cannot give these guarantees, nothing runs:
+`run_program` and `require_sandbox` raise a `LabError` naming what is missing.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import marshal
+import os
+import secrets
+import select
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.core.errors import LabError
+
+MEMORY_LIMIT = 512 << 20  # bytes of address space
+OUTPUT_LIMIT = 10_000  # characters of stdout kept
+PIDS_LIMIT = 64  # processes and threads of one program, its children included
+FILE_LIMIT = 1 << 20  # bytes in one file the program writes
+DISK_LIMIT = 8 << 20  # bytes in the program's working directory
+FILES_LIMIT = 512  # files and folders in it
+ISOLATION = "namespaces"
+_REPORT_LIMIT = 1 << 20  # bytes of report records read
+_SETUP_FAILED = 111
+_UID_BASE = 1_500_000_000  # root runs each program as _UID_BASE + a random 24-bit number
+_CHILD = (Path(__file__).parent / "sandbox_child.py").read_text()
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    stdout: str
+    error: str | None  # None if the program exited 0
+    isolation: str = ISOLATION
+    records: list[str] = field(default_factory=list, repr=False)  # from the harness
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _outermost(paths: list[str]) -> list[str]:
+    paths = sorted(set(paths), key=len)
+    return [p for i, p in enumerate(paths) if not any(_under(p, q) for q in paths[:i])]
+
+
+def _layout() -> tuple[list[str], list[str], str]:
+    """(folders covered by an empty tmpfs, folders mounted back, the tmp root) as now."""
+    tmp = os.path.realpath(tempfile.gettempdir())
+    hide = []
+    for p in (os.environ.get("HOME"), PROJECT_ROOT, os.getcwd(), tmp):
+        p = os.path.realpath(p) if p else ""
+        if p and p != "/" and os.path.isdir(p):
+            hide.append(p)
+    keep = _outermost(
+        [os.path.realpath(sys.base_prefix), os.path.dirname(os.path.realpath(sys.executable))]
+    )
+    for k in keep:  # a folder on the way to Python that others cannot enter (/root) is
+        parts = k.strip("/").split("/")  # covered too: the program's uid walks the cover
+        for i in range(1, len(parts)):
+            p = "/" + "/".join(parts[:i])
+            if not os.stat(p).st_mode & stat.S_IXOTH:
+                hide.append(p)
+                break
+    hide = _outermost(hide)
+    keep = [k for k in keep if any(_under(k, h) for h in hide)]
+    return hide, keep, tmp
+
+
+def _launch(mode: str, code: str, tests: str, timeout_s: float) -> tuple:
+    """(exit code or None on timeout, stdout, stderr, the harness's records)."""
+    hide, keep, tmp = _layout()
+    nonce = secrets.token_hex(16)
+    report_r, report_w = os.pipe()
+    workdir = os.path.join(tmp, f"ftlab-sandbox-{secrets.token_hex(6)}")
+    env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "PYTHONHASHSEED": "0"}
+    cfg = {
+        "mode": mode, "code": code, "tests": tests, "nonce": nonce, "report_fd": report_w,
+        "hide": hide, "keep": keep, "workdir": workdir, "env": env,
+        "userns": os.geteuid() != 0, "uid": _UID_BASE + secrets.randbelow(1 << 24),
+        "cpu_s": max(1, int(timeout_s)), "memory_bytes": MEMORY_LIMIT, "pids": PIDS_LIMIT,
+        "file_bytes": FILE_LIMIT, "disk_bytes": DISK_LIMIT, "disk_files": FILES_LIMIT,
+    }  # fmt: skip
+    with (
+        tempfile.TemporaryFile() as cfg_f,
+        tempfile.TemporaryFile("w+", errors="replace") as out_f,  # any bytes the program wrote
+        tempfile.TemporaryFile("w+", errors="replace") as err_f,
+    ):
+        cfg_f.write(marshal.dumps(cfg))
+        cfg_f.flush()
+        cfg_f.seek(0)
+        try:
+            try:
+                proc = subprocess.Popen(
+                    [os.path.realpath(sys.executable), "-I", "-S", "-c", _CHILD,
+                     str(cfg_f.fileno())],
+                    cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f,
+                    pass_fds=(cfg_f.fileno(), report_w), start_new_session=True,
+                )  # fmt: skip
+            finally:
+                os.close(report_w)
+            try:
+                records, timed_out = _read_records(report_r, proc, time.monotonic() + timeout_s)
+            finally:
+                _stop(proc)
+        finally:
+            os.close(report_r)
+        out_f.seek(0)
+        err_f.seek(0)
+        stdout, stderr = out_f.read(OUTPUT_LIMIT), err_f.read()[-2000:]
+    good = [r.split(" ", 1)[1].strip() for r in records if r.startswith(nonce + " ")]
+    forged = len(good) != len(records)
+    for r in good[: good.index("start") if "start" in good else None]:  # before the program
+        if r.startswith("setup "):
+            raise LabError(_refusal(r.removeprefix("setup ").strip()))
+    if proc.returncode == _SETUP_FAILED and "start" not in good:
+        raise LabError(_refusal(stderr.strip().splitlines()[-1] if stderr.strip() else "?"))
+    if forged:
+        good.append("forged")
+    return (None if timed_out else proc.returncode), stdout, stderr, good
+
+
+def _read_records(fd: int, proc: subprocess.Popen, deadline: float) -> tuple[list[str], bool]:
+    """The report pipe's lines until every writer is gone, and whether time ran out."""
+    buf = bytearray()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        if len(buf) < _REPORT_LIMIT:
+            buf += chunk
+    try:
+        proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    lines = buf.decode(errors="replace").split("\n")
+    return lines[:-1] + ([lines[-1]] if lines[-1] else []), timed_out
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End the launcher; it kills the namespace's init and waits for it, and with init every
+    process in the namespace goes (the kernel's doing), so nothing is left when this returns."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _refusal(what: str) -> str:
+    return (
+        f"the code sandbox cannot be set up on this machine ({what}); code-format evaluation "
+        "needs Linux >= 5.12 with mount, PID and network namespaces, run as root with "
+        "CAP_SYS_ADMIN or as a user allowed unprivileged user namespaces"
+    )
+
+
+@functools.cache
+def _probe() -> str | None:
+    try:
+        _launch("program", "print(1)", "", 30)
+    except LabError as e:
+        return str(e)
+    return None
+
+
+def require_sandbox() -> None:
+    """Raise a LabError naming what is missing if programs cannot run in the sandbox here."""
+    problem = _probe()
+    if problem:
+        raise LabError(problem)
+
+
+def _failure(code: int | None, stderr: str, timeout_s: float) -> str | None:
+    if code is None:
+        return f"timeout after {timeout_s:g}s"
+    if code != 0:
+        last = (stderr.strip().splitlines() or [f"exit code {code}"])[-1]
+        return last[:200]
+    return None
+
+
+def run_program(code: str, timeout_s: float = 5.0) -> SandboxResult:
+    """Execute `code` as a script; return its stdout, or the reason it failed."""
+    rc, stdout, stderr, records = _launch("program", code, "", timeout_s)
+    error = _failure(rc, stderr, timeout_s)
+    return SandboxResult("" if rc is None else stdout[:OUTPUT_LIMIT], error, records=records)
+
+
+def run_with_tests(program: str, tests: str, timeout_s: float = 5.0) -> SandboxResult:
+    """Run `program`, then each top-level statement of `tests` from the harness's own code;
+    error None only when the harness reported that every statement ran without an error."""
+    try:
+        n = len(ast.parse(tests).body)
+    except SyntaxError as e:
+        return SandboxResult("", f"the tests do not parse: {e.msg} (line {e.lineno})")
+    rc, stdout, stderr, records = _launch("tests", program, tests, timeout_s)
+    return SandboxResult(stdout, _verdict(records, n, rc, timeout_s), records=records)
+
+
+def _verdict(records: list[str], n: int, rc: int | None, timeout_s: float) -> str | None:
+    expected = ["start", *(f"ok {i}" for i in range(n)), f"done {n}"]
+    got = records
+    if got == expected:
+        return None
+    if "forged" in got:
+        return "the program wrote to the harness's report pipe"
+    for r in got:
+        if r.startswith("fail "):
+            i, _, msg = r.removeprefix("fail ").partition(" ")
+            where = "before the tests ran" if i == "-1" else f"in test {int(i) + 1} of {n}"
+            return f"{msg} ({where})"
+    if rc is None:
+        return f"timeout after {timeout_s:g}s"
+    ran = sum(r.startswith("ok ") for r in got)
+    if got != expected[: len(got)]:
+        return "the harness's report is out of order"
+    end = f"exit code {rc}" if rc < 128 else f"signal {rc - 128}"
+    return f"the program ended ({end}) after {ran} of {n} tests ran"

@@ -1,0 +1,5 @@
+import sys
+
+from lab.study.cli import main
+
+sys.exit(main())

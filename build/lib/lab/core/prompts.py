@@ -1,0 +1,55 @@
+"""One prompt template shared by every arm, so that only the weights or the demos differ.
+
+    Question: {question}
+    Answer:{target}
+
+ICL arms put k solved demos (same template, separated by a blank line) in front; fine-tuned
+arms are trained on exactly `prompt(ex) + target(ex, fmt)` and evaluated with k = 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from lab.core.example import Example
+
+DEMO_SEP = "\n\n"
+ZERO_SHOT_COT_TRIGGER = "Let's think step by step."
+
+# Generation stops at the first of these (or EOS). Answers and CoT are one line; a program
+# is several lines and ends at a blank line.
+STOP = {"answer": ["\n"], "cot": ["\n"], "code": ["\n\n", "\nQuestion:"]}
+
+
+def prompt(ex: Example, trigger: str | None = None) -> str:
+    """The example's prompt: the lab template, or the task's own pattern when it has one
+    (classification tasks), the same for demos, fine-tuning and evaluation."""
+    text = ex.prompt or f"Question: {ex.question}\nAnswer:"
+    return f"{text} {trigger}" if trigger else text
+
+
+def target(ex: Example, fmt: str) -> str:
+    """The completion after 'Answer:' in format `fmt` (what FT learns, what demos show)."""
+    if fmt == "answer":
+        return f" {ex.answer}"
+    if fmt == "cot":
+        return f" {ex.rationale}"
+    if fmt == "code":
+        return f"\n{ex.program}"
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def demos_prefix(demos: Sequence[Example], fmt: str) -> str:
+    """The k-shot prefix: solved demos, each followed by a blank line ('' for k = 0)."""
+    return "".join(prompt(d) + target(d, fmt) + DEMO_SEP for d in demos)
+
+
+def bos_prefix(tokenizer: Any) -> list[int]:
+    """[bos] if the tokenizer puts BOS in front of a plain encode (Gemma, Llama-2), else [].
+
+    Training and evaluation both start every sequence with exactly this, so the fine-tuned
+    model sees the same token layout it is evaluated with."""
+    probe = tokenizer("a").input_ids
+    bos = tokenizer.bos_token_id
+    return [bos] if bos is not None and probe and probe[0] == bos else []

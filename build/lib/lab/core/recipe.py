@@ -1,0 +1,370 @@
+"""Recipe schema: a YAML study — one base model (or a ladder of them), one task, arms, seeds —
+validated up front.
+
+A recipe is plain data. `load_recipe` turns YAML into a validated `Recipe`, or raises a
+`LabError` naming the bad key and the fix, before anything is written.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lab.core.errors import LabError, suggest
+
+Format = Literal["answer", "cot", "code"]
+Method = Literal["icl", "lora", "full"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LoraCfg(_Strict):
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: str | list[str] = "all-linear"
+
+
+class TrainCfg(_Strict):
+    steps: int = Field(100, gt=0, description="optimizer steps")
+    batch_size: int = Field(16, gt=0, description="examples per optimizer step, all processes")
+    grad_accum: int = Field(1, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    max_grad_norm: float = Field(1.0, gt=0)
+    n_train: int | None = Field(None, gt=0, description="train examples used; None = the pool")
+    select: Literal["last", "best_dev"] = Field(
+        "last",
+        description="checkpoint the comparison uses: the last one, or (best_dev) the one with "
+        "the lowest loss on examples held out from inside the arm's own budget (lab/core/fairness.py)",
+    )
+    dev_fraction: float = Field(
+        0.25, gt=0, lt=1, description="select: best_dev: share of the budget held out to select on"
+    )
+    eval_every: int = Field(10, gt=0, description="steps between ID-dev loss evaluations")
+    save_every: int = Field(
+        25, ge=0, description="steps between resume checkpoints (crash recovery); 0 = none"
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass (less memory, ~1.3x time)"
+    )
+    lora: LoraCfg = LoraCfg()
+
+
+class ArmCfg(_Strict):
+    name: str
+    method: Method
+    format: Format = "answer"
+    k: int = Field(0, ge=0, description="demos in the prompt")
+    trigger: str | None = Field(None, description="text after 'Answer:', e.g. zero-shot CoT")
+    demos: str | None = Field(
+        None,
+        description="a fixed demo set of the task (e.g. 'wei': split 'demos_wei'): its first k "
+        "examples, the same for every seed and budget, not drawn from the budgeted train pool",
+    )
+    train: dict[str, Any] = Field(default_factory=dict, description="overrides of `train`")
+
+    @model_validator(mode="after")
+    def _check(self) -> ArmCfg:
+        if self.method == "icl" and self.train:
+            raise ValueError(f"arm '{self.name}' is an ICL arm: remove its `train:` section")
+        if self.demos is not None and (self.method != "icl" or self.k == 0):
+            raise ValueError(
+                f"arm '{self.name}': `demos` (a fixed demo set) needs an ICL arm with k > 0; "
+                "remove `demos` or set method: icl and k"
+            )
+        return self
+
+
+class TaskCfg(_Strict):
+    name: str = "arithmetic"
+    seed: int = 0
+    n_train: int = Field(2000, gt=0)
+    n_dev: int = Field(100, ge=0)
+    n_test: int = Field(100, gt=0, description="examples in each eval split (ID and OOD)")
+    source: Literal["local", "hub"] = Field(
+        "local", description="benchmark tasks: the copies in data/ or the Hugging Face hub"
+    )
+    data_dir: str | None = Field(
+        None, description="benchmark tasks, source local: the data folder; None = <repo>/data"
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="task-specific options")
+    spec: dict[str, Any] | None = Field(
+        None, description="a declarative task inline (lab/tasks/spec.py); None = by name"
+    )
+
+
+class EvalCfg(_Strict):
+    batch_size: int = Field(32, gt=0)
+    max_new_tokens: dict[Format, Annotated[int, Field(gt=0)]] = Field(
+        default_factory=lambda: {"answer": 10, "cot": 72, "code": 72},
+        description="generation budget per format (> 0: a 0 would generate no answer at all)",
+    )
+    code_timeout_s: float = Field(5.0, gt=0)
+    gold_logprob: bool = Field(True, description="also score log p(gold answer): a smooth metric")
+    ft_then_icl_k: int = Field(
+        0, ge=0, description="also prompt each FT model with k demos: does FT keep ICL?"
+    )
+
+
+class TrackingCfg(_Strict):
+    mode: Literal["auto", "online", "offline", "disabled"] = "auto"
+    project: str = "ft-vs-icl"
+    entity: str | None = None
+    max_upload_mb: float = Field(
+        200.0,
+        ge=0,
+        description="fine-tuned weights larger than this are logged to W&B as a "
+        "reference to their local path, not uploaded (LoRA adapters are small)",
+    )
+
+
+class Recipe(_Strict):
+    name: str
+    description: str = ""
+    model: str | list[str] = Field(
+        description="the base model, or a ladder: a list swept with the same data, seeds, budgets"
+    )
+    task: TaskCfg = TaskCfg()
+    seeds: list[int] = Field(
+        default_factory=lambda: [0, 1, 2], min_length=1, description="data seeds: demos, FT data"
+    )
+    train_seeds: list[int] | None = Field(
+        None, min_length=1, description="training seeds (init, order); None = the data seed"
+    )
+    budgets: list[int | Literal["full"]] | None = Field(
+        None,
+        min_length=1,
+        description="labelled-example budgets: k demos for k-shot ICL arms, n_train for FT arms",
+    )
+    arms: list[ArmCfg] = Field(min_length=1)
+    sampling: Literal["random", "balanced"] = Field(
+        "random",
+        description="how each data seed orders the train pool (demos and FT data are its "
+        "prefixes): random, or balanced (classification tasks: the labels take turns, so "
+        "every prefix is class-balanced to within one example)",
+    )
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto",
+        description="numeric precision of every arm (lab/core/precision.py): auto = bf16 where the "
+        "hardware runs it fast (a GPU with bf16, a CPU with AVX-512 BF16 or AMX), else fp32",
+    )
+    train: TrainCfg = TrainCfg()
+    eval: EvalCfg = EvalCfg()
+    tracking: TrackingCfg = TrackingCfg()
+    smoke: dict[str, Any] = Field(default_factory=dict, description="overrides for --smoke")
+    profiles: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="named overrides, applied with --profile NAME"
+    )
+
+    @property
+    def models(self) -> list[str]:
+        """The study's base models: one, or the ladder in the recipe's order."""
+        return [self.model] if isinstance(self.model, str) else list(self.model)
+
+    @property
+    def is_ladder(self) -> bool:
+        return isinstance(self.model, list)
+
+    @model_validator(mode="after")
+    def _check(self) -> Recipe:
+        if isinstance(self.model, list):
+            if not self.model:
+                raise ValueError("model: a ladder needs at least one model")
+            if len(set(self.model)) != len(self.model):
+                raise ValueError("model: the models of a ladder must be unique")
+        names = [a.name for a in self.arms]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"arm names must be unique; repeated: {sorted(dup)}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("seeds must be unique")
+        if self.train_seeds and len(set(self.train_seeds)) != len(self.train_seeds):
+            raise ValueError("train_seeds must be unique")
+        if self.budgets is not None:
+            if any(isinstance(b, int) and b <= 0 for b in self.budgets):
+                raise ValueError("budgets must be positive integers or 'full'")
+            if len(set(self.budgets)) != len(self.budgets):
+                raise ValueError("budgets must be unique")
+        for arm in self.arms:
+            if arm.train:
+                self.train_for(arm)  # validates the override keys now, not mid-study
+            if arm.format not in self.eval.max_new_tokens:
+                raise ValueError(
+                    f"eval.max_new_tokens has no entry for format '{arm.format}' (arm "
+                    f"'{arm.name}'); add `{arm.format}: N` to it"
+                )
+        return self
+
+    def train_for(self, arm: ArmCfg) -> TrainCfg:
+        """The arm's training config: the study's `train` with the arm's overrides."""
+        merged = _deep_merge(self.train.model_dump(), arm.train)
+        try:
+            return TrainCfg.model_validate(merged)
+        except ValidationError as e:
+            raise ValueError(_format_validation(e, f"arms[{arm.name}].train", TrainCfg)) from None
+
+    def hash(self) -> str:
+        """Content hash of the resolved recipe, for resume safety: what runs, not how it is
+        tracked or described (nor the unapplied override sets, nor how often training is
+        checkpointed: train.save_every does not change results)."""
+        d = self.model_dump(
+            mode="json",
+            exclude={
+                "tracking": True,
+                "description": True,
+                "smoke": True,
+                "profiles": True,
+                "train": {"save_every"},
+            },
+        )
+        if d["task"]["spec"] is None:  # the hash of a recipe from before inline task specs
+            del d["task"]["spec"]
+        for old, new in RENAMED_EVAL_KEYS.items():  # hashed under the name it had (resume)
+            d["eval"][old] = d["eval"].pop(new)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Defaults applied by --smoke before the recipe's own `smoke:` overrides: the same study,
+# a tiny randomly initialised model, tiny sizes, fp32; finishes in well under a minute.
+SMOKE_DEFAULTS: dict[str, Any] = {
+    "model": "tiny-random",
+    "precision": "fp32",  # deterministic whatever the host (auto would follow its CPU)
+    "task": {"n_train": 64, "n_dev": 8, "n_test": 6},
+    "train": {"steps": 3, "batch_size": 4, "lr": 1e-3},
+    "eval": {"batch_size": 4, "max_new_tokens": {"answer": 6, "cot": 12, "code": 12}},
+}
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed at `loc` (for 'did you mean' suggestions)."""
+    cur: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(cur, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        cur = next(
+            (a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None
+        )
+        if cur is None:
+            return []
+    return list(getattr(cur, "model_fields", {}))
+
+
+# Keys renamed since a release (old -> new): a recipe with the old key gets one line naming
+# the new one; a study.json written before reads as the new key (`upgrade_stored`), and the
+# recipe hash keeps the old name, so studies started before resume. "probe" means only an
+# evaluation split from outside the study's task.
+RENAMED_EVAL_KEYS = {"ft_icl_probe_k": "ft_then_icl_k"}
+
+
+def upgrade_stored(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A resolved recipe stored in a study.json by an older lab, with renamed keys renamed."""
+    ev = dict(recipe.get("eval") or {})
+    for old, new in RENAMED_EVAL_KEYS.items():
+        if old in ev:
+            ev[new] = ev.pop(old)
+    return {**recipe, "eval": ev} if "eval" in recipe else recipe
+
+
+def _format_validation(e: ValidationError, where: str, model: type[BaseModel] | None) -> str:
+    err = e.errors()[0]
+    loc = tuple(err["loc"])
+    key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+    if err["type"] == "extra_forbidden":
+        if str(loc[-1]) in RENAMED_EVAL_KEYS:
+            return f"{where}: key '{key}' is now '{RENAMED_EVAL_KEYS[str(loc[-1])]}'; rename it"
+        hint = suggest(str(loc[-1]), _allowed_keys(model, loc)) if model else ""
+        return f"{where}: unknown key '{key}'{hint}; remove or rename it"
+    if err["type"] == "missing":
+        return f"{where}: required key '{key}' is missing; add it"
+    got = err.get("input")
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "literal_error" and isinstance(got, str):
+        msg += suggest(got, re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", ""))))
+    if loc:
+        return f"{where}: key '{key}': {msg} (got {got!r}); fix its value"
+    return f"{where}: {msg}"
+
+
+def smoke_ladder(n: int) -> list[str]:
+    """--smoke stand-ins for a ladder of n models: tiny random models of growing width."""
+    return ["tiny-random"] + [f"tiny-random-d{64 + 32 * i}" for i in range(1, n)]
+
+
+def parse_recipe(
+    data: dict[str, Any], where: str = "recipe", smoke: bool = False, profile: str | None = None
+) -> Recipe:
+    """Validate a recipe dict, optionally with a named profile's overrides and then the
+    --smoke overrides applied."""
+    if not isinstance(data, dict):
+        raise LabError(f"{where}: a recipe must be a YAML mapping of keys to values")
+    if profile is not None:
+        profiles = data.get("profiles") or {}
+        if not isinstance(profiles, dict) or profile not in profiles:
+            known = sorted(profiles) if isinstance(profiles, dict) else []
+            raise LabError(
+                f"{where}: no profile '{profile}'{suggest(profile, known)}; "
+                f"profiles defined: {known or 'none'}"
+            )
+        over = profiles[profile]
+        if not isinstance(over, dict):
+            raise LabError(f"{where}: profiles.{profile} must be a mapping of overrides")
+        data = _deep_merge(data, over)
+    if smoke:
+        over = data.get("smoke", {}) or {}
+        ladder = data.get("model")
+        data = _deep_merge(_deep_merge(data, SMOKE_DEFAULTS), over)
+        if isinstance(ladder, list) and ladder and "model" not in over:
+            data["model"] = smoke_ladder(len(ladder))  # a ladder stays a ladder
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as e:
+        raise LabError(_format_validation(e, where, Recipe)) from None
+
+
+def load_recipe(path: str | Path, smoke: bool = False, profile: str | None = None) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise LabError(f"recipe file '{path}' not found; pass the path to a YAML recipe")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise LabError(
+            f"recipe '{path}': not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
+            f"{e.start}); save the file as UTF-8"
+        ) from None
+    except OSError as e:
+        raise LabError(
+            f"recipe file '{path}' cannot be read ({e.strerror or e}); fix its permissions"
+        ) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise LabError(f"recipe '{path}'{line}: not valid YAML; fix the syntax") from None
+    return parse_recipe(data, where=str(path), smoke=smoke, profile=profile)

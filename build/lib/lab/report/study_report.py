@@ -1,0 +1,218 @@
+"""Rendering the comparison a reviewer reads (the numbers come from analysis.py): results with 95% bootstrap CIs (over seeds and
+examples), paired FT-vs-ICL tests, the one-sentence answer, contamination, compute, plots.
+
+Written to OUT/report/report.md and OUT/report/index.html (self-contained: plots inlined).
+All numbers come from OUT/results.jsonl and the per-example predictions.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from eval.contamination import TEMPLATE_SHARE
+from lab.core import fairness
+from lab.core.example import SECOND_SCORINGS, Example, ood_mean_splits
+from lab.core.io import atomic_write_text
+from lab.core.recipe import Recipe
+from lab.report import plots
+from lab.report.analysis import (
+    Scores,
+    comparison,
+    compute_table,
+    contamination,
+    ft_then_icl_rows,
+    headline,
+    matched_kshot,
+    matched_pairs,
+    ood_columns,
+    paired_table,
+)
+from lab.report.breakdown import breakdowns, brier_table
+from lab.report.probe_tables import probe_table
+from lab.report.table import CSS, Summary, Table
+
+
+def _figures(
+    out: Path, recipe: Recipe, agg, scores: Scores, splits: list[str], rows, rdir: Path
+) -> dict[str, str]:
+    fig_dir = rdir / "plots"
+    figs: dict[str, str] = {}
+    styles = plots.arm_styles([(a.name, a.method) for a in recipe.arms])
+    top = {}  # arm -> its group at the largest budget
+    for g in agg:
+        top[g[0]] = g
+    pts = [{"label": a, "method": agg[g]["method"], "id": agg[g]["id"], "ood": agg[g]["ood"]}
+           for a, g in top.items() if agg[g]["ood"]]  # fmt: skip
+    if pts:
+        figs["id_vs_ood"] = str(plots.id_vs_ood(pts, fig_dir / "id_vs_ood.png", styles))
+        cost = [{"label": g[0], "method": a["method"], "flops": a["flops"], "id": a["id"][0],
+                 "ood": a["ood"][0]} for g, a in agg.items() if a["ood"]]  # fmt: skip
+        figs["cost_matched"] = str(plots.cost_matched(cost, fig_dir / "cost_matched.png", styles))
+    bars = {
+        a: {"ID": agg[g]["id"][0], **{s: agg[g]["per"][s][0] for s in agg[g]["per"]}}
+        for a, g in top.items()
+    }
+    if bars:
+        figs["per_split"] = str(plots.per_split(bars, fig_dir / "per_split.png"))
+    if recipe.budgets and len(recipe.budgets) > 1:
+        curves: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+        for (arm, budget), a in agg.items():
+            if budget is None:
+                continue
+            meta = scores.meta[scores.cells[(arm, budget)][0]]
+            x = meta.get("n_train") if meta["method"] != "icl" else meta.get("k")
+            curves[arm]["ID"].append((x, *a["id"]))
+            if a["ood"]:
+                curves[arm]["OOD"].append((x, *a["ood"]))
+        figs["vs_budget"] = str(plots.vs_budget(curves, fig_dir / "vs_budget.png", styles))
+    ft_icl = ft_then_icl_rows(rows, splits)
+    if ft_icl:
+        formats = {a.name: a.format for a in recipe.arms}
+        for p in ft_icl:
+            g = matched_kshot(scores, formats[p["arm"]], recipe.eval.ft_then_icl_k)
+            p["base_k"] = agg[g]["id"][0] if g is not None else None
+        figs["ft_then_icl"] = str(plots.ft_then_icl(ft_icl, fig_dir / "ft_then_icl.png"))
+    curves_t = {}
+    for g in top.values():
+        t = agg[g]["train"]
+        if t.get("losses"):
+            curves_t[g[0]] = {
+                "train": list(enumerate(t["losses"], 1)),
+                "dev": [tuple(x) for x in t.get("dev_losses", [])],
+            }
+    if curves_t:
+        figs["training"] = str(plots.training_curves(curves_t, fig_dir / "training.png"))
+    return figs
+
+
+def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: dict[str, Any],
+                 splits: dict[str, list[Example]], rdir: Path | None = None) -> Summary:  # fmt: skip
+    """The report of one base model's study, in `rdir` (default OUT/report)."""
+    rdir = rdir or out / "report"
+    eval_splits = info["eval_splits"]
+    table, agg, scores = comparison(recipe, out, rows, eval_splits)
+    pairs = matched_pairs(recipe, scores)
+    ptable, presults = paired_table(pairs, scores, eval_splits)
+    head = headline(recipe, presults)
+    ctable = compute_table(agg, pairs)
+    figs = _figures(out, recipe, agg, scores, eval_splits, rows, rdir)
+    contam = contamination(splits, eval_splits)
+    sizes = ", ".join(f"{k}={v}" for k, v in info["split_sizes"].items())
+    breakdown = _breakdown_tables(scores, eval_splits)
+    arm_names = [a.name for a in recipe.arms]
+    probes = Table(*probe_table(rows, arm_names))
+    task_probes = Table(*probe_table(rows, arm_names, cross_task=True))
+    probe_sections = [
+        (probes, "Generic-reasoning probes",
+         "Exact match per subtask and the macro average over subtasks (mean over cells). "
+         "BBH: the standard 3-shot CoT prompts, whatever the arm's demos or weights."),
+        (task_probes, "Cross-task probes",
+         "Exact match on eval splits of other tasks of the lab, scored as those tasks score "
+         "them, and the macro average over each probed task's splits (mean over cells). One "
+         "fixed prompt per probed task (its k demos from its own train pool) for every arm: "
+         "does fine-tuning on this task help or hurt the others?"),
+    ]  # fmt: skip
+    probe_sections = [(t, title, text) for t, title, text in probe_sections if t.rows]
+    in_mean = ood_mean_splits(eval_splits)
+    second = [s for s in ood_columns(eval_splits) if s not in in_mean]
+    mean_md = [
+        "- OOD mean: pooled over the examples of " + ", ".join(f"`{s}`" for s in in_mean)
+        + "".join(f"; `{s}` has its column but is not in the mean (it scores the problems of "
+                  f"`{SECOND_SCORINGS[s]}` a second way)" for s in second)
+    ] if second else []  # fmt: skip
+    probe_md = [
+        line
+        for t, title, text in probe_sections
+        for line in (f"## {title} (every arm, each probe's own fixed prompt)", "", text, "",
+                     t.render(), "")
+    ]  # fmt: skip
+    md = [
+        f"# {recipe.name}", "", recipe.description.strip(), "",
+        f"**Answer.** {head}" if head else "", "",
+        f"- model: `{recipe.model}` (weights fingerprint `{info['model']['fingerprint']}`, the same for every arm)",
+        f"- task: `{recipe.task.name}` (seed {recipe.task.seed}; {sizes}; train pool {info.get('pool_size')})",
+        f"- data seeds {recipe.seeds}; train seeds {recipe.train_seeds or 'same as data'}; "
+        f"budgets {recipe.budgets or '-'}",
+        "- metric: exact match; mean [95% bootstrap CI over seeds and examples]; FT arms are "
+        "evaluated at k = 0 with the ICL template",
+        "- log p(gold): mean log-probability of ' <gold answer>' right after the prompt: the smooth "
+        "metric; for CoT and code arms it measures answering directly, without the rationale",
+        *mean_md,
+        "", "## Fairness", "", *fairness.guarantees(recipe),
+        "", "## Splits", "", *[f"- `{k}`: {v}" for k, v in info["task"]["splits"].items()],
+        "", "## Results", "", table.render(), "",
+        *probe_md,
+        "## Fine-tuning vs prompting (paired bootstrap on the same examples)", "",
+        ptable.render() if ptable.rows else "(no FT/ICL pair in this study)", "",
+        "## Compute (means per cell; FLOPs counted as in lab/core/compute.py, LoRA honestly)", "",
+        ctable.render(), "",
+        "## Contamination (word 8-grams of eval examples in what the model saw)", "",
+        "Eval examples (question, answer, rationale, program) against everything the model may "
+        "have seen: the train pool, the dev split, fixed demo sets. Words present in at least "
+        f"{TEMPLATE_SHARE:.0%} of those texts are the task's template and are dropped first, "
+        "so that only 8-grams made at least half of varying content (numbers, names, the words "
+        "of a problem) count. `70%+ seen`: examples with at least 70% of their 8-grams in what "
+        "the model saw (near-copies).", "",
+        contam.render(), "",
+        *[x for _k, title, t in breakdown for x in (f"## {title}", "", t.render(), "")],
+        "## Plots", "", *[f"![{k}](plots/{Path(v).name})" for k, v in figs.items()], "",
+    ]  # fmt: skip
+    atomic_write_text(rdir / "report.md", "\n".join(md))
+    atomic_write_text(
+        rdir / "index.html",
+        _html(recipe, head, table, ptable, ctable, contam, figs, md, breakdown, probe_sections),
+    )
+    atomic_write_text(
+        rdir / "summary.json",
+        json.dumps(
+            {"headline": head, "columns": table.columns, "rows": table.rows}, default=str, indent=1
+        ),
+    )
+    extra = {"paired": ptable, "compute": ctable, "contamination": contam}
+    extra |= {key: t for key, _title, t in breakdown}
+    extra |= {"probes": probes, "task_probes": task_probes}
+    return Summary(
+        table, head, figs, ptable, {k: t for k, t in extra.items() if t.rows},
+        probes=probes if probes.rows else None,
+        task_probes=task_probes if task_probes.rows else None,
+    )  # fmt: skip
+
+
+def _breakdown_tables(scores: Scores, splits: list[str]) -> list[tuple[str, str, Table]]:
+    """(W&B key, title, table): Brier scores of the choice-scored splits and the
+    per-heuristic / subcase / label accuracy tables (lab/report/breakdown.py), from the per-example
+    predictions."""
+    out = []
+    brier = brier_table(scores.cells, scores.preds, splits)
+    if brier:
+        out.append(("brier", "Brier score (choice-scored splits; lower is better)", Table(*brier)))
+    for title, cols, rows in breakdowns(scores.cells, scores.preds, splits):
+        key = f"accuracy_by_{cols[0]}_{title.split('`')[1]}"
+        out.append((key, title, Table(cols, rows)))
+    return out
+
+
+def _html(recipe, head, table, ptable, ctable, contam, figs, md, extra=(), probes=()) -> str:
+    imgs = "".join(
+        f"<h3>{html.escape(k)}</h3><img alt='{k}' src='data:image/png;base64,"
+        f"{base64.b64encode(Path(v).read_bytes()).decode()}'>"
+        for k, v in figs.items()
+    )
+    info = "".join(f"<li>{html.escape(line[2:])}</li>" for line in md if line.startswith("- "))
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(recipe.name)}</title>"
+        f"<style>{CSS}</style></head><body><h1>{html.escape(recipe.name)}</h1>"
+        f"<p>{html.escape(recipe.description)}</p>"
+        + (f"<p class='answer'><b>Answer.</b> {html.escape(head)}</p>" if head else "")
+        + f"<ul>{info}</ul><h2>Results</h2>{table.html()}"
+        + "".join(f"<h2>{html.escape(title)}</h2>{t.html()}" for t, title, _text in probes)
+        + f"<h2>Fine-tuning vs prompting (paired bootstrap)</h2>{ptable.html()}"
+        f"<h2>Compute</h2>{ctable.html()}<h2>Contamination</h2>{contam.html()}"
+        + "".join(f"<h2>{html.escape(t)}</h2>{tab.html()}" for _k, t, tab in extra)
+        + f"<h2>Plots</h2>{imgs}</body></html>"
+    )

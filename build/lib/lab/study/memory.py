@@ -1,0 +1,298 @@
+"""Peak GPU memory per process of every arm of a recipe, before any GPU time is spent
+(`python -m lab estimate`, lab/study/estimate.py): weights, gradients, optimizer states,
+activations at the recipe's micro-batch, and the KV cache of evaluation.
+
+The lab's GPU plan (lab/core/precision.py, train/finetune.py, lab/study/run.py): one model per
+process in memory at a time; training and evaluation never overlap.
+- Training, LoRA: the frozen base at the study's precision, fp32 adapter, its fp32
+  gradients and AdamW states (8 bytes per trainable parameter).
+- Training, full: fp32 master weights, fp32 gradients, AdamW states: 16 bytes/parameter;
+  under DDP also the gradient buckets (4 bytes/parameter) and, at bf16, autocast's bf16 copy
+  of the weights (2); under FSDP/ZeRO-3 the 16 bytes are divided by the GPUs, plus the bf16
+  weights of the units being gathered (two decoder layers, the embeddings and LM head).
+- Activations: what the backward keeps per token and decoder layer, ~(5 d + 2 d_kv + 3 d_ff)
+  values at the compute precision plus the fp32 inputs of the two RMSNorms (8 d bytes), for
+  the micro-batch (`train.batch_size / (grad_accum x GPUs)` rows of the longest example);
+  with `train.gradient_checkpointing` only each layer's input (d values) plus one layer's
+  full set. The LM head's fp32 logits and their gradient on the supervised tokens.
+- Evaluation: the whole model per process (evaluation is data-parallel), the KV cache of a
+  generation batch (`eval.batch_size` rows of the longest prompt + max_new_tokens, the
+  shared demo prefix copied per row), one layer's transient activations of a prefill.
+- 1 GiB per process for the CUDA context, cuBLAS workspaces and allocator slack.
+
+An estimate from the shapes (config.json, or the published shapes below): it does not know
+the allocator's fragmentation, so keep ~10% headroom (`--gpu-mem-gib` is the usable size).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lab.core.errors import LabError
+
+GIB = 2**30
+OVERHEAD = 1 * GIB
+
+# hub id -> (layers, d_model, heads, kv_heads, head_dim, d_ff, vocab, context): the models'
+# config.json files (Qwen2.5 base, Pythia), used when the config is not available locally.
+PUBLISHED_SHAPES: dict[str, tuple[int, int, int, int, int, int, int, int]] = {
+    "Qwen/Qwen2.5-0.5B": (24, 896, 14, 2, 64, 4864, 151_936, 32768),
+    "Qwen/Qwen2.5-1.5B": (28, 1536, 12, 2, 128, 8960, 151_936, 131072),
+    "Qwen/Qwen2.5-3B": (36, 2048, 16, 2, 128, 11008, 151_936, 32768),
+    "Qwen/Qwen2.5-7B": (28, 3584, 28, 4, 128, 18944, 152_064, 131072),
+    "EleutherAI/pythia-70m": (6, 512, 8, 8, 64, 2048, 50_304, 2048),
+    "EleutherAI/pythia-160m": (12, 768, 12, 12, 64, 3072, 50_304, 2048),
+    "EleutherAI/pythia-410m": (24, 1024, 16, 16, 64, 4096, 50_304, 2048),
+    "EleutherAI/pythia-1b": (16, 2048, 8, 8, 256, 8192, 50_304, 2048),
+    "EleutherAI/pythia-1.4b": (24, 2048, 16, 16, 128, 8192, 50_304, 2048),
+    "EleutherAI/pythia-2.8b": (32, 2560, 32, 32, 80, 10240, 50_304, 2048),
+    "EleutherAI/pythia-6.9b": (32, 4096, 32, 32, 128, 16384, 50_432, 2048),
+    "EleutherAI/pythia-12b": (36, 5120, 40, 40, 128, 20480, 50_688, 2048),
+}
+STRATEGIES = ("ddp", "fsdp", "zero3")
+
+
+@dataclass(frozen=True)
+class Shape:
+    layers: int
+    d: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    d_ff: int
+    vocab: int
+
+    @property
+    def layer_params(self) -> int:
+        return (
+            2 * self.d * self.heads * self.head_dim
+            + 2 * self.d * self.kv_heads * self.head_dim
+            + 3 * self.d * self.d_ff
+        )
+
+
+def shape_of(spec: str, config: Any | None) -> Shape:
+    """The model's shapes from its config (local), else the published ones."""
+    if config is not None:
+        c = getattr(config, "text_config", config)
+        heads = c.num_attention_heads
+        return Shape(
+            c.num_hidden_layers, c.hidden_size, heads,
+            getattr(c, "num_key_value_heads", None) or heads,
+            getattr(c, "head_dim", None) or c.hidden_size // heads,
+            getattr(c, "intermediate_size", None) or 4 * c.hidden_size, c.vocab_size,
+        )  # fmt: skip
+    import re
+
+    key = re.sub(r"-deduped$", "", spec)
+    if key not in PUBLISHED_SHAPES:
+        raise LabError(
+            f"no local config for '{spec}' and no published shapes; download its config.json "
+            "first, or add it to lab/study/memory.py PUBLISHED_SHAPES"
+        )
+    return Shape(*PUBLISHED_SHAPES[key][:7])
+
+
+@dataclass(frozen=True)
+class CellMemory:
+    model: str
+    arm: str
+    method: str
+    weights: float  # training (FT arms) or evaluation weights, bytes per GPU
+    grads: float
+    optim: float
+    activations: float  # training, at the recipe's micro-batch
+    kv_cache: float  # evaluation, a generation batch
+    train_peak: float  # 0 for prompted arms
+    eval_peak: float
+
+    @property
+    def peak(self) -> float:
+        return max(self.train_peak, self.eval_peak)
+
+
+@dataclass(frozen=True)
+class Lengths:
+    train: int  # tokens of the longest training example (prompt + target), the padded width
+    target: int  # supervised tokens of the longest target
+    prompt: int  # tokens of the longest evaluation prompt (demos + question)
+    new: int  # max_new_tokens of that generation
+
+
+def train_memory(
+    sh: Shape, total: int, lora: int, method: str, b: int, rows: int, ln: Lengths,
+    gpus: int, strategy: str, checkpointing: bool,
+) -> tuple[float, float, float, float]:  # fmt: skip
+    """(weights, gradients, optimizer states, activations) in bytes per GPU."""
+    shard = gpus if strategy in ("fsdp", "zero3") else 1
+    if method == "lora":
+        weights, grads, optim = total * b / shard + 4 * lora, 4 * lora, 8 * lora
+    else:
+        weights, grads, optim = 4 * total / shard, 4 * total / shard, 8 * total / shard
+        if shard == 1:
+            grads += 4 * total  # DDP's gradient buckets
+            weights += 2 * total if b == 2 else 0  # autocast's bf16 copy of the weights
+        else:  # gathered bf16 units in flight: two decoder layers, embeddings + LM head
+            weights += b * (2 * sh.layer_params + 2 * sh.vocab * sh.d)
+    d_kv = sh.kv_heads * sh.head_dim
+    per_token_layer = b * (5 * sh.d + 2 * d_kv + 3 * sh.d_ff) + 8 * sh.d
+    tokens = rows * ln.train
+    if checkpointing:
+        acts = tokens * (sh.layers * b * sh.d + per_token_layer)
+    else:
+        acts = tokens * sh.layers * per_token_layer
+    acts += rows * ln.target * sh.vocab * 4 * 2  # fp32 logits + their gradient
+    return weights, grads, optim, acts
+
+
+def eval_memory(sh: Shape, total: int, b: int, rows: int, ln: Lengths) -> tuple[float, float]:
+    """(KV cache, transient activations) in bytes per GPU of one generation batch."""
+    width = ln.prompt + ln.new
+    kv = (rows + 1) * width * sh.layers * 2 * sh.kv_heads * sh.head_dim * b
+    transient = rows * ln.prompt * (2 * sh.d + 2 * sh.d_ff) * b + rows * sh.vocab * 4
+    return kv, transient
+
+
+def cell_memory(
+    model: str, arm: Any, sh: Shape, total: int, lora: int, b: int, train_rows: int,
+    eval_rows: int, ln: Lengths, gpus: int, strategy: str, checkpointing: bool,
+) -> CellMemory:  # fmt: skip
+    kv, transient = eval_memory(sh, total, b, eval_rows, ln)
+    eval_peak = total * b + kv + transient + OVERHEAD
+    if arm.method == "icl":
+        return CellMemory(model, arm.name, arm.method, total * b, 0, 0, 0, kv, 0, eval_peak)
+    w, g, o, a = train_memory(
+        sh, total, lora, arm.method, b, train_rows, ln, gpus, strategy, checkpointing
+    )
+    return CellMemory(model, arm.name, arm.method, w, g, o, a, kv, w + g + o + a + OVERHEAD,
+                      eval_peak)  # fmt: skip
+
+
+def render(rows: list[CellMemory], gpus: int, strategy: str, gpu_bytes: float, b: int) -> str:
+    lines = [
+        f"peak memory per GPU ({gpus} GPU(s), {strategy.upper()} for training, "
+        f"{'bf16' if b == 2 else 'fp32'}; usable {gpu_bytes / GIB:.0f} GiB; GiB):",
+        "| model | arm | method | weights | grads | optimizer | activations | KV cache (eval) "
+        "| train peak | eval peak | fits |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        t = f"{r.train_peak / GIB:.1f}" if r.train_peak else "-"
+        lines.append(
+            f"| {r.model} | {r.arm} | {r.method} | {r.weights / GIB:.1f} | {r.grads / GIB:.2f} | "
+            f"{r.optim / GIB:.2f} | {r.activations / GIB:.2f} | {r.kv_cache / GIB:.2f} | {t} | "
+            f"{r.eval_peak / GIB:.1f} | {'yes' if r.peak <= gpu_bytes else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
+def check_fits(rows: list[CellMemory], gpu_bytes: float, strategy: str) -> None:
+    """A plan with a cell that cannot fit is refused, naming the first such cell and fixes."""
+    for r in rows:
+        if r.peak <= gpu_bytes:
+            continue
+        if r.train_peak > r.eval_peak:
+            fix = (
+                "set train.gradient_checkpointing: true, lower train.batch_size or raise "
+                "train.grad_accum"
+                + ("" if strategy != "ddp" else ", or shard it (--strategy fsdp or zero3)")
+                + " or use more GPUs"
+            )
+            what = f"training needs {r.train_peak / GIB:.1f} GiB"
+        else:
+            fix = "lower eval.batch_size (or max_new_tokens, or the number of demos)"
+            what = f"evaluation needs {r.eval_peak / GIB:.1f} GiB"
+        raise LabError(
+            f"model {r.model}, arm '{r.arm}': {what} per GPU, more than the "
+            f"{gpu_bytes / GIB:.0f} GiB usable; {fix}"
+        )
+
+
+def _config(spec: str, cache_dir: str | None) -> Any | None:
+    from transformers import AutoConfig
+
+    from lab.study.models import resolve_model
+
+    hub = spec.count("/") == 1 and not spec.startswith((".", "/", "~"))
+    try:
+        path = spec if hub else resolve_model(spec, cache_dir).path
+        return AutoConfig.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError):
+        return None
+
+
+def plan_memory(
+    recipe: Any, gpus: int = 1, strategy: str = "ddp", cache_dir: str | None = None,
+    chars_per_token: float = 3.0,
+) -> list[CellMemory]:  # fmt: skip
+    """Peak memory per GPU of every (model, arm) of the recipe: its largest cell (most demos,
+    longest prompts); the study's precision, `auto` taken as bf16 (a GPU with bf16)."""
+    from eval.probes import probe_prompt, task_probe_max_new_tokens, task_probe_spec
+    from lab.core.prompts import demos_prefix, prompt, target
+    from lab.study.estimate import param_counts, token_counter
+    from lab.study.plan import budget_size, eval_splits, fixed_split, study_pool, uses_data
+    from lab.tasks import build_task
+    from lab.tasks.probes import is_probe
+
+    if strategy not in STRATEGIES:
+        raise LabError(f"--strategy {strategy!r}: use one of {list(STRATEGIES)}")
+    splits = build_task(recipe.task)
+    pool = study_pool(recipe, splits["train"])
+    evals = eval_splits(splits)
+    b = 4 if recipe.precision == "fp32" else 2
+    out: list[CellMemory] = []
+    for spec in recipe.models:
+        sz = param_counts(spec, cache_dir)
+        tok = token_counter(spec, cache_dir, chars_per_token)
+        sh = shape_of(spec, _config(spec, cache_dir))
+        probe_widths = []  # (prompt, new) of each probe split's longest request
+        for s in (s for s in splits if is_probe(s)):
+            xs, m = splits[s], splits[s][0].meta
+            if "demos" in m:
+                pre = tok(task_probe_spec(xs).prefix)
+                new = task_probe_max_new_tokens(xs, recipe.eval.max_new_tokens)
+                probe_widths.append((int(pre + max(tok(prompt(x)) for x in xs)), new))
+            else:
+                pre = tok(m["prefix"]) + max(tok(probe_prompt(x)) for x in xs)
+                probe_widths.append((int(pre), int(m["max_new_tokens"])))
+        for arm in recipe.arms:
+            if arm.method == "icl" and arm.demos is not None:
+                demos = list(splits.get(fixed_split(arm), []))[: arm.k]
+            elif arm.method == "icl":
+                budgets = recipe.budgets or [None]
+                k = max(budget_size(x, arm.k, len(pool)) for x in budgets) if uses_data(arm) else 0
+                demos = pool[:k]
+            else:
+                demos = pool[: recipe.eval.ft_then_icl_k]
+            pre = tok(demos_prefix(demos, arm.format)) if demos else 0
+            q = max(tok(prompt(e, arm.trigger)) for s in evals for e in splits[s])
+            widths = [(int(pre + q) + 1, recipe.eval.max_new_tokens[arm.format]), *probe_widths]
+            p_len, new = max(widths, key=lambda w: w[0] + w[1])
+            lora = train_rows = checkpointing = 0
+            t_len = t_tgt = 0
+            if arm.method != "icl":
+                cfg = recipe.train_for(arm)
+                lora = cfg.lora.r * sz.linear_io if arm.method == "lora" else 0
+                train_rows = max(1, cfg.batch_size // (cfg.grad_accum * gpus))
+                checkpointing = cfg.gradient_checkpointing
+                t_len = int(max(tok(prompt(e) + target(e, arm.format)) for e in pool[:500])) + 2
+                t_tgt = int(max(tok(target(e, arm.format)) for e in pool[:500])) + 1
+            ln = Lengths(t_len, t_tgt, p_len, new)
+            out.append(
+                cell_memory(
+                    spec,
+                    arm,
+                    sh,
+                    sz.total,
+                    lora,
+                    b,
+                    train_rows,
+                    recipe.eval.batch_size,
+                    ln,
+                    gpus,
+                    strategy,
+                    bool(checkpointing),
+                )  # fmt: skip
+            )
+    return out

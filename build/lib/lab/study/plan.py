@@ -1,0 +1,218 @@
+"""Planning a study: its cells and the data each one gets, and every check of the recipe
+against the task made before anything is written.
+
+A cell is (arm, budget, data seed, train seed), and in a ladder study (`model:` a list) also
+the base model: every model runs the same cells (same data, seeds, budgets). Fairness is
+planned here:
+- per data seed, one permutation of the study's train pool: at budget b the k-shot arms'
+  demos are its first b examples and the FT arms' training set the same first b examples;
+- FT arms are evaluated with the ICL template at k = 0 (only the weights differ), on the
+  last checkpoint or (`train.select: best_dev`) the one chosen on examples held out from
+  inside the arm's own budget, which then trains on the rest (lab/core/fairness.py);
+- nothing is selected on an evaluation split.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+
+from eval.sandbox import require_sandbox
+from lab.core import fairness
+from lab.core.errors import LabError
+from lab.core.example import ID_EVAL_SPLIT, Example, check_formats, is_ood, usable
+from lab.core.recipe import ArmCfg, Recipe
+from lab.report import ladder
+
+Budget = int | str | None
+
+
+@dataclass(frozen=True)
+class Cell:
+    arm: ArmCfg
+    budget: Budget  # None: the study has no budget axis, or the arm does not use data
+    data_seed: int
+    train_seed: int | None  # None for prompted arms
+    model: str | None = None  # the base model of a ladder study; None: the study's only model
+    model_tag: str | None = None  # m<i>-<name>: the model's place in the ladder, for the key
+
+    @property
+    def key(self) -> str:
+        parts = [self.model_tag] if self.model_tag else []
+        parts.append(self.arm.name)
+        if self.budget is not None:
+            parts.append(f"b{self.budget}")
+        parts.append(f"d{self.data_seed}")
+        if self.train_seed is not None and self.train_seed != self.data_seed:
+            parts.append(f"t{self.train_seed}")
+        return "__".join(parts)
+
+
+def uses_data(arm: ArmCfg) -> bool:
+    """Zero-shot prompted arms and arms with a fixed demo set (`demos: wei`) see no example
+    of the budgeted pool: seeds and budgets do not apply to them."""
+    return arm.method != "icl" or (arm.k > 0 and arm.demos is None)
+
+
+def plan_cells(recipe: Recipe) -> list[Cell]:
+    """Every cell of the study. A ladder repeats the single-model plan for each model, in
+    the recipe's order (one base model in memory at a time)."""
+    cells = plan_one_model(recipe)
+    if not recipe.is_ladder:
+        return cells
+    return [
+        replace(c, model=m, model_tag=ladder.model_tag(i, m))
+        for i, m in enumerate(recipe.models)
+        for c in cells
+    ]
+
+
+def plan_one_model(recipe: Recipe) -> list[Cell]:
+    budgets: list[Budget] = list(recipe.budgets) if recipe.budgets else [None]
+    cells = [Cell(a, None, recipe.seeds[0], None) for a in recipe.arms if not uses_data(a)]
+    for ds in recipe.seeds:
+        for b in budgets:
+            for arm in recipe.arms:
+                if not uses_data(arm):
+                    continue
+                if arm.method == "icl":
+                    cells.append(Cell(arm, b, ds, None))
+                else:
+                    for ts in recipe.train_seeds or [ds]:
+                        cells.append(Cell(arm, b, ds, ts))
+    return cells
+
+
+def eval_splits(splits: dict[str, list[Example]]) -> list[str]:
+    return [s for s in splits if s == ID_EVAL_SPLIT or is_ood(s)]
+
+
+def study_pool(recipe: Recipe, train: list[Example]) -> list[Example]:
+    """The train examples usable in every format the study uses (e.g. GSM8K problems whose
+    program could not be verified are dropped for all arms), so that every arm draws its
+    demos and training data from the same pool."""
+    for fmt in sorted({arm.format for arm in recipe.arms}):
+        train = usable(train, fmt)
+    return train
+
+
+def data_order(recipe: Recipe, pool: list[Example], data_seed: int) -> list[Example]:
+    """The data seed's permutation of the pool: demos and FT data are prefixes of it.
+
+    With `sampling: balanced` (classification tasks, as Mosbach et al. 2023 sample their
+    demos) the labels take turns in the order of their first appearance in the
+    permutation, each label's examples keeping their permuted order: every prefix is
+    class-balanced to within one example, and prefixes still nest across budgets."""
+    order = list(range(len(pool)))
+    random.Random(f"data-{recipe.task.seed}-{data_seed}").shuffle(order)
+    ordered = [pool[i] for i in order]
+    if recipe.sampling == "random":
+        return ordered
+    if not all(ex.choices for ex in pool):
+        raise LabError(
+            f"sampling: balanced needs a classification task (examples with labels); task "
+            f"'{recipe.task.name}' generates its answers; use sampling: random"
+        )
+    by_label: dict[str, list[Example]] = {}
+    for ex in ordered:
+        by_label.setdefault(ex.answer, []).append(ex)
+    queues = list(by_label.values())
+    out: list[Example] = []
+    for i in range(max(len(q) for q in queues)):
+        out += [q[i] for q in queues if i < len(q)]
+    return out
+
+
+def budget_size(budget: Budget, default: int | None, pool: int) -> int:
+    if budget is None:
+        return min(default, pool) if default is not None else pool
+    return pool if budget == "full" else int(budget)
+
+
+def fixed_split(arm: ArmCfg) -> str:
+    return f"demos_{arm.demos}"
+
+
+def cell_data(
+    recipe: Recipe,
+    pool: list[Example],
+    cell: Cell,
+    splits: dict[str, list[Example]] | None = None,
+) -> tuple[list[Example], list[Example]]:
+    """(requested demos, FT training set) of a cell: prefixes of the data seed's permutation,
+    so at budget b the k-shot arms' demos and the FT arms' data are the same b examples.
+    An arm with a fixed demo set (`demos: wei`) takes the first k of the task's split
+    `demos_wei` instead: not from the pool, the same for every seed and budget."""
+    arm = cell.arm
+    if arm.demos is not None:
+        return list((splits or {}).get(fixed_split(arm), []))[: arm.k], []
+    ordered = data_order(recipe, pool, cell.data_seed)
+    if arm.method == "icl":
+        k = budget_size(cell.budget, arm.k, len(pool)) if uses_data(arm) else 0
+        return ordered[:k], []
+    n = budget_size(cell.budget, recipe.train_for(arm).n_train, len(pool))
+    return [], ordered[:n]
+
+
+def validate(recipe: Recipe, splits: dict[str, list[Example]]) -> None:
+    check_formats(recipe.arms, recipe.task.name, splits["train"])
+    n_pool = len(study_pool(recipe, splits["train"]))
+    formats = sorted({arm.format for arm in recipe.arms})
+    if n_pool == 0:
+        has = [f for f in ("answer", "cot", "code") if usable(splits["train"], f)]
+        raise LabError(
+            f"no train example of task '{recipe.task.name}' has a target in every format the "
+            f"arms use ({formats}); the task has targets for {has}: change the arms' format"
+        )
+    for arm in recipe.arms:
+        if arm.demos is not None:
+            fixed = splits.get(fixed_split(arm), [])
+            if arm.k > len(fixed):
+                known = sorted(s.removeprefix("demos_") for s in splits if s.startswith("demos_"))
+                raise LabError(
+                    f"arm '{arm.name}' asks for k={arm.k} demos of the fixed set "
+                    f"'{arm.demos}', which has {len(fixed)}; lower k or use one of the task's "
+                    f"fixed demo sets {known}"
+                )
+            continue
+        if arm.k > n_pool:
+            raise LabError(
+                f"arm '{arm.name}' asks for k={arm.k} demos but the train pool has {n_pool} "
+                "usable examples; lower k or raise task.n_train"
+            )
+        if arm.method != "icl":
+            n = recipe.train_for(arm).n_train
+            if n is not None and n > n_pool:
+                raise LabError(
+                    f"arm '{arm.name}' trains on n_train={n} examples but the train pool has "
+                    f"{n_pool}; lower train.n_train or raise task.n_train"
+                )
+            sizes = [budget_size(b, n, n_pool) for b in recipe.budgets or [None]]
+            fairness.check_selection(arm.name, recipe.train_for(arm), sizes)
+    for b in recipe.budgets or []:
+        if b != "full" and int(b) > n_pool:
+            raise LabError(
+                f"budget {b} is larger than the train pool ({n_pool} usable examples); lower "
+                "it, use 'full', or raise task.n_train"
+            )
+    if recipe.eval.ft_then_icl_k > n_pool:
+        raise LabError(
+            f"eval.ft_then_icl_k={recipe.eval.ft_then_icl_k} is larger than the train pool "
+            f"({n_pool}); lower it"
+        )
+    if "code" in formats or any("tests" in ex.meta for xs in splits.values() for ex in xs[:1]):
+        require_sandbox()  # model-written programs will run: refuse now if none can be contained
+
+
+def check_batch_sizes(recipe: Recipe, processes: int) -> None:
+    """Every FT arm's global batch must split evenly over grad_accum x processes."""
+    for arm in recipe.arms:
+        if arm.method == "icl":
+            continue
+        cfg = recipe.train_for(arm)
+        if cfg.batch_size % (cfg.grad_accum * processes):
+            raise LabError(
+                f"arm '{arm.name}': train.batch_size ({cfg.batch_size}) is not a multiple of "
+                f"grad_accum x processes ({cfg.grad_accum} x {processes}); change "
+                "train.batch_size or train.grad_accum"
+            )

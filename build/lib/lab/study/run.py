@@ -1,0 +1,300 @@
+"""The conductor: a recipe -> cells -> train (FT arms) -> eval on every split -> results
+rows, per-example predictions, W&B runs and the report. Resumable, and any number of
+workers may run one study together (they claim cells: lab/study/claims.py).
+
+plan.py plans the cells and their data, cells.py runs one, store.py keeps the output folder
+(its layout is described there), publish.py writes the report.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from lab.core import fairness
+from lab.core.errors import LabError
+from lab.core.example import ID_EVAL_SPLIT
+from lab.core.io import (
+    atomic_write_json,
+    atomic_write_jsonl,
+    remove_stale_tmp,
+)
+from lab.core.recipe import Recipe
+from lab.report.tracking import Tracker, cell_config, study_id
+from lab.study import claims, preflight
+from lab.study.base_model import BaseModel
+from lab.study.cells import CellRunner
+from lab.study.models import ResolvedModel, resolve_model
+from lab.study.plan import (
+    Cell,
+    check_batch_sizes,
+    data_order,
+    eval_splits,
+    plan_cells,
+    study_pool,
+    validate,
+)
+from lab.study.probes import check_probe_lengths
+from lab.study.publish import print_summary, write_any_report, write_wandb_definition
+from lab.study.store import (
+    collect_rows,
+    missing_splits,
+    prepare_out,
+    remove_stale_report_tmp,
+    write_study_json,
+)
+from lab.tasks import build_task, describe_task
+from lab.tasks.probes import describe_probes
+
+
+class Runner:
+    """A study in this process: checks everything a user can get wrong before anything is
+    written, then claims and runs cells until every cell is done, then the report."""
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        out: str | Path,
+        force: bool = False,
+        progress: bool = True,
+        cache_dir: str | None = None,
+        profile: str | None = None,
+        smoke: bool = False,
+    ):
+        self.recipe = recipe
+        self.out = Path(out)
+        self.progress = progress
+        self.force = force
+        self.lease_s = claims.lease_seconds()  # of this worker's claims on cells
+        self._lock: claims.Lock | None = None  # the claim held now (main process)
+        self.log = tqdm.write if progress else (lambda *a, **k: None)
+        # Everything a user can get wrong is checked before anything is written.
+        self.splits = build_task(recipe.task)
+        validate(recipe, self.splits)
+        self.models: dict[str, ResolvedModel] = {
+            m: resolve_model(m, cache_dir) for m in recipe.models
+        }
+        self.model: ResolvedModel = self.models[recipe.models[0]]
+        self.pool = study_pool(recipe, self.splits["train"])
+        self.eval_splits = eval_splits(self.splits)
+        head = max(1, recipe.eval.ft_then_icl_k)
+        orders = {ds: data_order(recipe, self.pool, ds)[:head] for ds in recipe.seeds}
+        for m in self.models.values():
+            preflight.check_context(recipe, self.splits, self.eval_splits, orders, m.path)
+        from accelerate import Accelerator
+
+        from lab.core import precision
+
+        self.acc = Accelerator()  # (before any accelerate PartialState: it would pin 1 process)
+        self.precision = precision.resolve(recipe.precision)  # bf16 | fp32, for every arm
+        precision.check_launch(self.acc.mixed_precision, self.precision)
+        if not self.acc.is_main_process:  # logs and progress bars: the main process only
+            self.progress, self.log = False, (lambda *a, **k: None)
+        check_batch_sizes(recipe, self.acc.num_processes)
+        preflight.check_writable(self.out)
+        if force and (live := claims.live_holders(self.out / "locks", self.lease_s)):
+            who = ", ".join(f"{h.get('host')} pid {h.get('pid')}" for h in live[:3])
+            raise LabError(
+                f"--force would delete {self.out} under the workers running it ({who}); stop "
+                "them first or choose another --out"
+            )
+        self.study_hash = prepare_out(self.out, recipe, force, main=self.acc.is_main_process)
+        self.study_id = study_id(recipe.name, profile, smoke, self.study_hash)  # the W&B group
+        self.cells = CellRunner(
+            recipe, self.splits, self.pool, self.eval_splits, self.acc, self.precision,
+            self._base_model(), self.progress, self.log,
+        )  # fmt: skip
+        self.probe_splits = self.cells.probe_splits
+
+    def _base_model(self) -> BaseModel:
+        """The current base model, not loaded yet (lab/study/base_model.py)."""
+        return BaseModel(self.model, self.acc.device, self.precision, self.splits[ID_EVAL_SPLIT])
+
+    def use_model(self, spec: str) -> None:
+        """Make `spec` the base model of the next cells (a ladder loads one at a time)."""
+        if spec == self.model.spec:
+            return
+        self.model = self.models[spec]
+        self.cells.base = self._base_model()
+        gc.collect()
+
+    # -- the study --------------------------------------------------------------------------
+    def run(self) -> list[dict[str, Any]]:
+        r = self.recipe
+        check_probe_lengths(self.cells)
+        if self.acc.is_main_process:
+            # Temp files a killed writer left: in cells/ once a cell is claimed, in report/
+            # by the report's writer (another worker may be writing them right now), other
+            # ones (study.json's) once they are old.
+            for p in remove_stale_tmp(self.out, skip=("cells", "report"), min_age_s=60):
+                self.log(f"[lab] removed {p} (left by an interrupted run)")
+            write_study_json(self.out, self._study_info(), self.recipe, self.force)
+        self.acc.wait_for_everyone()  # every process sees the cleaned, current OUT
+        tracker = self.cells.tracker = Tracker(
+            r.tracking, self.study_id, self.out, r.model_dump(mode="json"),
+            id_salt=self.study_hash, main=self.acc.is_main_process,
+        )  # fmt: skip
+        cells = plan_cells(r)
+        models = ", ".join(f"{m.spec} ({m.source})" for m in self.models.values())
+        self.log(
+            f"[lab] study '{r.name}': model {models}, {len(r.arms)} arms, "
+            f"{len(cells)} cells; eval splits {self.eval_splits}; W&B {tracker.mode}; "
+            f"out {self.out}"
+        )
+        for i, cell, missing in self._claimed_cells(cells):  # claimed: lab/study/claims.py
+            cell_dir = self.out / "cells" / cell.key
+            if missing:  # done by an older lab whose task had fewer splits
+                self.log(
+                    f"[lab] cell {i}/{len(cells)} {cell.key}: done without splits {missing} "
+                    "(added since); evaluating them, the rest is reused"
+                )
+            self.log(
+                f"[lab] cell {i}/{len(cells)} {cell.key} ({cell.arm.method}, {cell.arm.format})"
+            )
+            self.use_model(cell.model or r.models[0])
+            if self.acc.is_main_process:
+                config = cell_config(r, cell, self.model, self.study_id)
+                tracker.start_cell(cell.key, cell.arm.method, config, [vars(self.model)])
+            try:
+                result = self.cells.run(cell, cell_dir)
+            except BaseException as e:  # the cell's W&B run is marked failed, then re-raised
+                tracker.end_cell(130 if isinstance(e, KeyboardInterrupt) else 1)  # W&B: failed
+                raise
+            if self.acc.is_main_process:
+                result.pop("_predictions")  # logged to W&B per split, as each finished
+                result["wandb_dir"] = tracker.log_cell(
+                    result["cell"], result["metrics"], result["train"], cell_dir, [vars(self.model)]
+                )
+                atomic_write_json(cell_dir / "cell.json", result)
+                shutil.rmtree(cell_dir / "resume", ignore_errors=True)
+            self.acc.wait_for_everyone()
+        rows = collect_rows(self.out, r)  # every cell is done
+        if not claims.from_main(self.acc, lambda: self._claim_key("report")):
+            self.log(f"[lab] all {len(cells)} cells done; another worker writes the report")
+            return rows
+        if self.acc.is_main_process:
+            for p in remove_stale_report_tmp(self.out):
+                self.log(f"[lab] removed {p} (left by an interrupted run)")
+            atomic_write_jsonl(self.out / "results.jsonl", rows)
+            summary = write_any_report(self.out, r, rows, self._study_info(), self.splits)
+            if tracker.enabled:
+                from lab.report import wandb_report
+
+                sid = self.study_id
+                path = write_wandb_definition(self.out, r, self.eval_splits, summary, sid)
+                models = [vars(m) for m in self.models.values()]
+                tracker.log_summary(summary, r.model_dump(mode="json"), models)
+                if tracker.mode == "online":
+                    wandb_report.publish(path)
+                else:
+                    print(
+                        f"W&B offline: `wandb sync {self.out}/wandb/offline-run-*`, then `python {path}`"
+                    )
+            print_summary(summary, self.out)
+        self._release()
+        return rows
+
+    # -- workers sharing the study: claims (lab/study/claims.py; the main process claims) ---------
+    def _claimed_cells(self, cells: list[Cell]) -> Iterator[tuple[int, Cell, list[str] | None]]:
+        """(number, cell, the splits it lacks: None all) for each cell this worker claimed;
+        the claim is released when the loop asks for the next one (or stops). Cells other
+        workers hold are skipped, then waited for: this worker stays until every cell is
+        done, and takes over the cell of a worker that is gone. The processes of one
+        accelerate launch are one worker: the main one decides, and broadcasts."""
+        pending, first, waited = list(enumerate(cells, start=1)), True, False
+        while pending:
+            busy = []
+            for i, cell in pending:
+                status, missing = claims.from_main(self.acc, lambda c=cell: self._claim(c))
+                if status == "busy":
+                    busy.append((i, cell))
+                elif status == "done" and first:
+                    self.log(f"[lab] cell {i}/{len(cells)} {cell.key}: done already, skipped")
+                elif status == "run":
+                    try:
+                        yield i, cell, missing
+                    finally:
+                        self._release()
+            pending, first = busy, False
+            if pending:
+                if not waited:
+                    self.log(
+                        f"[lab] waiting: {len(pending)} cells are run by other workers; this "
+                        "one takes over any whose worker stops"
+                    )
+                    waited = True
+                time.sleep(min(5.0, self.lease_s / 4))
+
+    def _claim_key(self, key: str) -> bool:
+        self._lock = claims.claim(self.out / "locks", key, self.lease_s)
+        return self._lock is not None
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            if self._lock.lost:  # suspended past the lease: another worker ran it too
+                self.log(f"[lab] the claim on {self._lock.key} was taken over by another worker")
+            self._lock.release()
+            self._lock = None
+
+    def _claim(self, cell: Cell) -> tuple[str, list[str] | None]:
+        """("done", []) for a done cell, ("busy", None) for one a live worker runs, else
+        ("run", the splits the cell lacks: None all) with the cell claimed."""
+        cell_dir = self.out / "cells" / cell.key
+        if self._missing(cell_dir) == []:
+            return "done", []
+        if not self._claim_key(cell.key):
+            return "busy", None
+        missing = self._missing(cell_dir)  # again: finished just before the claim?
+        if missing == []:
+            self._release()
+            return "done", []
+        for p in remove_stale_tmp(cell_dir):  # left by a worker that died in this cell
+            self.log(f"[lab] removed {p} (left by an interrupted run)")
+        return "run", missing
+
+    def _study_info(self) -> dict[str, Any]:
+        r = self.recipe
+        return {
+            "name": r.name,
+            "recipe": r.model_dump(mode="json"),
+            "recipe_hash": self.study_hash,
+            "study_id": self.study_id,
+            "model": [vars(m) for m in self.models.values()] if r.is_ladder else vars(self.model),
+            "task": {
+                "name": r.task.name,
+                "splits": {**describe_task(r.task), **describe_probes(self.splits)},
+            },
+            "split_sizes": {k: len(v) for k, v in self.splits.items()},
+            "pool_size": len(self.pool),
+            "eval_splits": self.eval_splits,
+            "probe_splits": self.probe_splits,
+            "selection": fairness.SELECTION,
+            "precision": self.precision,
+        }
+
+    def _missing(self, cell_dir: Path) -> list[str] | None:
+        return missing_splits(cell_dir, [*self.eval_splits, *self.probe_splits])
+
+
+def run_study(
+    recipe: Recipe,
+    out: str | Path,
+    force: bool = False,
+    progress: bool = True,
+    cache_dir: str | None = None,
+    profile: str | None = None,
+    smoke: bool = False,
+) -> list[dict[str, Any]]:
+    """Run (or resume) a study. Any number of workers (processes, cluster jobs) may run the
+    same study into the same `out`: they claim cells as they go (lab/study/claims.py). `profile` and
+    `smoke` (how the recipe was loaded) name the study in W&B (its study id)."""
+    return Runner(
+        recipe, out, force=force, progress=progress, cache_dir=cache_dir,
+        profile=profile, smoke=smoke,
+    ).run()  # fmt: skip

@@ -1,0 +1,47 @@
+"""Training data: prompt + target in one format, tokenised, loss only on the target."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from lab.core.example import Example
+from lab.core.prompts import prompt, target
+
+IGNORE = -100
+
+
+def encode_example(ex: Example, fmt: str, tokenizer: Any, bos: list[int]) -> dict[str, list[int]]:
+    """input_ids = bos + prompt + target + eos; labels mask everything but target + eos.
+
+    Prompt and target are tokenised separately, exactly as the evaluator sees the prompt
+    alone and the model then produces the target tokens.
+    """
+    p = bos + tokenizer(prompt(ex), add_special_tokens=False).input_ids
+    t = tokenizer(target(ex, fmt), add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    return {"input_ids": p + t, "labels": [IGNORE] * len(p) + t}
+
+
+def collate(batch: Sequence[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest sequence in the batch; padded labels are ignored."""
+    width = max(len(b["input_ids"]) for b in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, b in enumerate(batch):
+        n = len(b["input_ids"])
+        ids[i, :n] = torch.tensor(b["input_ids"])
+        labels[i, :n] = torch.tensor(b["labels"])
+        mask[i, :n] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def epoch_order(n: int, total: int, seed: int) -> list[int]:
+    """`total` indices into range(n): successive seeded permutations (epochs)."""
+    g = torch.Generator().manual_seed(seed)
+    order: list[int] = []
+    while len(order) < total:
+        order.extend(torch.randperm(n, generator=g).tolist())
+    return order[:total]

@@ -1,0 +1,164 @@
+"""A shared prefix read once for every row (eval/kv_cache.py `share`, eval/attention.py
+`split_sdpa`): the same attention as one call over each row's whole key sequence, and the
+same generations and log-likelihoods as the prefix repeated per row."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sharp import sharpen
+
+import eval.attention as attention
+import eval.lm as lm_mod
+from eval.kv_cache import SharedPrefixLayer, share
+from eval.lm import LM, GenRequest
+from lab.core.prompts import demos_prefix, prompt, target
+from lab.study.models import load_model
+
+
+def _layer(pk, pv, ok, ov):
+    """A SharedPrefixLayer holding prefix (1, kv, P, d) and own keys (n, kv, T, d)."""
+    from transformers.cache_utils import DynamicLayer
+
+    prefix = DynamicLayer()
+    prefix.lazy_initialization(pk, pv)
+    prefix.keys, prefix.values = pk, pv
+    layer = SharedPrefixLayer(prefix, 0)
+    layer.update(ok, ov)
+    return layer
+
+
+def _reference(q, pk, pv, ok, ov, mask, scale):
+    """Stock sdpa over each row's whole keys: the prefix repeated per row, kv heads repeated."""
+    n, h = q.shape[:2]
+    g = h // pk.shape[1]
+    k = torch.cat([pk.expand(n, -1, -1, -1), ok], dim=2).repeat_interleave(g, dim=1)
+    v = torch.cat([pv.expand(n, -1, -1, -1), ov], dim=2).repeat_interleave(g, dim=1)
+    if mask is None:  # causal over the own part, aligned at the end
+        qn, t = q.shape[2], ok.shape[2]
+        mask = torch.ones(qn, pk.shape[2] + t, dtype=torch.bool).tril(pk.shape[2] + t - qn)
+        mask = mask.expand(n, 1, qn, -1)
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q.float(), k.float(), v.float(), attn_mask=mask, scale=scale
+    )
+    return out.transpose(1, 2)
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float32, 2e-6), (torch.bfloat16, 2e-2)])
+@pytest.mark.parametrize("case", ["decode", "decode_padded", "prefill_causal", "tree", "pads"])
+def test_split_attention_equals_one_call_over_the_whole_row(dtype, atol, case):
+    gen = torch.Generator().manual_seed(1)
+    n, h, kv, d, p = 3, 6, 2, 16, 11
+    q_len = 1 if case.startswith("decode") else 5
+    t = 7 if case.startswith("decode") else q_len + 2
+
+    def r(*shape):
+        return torch.randn(*shape, generator=gen).to(dtype)
+
+    q, pk, pv, ok, ov = (
+        r(n, h, q_len, d),
+        r(1, kv, p, d),
+        r(1, kv, p, d),
+        r(n, kv, t, d),
+        r(n, kv, t, d),
+    )
+    mask = None
+    if case != "decode" and case != "prefill_causal":
+        mask = torch.rand(n, 1, q_len, p + t, generator=gen) > 0.3
+        mask[..., -1] = True
+        if case == "decode_padded":
+            mask[..., :p] = True
+        if case == "pads":  # a query (a pad position) that sees none of its row's own keys
+            mask[..., :p] = True
+            mask[0, :, 1, p:] = False
+    got = attention.split_sdpa(q, _layer(pk, pv, ok, ov), mask, 0.25)
+    want = _reference(q, pk, pv, ok, ov, mask, 0.25)
+    assert got.shape == (n, q_len, h, d) and got.dtype == dtype
+    assert torch.allclose(got.float(), want, atol=atol), (got.float() - want).abs().max()
+
+
+def test_share_refuses_what_it_cannot_split():
+    assert share(None, 4) is None
+
+    class Other:
+        is_initialized = True
+        keys = torch.zeros(1, 1, 2, 4)
+
+    class Cache:
+        layers = [Other()]
+
+    assert share(Cache(), 4) is None
+
+
+@pytest.fixture(scope="module")
+def sharp(tiny_path):
+    model, tok = load_model(tiny_path)
+    return sharpen(model, 0), tok
+
+
+def _lm(sharp, split: bool, batch_size: int = 8) -> LM:
+    lm = LM(*sharp, batch_size=batch_size, progress=False)
+    lm.split = split
+    return lm
+
+
+def _requests(splits):
+    k4 = demos_prefix(splits["train"][:4], "cot")
+    evals = splits["test"] + splits["dev"]
+    gens = [GenRequest(k4, prompt(ex), (), 8) for ex in evals[:10]]
+    gens += [GenRequest("", prompt(ex), (), 8) for ex in evals[10:13]]
+    k3 = demos_prefix(splits["train"][4:7], "answer")
+    lls = [(k3, prompt(ex), target(ex, "answer")) for ex in evals[:10]]
+    return gens, lls
+
+
+def test_lm_reads_the_prefix_once_with_the_same_results(sharp, splits, monkeypatch):
+    gens, lls = _requests(splits)
+    calls = []
+    real = attention.split_sdpa
+    monkeypatch.setattr(
+        attention, "split_sdpa", lambda q, layer, *a: calls.append(q.shape[0]) or real(q, layer, *a)
+    )
+    repeated = []
+    real_expand = lm_mod.expand
+
+    def counting_expand(cache, n):
+        if cache is not None:
+            repeated.append(n)
+        return real_expand(cache, n)
+
+    monkeypatch.setattr(lm_mod, "expand", counting_expand)
+    split, plain = _lm(sharp, True, 4), _lm(sharp, False, 4)
+    got_gens, got_lls = split.generate(gens), split.loglikelihood(lls)
+    assert calls and max(calls) > 1  # batches of several rows attended through the split
+    assert repeated == []  # and no prefix was repeated per row
+    calls.clear()
+    want_gens, want_lls = plain.generate(gens), plain.loglikelihood(lls)
+    assert calls == [] and repeated
+    assert [(g.text, g.new_tokens, g.stopped) for g in got_gens] == [
+        (g.text, g.new_tokens, g.stopped) for g in want_gens
+    ]
+    for a, b in zip(got_lls, want_lls, strict=True):
+        assert a[0] == pytest.approx(b[0], abs=2e-5)
+        assert a[1:] == b[1:]
+
+
+def test_bf16_split_generations_match_the_repeated_prefix(sharp, splits):
+    """At bf16 the two paths round differently (the split merges two bf16 outputs in fp32):
+    greedy generations still agree on these requests, and the split's log-likelihoods are
+    no further from the fp32 ones than the repeated prefix's (summed over the requests)."""
+    model, tok = sharp
+    import copy
+
+    m16 = copy.deepcopy(model).to(torch.bfloat16)
+    gens, lls = _requests(splits)
+    split = LM(m16, tok, batch_size=4, progress=False)
+    plain = LM(m16, tok, batch_size=4, progress=False)
+    plain.split = False
+    a, b = split.generate(gens), plain.generate(gens)
+    same = sum(x.text == y.text for x, y in zip(a, b, strict=True))
+    assert same >= len(gens) - 1
+    exact = [r[0] for r in _lm(sharp, False).loglikelihood(lls)]
+    err_split = sum(abs(r[0] - e) for r, e in zip(split.loglikelihood(lls), exact, strict=True))
+    err_plain = sum(abs(r[0] - e) for r, e in zip(plain.loglikelihood(lls), exact, strict=True))
+    assert err_split <= 1.5 * err_plain + 0.05, (err_split, err_plain)
