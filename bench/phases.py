@@ -16,7 +16,10 @@ per workload the phases of eval/lm.py (`LM.clock`, eval/phases.py) and training 
 Goals at 2 threads: >= 50% of the matmul rate for scored batches and generation at batch
 >= 8, >= 40% for training. Workloads (defaults small for a shared machine: raise --n):
 mc_short_k8 (shared demos), mc_short_k8_pe (a demo set per example), mc_short_k32,
-mc_arith_k8, cot_k8 (greedy, <= 48 new tokens), train_answer and train_cot (full FT).
+mc_arith_k8, cot_k8 (greedy, <= 48 new tokens; cot_k8_b32: the same in batches of 32),
+train_answer and train_cot (full FT). Each decode phase also prints two ceilings measured in
+the process: streaming the weights once per step at the measured read bandwidth, and the
+model's own linear layers run alone at the phase's mean batch (`linear_rate`).
 """
 
 from __future__ import annotations
@@ -68,6 +71,27 @@ def decode_ceiling(model: Any, steps: float, flops: float, rate: float, bandwidt
     return min(1.0, flops / max(steps, 1) / (weight_bytes / bandwidth) / rate)
 
 
+def linear_rate(model: Any, rows: int, repeats: int = 3) -> float:
+    """FLOP/s of the model's own linear layers (as evaluation runs them: eval/packed.py's
+    packed bf16 weights where they apply) on `rows` input rows, one layer after another as
+    a decoding step reads them: the rate a decode step at that batch could reach if nothing
+    but its matmuls ran (attention, norms, the step's Python excluded)."""
+    import time
+
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    dtype = next(model.parameters()).dtype
+    xs = {n: torch.randn(rows, n).to(dtype) for n in {m.in_features for m in layers}}
+    flops = sum(2.0 * rows * m.in_features * m.out_features for m in layers)
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            for m in layers:
+                m(xs[m.in_features])
+            times.append(time.perf_counter() - t0)
+    return flops / sorted(times[1:])[len(times[1:]) // 2]
+
+
 def report(
     name: str,
     phases: dict[str, dict[str, float]],
@@ -89,9 +113,12 @@ def report(
         )
         if ph == "decode" and bandwidth:
             ceil = decode_ceiling(model, p["calls"], flops, rate, bandwidth)
+            mean_batch = p["tokens"] / max(p["calls"], 1)
+            lin = linear_rate(model, max(1, round(mean_batch))) / rate
             out[ph]["weight_streaming_ceiling"] = ceil
-            mark += (f"; mean batch {p['tokens'] / max(p['calls'], 1):.1f}, weight-streaming "
-                     f"ceiling {ceil:.0%}")  # fmt: skip
+            out[ph]["linear_layers_alone"] = lin
+            mark += (f"; mean batch {mean_batch:.1f}, weight-streaming ceiling {ceil:.0%}, "
+                     f"its linear layers alone at that batch {lin:.0%}")  # fmt: skip
         print(f"[phases] {name:>14} {ph:>7}: {int(p['calls']):4d} calls {int(p['tokens']):7d} tok "
               f"{p['s']:7.2f} s {flops / 1e9:8.1f} GFLOP {flops / p['s'] / 1e9:7.1f} GFLOP/s "
               f"= {frac:5.1%} of the matmul rate{mark}")  # fmt: skip
@@ -176,12 +203,15 @@ def main() -> None:
 
     cot_prefix = demos_prefix(arith["train"][:8], "cot")
     cot = [GenRequest(cot_prefix, prompt(ex), ("\n",), args.max_new) for ex in arith["test"][:n]]
+    lm32 = LM(model, tok, batch_size=32, progress=False)
+    lm32.clock = lm.clock  # one clock: run_eval resets and reads it
     work = {
         "mc_short_k8": mc(s_train, s_test, 8, False),
         "mc_short_k8_pe": mc(s_train, s_test, 8, True),
         "mc_short_k32": mc(s_train, s_test, 32, False),
         "mc_arith_k8": mc(arith["train"], arith["test"], 8, False),
         "cot_k8": lambda: lm.generate(cot),
+        "cot_k8_b32": lambda: lm32.generate(cot),  # the same requests, batches of 32
     }
     results: dict[str, Any] = {}
     for name, fn in work.items():

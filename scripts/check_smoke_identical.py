@@ -11,6 +11,9 @@ a temporary folder and run from there; the working tree is run as it is. For eve
    `output_type` and `extractor`, which the base does not have, are left out);
 2. runs (unless --no-runs): `python -m lab run RECIPE --smoke` by both; results.jsonl
    compared row by row, and every cell's predictions (ids, predictions, correctness).
+   With --float-tol T, floats (log-likelihoods and their means) may differ by a relative T
+   (an optimisation that reorders fp32 sums moves them by ~1e-7); the count and the largest
+   difference are printed; every other value must be identical.
 
 Each side runs its own copy of the recipe file (a recipe key renamed since the base is
 renamed in both copies). With --cache DIR the base's dumps and runs are kept under
@@ -82,6 +85,10 @@ def _preds(out: Path) -> dict[str, list[dict]]:
     return got
 
 
+FLOAT_TOL = 0.0  # --float-tol: relative tolerance for floats (log-likelihoods, their means)
+FLOAT_DIFFS: list[float] = []  # relative differences of floats found unequal but within it
+
+
 def _first_diff(a: object, b: object, where: str = "") -> str | None:
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
@@ -97,6 +104,11 @@ def _first_diff(a: object, b: object, where: str = "") -> str | None:
             if d:
                 return d
         return None
+    if isinstance(a, float) and isinstance(b, float) and a != b and FLOAT_TOL:
+        rel = abs(a - b) / max(1.0, abs(a))
+        if rel <= FLOAT_TOL:
+            FLOAT_DIFFS.append(rel)
+            return None
     return None if a == b else f"{where}: {a!r} (base) vs {b!r} (now)"
 
 
@@ -124,10 +136,14 @@ def check(recipe: str, base: Path, tmp: Path, runs: bool, cache: Path) -> bool:
             continue
         _run(code, ["-m", "lab", "run", str(code / recipe), "--smoke", "--quiet",
                     "--out", str(outs[name])], {"WANDB_MODE": "disabled"})  # fmt: skip
+    FLOAT_DIFFS.clear()
     ra, rb = (_rows(outs[n] / "results.jsonl") for n in ("base", "now"))
     diff = _first_diff(ra, rb, "results.jsonl")
     pa, pb = _preds(outs["base"]), _preds(outs["now"])
     pdiff = _first_diff(pa, pb, "predictions")
+    if FLOAT_DIFFS and not diff and not pdiff:
+        print(f"{recipe}: {len(FLOAT_DIFFS)} floats differ within --float-tol "
+              f"(largest relative difference {max(FLOAT_DIFFS):.2e}); everything else identical")  # fmt: skip
     print(f"{recipe}: smoke results.jsonl {'IDENTICAL' if not diff else 'DIFFER'} "
           f"({len(ra)} rows); predictions {'IDENTICAL' if not pdiff else 'DIFFER'} "
           f"({sum(map(len, pa.values()))} in {len(pa)} files)" +
@@ -141,7 +157,13 @@ def main() -> int:
     ap.add_argument("--base", help="git revision of the Python builders (default: merge base)")
     ap.add_argument("--no-runs", action="store_true", help="compare the splits only")
     ap.add_argument("--cache", help="keep the base's dumps and runs here and reuse them")
+    ap.add_argument(
+        "--float-tol", type=float, default=0.0,
+        help="relative tolerance for floats (fp32 reassociation: 1e-5); other values exact",
+    )  # fmt: skip
     args = ap.parse_args()
+    global FLOAT_TOL
+    FLOAT_TOL = args.float_tol
     base = subprocess.run(
         ["git", "rev-parse", args.base] if args.base else ["git", "merge-base", "HEAD", "main"],
         cwd=ROOT, capture_output=True, text=True, check=True,
