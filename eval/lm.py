@@ -15,7 +15,10 @@ Log-likelihoods add a second cache level (eval/tree.py): the continuations of on
 used by a single context (a different demo set per example) are not cached alone: those
 requests run whole, batched together. The LM head runs once per batch, over the gathered
 scored positions only. Every forward is timed per phase (`self.clock`, eval/phases.py) and
-runs grouped-query attention without copying the KV cache (eval/attention.py).
+runs grouped-query attention without copying the KV cache (eval/attention.py); a batch
+attends to its group's prefix in place, once for all its rows, instead of a copy per row
+(eval/kv_cache.py `share`), and bf16 linear layers read weights packed once for oneDNN on a
+CPU with native bf16 (eval/packed.py; bitwise the same outputs).
 
 `FTLAB_BASELINE=1` (read when an LM is made; for `bench/quickstart.py` only) turns the
 optimisations off, to time the lab as a plain evaluation would run: every request runs

@@ -312,6 +312,12 @@ def _format_validation(e: ValidationError, where: str, model: type[BaseModel] | 
     return f"{where}: {msg}"
 
 
+def model_tag(index: int, spec: str) -> str:
+    """A ladder model's name in cell keys and paths: `m<index>-<last path part, sanitised>`."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", spec.rstrip("/").split("/")[-1]).strip("-.")
+    return f"m{index}-{name or 'model'}"
+
+
 def smoke_ladder(n: int) -> list[str]:
     """--smoke stand-ins for a ladder of n models: tiny random models of growing width."""
     return ["tiny-random"] + [f"tiny-random-d{64 + 32 * i}" for i in range(1, n)]

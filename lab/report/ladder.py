@@ -21,7 +21,6 @@ import base64
 import html
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +28,12 @@ from eval.scaling import scaling_metrics
 from eval.stats import bootstrap_ci, paired_bootstrap
 from lab.core.example import ID_EVAL_SPLIT, Example, is_ood, ood_mean_splits
 from lab.core.io import atomic_write_text
-from lab.core.recipe import ArmCfg, Recipe
+from lab.core.recipe import ArmCfg, Recipe, model_tag
 from lab.report import plots, study_report
 from lab.report.analysis import Scores
 from lab.report.table import CSS, Summary, Table, ci
 
 METRICS = {"exact_match": "correct", "gold_logprob": "gold_logprob"}  # metric -> prediction key
-
-
-def model_tag(index: int, spec: str) -> str:
-    """A ladder model's name in cell keys and paths: `m<index>-<last path part, sanitised>`."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", spec.rstrip("/").split("/")[-1]).strip("-.")
-    return f"m{index}-{name or 'model'}"
 
 
 def human(n: float) -> str:

@@ -21,8 +21,7 @@ from eval.sandbox import require_sandbox
 from lab.core import fairness
 from lab.core.errors import LabError
 from lab.core.example import ID_EVAL_SPLIT, Example, check_formats, is_ood, usable
-from lab.core.recipe import ArmCfg, Recipe
-from lab.report import ladder
+from lab.core.recipe import ArmCfg, Recipe, model_tag
 
 Budget = int | str | None
 
@@ -61,7 +60,7 @@ def plan_cells(recipe: Recipe) -> list[Cell]:
     if not recipe.is_ladder:
         return cells
     return [
-        replace(c, model=m, model_tag=ladder.model_tag(i, m))
+        replace(c, model=m, model_tag=model_tag(i, m))
         for i, m in enumerate(recipe.models)
         for c in cells
     ]

@@ -134,3 +134,18 @@ def test_bench_and_scripts_import_names_that_exist():
                 except ModuleNotFoundError:
                     missing.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.module}.{a.name}")
     assert missing == []
+
+
+def test_planning_a_study_imports_no_report_or_plotting():
+    """lab.study.plan once imported lab.report.ladder for one name (`model_tag`, now in
+    lab.core.recipe), which pulled matplotlib into every planning step."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lab.study.plan; "
+        "bad = sorted(m for m in sys.modules if m.startswith(('lab.report', 'matplotlib'))); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stdout + res.stderr

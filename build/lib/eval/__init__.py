@@ -1,2 +1,0 @@
-"""Evaluation: prompts (k-shot, CoT), the LM interface (generate, loglikelihood), answer
-extraction, the code sandbox and metrics."""

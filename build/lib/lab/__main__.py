@@ -1,5 +1,0 @@
-import sys
-
-from lab.study.cli import main
-
-sys.exit(main())
