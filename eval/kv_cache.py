@@ -27,7 +27,28 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 
-class SharedPrefixLayer(DynamicLayer):
+class _AppendingLayer(DynamicLayer):
+    """Keys and values written in place into preallocated storage (`kbuf`, `vbuf`: rows,
+    heads, capacity, dim), of which the first `length` positions are filled."""
+
+    kbuf: torch.Tensor | None = None
+    vbuf: torch.Tensor | None = None
+
+    def _write(self, key_states: torch.Tensor, value_states: torch.Tensor) -> tuple:
+        end = self.length + key_states.shape[-2]
+        self.kbuf[:, :, self.length : end] = key_states
+        self.vbuf[:, :, self.length : end] = value_states
+        self.length = end
+        self.keys, self.values = self.kbuf[:, :, :end], self.vbuf[:, :, :end]
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.kbuf is not None:
+            self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
+            self.keys, self.values = self.kbuf[:, :, : self.length], self.vbuf[:, :, : self.length]
+
+
+class SharedPrefixLayer(_AppendingLayer):
     """A layer whose prefix keys and values (1, kv heads, P, d) are shared by every row and
     never written; `update` stores each row's own tokens after it (in place, preallocated)
     and returns those own keys and values only. The sequence length it reports (for masks
@@ -47,7 +68,7 @@ class SharedPrefixLayer(DynamicLayer):
         return self.prefix_length + self.length
 
     def _reserve(self, rows: int, size: int) -> None:
-        old_k, old_v = getattr(self, "kbuf", None), getattr(self, "vbuf", None)
+        old_k, old_v = self.kbuf, self.vbuf
         h, d = self.prefix_keys.shape[1], self.prefix_keys.shape[3]
         self.kbuf = self.prefix_keys.new_empty((rows, h, size, d))
         self.vbuf = self.prefix_values.new_empty((rows, h, size, d))
@@ -57,20 +78,11 @@ class SharedPrefixLayer(DynamicLayer):
 
     def update(self, key_states, value_states, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
         end = self.length + key_states.shape[-2]
-        if self.keys is None:
+        if self.kbuf is None:
             self._reserve(key_states.shape[0], end + self.extra)
         elif end > self.kbuf.shape[-2]:  # never in LM.generate; kept correct anyway
             self._reserve(key_states.shape[0], 2 * end)
-        self.kbuf[:, :, self.length : end] = key_states
-        self.vbuf[:, :, self.length : end] = value_states
-        self.length = end
-        self.keys, self.values = self.kbuf[:, :, :end], self.vbuf[:, :, :end]
-        return self.keys, self.values
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        if self.keys is not None:
-            self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
-            self.keys, self.values = self.kbuf[:, :, : self.length], self.vbuf[:, :, : self.length]
+        return self._write(key_states, value_states)
 
 
 def share(cache: Any, extra: int) -> Any:
@@ -105,7 +117,7 @@ def expand(cache: Any, n: int) -> Any:
     return c
 
 
-class PreallocatedLayer(DynamicLayer):
+class PreallocatedLayer(_AppendingLayer):
     """A DynamicLayer that appends into preallocated storage; what `update` returns is the
     same tensor the stock layer would return (the keys and values so far)."""
 
@@ -118,18 +130,9 @@ class PreallocatedLayer(DynamicLayer):
         self.vbuf[:, :, :t] = self.values
 
     def update(self, key_states, value_states, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
-        end = self.length + key_states.shape[-2]
-        if end > self.kbuf.shape[-2]:  # never in LM.generate; kept correct anyway
-            self.reserve(max(end - self.length, self.length))
-        self.kbuf[:, :, self.length : end] = key_states
-        self.vbuf[:, :, self.length : end] = value_states
-        self.length = end
-        self.keys, self.values = self.kbuf[:, :, :end], self.vbuf[:, :, :end]
-        return self.keys, self.values
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
-        self.keys, self.values = self.kbuf[:, :, : self.length], self.vbuf[:, :, : self.length]
+        if self.length + key_states.shape[-2] > self.kbuf.shape[-2]:  # never in LM.generate
+            self.reserve(max(key_states.shape[-2], self.length))
+        return self._write(key_states, value_states)
 
 
 def preallocate(cache: Any, extra: int) -> None:

@@ -162,3 +162,25 @@ def test_bf16_split_generations_match_the_repeated_prefix(sharp, splits):
     err_split = sum(abs(r[0] - e) for r, e in zip(split.loglikelihood(lls), exact, strict=True))
     err_plain = sum(abs(r[0] - e) for r, e in zip(plain.loglikelihood(lls), exact, strict=True))
     assert err_split <= 1.5 * err_plain + 0.05, (err_split, err_plain)
+
+
+def test_layers_grow_past_their_reserve_and_keep_every_token():
+    from transformers.cache_utils import DynamicLayer
+
+    from eval.kv_cache import PreallocatedLayer
+
+    gen = torch.Generator().manual_seed(2)
+    parts = [torch.randn(2, 1, t, 4, generator=gen) for t in (3, 1, 5)]
+    want = torch.cat(parts, dim=2)
+    shared = _layer(torch.zeros(1, 1, 2, 4), torch.zeros(1, 1, 2, 4), parts[0], parts[0])
+    for p in parts[1:]:
+        shared.update(p, p)
+    assert torch.equal(shared.keys, want) and torch.equal(shared.values, want)
+    assert shared.get_seq_length() == 2 + want.shape[2]
+    plain = DynamicLayer()
+    plain.update(parts[0], parts[0])
+    plain.__class__ = PreallocatedLayer
+    plain.reserve(1)
+    for p in parts[1:]:
+        plain.update(p, p)
+    assert torch.equal(plain.keys, want) and torch.equal(plain.values, want)
