@@ -59,6 +59,13 @@ def _start(recipe: Path, out: Path, cache: Path, log: Path) -> int:
         return pid
     code = 1
     try:
+        # torch's intra-op thread pool, inherited from the parent, is rebuilt lazily by the
+        # first thread that needs it; when several do at once (transformers loads weights on
+        # a thread pool) torch can fail with "Invalid thread pool!" (25 of 100 forked
+        # children in a reproduction). Rebuild it here, on the child's only thread, first.
+        import torch
+
+        torch.set_num_threads(torch.get_num_threads())
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
