@@ -42,23 +42,25 @@ from typing import Any
 
 from lab.core.compute import FlopCounter
 from lab.core.recipe import Recipe
+from lab.study.memory import published_shape
 
 # Published parameter counts, used when the model's config is not available locally:
-# hub id -> (all parameters, vocab, d_model, tied embeddings). Qwen2.5 model cards
-# (0.5B/1.5B/3B tie the embeddings, 7B does not); Pythia README (untied embed_in/embed_out).
-PUBLISHED: dict[str, tuple[int, int, int, bool]] = {
-    "Qwen/Qwen2.5-0.5B": (494_032_768, 151_936, 896, True),
-    "Qwen/Qwen2.5-1.5B": (1_543_714_304, 151_936, 1536, True),
-    "Qwen/Qwen2.5-3B": (3_085_938_688, 151_936, 2048, True),
-    "Qwen/Qwen2.5-7B": (7_615_616_512, 152_064, 3584, False),
-    "EleutherAI/pythia-70m": (70_426_624, 50_304, 512, False),
-    "EleutherAI/pythia-160m": (162_322_944, 50_304, 768, False),
-    "EleutherAI/pythia-410m": (405_334_016, 50_304, 1024, False),
-    "EleutherAI/pythia-1b": (1_011_781_632, 50_304, 2048, False),
-    "EleutherAI/pythia-1.4b": (1_414_647_808, 50_304, 2048, False),
-    "EleutherAI/pythia-2.8b": (2_775_208_960, 50_304, 2560, False),
-    "EleutherAI/pythia-6.9b": (6_857_302_016, 50_432, 4096, False),
-    "EleutherAI/pythia-12b": (11_846_072_320, 50_688, 5120, False),
+# hub id -> (all parameters, tied embeddings); vocab and d_model come from the same models'
+# shapes (lab/study/memory.py PUBLISHED_SHAPES). Qwen2.5 model cards (0.5B/1.5B/3B tie the
+# embeddings, 7B does not); Pythia README (untied embed_in/embed_out).
+PUBLISHED: dict[str, tuple[int, bool]] = {
+    "Qwen/Qwen2.5-0.5B": (494_032_768, True),
+    "Qwen/Qwen2.5-1.5B": (1_543_714_304, True),
+    "Qwen/Qwen2.5-3B": (3_085_938_688, True),
+    "Qwen/Qwen2.5-7B": (7_615_616_512, False),
+    "EleutherAI/pythia-70m": (70_426_624, False),
+    "EleutherAI/pythia-160m": (162_322_944, False),
+    "EleutherAI/pythia-410m": (405_334_016, False),
+    "EleutherAI/pythia-1b": (1_011_781_632, False),
+    "EleutherAI/pythia-1.4b": (1_414_647_808, False),
+    "EleutherAI/pythia-2.8b": (2_775_208_960, False),
+    "EleutherAI/pythia-6.9b": (6_857_302_016, False),
+    "EleutherAI/pythia-12b": (11_846_072_320, False),
 }
 
 
@@ -89,10 +91,11 @@ class Estimate:
 
 
 def _published(spec: str) -> Sizes | None:
-    key = re.sub(r"-deduped$", "", spec)
-    if key not in PUBLISHED:
+    shape = published_shape(spec)
+    counts = PUBLISHED.get(re.sub(r"-deduped$", "", spec))
+    if shape is None or counts is None:
         return None
-    total, vocab, d, tied = PUBLISHED[key]
+    (total, tied), d, vocab = counts, shape[1], shape[6]
     head = vocab * d
     body = total - head * (1 if tied else 2)
     # A transformer layer holds ~12 d^2 parameters in linear layers whose (in + out) sum to

@@ -26,6 +26,7 @@ the allocator's fragmentation, so keep ~10% headroom (`--gpu-mem-gib` is the usa
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,15 +84,18 @@ def shape_of(spec: str, config: Any | None) -> Shape:
             getattr(c, "head_dim", None) or c.hidden_size // heads,
             getattr(c, "intermediate_size", None) or 4 * c.hidden_size, c.vocab_size,
         )  # fmt: skip
-    import re
-
-    key = re.sub(r"-deduped$", "", spec)
-    if key not in PUBLISHED_SHAPES:
+    published = published_shape(spec)
+    if published is None:
         raise LabError(
             f"no local config for '{spec}' and no published shapes; download its config.json "
             "first, or add it to lab/study/memory.py PUBLISHED_SHAPES"
         )
-    return Shape(*PUBLISHED_SHAPES[key][:7])
+    return Shape(*published[:7])
+
+
+def published_shape(spec: str) -> tuple[int, int, int, int, int, int, int, int] | None:
+    """PUBLISHED_SHAPES' row for a hub id (a `-deduped` Pythia has its base's shape)."""
+    return PUBLISHED_SHAPES.get(re.sub(r"-deduped$", "", spec))
 
 
 @dataclass(frozen=True)

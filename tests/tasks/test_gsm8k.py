@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from gsm8k_record import QUESTION, SOLUTION
 
 from eval.extract import extract, extract_cot
 from eval.sandbox import run_program
@@ -163,15 +164,6 @@ def test_splits_equal_the_stored_fingerprint(full):
 
 
 # ------------------------------------------------------------------------- CoT format
-
-SOLUTION = (
-    "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
-    "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May\n#### 72"
-)
-QUESTION = (
-    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
-    "in May. How many clips did Natalia sell altogether in April and May?"
-)
 
 
 def test_clean_rationale_hand_example():

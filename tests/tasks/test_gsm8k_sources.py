@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from gsm8k_record import QUESTION, SOLUTION
 
 from lab.core.errors import LabError
 from lab.core.recipe import TaskCfg
@@ -20,14 +21,6 @@ from lab.tasks.aqua import aqua_row
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data"
 BIG = 100_000  # "all of it"
-SOLUTION = (
-    "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
-    "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May\n#### 72"
-)
-QUESTION = (
-    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
-    "in May. How many clips did Natalia sell altogether in April and May?"
-)
 
 
 def cfg(**kw) -> TaskCfg:
