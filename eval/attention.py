@@ -37,7 +37,7 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from eval.kv_cache import SharedPrefixLayer
 
 NAME = "lab_folded_sdpa"
-_SHARED: ContextVar[Any] = ContextVar("lab_shared_prefix_cache", default=None)
+_SHARED: ContextVar[tuple[Any, dict]] = ContextVar("lab_shared_prefix", default=(None, {}))
 _FLASH_CPU = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 
 
@@ -52,13 +52,13 @@ def folded_sdpa(
     is_causal: bool | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
-    shared = _SHARED.get()
-    if shared is not None:
-        layer = shared.layers[module.layer_idx]
+    cache, memo = _SHARED.get()
+    if cache is not None:
+        layer = cache.layers[module.layer_idx]
         if isinstance(layer, SharedPrefixLayer):
             if key is not layer.keys or value is not layer.values or dropout:
                 raise RuntimeError("a shared-prefix cache needs the keys its layer returned")
-            return split_sdpa(query, layer, attention_mask, scaling), None
+            return split_sdpa(query, layer, attention_mask, scaling, memo), None
     b, h, q, d = query.shape
     kv_heads = key.shape[1]
     g = h // kv_heads
@@ -86,54 +86,74 @@ def folded_sdpa(
     return out.reshape(b, h, q, d).transpose(1, 2).contiguous(), None
 
 
-def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
-        ~allowed, float("-inf")
-    )
+Masks = tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]
+
+
+def _split_masks(
+    mask: torch.Tensor | None, n: int, g: int, q: int, p: int, t: int, like: torch.Tensor
+) -> Masks:
+    """(prefix mask, prefix queries that see no key, own mask, own queries that see no key)
+    in the layout of `split_sdpa`'s two calls: additive masks of `like`'s dtype (what CPU flash
+    attention takes), None where every key is visible. `mask`: bool (rows, 1, q, prefix +
+    own) or None (every key visible, except own keys after a query: causal, aligned at the
+    end). The same for every layer of a forward: `split_sdpa` computes it once per forward."""
+
+    dtype, device = like.dtype, like.device
+
+    def additive(allowed: torch.Tensor) -> torch.Tensor:
+        zeros = torch.zeros(allowed.shape, dtype=dtype, device=device)
+        return zeros.masked_fill(~allowed, float("-inf"))
+
+    if mask is None:
+        if q == 1:
+            return None, None, None, None
+        see_o = torch.ones(q, t, dtype=torch.bool, device=device).tril(t - q).expand(n, 1, q, t)
+        return None, None, additive(see_o.repeat(1, 1, g, 1)), None
+    see_p = mask[:, :, :, :p].expand(n, 1, q, p)
+    see_o = mask[:, :, :, p : p + t].expand(n, 1, q, t).repeat(1, 1, g, 1)  # folded queries
+    m1 = none_p = None
+    if not bool(see_p.all()):  # one query axis of rows x g x q for the prefix call
+        see_p = see_p.expand(n, g, q, p).reshape(1, 1, n * g * q, p)
+        m1, none_p = additive(see_p), ~see_p.any(-1)
+    return m1, none_p, additive(see_o), ~see_o.any(-1)
 
 
 def _part(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor | None, scale: Any
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Any, none: Any, scale: Any
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(output, log-sum-exp in fp32, -inf where a query sees no key) of one attention call."""
-    mask = None if allowed is None else _additive(allowed, q.dtype)
     out, lse = _FLASH_CPU(q, k, v, 0.0, False, attn_mask=mask, scale=scale)
-    if allowed is not None:
-        lse = lse.masked_fill(~allowed.any(-1), float("-inf"))
-    return out, lse
+    return out, (lse if none is None else lse.masked_fill(none, float("-inf")))
 
 
 def split_sdpa(
-    query: torch.Tensor, layer: SharedPrefixLayer, mask: torch.Tensor | None, scaling: Any
+    query: torch.Tensor,
+    layer: SharedPrefixLayer,
+    mask: torch.Tensor | None,
+    scaling: Any,
+    memo: dict | None = None,
 ) -> torch.Tensor:
     """Attention of `query` (rows, heads, q, d) to the shared prefix plus each row's own keys
     (`layer.keys`, already holding this forward's tokens), as (rows, q, heads, d). `mask`:
-    bool (rows, 1, q, prefix + own) or None (every key visible, except own keys after a
-    query: causal, aligned at the end)."""
+    as `_split_masks` takes it; `memo` (one per forward) keeps its split forms for the next
+    layers."""
     n, h, q, d = query.shape
     pk, pv, ok, ov = layer.prefix_keys, layer.prefix_values, layer.keys, layer.values
     kv, p, t = pk.shape[1], pk.shape[-2], ok.shape[-2]
     g = h // kv
+    memo = {} if memo is None else memo
+    key = (id(mask), n, q, t)
+    if key not in memo:  # the mask object is kept with it, so its id stays its own
+        memo[key] = (mask, _split_masks(mask, n, g, q, p, t, query))
+    m1, none_p, m2, none_o = memo[key][1]
     qf = query.reshape(n, kv, g * q, d)  # a group's query heads along the query axis
-    if mask is None:
-        see_p = None
-        see_o = (
-            None if q == 1 else torch.ones(q, t, dtype=torch.bool, device=query.device).tril(t - q)
-        )
-        see_o = None if see_o is None else see_o.expand(n, 1, q, t)
-    else:
-        see_p = mask[:, :, :, :p].expand(n, 1, q, p)
-        see_o = mask[:, :, :, p : p + t].expand(n, 1, q, t)
-        see_p = None if bool(see_p.all()) else see_p
     # The prefix, once for every row: queries (1, kv, rows * g * q, d).
     q1 = qf.transpose(0, 1).reshape(1, kv, n * g * q, d)
-    m1 = None if see_p is None else see_p.expand(n, g, q, p).reshape(1, 1, n * g * q, p)
-    out_p, lse_p = _part(q1, pk, pv, m1, scaling)
+    out_p, lse_p = _part(q1, pk, pv, m1, none_p, scaling)
     out_p = out_p.reshape(kv, n, g * q, d).transpose(0, 1)
     lse_p = lse_p.reshape(kv, n, g * q).transpose(0, 1)
     # Each row's own keys.
-    m2 = None if see_o is None else see_o.expand(n, 1, q, t).repeat(1, 1, g, 1)
-    out_o, lse_o = _part(qf, ok, ov, m2, scaling)
+    out_o, lse_o = _part(qf, ok, ov, m2, none_o, scaling)
     lse = torch.logaddexp(lse_p, lse_o)
     w_p = torch.exp(lse_p - lse).nan_to_num(0.0)[..., None]
     w_o = torch.exp(lse_o - lse).nan_to_num(0.0)[..., None]
@@ -143,9 +163,9 @@ def split_sdpa(
 
 @contextmanager
 def shared_prefix(cache: Any) -> Iterator[None]:
-    """Attend through `cache`'s shared prefix layers (eval/kv_cache.py `share`) in the block;
-    None: a no-op."""
-    token = _SHARED.set(cache)
+    """Attend through `cache`'s shared prefix layers (eval/kv_cache.py `share`) in the block
+    (one forward: the masks' split forms are kept for its layers); None: a no-op."""
+    token = _SHARED.set((cache, {}))
     try:
         yield
     finally:

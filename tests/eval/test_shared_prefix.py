@@ -184,3 +184,17 @@ def test_layers_grow_past_their_reserve_and_keep_every_token():
     for p in parts[1:]:
         plain.update(p, p)
     assert torch.equal(plain.keys, want) and torch.equal(plain.values, want)
+
+
+def test_masks_are_split_once_per_forward_not_per_layer(sharp, splits, monkeypatch):
+    gens, lls = _requests(splits)
+    layers = sharp[0].config.num_hidden_layers
+    assert layers > 1
+    made, attended = [], []
+    real_masks, real_split = attention._split_masks, attention.split_sdpa
+    monkeypatch.setattr(attention, "_split_masks", lambda *a: made.append(1) or real_masks(*a))
+    monkeypatch.setattr(attention, "split_sdpa", lambda *a: attended.append(1) or real_split(*a))
+    lm = _lm(sharp, True, 4)
+    lm.generate(gens[:4])
+    lm.loglikelihood(lls[:4])
+    assert attended and len(attended) == layers * len(made)
