@@ -36,6 +36,7 @@ from bench.common import (
     header,
     load_lab_model,
     matmul_rate,
+    median,
     read_bandwidth,
     save,
     torch_dtype,
@@ -75,9 +76,8 @@ def linear_rate(model: Any, rows: int, repeats: int = 3) -> float:
     """FLOP/s of the model's own linear layers (as evaluation runs them: eval/packed.py's
     packed bf16 weights where they apply) on `rows` input rows, one layer after another as
     a decoding step reads them: the rate a decode step at that batch could reach if nothing
-    but its matmuls ran (attention, norms, the step's Python excluded)."""
-    import time
-
+    but its matmuls ran (attention, norms, the step's Python excluded). The first pass
+    warms up; the median of the next `repeats`."""
     layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     dtype = next(model.parameters()).dtype
     xs = {n: torch.randn(rows, n).to(dtype) for n in {m.in_features for m in layers}}
@@ -85,11 +85,11 @@ def linear_rate(model: Any, rows: int, repeats: int = 3) -> float:
     times = []
     with torch.no_grad():
         for _ in range(repeats + 1):
-            t0 = time.perf_counter()
-            for m in layers:
-                m(xs[m.in_features])
-            times.append(time.perf_counter() - t0)
-    return flops / sorted(times[1:])[len(times[1:]) // 2]
+            with Timer() as t:
+                for m in layers:
+                    m(xs[m.in_features])
+            times.append(t.s)
+    return flops / median(times[1:])
 
 
 def report(
