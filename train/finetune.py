@@ -30,7 +30,6 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 
 from lab.core.compute import baseline_mode, flop_counter
-from lab.core.errors import LabError
 from lab.core.example import Example
 from lab.core.masks import takes_4d_mask
 from lab.core.precision import autocast, check_launch, dtype
@@ -146,13 +145,7 @@ def finetune(
 
     bos = bos_prefix(tok)
     data = [encode_example(ex, fmt, tok, bos) for ex in examples]
-    per_step = cfg.grad_accum * acc.num_processes
-    micro = cfg.batch_size // per_step
-    if micro * per_step != cfg.batch_size:
-        raise LabError(
-            f"train.batch_size ({cfg.batch_size}) must be a multiple of grad_accum x processes "
-            f"({cfg.grad_accum} x {acc.num_processes}); change train.batch_size or grad_accum"
-        )
+    micro = cfg.micro_batch(acc.num_processes)
     order = epoch_order(len(data), cfg.steps * cfg.batch_size, seed)
     # Supervised tokens of each optimizer step (all micro-batches, all processes): the loss
     # is the step's token-weighted mean whatever the process count or grad_accum, so 1 and N

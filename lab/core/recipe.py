@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from lab.core.errors import LabError, suggest
 
@@ -60,6 +60,17 @@ class TrainCfg(_Strict):
         False, description="recompute activations in the backward pass (less memory, ~1.3x time)"
     )
     lora: LoraCfg = LoraCfg()
+
+    def micro_batch(self, processes: int, who: str = "") -> int:
+        """Rows per process and forward: the global batch split over grad_accum x processes,
+        which must divide it (the one check: planning and training both ask here)."""
+        if self.batch_size % (self.grad_accum * processes):
+            raise LabError(
+                f"{who}train.batch_size ({self.batch_size}) is not a multiple of grad_accum x "
+                f"processes ({self.grad_accum} x {processes}); change train.batch_size or "
+                "train.grad_accum"
+            )
+        return self.batch_size // (self.grad_accum * processes)
 
 
 class ArmCfg(_Strict):
@@ -163,6 +174,7 @@ class Recipe(_Strict):
     train: TrainCfg = TrainCfg()
     eval: EvalCfg = EvalCfg()
     tracking: TrackingCfg = TrackingCfg()
+    _trains: dict[str, TrainCfg] = PrivateAttr(default_factory=dict)  # arm -> its settings
     smoke: dict[str, Any] = Field(default_factory=dict, description="overrides for --smoke")
     profiles: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="named overrides, applied with --profile NAME"
@@ -198,8 +210,7 @@ class Recipe(_Strict):
             if len(set(self.budgets)) != len(self.budgets):
                 raise ValueError("budgets must be unique")
         for arm in self.arms:
-            if arm.train:
-                self.train_for(arm)  # validates the override keys now, not mid-study
+            self._trains[arm.name] = self._merge_train(arm)  # once; a bad key fails now
             if arm.format not in self.eval.max_new_tokens:
                 raise ValueError(
                     f"eval.max_new_tokens has no entry for format '{arm.format}' (arm "
@@ -208,7 +219,11 @@ class Recipe(_Strict):
         return self
 
     def train_for(self, arm: ArmCfg) -> TrainCfg:
-        """The arm's training config: the study's `train` with the arm's overrides."""
+        """The arm's training settings: the study's `train` with the arm's overrides, merged
+        once when the recipe is validated."""
+        return self._trains[arm.name]
+
+    def _merge_train(self, arm: ArmCfg) -> TrainCfg:
         merged = _deep_merge(self.train.model_dump(), arm.train)
         try:
             return TrainCfg.model_validate(merged)
@@ -231,8 +246,8 @@ class Recipe(_Strict):
         )
         if d["task"]["spec"] is None:  # the hash of a recipe from before inline task specs
             del d["task"]["spec"]
-        for old, new in RENAMED_EVAL_KEYS.items():  # hashed under the name it had (resume)
-            d["eval"][old] = d["eval"].pop(new)
+        # hashed under the key's first name, so that the hashes of recorded studies hold
+        d["eval"]["ft_icl_probe_k"] = d["eval"].pop("ft_then_icl_k")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -276,29 +291,11 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(getattr(cur, "model_fields", {}))
 
 
-# Keys renamed since a release (old -> new): a recipe with the old key gets one line naming
-# the new one; a study.json written before reads as the new key (`upgrade_stored`), and the
-# recipe hash keeps the old name, so studies started before resume. "probe" means only an
-# evaluation split from outside the study's task.
-RENAMED_EVAL_KEYS = {"ft_icl_probe_k": "ft_then_icl_k"}
-
-
-def upgrade_stored(recipe: dict[str, Any]) -> dict[str, Any]:
-    """A resolved recipe stored in a study.json by an older lab, with renamed keys renamed."""
-    ev = dict(recipe.get("eval") or {})
-    for old, new in RENAMED_EVAL_KEYS.items():
-        if old in ev:
-            ev[new] = ev.pop(old)
-    return {**recipe, "eval": ev} if "eval" in recipe else recipe
-
-
 def _format_validation(e: ValidationError, where: str, model: type[BaseModel] | None) -> str:
     err = e.errors()[0]
     loc = tuple(err["loc"])
     key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
     if err["type"] == "extra_forbidden":
-        if str(loc[-1]) in RENAMED_EVAL_KEYS:
-            return f"{where}: key '{key}' is now '{RENAMED_EVAL_KEYS[str(loc[-1])]}'; rename it"
         hint = suggest(str(loc[-1]), _allowed_keys(model, loc)) if model else ""
         return f"{where}: unknown key '{key}'{hint}; remove or rename it"
     if err["type"] == "missing":
@@ -348,6 +345,10 @@ def parse_recipe(
         data = _deep_merge(_deep_merge(data, SMOKE_DEFAULTS), over)
         if isinstance(ladder, list) and ladder and "model" not in over:
             data["model"] = smoke_ladder(len(ladder))  # a ladder stays a ladder
+    return _validate(data, where)
+
+
+def _validate(data: dict[str, Any], where: str) -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as e:

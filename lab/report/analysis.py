@@ -16,7 +16,7 @@ from eval.contamination import TEMPLATE_SHARE, contamination_table, example_text
 from eval.stats import bootstrap_ci
 from lab.core import fairness
 from lab.core.example import ID_EVAL_SPLIT, Example, is_ood, ood_mean_splits
-from lab.core.io import read_json, read_jsonl
+from lab.core.layout import StudyDir
 from lab.core.recipe import Recipe
 from lab.report import verdict
 from lab.report.table import Table, ci
@@ -43,8 +43,8 @@ class Scores:
         key = (cell, split)
         if key not in self._cache:
             variant = self.meta[cell]["variant"]
-            path = self.out / "cells" / cell / "predictions" / variant / f"{split}.jsonl"
-            self._cache[key] = sorted(read_jsonl(path), key=lambda p: p["id"])
+            preds = StudyDir(self.out).cell(cell).read_predictions(variant, split)
+            self._cache[key] = sorted(preds, key=lambda p: p["id"])
         return self._cache[key]
 
     def ids(self, group: Group, splits: list[str]) -> list[str]:
@@ -96,7 +96,7 @@ def comparison(recipe: Recipe, out: Path, rows: list[dict[str, Any]], splits: li
     scores = Scores(out, rows)
     ood = ood_columns(splits)
     in_mean = ood_mean_splits(splits)
-    cells_json = {c: read_json(out / "cells" / c / "cell.json") for c in scores.meta}
+    cells_json = {c: StudyDir(out).cell(c).read() for c in scores.meta}
     columns = ["arm", "method", "format", "budget", "k / n_train (seen)",
                "labelled (train + held out + demos)", "seeds", "ID (test)", *ood,
                "OOD mean", "log p(gold) ID", "log p(gold) OOD", "train FLOPs", "infer FLOPs/ex"]  # fmt: skip

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.core.example import ood_mean_splits
+from lab.core.layout import CellDir, StudyDir
 from lab.core.recipe import Recipe, TrackingCfg
 from lab.report import wandb_artifacts
 
@@ -328,9 +329,10 @@ class Tracker:
                 self.study, cell["cell"], cell["method"], ckpt, self.cfg.max_upload_mb, meta))  # fmt: skip
             if art is not None:
                 self._safely("logging the weights", lambda: run.log_artifact(art))
-        if cell_dir is not None and (cell_dir / "predictions").is_dir():
+        preds = CellDir(cell_dir).predictions_root if cell_dir is not None else None
+        if preds is not None and preds.is_dir():
             art = self._safely("the predictions artifact", lambda: wandb_artifacts.predictions(
-                self.study, cell["cell"], cell_dir / "predictions"))  # fmt: skip
+                self.study, cell["cell"], preds))  # fmt: skip
             if art is not None:
                 self._safely("logging the predictions", lambda: run.log_artifact(art))
         run_dir = str(Path(run.dir).parent)
@@ -376,7 +378,7 @@ class Tracker:
                 run.log({name: tab})
         for name, fig in summary.figures.items():
             run.log({name: wandb.Image(fig)})
-        html = self.out / "report" / "index.html"
+        html = StudyDir(self.out).html_report
         if html.is_file():
             run.log({"report": wandb.Html(html.read_text(encoding="utf-8"))})
         if summary.headline:

@@ -33,7 +33,7 @@ def next_token_logits(model: Any, tok: Any, texts: list[str]) -> torch.Tensor:
     return torch.stack(rows)
 
 
-class BaseModel:
+class StudyBase:
     """One resolved base model, loaded lazily on `device` at `precision`."""
 
     def __init__(

@@ -1,245 +1,249 @@
-"""One cell: train (FT arms), then evaluate every variant on every eval and probe split,
-writing predictions as each split finishes (resumable per split) and returning the cell's
-results rows, metrics and compute.
+"""One cell, from its plan (lab/study/plan.py) to its result: train (FT arms), then evaluate
+every variant on every eval split and probe split, writing predictions as each split
+finishes (resumable per split), and return the cell's results rows, metrics and compute.
 
 Variants: a prompted arm has one ("prompted"); an FT arm its selected checkpoint ("last", or
 "best" with `train.select: best_dev`), the other checkpoint when it differs, and with
 `eval.ft_then_icl_k` the selected checkpoint prompted with that many pool demos ("last+icl8":
 does fine-tuning keep in-context learning?). Every results row counts the labelled examples
 behind it (`labelled_examples`); every evaluated FT checkpoint passes the adapter check.
+Probe splits (other tasks, each with its own fixed prompt) run on every variant but the
+FT-then-ICL one; one macro-average row per probe family.
 """
 
 from __future__ import annotations
 
 import gc
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from eval.evaluate import PromptSpec, summarize
-from eval.lm import LM, context_length
+from eval.evaluate import summarize
+from eval.lm import LM
 from eval.parallel import evaluate_split_parallel, sum_across
+from eval.probes import evaluate_probe, evaluate_task_probe, macro_average, probe_prompt
 from lab.core import fairness
-from lab.core.errors import LabError
-from lab.core.example import Example, is_ood
-from lab.core.io import (
-    atomic_write_json,
-    atomic_write_jsonl,
-    read_json,
-    read_jsonl,
-)
-from lab.core.prompts import demos_prefix, prompt
-from lab.core.recipe import ArmCfg, Recipe
+from lab.core.example import is_ood
+from lab.core.io import atomic_write_json, read_json
+from lab.core.layout import CellDir
+from lab.core.prompts import prompt
+from lab.core.recipe import Recipe
 from lab.report.tracking import Tracker
-from lab.study.base_model import BaseModel
-from lab.study.plan import Cell, cell_data, data_order
-from lab.study.probes import eval_probes
-from lab.study.store import metric_rows
-from lab.tasks.probes import is_probe
+from lab.study.base_model import StudyBase
+from lab.study.context import probe_max_new
+from lab.study.plan import CellPlan, StudyData, Variant
+from lab.study.store import CellResult, metric_rows
+from lab.tasks.task_probes import is_task_probe
 
 
 class CellRunner:
     """Runs cells of one study in this process: the study's data, the accelerator, the base
-    model (lab/study/base_model.py) and the W&B tracker of the cell that runs."""
+    model (lab/study/base_model.py) and the study's W&B tracker."""
 
     def __init__(
-        self, recipe: Recipe, splits: dict[str, list[Example]], pool: list[Example],
-        eval_splits: list[str], acc: Any, precision: str, base: BaseModel, progress: bool,
-        log: Any,
+        self, recipe: Recipe, data: StudyData, acc: Any, precision: str, base: StudyBase,
+        tracker: Tracker, progress: bool, log: Any,
     ):  # fmt: skip
-        self.recipe, self.splits, self.acc, self.precision = recipe, splits, acc, precision
-        self.pool, self.eval_splits = (
-            pool,
-            eval_splits,
-        )  # lab/study/plan.py: study_pool, eval_splits
-        self.base, self.progress, self.log = base, progress, log
-        self.probe_splits = [s for s in splits if is_probe(s)]
-        self.tracker = Tracker.off()  # the study's, once it runs (lab/study/run.py)
+        self.recipe, self.data, self.acc, self.precision = recipe, data, acc, precision
+        self.base, self.tracker, self.progress, self.log = base, tracker, progress, log
 
-    def run(self, cell: Cell, cell_dir: Path) -> dict[str, Any]:
-        r, arm = self.recipe, cell.arm
-        wanted_demos, ft_data = cell_data(r, self.pool, cell, self.splits)
+    def run(self, plan: CellPlan, cell_dir: CellDir) -> CellResult | None:
+        """The cell's result (None on processes other than the main one)."""
+        t0 = time.time()
+        cell, arm, base = plan.cell, plan.cell.arm, self.base
         info: dict[str, Any] = {
-            "study": r.name, "model": self.base.resolved.spec, "model_fingerprint": self.base.resolved.fingerprint,
-            **self.base.params(),
+            "study": self.recipe.name, "model": base.resolved.spec,
+            "model_fingerprint": base.resolved.fingerprint, **base.params(),
             "arm": arm.name, "method": arm.method, "format": arm.format,
             "budget": cell.budget, "data_seed": cell.data_seed, "train_seed": cell.train_seed,
-            "cell": cell.key, "precision": self.precision,
+            "cell": cell.key, "precision": self.precision, **plan.describe(),
         }  # fmt: skip
-        t0 = time.time()
-        variants: list[tuple[str, Any, Any, PromptSpec]] = []  # (name, model, tok, spec)
-        train_info: dict[str, Any] = {}
-        used: list[Example] = []  # the labelled examples training and selection touched
-        if arm.method == "icl":
-            model, tok = self.base.load()
-            k = len(wanted_demos)
-            demos = self.fit_demos(tok, wanted_demos, arm, cell)
-            info.update(k=len(demos), k_requested=k, demos_truncated=len(demos) < k)
-            # fixed demo sets are not drawn from the budgeted pool: said in every row
-            info.update(demos=arm.demos or "pool", demos_fixed=arm.demos is not None)
-            info["demo_ids"] = [d.id for d in demos]
-            variants.append(
-                ("prompted", model, tok, PromptSpec(arm.format, tuple(demos), arm.trigger))
-            )
-        else:
-            from train.finetune import finetune, finished, load_finetuned
-
-            cfg = r.train_for(arm)
-            train_set, held_out = fairness.split_budget(ft_data, cfg)  # both inside the budget
-            used = [*train_set, *held_out]
-            n = len(train_set)
-            self.base.release()
-            res = finished(cell_dir / "checkpoint")  # trained before an interruption
-            if res is None:
-                res = finetune(
-                    self.base.resolved.path, train_set, arm.format, arm.method, cfg, cell.train_seed,
-                    cell_dir / "checkpoint", accelerator=self.acc, progress=self.progress,
-                    dev_examples=held_out or None, precision=self.precision,
-                    resume_dir=cell_dir / "resume", log=self.log, on_log=self.tracker.log_train,
-                )  # fmt: skip
-            else:
-                self.log(f"[lab]   {cell.key}: trained before; evaluating {res.checkpoint}")
-            train_info = res.to_dict() | {
-                "n_train": n,
-                "train_ids_head": [e.id for e in train_set[:8]],
-                "held_out_ids": [e.id for e in held_out],
-            }
-            info.update(k=0, n_train=n, n_select=len(held_out), examples_seen=res.examples_seen)
-            ckpts = {"last": res.checkpoint, "best": res.best_checkpoint or res.checkpoint}
-            chosen = "best" if cfg.select == "best_dev" else "last"
-            other = "last" if chosen == "best" else "best"
-            info["selected"] = chosen
-            model, tok = load_finetuned(
-                self.base.resolved.path, ckpts[chosen], arm.method, self.precision
-            )
-            model.to(self.acc.device)
-            # every evaluated checkpoint must differ from the base model (the other one is
-            # checked when it is loaded, below)
-            deltas = {chosen: self.base.output_delta(model, tok)}
-            train_info |= {"output_delta": deltas[chosen], "output_deltas": deltas}
-            variants.append((chosen, model, tok, PromptSpec(arm.format, (), arm.trigger)))
-            if r.eval.ft_then_icl_k:
-                ordered = data_order(r, self.pool, cell.data_seed)  # same prefix as the data
-                demos = tuple(ordered[: r.eval.ft_then_icl_k])
-                variants.append(
-                    (
-                        f"{chosen}+icl{len(demos)}",
-                        model,
-                        tok,
-                        PromptSpec(arm.format, demos, arm.trigger),
-                    )
+        result = CellResult(info, [], {}, {}, {}, 0.0)
+        if plan.train is None:
+            if plan.k_requested > len(plan.demos):
+                self.log(
+                    f"[lab]   {cell.key}: only {len(plan.demos)} of {plan.k_requested} demos "
+                    f"fit the context; using {len(plan.demos)}"
                 )
-            if ckpts[other] != ckpts[chosen]:  # loaded when its turn comes (model None)
-                variants.append((other, None, None, PromptSpec(arm.format, (), arm.trigger)))
-        # Every process evaluates its shard of each split (eval/parallel.py); the main one writes.
-        main = self.acc.is_main_process
-        counter = self.base.counter()
-        rows, metrics, preds, compute = [], {}, {}, {"train_flops": train_info.get("flops", 0.0)}
-        t_eval = time.time()
-        lm = model = None
-        for v, (name, model, tok, spec) in enumerate(variants):
-            variants[v] = (name, None, None, spec)  # the list keeps no model alive
-            if model is None:  # the other checkpoint, once the chosen one is freed
-                lm = None
+            info["demo_ids"] = [d.id for d in plan.demos]
+            t_eval = time.time()
+            self.prompted_variants(plan, cell_dir, result)
+        else:
+            result.train = self.train(plan, cell_dir)
+            info.update(examples_seen=result.train["examples_seen"], selected=plan.selected)
+            t_eval = time.time()
+            self.finetuned_variants(plan, cell_dir, result)
+        if not self.acc.is_main_process:
+            return None
+        result.compute |= {"eval_s": time.time() - t_eval,
+                           "train_s": result.train.get("wall_s", 0.0)}  # fmt: skip
+        result.wall_s = time.time() - t0
+        return result
+
+    # -- the variants ---------------------------------------------------------------------------
+    def prompted_variants(self, plan: CellPlan, cell_dir: CellDir, result: CellResult) -> None:
+        """A prompted arm's variant: the base model, shared by every prompted cell."""
+        result.compute["train_flops"] = 0.0
+        model, tok = self.base.load()
+        for v in plan.variants:
+            self.evaluate_variant(plan, v, model, tok, cell_dir, result)
+
+    def train(self, plan: CellPlan, cell_dir: CellDir) -> dict[str, Any]:
+        """Train the FT arm (or find it trained before an interruption): its training record."""
+        from train.finetune import finetune, finished
+
+        cell, arm = plan.cell, plan.cell.arm
+        self.base.release()
+        res = finished(cell_dir.checkpoint)  # trained before an interruption
+        if res is None:
+            res = finetune(
+                self.base.resolved.path, list(plan.train_set), arm.format, arm.method,
+                plan.train, cell.train_seed, cell_dir.checkpoint, accelerator=self.acc,
+                progress=self.progress, dev_examples=list(plan.held_out) or None,
+                precision=self.precision, resume_dir=cell_dir.resume, log=self.log,
+                on_log=self.tracker.log_train,
+            )  # fmt: skip
+        else:
+            self.log(f"[lab]   {cell.key}: trained before; evaluating {res.checkpoint}")
+        return res.to_dict() | {
+            "n_train": len(plan.train_set),
+            "train_ids_head": [e.id for e in plan.train_set[:8]],
+            "held_out_ids": [e.id for e in plan.held_out],
+        }
+
+    def finetuned_variants(self, plan: CellPlan, cell_dir: CellDir, result: CellResult) -> None:
+        """An FT arm's variants, one checkpoint in memory at a time; each evaluated
+        checkpoint must differ from the base model (the adapter check)."""
+        from train.finetune import load_finetuned
+
+        train = result.train
+        result.compute["train_flops"] = train.get("flops", 0.0)
+        paths = {"last": train["checkpoint"],
+                 "best": train.get("best_checkpoint") or train["checkpoint"]}  # fmt: skip
+        deltas: dict[str, float] = {}
+        model = tok = None
+        for v in plan.variants:
+            if v.if_distinct and paths[v.checkpoint] == paths[plan.selected]:
+                continue
+            if v.checkpoint not in deltas:
+                model = tok = None  # the previous checkpoint is freed before the next loads
                 gc.collect()
                 torch.cuda.empty_cache() if torch.cuda.is_available() else None
                 model, tok = load_finetuned(
-                    self.base.resolved.path, ckpts[name], arm.method, self.precision
-                )
+                    self.base.resolved.path, paths[v.checkpoint], plan.cell.arm.method,
+                    self.precision,
+                )  # fmt: skip
                 model.to(self.acc.device)
-                train_info["output_deltas"][name] = self.base.output_delta(model, tok)
-            lm = LM(model, tok, batch_size=r.eval.batch_size, progress=self.progress)
-            ran = {"tokens": 0, "head": 0}  # forward tokens of this variant, over all splits
-            for split in self.eval_splits:
-                path = cell_dir / "predictions" / name / f"{split}.jsonl"
-                counts_path = path.with_suffix(".counts.json")
-                p = read_jsonl(path) if path.is_file() and counts_path.is_file() else None
-                if p is not None and not fairness.same_ids(p, self.splits[split]):
-                    p = None  # stored for other examples (the split changed): recomputed
-                    self.log(f"[lab]   {name} {split}: stored predictions are of other examples")
-                if p is not None:  # evaluated before an interruption
-                    counts = read_json(counts_path)
-                    m = summarize(p)
-                    if main:
-                        self.log(
-                            f"[lab]   {name} {split}: predictions of an interrupted run reused"
-                        )
-                else:
-                    before = dict(lm.counts)
-                    p, m = evaluate_split_parallel(
-                        lm, self.splits[split], spec, r.eval.max_new_tokens[arm.format],
-                        r.eval.code_timeout_s, desc=f"eval {arm.name}/{name}/{split}",
-                        gold_logprob=r.eval.gold_logprob,
-                    )  # fmt: skip
-                    counts = {k: sum_across(lm.counts[k] - before[k]) for k in ran}
-                    if main:
-                        atomic_write_json(counts_path, counts)
-                        atomic_write_jsonl(path, p)  # last: the split's done marker
-                ran = {k: ran[k] + counts[k] for k in ran}
-                m["flops_per_example"] = sum(
-                    counter.generate(x["prompt_tokens"], x["new_tokens"]) for x in p
-                ) / len(p)
-                if main:
-                    self.log(
-                        f"[lab]   {name:>10} {split:>13}: exact match {m['exact_match']:.3f} "
-                        f"(n={m['n']}, no answer {m['no_answer']:.2f})"
-                    )
-                metrics[f"{name}/{split}"], preds[f"{name}/{split}"] = m, p
-                prompts = {ex.id: prompt(ex, spec.trigger) for ex in self.splits[split]}
-                self.tracker.log_split(name, split, m, p, prompts, spec.prefix)
-                ft_then_icl_k = len(spec.demos) if arm.method != "icl" else 0
-                base_row = {**{k: v for k, v in info.items() if k != "demo_ids"},
-                            "variant": name, "ft_then_icl_k": ft_then_icl_k, "split": split,
-                            "ood": is_ood(split), "n": m["n"],
-                            "labelled_examples": fairness.count_labelled(used, spec.demos)}  # fmt: skip
-                rows += metric_rows(base_row, m)
-            if not (arm.method != "icl" and spec.demos):  # probes ignore the arm's demos
-                probe_info = {**info, "labelled_examples": fairness.count_labelled(used)}
-                rows += eval_probes(self, lm, name, probe_info, cell_dir, metrics, preds, counter)
-            compute[f"{name}/eval_flops_as_run"] = counter.forward(ran["tokens"], ran["head"])
-        if not main:
-            return {}
-        compute["eval_s"] = time.time() - t_eval
-        compute["train_s"] = train_info.get("wall_s", 0.0)
-        return {
-            "cell": info,
-            "rows": rows,
-            "metrics": metrics,
-            "train": train_info,
-            "compute": compute,
-            "wall_s": time.time() - t0,
-            "_predictions": preds,
-        }
+                deltas[v.checkpoint] = self.base.output_delta(model, tok)
+                if v.checkpoint == plan.selected:
+                    train |= {"output_delta": deltas[v.checkpoint], "output_deltas": deltas}
+            self.evaluate_variant(plan, v, model, tok, cell_dir, result)
 
-    def fit_demos(self, tok: Any, demos: list[Example], arm: ArmCfg, cell: Cell) -> list[Example]:
-        """The longest prefix of `demos` whose prompt fits the context with every eval
-        example and the generation budget. Fewer demos than asked are recorded (k vs
-        k_requested, demos_truncated) and reported; nothing is cut silently."""
-        if not demos:
-            return demos
-        limit = context_length(self.base.load()[0])
-        longest = max(
-            len(tok(prompt(ex, arm.trigger), add_special_tokens=False).input_ids)
-            for s in self.eval_splits
-            for ex in self.splits[s]
-        )
-        room = limit - longest - self.recipe.eval.max_new_tokens[arm.format] - 8
+    def evaluate_variant(
+        self, plan: CellPlan, v: Variant, model: Any, tok: Any, cell_dir: CellDir,
+        result: CellResult,
+    ) -> None:  # fmt: skip
+        """One variant on every eval split (then the probe splits): its rows, metrics and
+        the forward FLOPs it ran. Every process evaluates its shard of each split
+        (eval/parallel.py); the main one writes."""
+        counter = self.base.counter()
+        row_cell = {k: x for k, x in result.cell.items() if k != "demo_ids"}
+        lm = LM(model, tok, batch_size=self.recipe.eval.batch_size, progress=self.progress)
+        ran = {"tokens": 0, "head": 0}  # forward tokens of this variant, over all splits
+        for split in self.data.eval_splits:
+            p, m, counts = self._split(lm, plan, v, split, cell_dir)
+            ran = {k: ran[k] + counts[k] for k in ran}
+            m["flops_per_example"] = sum(
+                counter.generate(x["prompt_tokens"], x["new_tokens"]) for x in p
+            ) / len(p)
+            if self.acc.is_main_process:
+                self.log(
+                    f"[lab]   {v.name:>10} {split:>13}: exact match {m['exact_match']:.3f} "
+                    f"(n={m['n']}, no answer {m['no_answer']:.2f})"
+                )
+            result.metrics[f"{v.name}/{split}"] = m
+            prompts = {ex.id: prompt(ex, v.spec.trigger) for ex in self.data.splits[split]}
+            self.tracker.log_split(v.name, split, m, p, prompts, v.spec.prefix)
+            result.rows += metric_rows(
+                row_cell, m, variant=v.name, ft_then_icl_k=v.ft_then_icl_k, split=split,
+                ood=is_ood(split), labelled_examples=fairness.count_labelled(plan.used, v.spec.demos),
+            )  # fmt: skip
+        if v.probes:
+            labelled = fairness.count_labelled(plan.used)
+            self.evaluate_probes(lm, v, row_cell, labelled, cell_dir, result)
+        result.compute[f"{v.name}/eval_flops_as_run"] = counter.forward(ran["tokens"], ran["head"])
 
-        def fits(k: int) -> bool:
-            return len(tok(demos_prefix(demos[:k], arm.format)).input_ids) <= room
+    def _split(
+        self, lm: LM, plan: CellPlan, v: Variant, split: str, cell_dir: CellDir
+    ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, int]]:
+        """(predictions, metrics, forward tokens) of one eval split: read back when an
+        interrupted run finished it, else evaluated and written (predictions last: the
+        split's done marker)."""
+        r, arm, xs = self.recipe, plan.cell.arm, self.data.splits[split]
+        path, counts_path = cell_dir.predictions(v.name, split), cell_dir.counts(v.name, split)
+        done = path.is_file() and counts_path.is_file()
+        p = cell_dir.read_predictions(v.name, split) if done else None
+        if p is not None and not fairness.same_ids(p, xs):
+            p = None  # stored for other examples (the split changed): recomputed
+            self.log(f"[lab]   {v.name} {split}: stored predictions are of other examples")
+        if p is not None:  # evaluated before an interruption
+            if self.acc.is_main_process:
+                self.log(f"[lab]   {v.name} {split}: predictions of an interrupted run reused")
+            return p, summarize(p), read_json(counts_path)
+        before = dict(lm.counts)
+        p, m = evaluate_split_parallel(
+            lm, xs, v.spec, r.eval.max_new_tokens[arm.format], r.eval.code_timeout_s,
+            desc=f"eval {arm.name}/{v.name}/{split}", gold_logprob=r.eval.gold_logprob,
+        )  # fmt: skip
+        counts = {k: sum_across(lm.counts[k] - before[k]) for k in ("tokens", "head")}
+        if self.acc.is_main_process:
+            atomic_write_json(counts_path, counts)
+            cell_dir.write_predictions(v.name, split, p)  # last: the split's done marker
+        return p, m, counts
 
-        if fits(len(demos)):
-            return demos
-        lo, hi = 0, len(demos)  # fits(lo) holds, fits(hi) does not
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-        if lo == 0:
-            raise LabError(
-                f"arm '{arm.name}': not even one demo fits the model's context ({limit} tokens); "
-                "use shorter examples or a model with a longer context"
+    # -- probe splits ---------------------------------------------------------------------------
+    def evaluate_probes(
+        self, lm: LM, v: Variant, row_cell: dict[str, Any], labelled: int, cell_dir: CellDir,
+        result: CellResult,
+    ) -> None:  # fmt: skip
+        """Probe splits, each with its own fixed prompt (BBH: CoT answer extraction;
+        cross-task probes: the probed task's own scoring): one row per split and metric,
+        and one macro-average exact-match row per probe family (split `probe_<family>`:
+        `probe_bbh`, `probe_gsm8k`...)."""
+        r, counter = self.recipe, self.base.counter()
+        families: dict[str, dict[str, dict[str, float]]] = {}
+        row = {"variant": v.name, "labelled_examples": labelled}
+        for split in self.data.probe_splits:
+            xs, desc = self.data.splits[split], f"probe {row_cell['arm']}/{v.name}/{split}"
+            task = is_task_probe(xs[0])
+            if task:
+                p, m = evaluate_task_probe(
+                    lm, xs, probe_max_new(r, xs), r.eval.code_timeout_s, desc=desc,
+                    gold_logprob=r.eval.gold_logprob,
+                )  # fmt: skip
+            else:  # BBH (sharded across processes, like the rest)
+                p, m = evaluate_probe(lm, xs, desc=desc)
+            m["flops_per_example"] = sum(
+                counter.generate(x["prompt_tokens"], x["new_tokens"]) for x in p
+            ) / len(p)
+            if self.acc.is_main_process:
+                cell_dir.write_predictions(v.name, split, p)
+            result.metrics[f"{v.name}/{split}"] = m
+            self.tracker.log_split(
+                v.name, split, m, p, {x.id: prompt(x) if task else probe_prompt(x) for x in xs}
             )
-        self.log(f"[lab]   {cell.key}: only {lo} of {len(demos)} demos fit the context; using {lo}")
-        return demos[:lo]
+            family = xs[0].meta["probe"]
+            families.setdefault(family, {})[split] = m
+            result.rows += metric_rows(row_cell, m, **row, split=split, probe=family,
+                                       probe_demos=fairness.fixed_demo_count(xs))  # fmt: skip
+        for family, per in families.items():
+            macro = macro_average(per)
+            result.metrics[f"{v.name}/probe_{family}"] = macro
+            self.log(
+                f"[lab]   {v.name:>10} {'probe_' + family:>13}: macro exact match "
+                f"{macro['exact_match']:.3f} ({macro['subtasks']} splits, n={macro['n']})"
+            )
+            result.rows += metric_rows(row_cell, {"exact_match": macro["exact_match"],
+                                       "n": macro["n"]}, **row, split=f"probe_{family}",
+                                       probe=family, aggregate="macro")  # fmt: skip

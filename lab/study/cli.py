@@ -41,14 +41,6 @@ def _quiet_libraries() -> None:
     logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
 
 
-def _no_shard(text: str | None) -> None:
-    if text is not None:
-        raise LabError(
-            f"--shard {text} is gone: workers now claim cells themselves; drop --shard and start "
-            "the same `lab run` command as many times as you want workers (same --out)"
-        )
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -62,7 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--force", action="store_true", help="start over if OUT holds another recipe")
     run.add_argument("--cache-dir", help="model cache (default $FTLAB_CACHE or ~/.cache/ft-vs-icl)")
     run.add_argument("--quiet", action="store_true", help="no progress bars or logs")
-    run.add_argument("--shard", help=argparse.SUPPRESS)  # gone: workers claim cells
     rep = sub.add_parser("report", help="rewrite OUT/report/ from a study's finished cells")
     rep.add_argument("out", help="the study's output directory")
     from lab.study import estimate
@@ -90,7 +81,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "task":
             _quiet_libraries()
             return task_show.main(args)
-        _no_shard(args.shard)
         from lab.core.recipe import load_recipe
 
         recipe = load_recipe(args.recipe, smoke=args.smoke, profile=args.profile)

@@ -20,7 +20,7 @@ is available locally, else as characters / `chars_per_token` (3.0 by default; di
 single tokens in the Qwen2.5, Llama-3 and Gemma tokenizers). Parameter counts come from the
 model's config (local directory, alias, or the local Hugging Face cache, instantiated on the
 meta device: nothing is downloaded or allocated), else from the published counts in
-`PUBLISHED` below.
+`PUBLISHED` (lab/study/model_sizes.py).
 
 Hours = FLOPs / achieved FLOP/s, summed over GPUs (GPU-hours; data parallelism divides the
 wall time, not the GPU-hours). The achieved rates are ASSUMPTIONS, not measurements: the
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,35 +41,7 @@ from typing import Any
 
 from lab.core.compute import FlopCounter
 from lab.core.recipe import Recipe
-from lab.study.memory import published_shape
-
-# Published parameter counts, used when the model's config is not available locally:
-# hub id -> (all parameters, tied embeddings); vocab and d_model come from the same models'
-# shapes (lab/study/memory.py PUBLISHED_SHAPES). Qwen2.5 model cards (0.5B/1.5B/3B tie the
-# embeddings, 7B does not); Pythia README (untied embed_in/embed_out).
-PUBLISHED: dict[str, tuple[int, bool]] = {
-    "Qwen/Qwen2.5-0.5B": (494_032_768, True),
-    "Qwen/Qwen2.5-1.5B": (1_543_714_304, True),
-    "Qwen/Qwen2.5-3B": (3_085_938_688, True),
-    "Qwen/Qwen2.5-7B": (7_615_616_512, False),
-    "EleutherAI/pythia-70m": (70_426_624, False),
-    "EleutherAI/pythia-160m": (162_322_944, False),
-    "EleutherAI/pythia-410m": (405_334_016, False),
-    "EleutherAI/pythia-1b": (1_011_781_632, False),
-    "EleutherAI/pythia-1.4b": (1_414_647_808, False),
-    "EleutherAI/pythia-2.8b": (2_775_208_960, False),
-    "EleutherAI/pythia-6.9b": (6_857_302_016, False),
-    "EleutherAI/pythia-12b": (11_846_072_320, False),
-}
-
-
-@dataclass(frozen=True)
-class Sizes:
-    total: int  # all parameters (a tied head counted once)
-    body: int  # decoder body: the N of the FLOP accounting
-    head: int  # LM head, vocab x d
-    linear_io: int  # sum of (in + out) features over the body's linear layers: LoRA adds r x this
-    source: str  # config | published
+from lab.study.model_sizes import param_counts, token_counter
 
 
 @dataclass(frozen=True)
@@ -88,84 +59,6 @@ class Estimate:
     @property
     def hours(self) -> float:
         return self.train_hours + self.eval_hours
-
-
-def _published(spec: str) -> Sizes | None:
-    shape = published_shape(spec)
-    counts = PUBLISHED.get(re.sub(r"-deduped$", "", spec))
-    if shape is None or counts is None:
-        return None
-    (total, tied), d, vocab = counts, shape[1], shape[6]
-    head = vocab * d
-    body = total - head * (1 if tied else 2)
-    # A transformer layer holds ~12 d^2 parameters in linear layers whose (in + out) sum to
-    # ~18 d (attention 8 d, MLP ~10 d): linear_io ~ 1.5 x body / d.
-    return Sizes(total, body, head, int(1.5 * body / d), "published")
-
-
-def param_counts(spec: str, cache_dir: str | None = None) -> Sizes:
-    """The model's parameter counts without loading any weights (meta device)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from lab.core.errors import LabError
-    from lab.study.models import resolve_model
-
-    hub = spec.count("/") == 1 and not spec.startswith((".", "/", "~"))
-    try:
-        path = spec if hub else resolve_model(spec, cache_dir).path
-        config = AutoConfig.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError):
-        config = None
-    if config is None:
-        pub = _published(spec)
-        if pub is None:
-            raise LabError(
-                f"no local config for '{spec}' and no published parameter count; download the "
-                "model (or its config.json) first, or add it to lab/study/estimate.py PUBLISHED"
-            )
-        return pub
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
-    emb, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
-    total = sum(p.numel() for p in model.parameters())  # a tied head is counted once
-    body = total - emb.numel() - (0 if head is emb else head.numel())
-    out_emb = model.get_output_embeddings()
-    linear_io = sum(
-        m.in_features + m.out_features
-        for m in model.modules()
-        if isinstance(m, torch.nn.Linear) and m is not out_emb
-    )
-    return Sizes(total, body, head.numel(), linear_io, "config")
-
-
-def token_counter(spec: str, cache_dir: str | None, chars_per_token: float):  # noqa: ANN201
-    """text -> token count: the model's own tokenizer when it is available locally (alias,
-    local directory, tiny model, or the local HF cache), else characters / chars_per_token.
-    Memoised (the same prompts are counted for many cells)."""
-    from transformers import AutoTokenizer
-
-    from lab.study.models import resolve_model
-
-    hub = spec.count("/") == 1 and not spec.startswith((".", "/", "~"))
-    try:
-        path = spec if hub else resolve_model(spec, cache_dir).path
-        tk = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError):
-        tk = None
-    memo: dict[str, float] = {}
-
-    def count(text: str) -> float:
-        if text not in memo:
-            memo[text] = (
-                len(tk(text, add_special_tokens=False).input_ids)
-                if tk is not None
-                else len(text) / chars_per_token
-            )
-        return memo[text]
-
-    count.exact = tk is not None  # type: ignore[attr-defined]
-    return count
 
 
 def probe_flops(infer: FlopCounter, xs: list[Any], mean_tokens: Any, recipe: Recipe) -> float:
@@ -197,14 +90,10 @@ def estimate(
     """Per model of the recipe: FLOPs and GPU hours of the whole study (all its cells)."""
     from lab.core.fairness import held_out_size
     from lab.core.prompts import demos_prefix, prompt, target
-    from lab.study.plan import budget_size, eval_splits, plan_one_model, study_pool
-    from lab.tasks import build_task
-    from lab.tasks.probes import is_probe
+    from lab.study.plan import budget_size, plan_one_model, study_data
 
-    splits = build_task(recipe.task)
-    pool = study_pool(recipe, splits["train"])
-    evals = eval_splits(splits)
-    probes = [s for s in splits if is_probe(s)]
+    data = study_data(recipe)
+    splits, pool, evals, probes = data.splits, data.pool, data.eval_splits, data.probe_splits
     cells = plan_one_model(recipe)
 
     out = []

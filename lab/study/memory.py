@@ -26,76 +26,16 @@ the allocator's fragmentation, so keep ~10% headroom (`--gpu-mem-gib` is the usa
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from lab.core.errors import LabError
+from lab.study.model_sizes import Shape, model_config, param_counts, shape_of, token_counter
 
 GIB = 2**30
 OVERHEAD = 1 * GIB
 
-# hub id -> (layers, d_model, heads, kv_heads, head_dim, d_ff, vocab, context): the models'
-# config.json files (Qwen2.5 base, Pythia), used when the config is not available locally.
-PUBLISHED_SHAPES: dict[str, tuple[int, int, int, int, int, int, int, int]] = {
-    "Qwen/Qwen2.5-0.5B": (24, 896, 14, 2, 64, 4864, 151_936, 32768),
-    "Qwen/Qwen2.5-1.5B": (28, 1536, 12, 2, 128, 8960, 151_936, 131072),
-    "Qwen/Qwen2.5-3B": (36, 2048, 16, 2, 128, 11008, 151_936, 32768),
-    "Qwen/Qwen2.5-7B": (28, 3584, 28, 4, 128, 18944, 152_064, 131072),
-    "EleutherAI/pythia-70m": (6, 512, 8, 8, 64, 2048, 50_304, 2048),
-    "EleutherAI/pythia-160m": (12, 768, 12, 12, 64, 3072, 50_304, 2048),
-    "EleutherAI/pythia-410m": (24, 1024, 16, 16, 64, 4096, 50_304, 2048),
-    "EleutherAI/pythia-1b": (16, 2048, 8, 8, 256, 8192, 50_304, 2048),
-    "EleutherAI/pythia-1.4b": (24, 2048, 16, 16, 128, 8192, 50_304, 2048),
-    "EleutherAI/pythia-2.8b": (32, 2560, 32, 32, 80, 10240, 50_304, 2048),
-    "EleutherAI/pythia-6.9b": (32, 4096, 32, 32, 128, 16384, 50_432, 2048),
-    "EleutherAI/pythia-12b": (36, 5120, 40, 40, 128, 20480, 50_688, 2048),
-}
 STRATEGIES = ("ddp", "fsdp", "zero3")
-
-
-@dataclass(frozen=True)
-class Shape:
-    layers: int
-    d: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    d_ff: int
-    vocab: int
-
-    @property
-    def layer_params(self) -> int:
-        return (
-            2 * self.d * self.heads * self.head_dim
-            + 2 * self.d * self.kv_heads * self.head_dim
-            + 3 * self.d * self.d_ff
-        )
-
-
-def shape_of(spec: str, config: Any | None) -> Shape:
-    """The model's shapes from its config (local), else the published ones."""
-    if config is not None:
-        c = getattr(config, "text_config", config)
-        heads = c.num_attention_heads
-        return Shape(
-            c.num_hidden_layers, c.hidden_size, heads,
-            getattr(c, "num_key_value_heads", None) or heads,
-            getattr(c, "head_dim", None) or c.hidden_size // heads,
-            getattr(c, "intermediate_size", None) or 4 * c.hidden_size, c.vocab_size,
-        )  # fmt: skip
-    published = published_shape(spec)
-    if published is None:
-        raise LabError(
-            f"no local config for '{spec}' and no published shapes; download its config.json "
-            "first, or add it to lab/study/memory.py PUBLISHED_SHAPES"
-        )
-    return Shape(*published[:7])
-
-
-def published_shape(spec: str) -> tuple[int, int, int, int, int, int, int, int] | None:
-    """PUBLISHED_SHAPES' row for a hub id (a `-deduped` Pythia has its base's shape)."""
-    return PUBLISHED_SHAPES.get(re.sub(r"-deduped$", "", spec))
 
 
 @dataclass(frozen=True)
@@ -213,19 +153,6 @@ def check_fits(rows: list[CellMemory], gpu_bytes: float, strategy: str) -> None:
         )
 
 
-def _config(spec: str, cache_dir: str | None) -> Any | None:
-    from transformers import AutoConfig
-
-    from lab.study.models import resolve_model
-
-    hub = spec.count("/") == 1 and not spec.startswith((".", "/", "~"))
-    try:
-        path = spec if hub else resolve_model(spec, cache_dir).path
-        return AutoConfig.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError):
-        return None
-
-
 def plan_memory(
     recipe: Any, gpus: int = 1, strategy: str = "ddp", cache_dir: str | None = None,
     chars_per_token: float = 3.0,
@@ -234,24 +161,20 @@ def plan_memory(
     longest prompts); the study's precision, `auto` taken as bf16 (a GPU with bf16)."""
     from eval.probes import probe_prompt, task_probe_max_new_tokens, task_probe_spec
     from lab.core.prompts import demos_prefix, prompt, target
-    from lab.study.estimate import param_counts, token_counter
-    from lab.study.plan import budget_size, eval_splits, fixed_split, study_pool, uses_data
-    from lab.tasks import build_task
-    from lab.tasks.probes import is_probe
+    from lab.study.plan import budget_size, fixed_split, study_data, uses_data
 
     if strategy not in STRATEGIES:
         raise LabError(f"--strategy {strategy!r}: use one of {list(STRATEGIES)}")
-    splits = build_task(recipe.task)
-    pool = study_pool(recipe, splits["train"])
-    evals = eval_splits(splits)
+    data = study_data(recipe)
+    splits, pool, evals = data.splits, data.pool, data.eval_splits
     b = 4 if recipe.precision == "fp32" else 2
     out: list[CellMemory] = []
     for spec in recipe.models:
         sz = param_counts(spec, cache_dir)
         tok = token_counter(spec, cache_dir, chars_per_token)
-        sh = shape_of(spec, _config(spec, cache_dir))
+        sh = shape_of(spec, model_config(spec, cache_dir))
         probe_widths = []  # (prompt, new) of each probe split's longest request
-        for s in (s for s in splits if is_probe(s)):
+        for s in data.probe_splits:
             xs, m = splits[s], splits[s][0].meta
             if "demos" in m:
                 pre = tok(task_probe_spec(xs).prefix)

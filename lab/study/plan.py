@@ -2,8 +2,10 @@
 against the task made before anything is written.
 
 A cell is (arm, budget, data seed, train seed), and in a ladder study (`model:` a list) also
-the base model: every model runs the same cells (same data, seeds, budgets). Fairness is
-planned here:
+the base model: every model runs the same cells (same data, seeds, budgets). Its `CellPlan`
+(built once, by `plan_cell`) is everything the cell will see: its demos (cut to what fits the
+context, lab/study/context.py), its training and held-out examples, its resolved training
+settings and its variants (name, checkpoint, prompt). Fairness is planned here:
 - per data seed, one permutation of the study's train pool: at budget b the k-shot arms'
   demos are its first b examples and the FT arms' training set the same first b examples;
 - FT arms are evaluated with the ICL template at k = 0 (only the weights differ), on the
@@ -15,13 +17,18 @@ planned here:
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
+from eval.evaluate import PromptSpec
 from eval.sandbox import require_sandbox
 from lab.core import fairness
 from lab.core.errors import LabError
 from lab.core.example import ID_EVAL_SPLIT, Example, check_formats, is_ood, usable
-from lab.core.recipe import ArmCfg, Recipe, model_tag
+from lab.core.recipe import ArmCfg, Recipe, TrainCfg, model_tag
+from lab.tasks import build_task
+from lab.tasks.probes import is_probe
 
 Budget = int | str | None
 
@@ -206,12 +213,102 @@ def validate(recipe: Recipe, splits: dict[str, list[Example]]) -> None:
 def check_batch_sizes(recipe: Recipe, processes: int) -> None:
     """Every FT arm's global batch must split evenly over grad_accum x processes."""
     for arm in recipe.arms:
-        if arm.method == "icl":
-            continue
-        cfg = recipe.train_for(arm)
-        if cfg.batch_size % (cfg.grad_accum * processes):
-            raise LabError(
-                f"arm '{arm.name}': train.batch_size ({cfg.batch_size}) is not a multiple of "
-                f"grad_accum x processes ({cfg.grad_accum} x {processes}); change "
-                "train.batch_size or train.grad_accum"
-            )
+        if arm.method != "icl":
+            recipe.train_for(arm).micro_batch(processes, f"arm '{arm.name}': ")
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """The examples of a study: the task's splits, the train pool every arm draws from, the
+    eval splits (ID test, OOD) and the probe splits (other tasks: lab/study/probes.py)."""
+
+    splits: dict[str, list[Example]]
+    pool: list[Example]
+    eval_splits: list[str]
+    probe_splits: list[str]
+
+
+def study_data(recipe: Recipe, splits: dict[str, list[Example]] | None = None) -> StudyData:
+    splits = build_task(recipe.task) if splits is None else splits
+    return StudyData(
+        splits, study_pool(recipe, splits["train"]), eval_splits(splits),
+        [s for s in splits if is_probe(s)],
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One evaluated model + prompt of a cell: "prompted" (a prompted arm), the FT arm's
+    checkpoints ("last", "best") and "<checkpoint>+icl<k>" (FT-then-ICL)."""
+
+    name: str
+    checkpoint: str | None  # None: the base model; "last" | "best": the FT checkpoint
+    spec: PromptSpec
+    probes: bool = True  # the probe splits run on it (not on FT-then-ICL: its demos are the arm's)
+    if_distinct: bool = False  # evaluated only when its checkpoint is not the selected one
+
+    @property
+    def ft_then_icl_k(self) -> int:
+        return len(self.spec.demos) if self.checkpoint is not None else 0
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """Everything a cell sees, decided before it runs."""
+
+    cell: Cell
+    demos: tuple[Example, ...]  # prompted arms: the demos, cut to what fits the context
+    k_requested: int  # prompted arms: the demos asked for (k < k_requested: cut)
+    train: TrainCfg | None  # FT arms: the resolved training settings; None: prompted
+    train_set: tuple[Example, ...]  # FT arms: trained on
+    held_out: tuple[Example, ...]  # FT arms, select: best_dev: selects the checkpoint
+    variants: tuple[Variant, ...]
+
+    @property
+    def used(self) -> list[Example]:
+        """The labelled examples training and checkpoint selection touch."""
+        return [*self.train_set, *self.held_out]
+
+    @property
+    def selected(self) -> str | None:
+        """FT arms: the checkpoint the comparison uses ("last", or "best" with best_dev)."""
+        return self.variants[0].checkpoint
+
+    def describe(self) -> dict[str, Any]:
+        """What the cell's rows say about its data (prompted: demos and their cut; FT: the
+        training and selection sizes)."""
+        arm = self.cell.arm
+        if self.train is None:
+            return {"k": len(self.demos), "k_requested": self.k_requested,
+                    "demos_truncated": len(self.demos) < self.k_requested,
+                    # fixed demo sets are not drawn from the budgeted pool: said in every row
+                    "demos": arm.demos or "pool", "demos_fixed": arm.demos is not None}  # fmt: skip
+        return {"k": 0, "n_train": len(self.train_set), "n_select": len(self.held_out)}
+
+
+FitDemos = Callable[[list[Example], ArmCfg], list[Example]]
+
+
+def plan_cell(
+    recipe: Recipe, data: StudyData, cell: Cell, fit_demos: FitDemos | None = None
+) -> CellPlan:
+    """A cell's plan. `fit_demos` cuts a prompted arm's demos to what fits the model's
+    context (lab/study/context.py ContextFit.fit_demos; None: as requested)."""
+    arm = cell.arm
+    wanted, ft_data = cell_data(recipe, data.pool, cell, data.splits)
+    if arm.method == "icl":
+        demos = tuple(fit_demos(wanted, arm) if fit_demos is not None else wanted)
+        spec = PromptSpec(arm.format, demos, arm.trigger)
+        variants = (Variant("prompted", None, spec),)
+        return CellPlan(cell, demos, len(wanted), None, (), (), variants)
+    cfg = recipe.train_for(arm)
+    train_set, held_out = fairness.split_budget(ft_data, cfg)  # both inside the budget
+    chosen, other = ("best", "last") if cfg.select == "best_dev" else ("last", "best")
+    zero_shot = PromptSpec(arm.format, (), arm.trigger)
+    variants = [Variant(chosen, chosen, zero_shot)]
+    if k := recipe.eval.ft_then_icl_k:
+        demos = tuple(data_order(recipe, data.pool, cell.data_seed)[:k])  # the data's prefix
+        spec = PromptSpec(arm.format, demos, arm.trigger)
+        variants.append(Variant(f"{chosen}+icl{len(demos)}", chosen, spec, probes=False))
+    variants.append(Variant(other, other, zero_shot, if_distinct=True))
+    return CellPlan(cell, (), 0, cfg, tuple(train_set), tuple(held_out), tuple(variants))

@@ -2,8 +2,9 @@
 rows, per-example predictions, W&B runs and the report. Resumable, and any number of
 workers may run one study together (they claim cells: lab/study/claims.py).
 
-plan.py plans the cells and their data, cells.py runs one, store.py keeps the output folder
-(its layout is described there), publish.py writes the report.
+plan.py plans the cells and their data (a `CellPlan` per cell), cells.py runs one,
+store.py keeps the output folder (its layout: lab/core/layout.py), publish.py writes the
+report.
 """
 
 from __future__ import annotations
@@ -20,35 +21,25 @@ from tqdm.auto import tqdm
 from lab.core import fairness
 from lab.core.errors import LabError
 from lab.core.example import ID_EVAL_SPLIT
-from lab.core.io import (
-    atomic_write_json,
-    atomic_write_jsonl,
-    remove_stale_tmp,
-)
+from lab.core.io import atomic_write_jsonl, remove_stale_tmp
+from lab.core.layout import StudyDir
 from lab.core.recipe import Recipe
 from lab.report.tracking import Tracker, cell_config, study_id
-from lab.study import claims, preflight
-from lab.study.base_model import BaseModel
+from lab.study import claims, preflight, store
+from lab.study.base_model import StudyBase
 from lab.study.cells import CellRunner
+from lab.study.context import ContextFit
 from lab.study.models import ResolvedModel, resolve_model
 from lab.study.plan import (
     Cell,
     check_batch_sizes,
     data_order,
-    eval_splits,
+    plan_cell,
     plan_cells,
-    study_pool,
+    study_data,
     validate,
 )
-from lab.study.probes import check_probe_lengths
 from lab.study.publish import print_summary, write_any_report, write_wandb_definition
-from lab.study.store import (
-    collect_rows,
-    missing_splits,
-    prepare_out,
-    remove_stale_report_tmp,
-    write_study_json,
-)
 from lab.tasks import build_task, describe_task
 from lab.tasks.probes import describe_probes
 
@@ -68,7 +59,8 @@ class Runner:
         smoke: bool = False,
     ):
         self.recipe = recipe
-        self.out = Path(out)
+        self.study = StudyDir(Path(out))
+        self.out = self.study.root
         self.progress = progress
         self.force = force
         self.lease_s = claims.lease_seconds()  # of this worker's claims on cells
@@ -77,16 +69,16 @@ class Runner:
         # Everything a user can get wrong is checked before anything is written.
         self.splits = build_task(recipe.task)
         validate(recipe, self.splits)
+        self.data = study_data(recipe, self.splits)
         self.models: dict[str, ResolvedModel] = {
             m: resolve_model(m, cache_dir) for m in recipe.models
         }
         self.model: ResolvedModel = self.models[recipe.models[0]]
-        self.pool = study_pool(recipe, self.splits["train"])
-        self.eval_splits = eval_splits(self.splits)
         head = max(1, recipe.eval.ft_then_icl_k)
-        orders = {ds: data_order(recipe, self.pool, ds)[:head] for ds in recipe.seeds}
-        for m in self.models.values():
-            preflight.check_context(recipe, self.splits, self.eval_splits, orders, m.path)
+        orders = {ds: data_order(recipe, self.data.pool, ds)[:head] for ds in recipe.seeds}
+        self.fits = {spec: ContextFit(recipe, self.data, m.path) for spec, m in self.models.items()}
+        for fit in self.fits.values():
+            fit.check(orders)
         from accelerate import Accelerator
 
         from lab.core import precision
@@ -98,45 +90,37 @@ class Runner:
             self.progress, self.log = False, (lambda *a, **k: None)
         check_batch_sizes(recipe, self.acc.num_processes)
         preflight.check_writable(self.out)
-        if force and (live := claims.live_holders(self.out / "locks", self.lease_s)):
+        if force and (live := claims.live_holders(self.study.locks, self.lease_s)):
             who = ", ".join(f"{h.get('host')} pid {h.get('pid')}" for h in live[:3])
             raise LabError(
                 f"--force would delete {self.out} under the workers running it ({who}); stop "
                 "them first or choose another --out"
             )
-        self.study_hash = prepare_out(self.out, recipe, force, main=self.acc.is_main_process)
+        main = self.acc.is_main_process
+        self.study_hash = store.prepare_out(self.study, recipe, force, main=main)
         self.study_id = study_id(recipe.name, profile, smoke, self.study_hash)  # the W&B group
-        self.cells = CellRunner(
-            recipe, self.splits, self.pool, self.eval_splits, self.acc, self.precision,
-            self._base_model(), self.progress, self.log,
-        )  # fmt: skip
-        self.probe_splits = self.cells.probe_splits
 
-    def _base_model(self) -> BaseModel:
-        """The current base model, not loaded yet (lab/study/base_model.py)."""
-        return BaseModel(self.model, self.acc.device, self.precision, self.splits[ID_EVAL_SPLIT])
-
-    def use_model(self, spec: str) -> None:
-        """Make `spec` the base model of the next cells (a ladder loads one at a time)."""
-        if spec == self.model.spec:
-            return
+    def cell_runner(self, spec: str, tracker: Tracker) -> CellRunner:
+        """The runner of the cells of base model `spec` (a ladder loads one at a time)."""
         self.model = self.models[spec]
-        self.cells.base = self._base_model()
-        gc.collect()
+        base = StudyBase(self.model, self.acc.device, self.precision, self.splits[ID_EVAL_SPLIT])
+        return CellRunner(
+            self.recipe, self.data, self.acc, self.precision, base, tracker, self.progress,
+            self.log,
+        )  # fmt: skip
 
     # -- the study --------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:
-        r = self.recipe
-        check_probe_lengths(self.cells)
+        r, study = self.recipe, self.study
         if self.acc.is_main_process:
             # Temp files a killed writer left: in cells/ once a cell is claimed, in report/
             # by the report's writer (another worker may be writing them right now), other
             # ones (study.json's) once they are old.
             for p in remove_stale_tmp(self.out, skip=("cells", "report"), min_age_s=60):
                 self.log(f"[lab] removed {p} (left by an interrupted run)")
-            write_study_json(self.out, self._study_info(), self.recipe, self.force)
+            store.write_study_json(study, self._study_info(), self.recipe, self.force)
         self.acc.wait_for_everyone()  # every process sees the cleaned, current OUT
-        tracker = self.cells.tracker = Tracker(
+        tracker = Tracker(
             r.tracking, self.study_id, self.out, r.model_dump(mode="json"),
             id_salt=self.study_hash, main=self.acc.is_main_process,
         )  # fmt: skip
@@ -144,81 +128,81 @@ class Runner:
         models = ", ".join(f"{m.spec} ({m.source})" for m in self.models.values())
         self.log(
             f"[lab] study '{r.name}': model {models}, {len(r.arms)} arms, "
-            f"{len(cells)} cells; eval splits {self.eval_splits}; W&B {tracker.mode}; "
+            f"{len(cells)} cells; eval splits {self.data.eval_splits}; W&B {tracker.mode}; "
             f"out {self.out}"
         )
-        for i, cell, missing in self._claimed_cells(cells):  # claimed: lab/study/claims.py
-            cell_dir = self.out / "cells" / cell.key
-            if missing:  # done by an older lab whose task had fewer splits
-                self.log(
-                    f"[lab] cell {i}/{len(cells)} {cell.key}: done without splits {missing} "
-                    "(added since); evaluating them, the rest is reused"
-                )
+        runner = None
+        for i, cell in self._claimed_cells(cells):  # claimed: lab/study/claims.py
+            cell_dir = study.cell(cell.key)
             self.log(
                 f"[lab] cell {i}/{len(cells)} {cell.key} ({cell.arm.method}, {cell.arm.format})"
             )
-            self.use_model(cell.model or r.models[0])
+            spec = cell.model or r.models[0]
+            if runner is None or spec != self.model.spec:
+                runner = None
+                gc.collect()
+                runner = self.cell_runner(spec, tracker)
+            plan = plan_cell(r, self.data, cell, self.fits[spec].fit_demos)
             if self.acc.is_main_process:
                 config = cell_config(r, cell, self.model, self.study_id)
                 tracker.start_cell(cell.key, cell.arm.method, config, [vars(self.model)])
             try:
-                result = self.cells.run(cell, cell_dir)
+                result = runner.run(plan, cell_dir)
             except BaseException as e:  # the cell's W&B run is marked failed, then re-raised
                 tracker.end_cell(130 if isinstance(e, KeyboardInterrupt) else 1)  # W&B: failed
                 raise
-            if self.acc.is_main_process:
-                result.pop("_predictions")  # logged to W&B per split, as each finished
-                result["wandb_dir"] = tracker.log_cell(
-                    result["cell"], result["metrics"], result["train"], cell_dir, [vars(self.model)]
+            if result is not None:  # the main process
+                result.wandb_dir = tracker.log_cell(
+                    result.cell, result.metrics, result.train, cell_dir.root, [vars(self.model)]
                 )
-                atomic_write_json(cell_dir / "cell.json", result)
-                shutil.rmtree(cell_dir / "resume", ignore_errors=True)
+                cell_dir.write(result.to_dict())
+                shutil.rmtree(cell_dir.resume, ignore_errors=True)
             self.acc.wait_for_everyone()
-        rows = collect_rows(self.out, r)  # every cell is done
+        rows = [row.to_dict() for row in store.collect_rows(study, r)]  # every cell is done
         if not claims.from_main(self.acc, lambda: self._claim_key("report")):
             self.log(f"[lab] all {len(cells)} cells done; another worker writes the report")
             return rows
         if self.acc.is_main_process:
-            for p in remove_stale_report_tmp(self.out):
+            for p in store.remove_stale_report_tmp(study):
                 self.log(f"[lab] removed {p} (left by an interrupted run)")
-            atomic_write_jsonl(self.out / "results.jsonl", rows)
-            summary = write_any_report(self.out, r, rows, self._study_info(), self.splits)
+            atomic_write_jsonl(study.results, rows)
+            summary = write_any_report(study, r, rows, self._study_info(), self.splits)
             if tracker.enabled:
                 from lab.report import wandb_report
 
                 sid = self.study_id
-                path = write_wandb_definition(self.out, r, self.eval_splits, summary, sid)
+                path = write_wandb_definition(study, r, self.data.eval_splits, summary, sid)
                 models = [vars(m) for m in self.models.values()]
                 tracker.log_summary(summary, r.model_dump(mode="json"), models)
                 if tracker.mode == "online":
                     wandb_report.publish(path)
                 else:
                     print(
-                        f"W&B offline: `wandb sync {self.out}/wandb/offline-run-*`, then `python {path}`"
+                        f"W&B offline: `wandb sync {study.wandb}/offline-run-*`, then `python {path}`"
                     )
-            print_summary(summary, self.out)
+            print_summary(summary, study)
         self._release()
         return rows
 
     # -- workers sharing the study: claims (lab/study/claims.py; the main process claims) ---------
-    def _claimed_cells(self, cells: list[Cell]) -> Iterator[tuple[int, Cell, list[str] | None]]:
-        """(number, cell, the splits it lacks: None all) for each cell this worker claimed;
-        the claim is released when the loop asks for the next one (or stops). Cells other
-        workers hold are skipped, then waited for: this worker stays until every cell is
-        done, and takes over the cell of a worker that is gone. The processes of one
-        accelerate launch are one worker: the main one decides, and broadcasts."""
+    def _claimed_cells(self, cells: list[Cell]) -> Iterator[tuple[int, Cell]]:
+        """(number, cell) for each cell this worker claimed; the claim is released when the
+        loop asks for the next one (or stops). Cells other workers hold are skipped, then
+        waited for: this worker stays until every cell is done, and takes over the cell of
+        a worker that is gone. The processes of one accelerate launch are one worker: the
+        main one decides, and broadcasts."""
         pending, first, waited = list(enumerate(cells, start=1)), True, False
         while pending:
             busy = []
             for i, cell in pending:
-                status, missing = claims.from_main(self.acc, lambda c=cell: self._claim(c))
+                status = claims.from_main(self.acc, lambda c=cell: self._claim(c))
                 if status == "busy":
                     busy.append((i, cell))
                 elif status == "done" and first:
                     self.log(f"[lab] cell {i}/{len(cells)} {cell.key}: done already, skipped")
                 elif status == "run":
                     try:
-                        yield i, cell, missing
+                        yield i, cell
                     finally:
                         self._release()
             pending, first = busy, False
@@ -232,7 +216,7 @@ class Runner:
                 time.sleep(min(5.0, self.lease_s / 4))
 
     def _claim_key(self, key: str) -> bool:
-        self._lock = claims.claim(self.out / "locks", key, self.lease_s)
+        self._lock = claims.claim(self.study.locks, key, self.lease_s)
         return self._lock is not None
 
     def _release(self) -> None:
@@ -242,21 +226,20 @@ class Runner:
             self._lock.release()
             self._lock = None
 
-    def _claim(self, cell: Cell) -> tuple[str, list[str] | None]:
-        """("done", []) for a done cell, ("busy", None) for one a live worker runs, else
-        ("run", the splits the cell lacks: None all) with the cell claimed."""
-        cell_dir = self.out / "cells" / cell.key
-        if self._missing(cell_dir) == []:
-            return "done", []
+    def _claim(self, cell: Cell) -> str:
+        """ "done" for a done cell, "busy" for one a live worker runs, else "run" with the
+        cell claimed."""
+        cell_dir = self.study.cell(cell.key)
+        if cell_dir.is_done():
+            return "done"
         if not self._claim_key(cell.key):
-            return "busy", None
-        missing = self._missing(cell_dir)  # again: finished just before the claim?
-        if missing == []:
+            return "busy"
+        if cell_dir.is_done():  # again: finished just before the claim?
             self._release()
-            return "done", []
-        for p in remove_stale_tmp(cell_dir):  # left by a worker that died in this cell
+            return "done"
+        for p in remove_stale_tmp(cell_dir.root):  # left by a worker that died in this cell
             self.log(f"[lab] removed {p} (left by an interrupted run)")
-        return "run", missing
+        return "run"
 
     def _study_info(self) -> dict[str, Any]:
         r = self.recipe
@@ -271,15 +254,12 @@ class Runner:
                 "splits": {**describe_task(r.task), **describe_probes(self.splits)},
             },
             "split_sizes": {k: len(v) for k, v in self.splits.items()},
-            "pool_size": len(self.pool),
-            "eval_splits": self.eval_splits,
-            "probe_splits": self.probe_splits,
+            "pool_size": len(self.data.pool),
+            "eval_splits": self.data.eval_splits,
+            "probe_splits": self.data.probe_splits,
             "selection": fairness.SELECTION,
             "precision": self.precision,
         }
-
-    def _missing(self, cell_dir: Path) -> list[str] | None:
-        return missing_splits(cell_dir, [*self.eval_splits, *self.probe_splits])
 
 
 def run_study(

@@ -1,131 +1,168 @@
-"""The output folder of a study, and resuming it.
+"""A study's output folder over time: starting it (or refusing another recipe's), the typed
+results row and cell result written into it, and reading them back. Its layout, every path
+in it, is `StudyDir` / `CellDir` (lab/core/layout.py).
 
-OUT/
-  study.json                 resolved recipe, its hash, model, task and split sizes
-  cells/<key>/               (ladder: <key> = m<i>-<model>__<arm>...) cell.json (the cell's done
-                             marker: rows, metrics, compute), predictions/<variant>/<split>.jsonl,
-                             checkpoint/ (FT arms), resume/ (FT arms, while training: the last
-                             training checkpoint)
-  locks/                     the workers' claims on cells (lab/study/claims.py)
-  results.jsonl              one row per cell x variant x split x metric
-  report/                    the comparison a reviewer reads
-
-A cell is done when its cell.json exists (written atomically, last) and holds every eval and
-probe split of the task (a lab upgrade may add one: then only that split is evaluated); a
-rerun skips done cells. Inside an unfinished cell a rerun resumes: training from its last
-checkpoint in resume/ (or not at all once checkpoint/train_result.json exists), evaluation
-per split (a split whose predictions file exists is read back, not regenerated). A rerun
-with a changed recipe is refused unless --force (which starts over).
+A cell is done when its cell.json exists (written atomically, last); a rerun skips done
+cells. Inside an unfinished cell a rerun resumes: training from its last checkpoint in
+resume/ (or not at all once checkpoint/train_result.json exists), evaluation per split (a
+split whose predictions file exists is read back, not regenerated). A rerun with a changed
+recipe is refused unless --force (which starts over).
 """
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lab.core import fairness
 from lab.core.errors import LabError
-from lab.core.io import (
-    atomic_write_json,
-    create_json_exclusive,
-    read_json,
-    remove_stale_tmp,
-)
-from lab.core.recipe import Recipe, parse_recipe, upgrade_stored
+from lab.core.io import atomic_write_json, create_json_exclusive, read_json, remove_stale_tmp
+from lab.core.layout import StudyDir
+from lab.core.recipe import Recipe, parse_recipe
 from lab.study.plan import plan_cells
+
+METRICS = ("exact_match", "gold_logprob", "brier")  # a split's metrics, in row order
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One row of results.jsonl: a cell x variant x split x metric. `cell` describes the
+    cell (study, model, arm, budget, seeds, k or n_train...), the same for all its rows;
+    `probe` is set on the rows of a probe split (lab/study/probes.py), `aggregate` on a
+    probe family's macro average."""
+
+    cell: dict[str, Any]
+    variant: str
+    split: str
+    metric: str
+    value: float
+    n: int
+    ft_then_icl_k: int = 0
+    ood: bool = False
+    labelled_examples: int | None = None
+    probe: str | None = None
+    probe_demos: int | None = None
+    aggregate: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as stored (its keys in the order the lab has always written them)."""
+        d = dict(self.cell)
+        if self.probe is None:
+            d |= {"variant": self.variant, "ft_then_icl_k": self.ft_then_icl_k,
+                  "split": self.split, "ood": self.ood, "n": self.n,
+                  "labelled_examples": self.labelled_examples}  # fmt: skip
+        else:
+            d |= {"labelled_examples": self.labelled_examples, "variant": self.variant,
+                  "ft_then_icl_k": self.ft_then_icl_k, "ood": self.ood, "split": self.split,
+                  "probe": self.probe}  # fmt: skip
+            if self.aggregate is not None:
+                d["aggregate"] = self.aggregate
+            d["n"] = self.n
+            if self.probe_demos is not None:
+                d["probe_demos"] = self.probe_demos
+        if d.get("labelled_examples", 0) is None:
+            del d["labelled_examples"]  # not recorded (a row written before it was)
+        return d | {"metric": self.metric, "value": self.value}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ResultRow:
+        own = {k: d[k] for k in cls.__dataclass_fields__ if k != "cell" and k in d}
+        return cls(cell={k: v for k, v in d.items() if k not in own}, **own)
+
+
+def metric_rows(cell: dict[str, Any], metrics: dict[str, Any], **row: Any) -> list[ResultRow]:
+    """The results rows of one split: exact match, and log p(gold) and Brier (classification
+    splits) where the split has them."""
+    return [
+        ResultRow(cell=cell, metric=k, value=metrics[k], n=metrics["n"], **row)
+        for k in METRICS
+        if k in metrics
+    ]
+
+
+@dataclass
+class CellResult:
+    """What a finished cell leaves in its cell.json."""
+
+    cell: dict[str, Any]  # the cell's description: the `cell` of its rows, with its demo ids
+    rows: list[ResultRow]
+    metrics: dict[str, dict[str, Any]]  # "<variant>/<split>" -> the split's metrics
+    train: dict[str, Any]  # FT arms: the training result; {} for prompted arms
+    compute: dict[str, Any]
+    wall_s: float
+    wandb_dir: str | None = field(default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cell": self.cell, "rows": [r.to_dict() for r in self.rows],
+                "metrics": self.metrics, "train": self.train, "compute": self.compute,
+                "wall_s": self.wall_s, "wandb_dir": self.wandb_dir}  # fmt: skip
 
 
 def same_study(old: dict[str, Any], recipe: Recipe) -> bool:
     """Whether the study recorded in `old` (a study.json) runs what `recipe` runs: the same
-    hash, or a recipe written by an older lab that only lacks fields added since with
-    their defaults (its stored resolved recipe, re-read now, hashes the same) and selects
-    checkpoints the same way (lab/core/fairness.py)."""
+    hash, or a stored recipe that only lacks fields added since with their defaults (re-read
+    now, it hashes the same), and it selects checkpoints the same way (lab/core/fairness.py)."""
     if not fairness.same_selection(old, recipe):
         return False
     if old.get("recipe_hash") == recipe.hash():
         return True
     try:
-        return (
-            parse_recipe(upgrade_stored(old["recipe"]), where="study.json").hash() == recipe.hash()
-        )
+        return parse_recipe(old["recipe"], where="study.json").hash() == recipe.hash()
     except (LabError, KeyError, TypeError, ValueError):
         return False
 
 
-def different_study(out: Path, old: dict[str, Any], recipe: Recipe) -> LabError:
+def different_study(study: StudyDir, old: dict[str, Any], recipe: Recipe) -> LabError:
     """The one message for an OUT that holds another recipe's study."""
     return LabError(
-        f"{out} holds results of a different recipe (hash {old.get('recipe_hash')} "
+        f"{study.root} holds results of a different recipe (hash {old.get('recipe_hash')} "
         f"!= {recipe.hash()}); pass --force to start over or choose another --out"
     )
 
 
-def prepare_out(out: Path, recipe: Recipe, force: bool, main: bool = True) -> str:
-    """Check or clear `out` for this recipe; the study's hash (W&B run ids derive from it):
-    the recorded one when an older lab started this study, else the recipe's."""
-    study = out / "study.json"
-    if study.is_file():
-        old = read_json(study)
+def prepare_out(study: StudyDir, recipe: Recipe, force: bool, main: bool = True) -> str:
+    """Check or clear the folder for this recipe; the study's hash (W&B run ids derive from
+    it): the recorded one when the stored recipe predates a defaulted field, else the
+    recipe's."""
+    if study.study_json.is_file():
+        old = read_json(study.study_json)
         if same_study(old, recipe):
             return str(old.get("recipe_hash"))
         if not force:
-            raise different_study(out, old, recipe)
+            raise different_study(study, old, recipe)
         if main:  # under accelerate launch: one process deletes
-            for name in ("cells", "locks", "results.jsonl", "report", "wandb"):
-                p = out / name
+            for p in study.outputs():
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     return recipe.hash()
 
 
-def missing_splits(cell_dir: Path, splits: list[str]) -> list[str] | None:
-    """None: the cell is not done. Else the `splits` (eval and probe splits) its cell.json
-    lacks ([] when complete): a study resumed after a lab upgrade that added splits (e.g.
-    `ood_aqua_gen`) evaluates just those; training and finished splits are reused (their
-    checkpoint and predictions files)."""
-    path = cell_dir / "cell.json"
-    if not path.is_file():
-        return None
-    have = {row["split"] for row in read_json(path)["rows"]}
-    return [s for s in splits if s not in have]
-
-
-def write_study_json(out: Path, info: dict[str, Any], recipe: Recipe, force: bool) -> None:
+def write_study_json(study: StudyDir, info: dict[str, Any], recipe: Recipe, force: bool) -> None:
     """study.json, created race-free: of workers starting together on an empty OUT, one
     creates it, and the others find the same study there (or a different recipe's)."""
-    study = out / "study.json"
-    if create_json_exclusive(study, info):
+    if create_json_exclusive(study.study_json, info):
         return
-    old = read_json(study)
+    old = read_json(study.study_json)
     if not (force or same_study(old, recipe)):
-        raise different_study(out, old, recipe)
-    atomic_write_json(study, info)  # the same study: refresh its record
+        raise different_study(study, old, recipe)
+    atomic_write_json(study.study_json, info)  # the same study: refresh its record
 
 
-def remove_stale_report_tmp(out: Path) -> list[Path]:
+def remove_stale_report_tmp(study: StudyDir) -> list[Path]:
     """Temp files of a report writer killed before (call with the report claim held: no one
     else's); returns those removed."""
-    stale = [*out.glob(".results.jsonl.*.tmp"), *remove_stale_tmp(out / "report")]
+    stale = [*study.root.glob(f".{study.results.name}.*.tmp"), *remove_stale_tmp(study.report)]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
 
 
-def collect_rows(out: Path, recipe: Recipe) -> list[dict[str, Any]]:
+def collect_rows(study: StudyDir, recipe: Recipe) -> list[ResultRow]:
     """The results rows of a study's finished cells, in plan order."""
-    rows: list[dict[str, Any]] = []
+    rows: list[ResultRow] = []
     for cell in plan_cells(recipe):
-        path = out / "cells" / cell.key / "cell.json"
-        if path.is_file():
-            rows.extend(read_json(path)["rows"])
+        cell_dir = study.cell(cell.key)
+        if cell_dir.is_done():
+            rows += [ResultRow.from_dict(r) for r in cell_dir.read()["rows"]]
     return rows
-
-
-def metric_rows(base: dict[str, Any], metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """The results rows of one split: exact match, and log p(gold) and Brier (classification
-    splits) where the split has them."""
-    return [
-        {**base, "metric": k, "value": metrics[k]}
-        for k in ("exact_match", "gold_logprob", "brier")
-        if k in metrics
-    ]

@@ -73,6 +73,64 @@ def test_layers_point_one_way():
     assert violations() == []
 
 
+def import_cycles(root: Path = ROOT) -> list[list[str]]:
+    """The import cycles between modules of one package (every import statement, at any
+    depth, TYPE_CHECKING ones included): each as its modules, sorted."""
+    graph: dict[str, set[str]] = {}
+    for path in sources(root):
+        mine = module_name(path, root)
+        graph[mine] = {
+            mod
+            for _, mod in imports(path, root)
+            if mod != mine and package_of(mod) == package_of(mine)
+        }
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in graph:
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while (w := stack.pop()) != v:
+                comp.append(w)
+            comp.append(v)
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(cycles)
+
+
+def test_no_import_cycle_inside_a_package():
+    assert import_cycles() == []
+
+
+def test_the_check_sees_a_cycle(tmp_path):
+    """The checker itself: two study modules importing each other, one of them only inside
+    a function or under TYPE_CHECKING, are a cycle."""
+    study = tmp_path / "lab" / "study"
+    study.mkdir(parents=True)
+    (study / "a.py").write_text("from lab.study.b import f\n")
+    (study / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from lab.study import a\n"
+    )
+    (study / "c.py").write_text("def g():\n    from lab.study.a import f\n")
+    assert import_cycles(tmp_path) == [["lab.study.a", "lab.study.b"]]
+
+
 def test_no_private_name_imported_from_another_module():
     bad = []
     for path in sources():

@@ -170,14 +170,6 @@ def test_a_worker_killed_mid_cell_is_taken_over_by_the_others(
     assert not list((out / "locks").iterdir())
 
 
-def test_shard_is_gone_with_one_line_naming_the_fix(recipe, tmp_path, capsys):
-    out = tmp_path / "out"
-    assert main(["run", str(recipe), "--out", str(out), "--shard", "0/2"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: --shard 0/2 is gone") and len(err.splitlines()) == 1
-    assert "start the same `lab run` command" in err and not out.exists()
-
-
 def test_force_is_refused_while_another_worker_runs_the_study(
     recipe, tmp_path, tiny_cache, one_worker, capsys
 ):

@@ -1,0 +1,157 @@
+"""What fits the model's context: the one home of every context-fit decision, made with the
+model's own tokenizer and context length (read from its files, before any model is loaded).
+
+- every eval prompt with its generation budget fits, with SLACK tokens to spare (checked
+  before anything is written);
+- a k-shot arm's demos are cut to the largest k that fits (the cut is recorded in the cell's
+  plan and rows: `k` vs `k_requested`); at least one demo must fit;
+- the FT-then-ICL variant's demos fit in full;
+- every probe split's prompt (its fixed prefix or demos, the question, the generation
+  budget) fits.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from eval.lm import context_length
+from eval.probes import probe_prompt, task_probe_max_new_tokens, task_probe_spec
+from lab.core.errors import LabError
+from lab.core.example import Example
+from lab.core.prompts import demos_prefix, prompt
+from lab.core.recipe import ArmCfg, Recipe
+from lab.study.plan import StudyData
+from lab.tasks.task_probes import is_task_probe
+
+SLACK = 8  # tokens kept free beside prompt + generation (BOS, separators)
+
+
+class ContextFit:
+    """The context decisions for one base model of a study."""
+
+    def __init__(self, recipe: Recipe, data: StudyData, model_path: str):
+        from transformers import AutoConfig, AutoTokenizer
+
+        self.recipe, self.data = recipe, data
+        self.tok = AutoTokenizer.from_pretrained(model_path)
+        config = AutoConfig.from_pretrained(model_path)
+        self.limit = context_length(SimpleNamespace(config=config))
+        self._longest: dict[Any, int] = {}
+
+    def n_tokens(self, text: str) -> int:
+        """Tokens of a text inside a prompt (no special tokens)."""
+        return len(self.tok(text, add_special_tokens=False).input_ids)
+
+    def prefix_tokens(self, text: str) -> int:
+        """Tokens of a prompt's leading block (with the special tokens it starts with)."""
+        return len(self.tok(text).input_ids)
+
+    def longest_prompt(self, trigger: str | None) -> int:
+        """The longest eval prompt in tokens, over every eval split (computed once)."""
+        if trigger not in self._longest:
+            self._longest[trigger] = max(
+                self.n_tokens(prompt(ex, trigger))
+                for s in self.data.eval_splits
+                for ex in self.data.splits[s]
+            )
+        return self._longest[trigger]
+
+    def room(self, arm: ArmCfg) -> int:
+        """Tokens left for an arm's demos beside its longest prompt and generation budget."""
+        gen = self.recipe.eval.max_new_tokens[arm.format]
+        return self.limit - self.longest_prompt(arm.trigger) - gen - SLACK
+
+    def fit_demos(self, demos: list[Example], arm: ArmCfg) -> list[Example]:
+        """The largest prefix of `demos` that fits the context with the longest eval prompt
+        and the generation budget; the caller records the cut (k vs k_requested)."""
+        if not demos:
+            return demos
+        room = self.room(arm)
+
+        def fits(k: int) -> bool:
+            return self.prefix_tokens(demos_prefix(demos[:k], arm.format)) <= room
+
+        if fits(len(demos)):
+            return demos
+        lo, hi = 0, len(demos)  # fits(lo) holds, fits(hi) does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        if lo == 0:
+            raise LabError(
+                f"arm '{arm.name}': not even one demo fits the model's context ({self.limit} "
+                "tokens); use shorter examples or a model with a longer context"
+            )
+        return demos[:lo]
+
+    def check(self, orders: dict[int, list[Example]]) -> None:
+        """Every eval prompt, with its generation budget, fits the context; for each k-shot
+        arm at least one demo fits (more are cut to what fits, recorded); the FT-then-ICL
+        variant's demos fit in full. `orders`: each data seed's demo order (at least the
+        FT-then-ICL variant's demos)."""
+        r, limit = self.recipe, self.limit
+        for arm in r.arms:
+            room = self.room(arm)
+            if room < 0:
+                raise LabError(
+                    f"arm '{arm.name}': the longest eval prompt ({self.longest_prompt(arm.trigger)}"
+                    f" tokens) plus eval.max_new_tokens.{arm.format}="
+                    f"{r.eval.max_new_tokens[arm.format]} do not fit the model's context "
+                    f"({limit} tokens); lower eval.max_new_tokens or use a longer-context model"
+                )
+            if arm.method == "icl" and arm.k > 0:
+                for seed, order in orders.items():
+                    need = self.prefix_tokens(demos_prefix(order[:1], arm.format))
+                    if need > room:
+                        raise LabError(
+                            f"arm '{arm.name}': not even one demo fits the model's context "
+                            f"({limit} tokens; data seed {seed}'s first demo needs {need}, {room} "
+                            "are free); lower k to 0, shorten eval.max_new_tokens, or use a "
+                            "longer-context model"
+                        )
+            k = r.eval.ft_then_icl_k
+            if arm.method != "icl" and k:
+                for order in orders.values():
+                    need = self.prefix_tokens(demos_prefix(order[:k], arm.format))
+                    if need > room:
+                        raise LabError(
+                            f"eval.ft_then_icl_k={k}: the FT-then-ICL demos need {need} tokens "
+                            f"but only {room} of the context ({limit}) are free for arm "
+                            f"'{arm.name}'; lower eval.ft_then_icl_k"
+                        )
+        self.check_probes()
+
+    def check_probes(self) -> None:
+        """Every probe prompt (its fixed prefix or demos, the question, the generation
+        budget) must fit the context: checked before the first cell, not when a probe is
+        reached."""
+        for split in self.data.probe_splits:
+            xs = self.data.splits[split]
+            if is_task_probe(xs[0]):
+                m = xs[0].meta
+                prefix = self.prefix_tokens(task_probe_spec(xs).prefix)
+                longest = max(
+                    self.n_tokens(prompt(x)) + max(map(self.n_tokens, x.choices), default=0)
+                    for x in xs
+                )
+                need = prefix + longest + probe_max_new(self.recipe, xs)
+                fix = (
+                    f"lower k ({len(m['demo_ids'])}) or max_new_tokens in "
+                    f"task.params.probes.tasks.{m['probe']}, or drop the split"
+                )
+            else:
+                prefix = self.prefix_tokens(xs[0].meta["prefix"])
+                longest = max(self.n_tokens(probe_prompt(x)) for x in xs)
+                need = prefix + longest + xs[0].meta["max_new_tokens"]
+                fix = "drop the subtask from task.params.probes (tasks: [...]) or lower max_new_tokens"
+            if need > self.limit:
+                raise LabError(
+                    f"probe split '{split}' needs {need} tokens (its fixed prompt, the longest "
+                    f"question, max_new_tokens) but the model's context is {self.limit}; {fix}"
+                )
+
+
+def probe_max_new(recipe: Recipe, xs: list[Example]) -> int:
+    """The generation budget of a cross-task probe split: its own, or its format's."""
+    return task_probe_max_new_tokens(xs, recipe.eval.max_new_tokens)
