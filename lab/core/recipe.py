@@ -324,9 +324,12 @@ def parse_recipe(
     data: dict[str, Any], where: str = "recipe", smoke: bool = False, profile: str | None = None
 ) -> Recipe:
     """Validate a recipe dict, optionally with a named profile's overrides and then the
-    --smoke overrides applied."""
+    --smoke overrides applied. The recipe as written is validated in full first: a smoke
+    run or a profile does not hide a mistake the real run would refuse."""
     if not isinstance(data, dict):
         raise LabError(f"{where}: a recipe must be a YAML mapping of keys to values")
+    if smoke or profile is not None:
+        _validate(data, where)
     if profile is not None:
         profiles = data.get("profiles") or {}
         if not isinstance(profiles, dict) or profile not in profiles:

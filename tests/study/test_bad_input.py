@@ -172,3 +172,22 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
 
 def test_at_least_15_kinds_of_bad_input():
     assert len({c[0] for c in CASES}) == len(CASES) >= 15
+
+
+@pytest.mark.parametrize(
+    "how", [["--smoke"], ["--profile", "small"], ["--smoke", "--profile", "small"]]
+)
+def test_the_recipe_as_written_is_validated_before_smoke_or_a_profile(how, tmp_path, capsys):
+    """`--smoke` and profiles override sizes: a recipe whose own value the real run refuses
+    (here `eval.max_new_tokens.answer: 0`, replaced by --smoke's sizes) is refused by them
+    too, with one line and exit 2: a smoke test tells the user the recipe is valid."""
+    recipe = {**BASE, "eval": {"max_new_tokens": {"answer": 0}},
+              "profiles": {"small": {"eval": {"max_new_tokens": {"answer": 4}}}}}  # fmt: skip
+    path, out = tmp_path / "r.yaml", tmp_path / "out"
+    path.write_text(yaml.safe_dump(recipe))
+    code = main(["run", str(path), "--out", str(out), "--quiet", *how])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert "max_new_tokens" in err and "answer" in err, err
+    assert not out.exists()
