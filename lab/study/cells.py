@@ -42,9 +42,16 @@ class CellRunner:
     model (lab/study/base_model.py) and the study's W&B tracker."""
 
     def __init__(
-        self, recipe: Recipe, data: StudyData, acc: Any, precision: str, base: StudyBase,
-        tracker: Tracker, progress: bool, log: Any,
-    ):  # fmt: skip
+        self,
+        recipe: Recipe,
+        data: StudyData,
+        acc: Any,
+        precision: str,
+        base: StudyBase,
+        tracker: Tracker,
+        progress: bool,
+        log: Any,
+    ):
         self.recipe, self.data, self.acc, self.precision = recipe, data, acc, precision
         self.base, self.tracker, self.progress, self.log = base, tracker, progress, log
 
@@ -53,12 +60,20 @@ class CellRunner:
         t0 = time.time()
         cell, arm, base = plan.cell, plan.cell.arm, self.base
         info: dict[str, Any] = {
-            "study": self.recipe.name, "model": base.resolved.spec,
-            "model_fingerprint": base.resolved.fingerprint, **base.params(),
-            "arm": arm.name, "method": arm.method, "format": arm.format,
-            "budget": cell.budget, "data_seed": cell.data_seed, "train_seed": cell.train_seed,
-            "cell": cell.key, "precision": self.precision, **plan.describe(),
-        }  # fmt: skip
+            "study": self.recipe.name,
+            "model": base.resolved.spec,
+            "model_fingerprint": base.resolved.fingerprint,
+            **base.params(),
+            "arm": arm.name,
+            "method": arm.method,
+            "format": arm.format,
+            "budget": cell.budget,
+            "data_seed": cell.data_seed,
+            "train_seed": cell.train_seed,
+            "cell": cell.key,
+            "precision": self.precision,
+            **plan.describe(),
+        }
         result = CellResult(info, [], {}, {}, {}, 0.0)
         if plan.train is None:
             if plan.k_requested > len(plan.demos):
@@ -76,8 +91,10 @@ class CellRunner:
             self.finetuned_variants(plan, cell_dir, result)
         if not self.acc.is_main_process:
             return None
-        result.compute |= {"eval_s": time.time() - t_eval,
-                           "train_s": result.train.get("wall_s", 0.0)}  # fmt: skip
+        result.compute |= {
+            "eval_s": time.time() - t_eval,
+            "train_s": result.train.get("wall_s", 0.0),
+        }
         result.wall_s = time.time() - t0
         return result
 
@@ -98,12 +115,21 @@ class CellRunner:
         res = finished(cell_dir.checkpoint)  # trained before an interruption
         if res is None:
             res = finetune(
-                self.base.resolved.path, list(plan.train_set), arm.format, arm.method,
-                plan.train, cell.train_seed, cell_dir.checkpoint, accelerator=self.acc,
-                progress=self.progress, dev_examples=list(plan.held_out) or None,
-                precision=self.precision, resume_dir=cell_dir.resume, log=self.log,
+                self.base.resolved.path,
+                list(plan.train_set),
+                arm.format,
+                arm.method,
+                plan.train,
+                cell.train_seed,
+                cell_dir.checkpoint,
+                accelerator=self.acc,
+                progress=self.progress,
+                dev_examples=list(plan.held_out) or None,
+                precision=self.precision,
+                resume_dir=cell_dir.resume,
+                log=self.log,
                 on_log=self.tracker.log_train,
-            )  # fmt: skip
+            )
         else:
             self.log(f"[lab]   {cell.key}: trained before; evaluating {res.checkpoint}")
         return res.to_dict() | {
@@ -119,8 +145,10 @@ class CellRunner:
 
         train = result.train
         result.compute["train_flops"] = train.get("flops", 0.0)
-        paths = {"last": train["checkpoint"],
-                 "best": train.get("best_checkpoint") or train["checkpoint"]}  # fmt: skip
+        paths = {
+            "last": train["checkpoint"],
+            "best": train.get("best_checkpoint") or train["checkpoint"],
+        }
         deltas: dict[str, float] = {}
         model = tok = None
         for v in plan.variants:
@@ -131,9 +159,11 @@ class CellRunner:
                 gc.collect()
                 torch.cuda.empty_cache() if torch.cuda.is_available() else None
                 model, tok = load_finetuned(
-                    self.base.resolved.path, paths[v.checkpoint], plan.cell.arm.method,
+                    self.base.resolved.path,
+                    paths[v.checkpoint],
+                    plan.cell.arm.method,
                     self.precision,
-                )  # fmt: skip
+                )
                 model.to(self.acc.device)
                 deltas[v.checkpoint] = self.base.output_delta(model, tok)
                 if v.checkpoint == plan.selected:
@@ -141,9 +171,14 @@ class CellRunner:
             self.evaluate_variant(plan, v, model, tok, cell_dir, result)
 
     def evaluate_variant(
-        self, plan: CellPlan, v: Variant, model: Any, tok: Any, cell_dir: CellDir,
+        self,
+        plan: CellPlan,
+        v: Variant,
+        model: Any,
+        tok: Any,
+        cell_dir: CellDir,
         result: CellResult,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """One variant on every eval split (then the probe splits): its rows, metrics and
         the forward FLOPs it ran. Every process evaluates its shard of each split
         (eval/parallel.py); the main one writes."""
@@ -166,9 +201,14 @@ class CellRunner:
             prompts = {ex.id: prompt(ex, v.spec.trigger) for ex in self.data.splits[split]}
             self.tracker.log_split(v.name, split, m, p, prompts, v.spec.prefix)
             result.rows += metric_rows(
-                row_cell, m, variant=v.name, ft_then_icl_k=v.ft_then_icl_k, split=split,
-                ood=is_ood(split), labelled_examples=fairness.count_labelled(plan.used, v.spec.demos),
-            )  # fmt: skip
+                row_cell,
+                m,
+                variant=v.name,
+                ft_then_icl_k=v.ft_then_icl_k,
+                split=split,
+                ood=is_ood(split),
+                labelled_examples=fairness.count_labelled(plan.used, v.spec.demos),
+            )
         if v.probes:
             labelled = fairness.count_labelled(plan.used)
             self.evaluate_probes(lm, v, row_cell, labelled, cell_dir, result)
@@ -193,9 +233,14 @@ class CellRunner:
             return p, summarize(p), read_json(counts_path)
         before = dict(lm.counts)
         p, m = evaluate_split_parallel(
-            lm, xs, v.spec, r.eval.max_new_tokens[arm.format], r.eval.code_timeout_s,
-            desc=f"eval {arm.name}/{v.name}/{split}", gold_logprob=r.eval.gold_logprob,
-        )  # fmt: skip
+            lm,
+            xs,
+            v.spec,
+            r.eval.max_new_tokens[arm.format],
+            r.eval.code_timeout_s,
+            desc=f"eval {arm.name}/{v.name}/{split}",
+            gold_logprob=r.eval.gold_logprob,
+        )
         counts = {k: sum_across(lm.counts[k] - before[k]) for k in ("tokens", "head")}
         if self.acc.is_main_process:
             atomic_write_json(counts_path, counts)
@@ -204,9 +249,14 @@ class CellRunner:
 
     # -- probe splits ---------------------------------------------------------------------------
     def evaluate_probes(
-        self, lm: LM, v: Variant, row_cell: dict[str, Any], labelled: int, cell_dir: CellDir,
+        self,
+        lm: LM,
+        v: Variant,
+        row_cell: dict[str, Any],
+        labelled: int,
+        cell_dir: CellDir,
         result: CellResult,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Probe splits, each with its own fixed prompt (BBH: CoT answer extraction;
         cross-task probes: the probed task's own scoring): one row per split and metric,
         and one macro-average exact-match row per probe family (split `probe_<family>`:
@@ -219,9 +269,13 @@ class CellRunner:
             task = is_task_probe(xs[0])
             if task:
                 p, m = evaluate_task_probe(
-                    lm, xs, probe_max_new(r, xs), r.eval.code_timeout_s, desc=desc,
+                    lm,
+                    xs,
+                    probe_max_new(r, xs),
+                    r.eval.code_timeout_s,
+                    desc=desc,
                     gold_logprob=r.eval.gold_logprob,
-                )  # fmt: skip
+                )
             else:  # BBH (sharded across processes, like the rest)
                 p, m = evaluate_probe(lm, xs, desc=desc)
             m["flops_per_example"] = sum(
@@ -235,8 +289,14 @@ class CellRunner:
             )
             family = xs[0].meta["probe"]
             families.setdefault(family, {})[split] = m
-            result.rows += metric_rows(row_cell, m, **row, split=split, probe=family,
-                                       probe_demos=fairness.fixed_demo_count(xs))  # fmt: skip
+            result.rows += metric_rows(
+                row_cell,
+                m,
+                **row,
+                split=split,
+                probe=family,
+                probe_demos=fairness.fixed_demo_count(xs),
+            )
         for family, per in families.items():
             macro = macro_average(per)
             result.metrics[f"{v.name}/probe_{family}"] = macro
@@ -244,6 +304,11 @@ class CellRunner:
                 f"[lab]   {v.name:>10} {'probe_' + family:>13}: macro exact match "
                 f"{macro['exact_match']:.3f} ({macro['subtasks']} splits, n={macro['n']})"
             )
-            result.rows += metric_rows(row_cell, {"exact_match": macro["exact_match"],
-                                       "n": macro["n"]}, **row, split=f"probe_{family}",
-                                       probe=family, aggregate="macro")  # fmt: skip
+            result.rows += metric_rows(
+                row_cell,
+                {"exact_match": macro["exact_match"], "n": macro["n"]},
+                **row,
+                split=f"probe_{family}",
+                probe=family,
+                aggregate="macro",
+            )

@@ -90,9 +90,14 @@ def main(argv: list[str] | None = None) -> int:
         from lab.study.run import run_study
 
         run_study(
-            recipe, out, force=args.force, progress=not args.quiet, cache_dir=args.cache_dir,
-            profile=args.profile, smoke=args.smoke,
-        )  # fmt: skip
+            recipe,
+            out,
+            force=args.force,
+            progress=not args.quiet,
+            cache_dir=args.cache_dir,
+            profile=args.profile,
+            smoke=args.smoke,
+        )
     except LabError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -164,7 +164,7 @@ def estimate(
                 train / train_flops_per_s / 3600,
                 evals_f / infer_flops_per_s / 3600,
                 parts,
-            )  # fmt: skip
+            )
         )
     return out
 

@@ -65,9 +65,17 @@ class Lengths:
 
 
 def train_memory(
-    sh: Shape, total: int, lora: int, method: str, b: int, rows: int, ln: Lengths,
-    gpus: int, strategy: str, checkpointing: bool,
-) -> tuple[float, float, float, float]:  # fmt: skip
+    sh: Shape,
+    total: int,
+    lora: int,
+    method: str,
+    b: int,
+    rows: int,
+    ln: Lengths,
+    gpus: int,
+    strategy: str,
+    checkpointing: bool,
+) -> tuple[float, float, float, float]:
     """(weights, gradients, optimizer states, activations) in bytes per GPU."""
     shard = gpus if strategy in ("fsdp", "zero3") else 1
     if method == "lora":
@@ -99,9 +107,19 @@ def eval_memory(sh: Shape, total: int, b: int, rows: int, ln: Lengths) -> tuple[
 
 
 def cell_memory(
-    model: str, arm: Any, sh: Shape, total: int, lora: int, b: int, train_rows: int,
-    eval_rows: int, ln: Lengths, gpus: int, strategy: str, checkpointing: bool,
-) -> CellMemory:  # fmt: skip
+    model: str,
+    arm: Any,
+    sh: Shape,
+    total: int,
+    lora: int,
+    b: int,
+    train_rows: int,
+    eval_rows: int,
+    ln: Lengths,
+    gpus: int,
+    strategy: str,
+    checkpointing: bool,
+) -> CellMemory:
     kv, transient = eval_memory(sh, total, b, eval_rows, ln)
     eval_peak = total * b + kv + transient + OVERHEAD
     if arm.method == "icl":
@@ -109,8 +127,9 @@ def cell_memory(
     w, g, o, a = train_memory(
         sh, total, lora, arm.method, b, train_rows, ln, gpus, strategy, checkpointing
     )
-    return CellMemory(model, arm.name, arm.method, w, g, o, a, kv, w + g + o + a + OVERHEAD,
-                      eval_peak)  # fmt: skip
+    return CellMemory(
+        model, arm.name, arm.method, w, g, o, a, kv, w + g + o + a + OVERHEAD, eval_peak
+    )
 
 
 def render(rows: list[CellMemory], gpus: int, strategy: str, gpu_bytes: float, b: int) -> str:
@@ -154,9 +173,12 @@ def check_fits(rows: list[CellMemory], gpu_bytes: float, strategy: str) -> None:
 
 
 def plan_memory(
-    recipe: Any, gpus: int = 1, strategy: str = "ddp", cache_dir: str | None = None,
+    recipe: Any,
+    gpus: int = 1,
+    strategy: str = "ddp",
+    cache_dir: str | None = None,
     chars_per_token: float = 3.0,
-) -> list[CellMemory]:  # fmt: skip
+) -> list[CellMemory]:
     """Peak memory per GPU of every (model, arm) of the recipe: its largest cell (most demos,
     longest prompts); the study's precision, `auto` taken as bf16 (a GPU with bf16)."""
     from eval.probes import probe_prompt, task_probe_max_new_tokens, task_probe_spec
@@ -220,6 +242,6 @@ def plan_memory(
                     gpus,
                     strategy,
                     bool(checkpointing),
-                )  # fmt: skip
+                )
             )
     return out

@@ -56,11 +56,14 @@ def shape_of(spec: str, config: Any | None) -> Shape:
         c = getattr(config, "text_config", config)
         heads = c.num_attention_heads
         return Shape(
-            c.num_hidden_layers, c.hidden_size, heads,
+            c.num_hidden_layers,
+            c.hidden_size,
+            heads,
             getattr(c, "num_key_value_heads", None) or heads,
             getattr(c, "head_dim", None) or c.hidden_size // heads,
-            getattr(c, "intermediate_size", None) or 4 * c.hidden_size, c.vocab_size,
-        )  # fmt: skip
+            getattr(c, "intermediate_size", None) or 4 * c.hidden_size,
+            c.vocab_size,
+        )
     published = published_shape(spec)
     if published is None:
         raise LabError(

@@ -231,9 +231,11 @@ class StudyData:
 def study_data(recipe: Recipe, splits: dict[str, list[Example]] | None = None) -> StudyData:
     splits = build_task(recipe.task) if splits is None else splits
     return StudyData(
-        splits, study_pool(recipe, splits["train"]), eval_splits(splits),
+        splits,
+        study_pool(recipe, splits["train"]),
+        eval_splits(splits),
         [s for s in splits if is_probe(s)],
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)
@@ -279,10 +281,14 @@ class CellPlan:
         training and selection sizes)."""
         arm = self.cell.arm
         if self.train is None:
-            return {"k": len(self.demos), "k_requested": self.k_requested,
-                    "demos_truncated": len(self.demos) < self.k_requested,
-                    # fixed demo sets are not drawn from the budgeted pool: said in every row
-                    "demos": arm.demos or "pool", "demos_fixed": arm.demos is not None}  # fmt: skip
+            return {
+                "k": len(self.demos),
+                "k_requested": self.k_requested,
+                "demos_truncated": len(self.demos) < self.k_requested,
+                # fixed demo sets are not drawn from the budgeted pool: said in every row
+                "demos": arm.demos or "pool",
+                "demos_fixed": arm.demos is not None,
+            }
         return {"k": 0, "n_train": len(self.train_set), "n_select": len(self.held_out)}
 
 

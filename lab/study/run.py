@@ -105,9 +105,15 @@ class Runner:
         self.model = self.models[spec]
         base = StudyBase(self.model, self.acc.device, self.precision, self.splits[ID_EVAL_SPLIT])
         return CellRunner(
-            self.recipe, self.data, self.acc, self.precision, base, tracker, self.progress,
+            self.recipe,
+            self.data,
+            self.acc,
+            self.precision,
+            base,
+            tracker,
+            self.progress,
             self.log,
-        )  # fmt: skip
+        )
 
     # -- the study --------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:
@@ -121,9 +127,13 @@ class Runner:
             store.write_study_json(study, self._study_info(), self.recipe, self.force)
         self.acc.wait_for_everyone()  # every process sees the cleaned, current OUT
         tracker = Tracker(
-            r.tracking, self.study_id, self.out, r.model_dump(mode="json"),
-            id_salt=self.study_hash, main=self.acc.is_main_process,
-        )  # fmt: skip
+            r.tracking,
+            self.study_id,
+            self.out,
+            r.model_dump(mode="json"),
+            id_salt=self.study_hash,
+            main=self.acc.is_main_process,
+        )
         cells = plan_cells(r)
         models = ", ".join(f"{m.spec} ({m.source})" for m in self.models.values())
         self.log(
@@ -275,6 +285,11 @@ def run_study(
     same study into the same `out`: they claim cells as they go (lab/study/claims.py). `profile` and
     `smoke` (how the recipe was loaded) name the study in W&B (its study id)."""
     return Runner(
-        recipe, out, force=force, progress=progress, cache_dir=cache_dir,
-        profile=profile, smoke=smoke,
-    ).run()  # fmt: skip
+        recipe,
+        out,
+        force=force,
+        progress=progress,
+        cache_dir=cache_dir,
+        profile=profile,
+        smoke=smoke,
+    ).run()

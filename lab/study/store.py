@@ -50,13 +50,23 @@ class ResultRow:
         """The row as stored (its keys in the order the lab has always written them)."""
         d = dict(self.cell)
         if self.probe is None:
-            d |= {"variant": self.variant, "ft_then_icl_k": self.ft_then_icl_k,
-                  "split": self.split, "ood": self.ood, "n": self.n,
-                  "labelled_examples": self.labelled_examples}  # fmt: skip
+            d |= {
+                "variant": self.variant,
+                "ft_then_icl_k": self.ft_then_icl_k,
+                "split": self.split,
+                "ood": self.ood,
+                "n": self.n,
+                "labelled_examples": self.labelled_examples,
+            }
         else:
-            d |= {"labelled_examples": self.labelled_examples, "variant": self.variant,
-                  "ft_then_icl_k": self.ft_then_icl_k, "ood": self.ood, "split": self.split,
-                  "probe": self.probe}  # fmt: skip
+            d |= {
+                "labelled_examples": self.labelled_examples,
+                "variant": self.variant,
+                "ft_then_icl_k": self.ft_then_icl_k,
+                "ood": self.ood,
+                "split": self.split,
+                "probe": self.probe,
+            }
             if self.aggregate is not None:
                 d["aggregate"] = self.aggregate
             d["n"] = self.n
@@ -95,9 +105,15 @@ class CellResult:
     wandb_dir: str | None = field(default=None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"cell": self.cell, "rows": [r.to_dict() for r in self.rows],
-                "metrics": self.metrics, "train": self.train, "compute": self.compute,
-                "wall_s": self.wall_s, "wandb_dir": self.wandb_dir}  # fmt: skip
+        return {
+            "cell": self.cell,
+            "rows": [r.to_dict() for r in self.rows],
+            "metrics": self.metrics,
+            "train": self.train,
+            "compute": self.compute,
+            "wall_s": self.wall_s,
+            "wandb_dir": self.wandb_dir,
+        }
 
 
 def same_study(old: dict[str, Any], recipe: Recipe) -> bool:

@@ -71,8 +71,10 @@ def render(splits: dict[str, list[Example]], n: int = 2) -> str:
             lines += ["", f"=== {name}, format {fmt} ({len(shown)} of {len(xs)}) ==="]
             for ex in shown:
                 if output_type(ex) == "multiple_choice" and fmt == "answer":
-                    lines.append(f"--- {ex.id}   scored continuations {list(ex.choices)}, "
-                                 f"gold {' ' + ex.answer!r}")  # fmt: skip
+                    lines.append(
+                        f"--- {ex.id}   scored continuations {list(ex.choices)}, "
+                        f"gold {' ' + ex.answer!r}"
+                    )
                     lines.append(_block(prompt(ex)))
                 else:
                     lines.append(f"--- {ex.id}   target {target(ex, fmt)!r}")
@@ -96,8 +98,10 @@ def main(args: Any) -> int:
     cfg, recipe = task_of(args.task, args.smoke, args.profile)
     splits = build_task(cfg)
     desc = describe_task(cfg)
-    print(f"task {cfg.name} (seed {cfg.seed}; n_train {cfg.n_train}, n_dev {cfg.n_dev}, "
-          f"n_test {cfg.n_test})")  # fmt: skip
+    print(
+        f"task {cfg.name} (seed {cfg.seed}; n_train {cfg.n_train}, n_dev {cfg.n_dev}, "
+        f"n_test {cfg.n_test})"
+    )
     for name in splits:
         if name in desc:
             print(f"  {name}: {desc[name]}")
