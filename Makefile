@@ -2,6 +2,9 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 OUT ?= runs/quickstart-demo
+# Test workers (pytest-xdist): one per core; a test file stays on one worker (its module
+# fixtures, e.g. a smoke study, are built once). TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= auto
 STAMP := $(VENV)/.setup-stamp
 
 .PHONY: setup demo study smoke test lint format clean
@@ -24,7 +27,7 @@ smoke: setup
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(PY) -m ruff check .

@@ -29,8 +29,8 @@ def _run(name: str, tmp_path_factory, cache) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("models"))
+def cache(tiny_cache):
+    return str(tiny_cache)  # the session's model cache: the tiny models are built once
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,8 @@ BASE = {
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("models"))
+def cache(tiny_cache):
+    return str(tiny_cache)  # the session's model cache: the tiny models are built once
 
 
 def by_arm(recipe, cache, **kw):  # noqa: ANN001, ANN003, ANN201

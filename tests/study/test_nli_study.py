@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("models"))
+def cache(tiny_cache):
+    return str(tiny_cache)  # the session's model cache: the tiny models are built once
 
 
 def _smoke(name: str, out: Path, cache: str) -> Path:

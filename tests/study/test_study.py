@@ -16,8 +16,8 @@ QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("models"))
+def cache(tiny_cache):
+    return str(tiny_cache)  # the session's model cache: the tiny models are built once
 
 
 @pytest.fixture(scope="module")
