@@ -220,7 +220,7 @@ def check_batch_sizes(recipe: Recipe, processes: int) -> None:
 @dataclass(frozen=True)
 class StudyData:
     """The examples of a study: the task's splits, the train pool every arm draws from, the
-    eval splits (ID test, OOD) and the probe splits (other tasks: lab/study/probes.py)."""
+    eval splits (ID test, OOD) and the probe splits (other tasks: lab/tasks/probes.py)."""
 
     splits: dict[str, list[Example]]
     pool: list[Example]

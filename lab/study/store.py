@@ -30,7 +30,7 @@ METRICS = ("exact_match", "gold_logprob", "brier")  # a split's metrics, in row 
 class ResultRow:
     """One row of results.jsonl: a cell x variant x split x metric. `cell` describes the
     cell (study, model, arm, budget, seeds, k or n_train...), the same for all its rows;
-    `probe` is set on the rows of a probe split (lab/study/probes.py), `aggregate` on a
+    `probe` is set on the rows of a probe split (lab/study/cells.py evaluate_probes), `aggregate` on a
     probe family's macro average."""
 
     cell: dict[str, Any]
