@@ -24,14 +24,15 @@ from lab.core.recipe import Recipe, parse_recipe
 from lab.study.plan import plan_cells
 
 METRICS = ("exact_match", "gold_logprob", "brier")  # a split's metrics, in row order
+REQUIRED = ("variant", "split", "metric", "value", "n", "ft_then_icl_k", "ood")
 
 
 @dataclass(frozen=True)
 class ResultRow:
     """One row of results.jsonl: a cell x variant x split x metric. `cell` describes the
     cell (study, model, arm, budget, seeds, k or n_train...), the same for all its rows;
-    `probe` is set on the rows of a probe split (lab/study/cells.py evaluate_probes), `aggregate` on a
-    probe family's macro average."""
+    `probe` is set on the rows of a probe split (cells.py evaluate_probes), `aggregate` on
+    a probe family's macro average."""
 
     cell: dict[str, Any]
     variant: str
@@ -47,34 +48,9 @@ class ResultRow:
     aggregate: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The row as stored (its keys in the order the lab has always written them)."""
-        d = dict(self.cell)
-        if self.probe is None:
-            d |= {
-                "variant": self.variant,
-                "ft_then_icl_k": self.ft_then_icl_k,
-                "split": self.split,
-                "ood": self.ood,
-                "n": self.n,
-                "labelled_examples": self.labelled_examples,
-            }
-        else:
-            d |= {
-                "labelled_examples": self.labelled_examples,
-                "variant": self.variant,
-                "ft_then_icl_k": self.ft_then_icl_k,
-                "ood": self.ood,
-                "split": self.split,
-                "probe": self.probe,
-            }
-            if self.aggregate is not None:
-                d["aggregate"] = self.aggregate
-            d["n"] = self.n
-            if self.probe_demos is not None:
-                d["probe_demos"] = self.probe_demos
-        if d.get("labelled_examples", 0) is None:
-            del d["labelled_examples"]  # not recorded (a row written before it was)
-        return d | {"metric": self.metric, "value": self.value}
+        """The row as stored (written with sorted keys); unset optional fields are left out."""
+        own = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "cell"}
+        return self.cell | {k: v for k, v in own.items() if v is not None or k in REQUIRED}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ResultRow:

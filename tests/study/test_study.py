@@ -227,3 +227,23 @@ def test_ft_then_icl_probe_rows_and_plot(tmp_path, cache):
     ]
     assert cell["train"]["train_ids_head"][:2] == demo_ids  # the probe's demos: the same prefix
     assert (out / "report" / "plots" / "ft_then_icl.png").stat().st_size > 1000
+
+
+def test_rows_and_paths_are_the_typed_rows_and_layout(smoke):
+    """Every stored row reads back as a ResultRow and writes out as the same JSON; every
+    variant x split of a row has its predictions where CellDir says."""
+    from lab.core.layout import StudyDir
+    from lab.study.store import ResultRow
+
+    study = StudyDir(smoke)
+    cells = sorted(p.name for p in study.cells.iterdir())
+    assert cells
+    for key in cells:
+        rows = study.cell(key).read()["rows"]
+        again = [ResultRow.from_dict(r).to_dict() for r in rows]
+        assert again == rows
+        for r in rows:
+            if r.get("aggregate") is None:
+                assert study.cell(key).predictions(r["variant"], r["split"]).is_file()
+    stored = read_jsonl(study.results)
+    assert [ResultRow.from_dict(r).to_dict() for r in stored] == stored
