@@ -2,9 +2,10 @@
 
 Each program runs in its own mount, PID, network and IPC namespaces as an unprivileged user
 (root: a fresh uid with no capabilities; otherwise: a user namespace with none), with no
-network, an empty environment, the user's folders (home, the project, the working and temp
-directories) hidden, every mount read-only, and one writable place: a fresh working
-directory on a tmpfs capped in bytes and files. Limits: CPU seconds, address space, file
+network, an empty environment, a file system built from an allowlist (the Python
+installation, the system's programs and libraries, a few devices: eval/sandbox_fs.py; not
+the project, the user's folders or anything else of the host), every mount read-only, and
+one writable place: a fresh working directory on a tmpfs capped in bytes and files. Limits: CPU seconds, address space, file
 size, processes (RLIMIT_NPROC, which binds a non-root uid on any cgroup version), and time.
 When the program ends or times out, the namespace's init ends and the kernel kills every
 process the program left, whatever session it moved to.
@@ -40,7 +41,6 @@ import os
 import secrets
 import select
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -48,6 +48,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eval.sandbox_fs import layout
 from lab.core.errors import LabError
 
 MEMORY_LIMIT = 512 << 20  # bytes of address space
@@ -62,7 +63,6 @@ _SETUP_FAILED = 111
 WALL_FACTOR, WALL_MARGIN_S = 4.0, 5.0  # wall-clock limit: 4 x the CPU budget + 5 s
 _UID_BASE = 1_500_000_000  # root runs each program as _UID_BASE + a random 24-bit number
 _CHILD = (Path(__file__).parent / "sandbox_child.py").read_text()
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclass(frozen=True)
@@ -78,48 +78,17 @@ def wall_limit(timeout_s: float) -> float:
     return WALL_FACTOR * timeout_s + WALL_MARGIN_S
 
 
-def _under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def _outermost(paths: list[str]) -> list[str]:
-    paths = sorted(set(paths), key=len)
-    return [p for i, p in enumerate(paths) if not any(_under(p, q) for q in paths[:i])]
-
-
-def _layout() -> tuple[list[str], list[str], str]:
-    """(folders covered by an empty tmpfs, folders mounted back, the tmp root) as now."""
-    tmp = os.path.realpath(tempfile.gettempdir())
-    hide = []
-    for p in (os.environ.get("HOME"), PROJECT_ROOT, os.getcwd(), tmp):
-        p = os.path.realpath(p) if p else ""
-        if p and p != "/" and os.path.isdir(p):
-            hide.append(p)
-    keep = _outermost(
-        [os.path.realpath(sys.base_prefix), os.path.dirname(os.path.realpath(sys.executable))]
-    )
-    for k in keep:  # a folder on the way to Python that others cannot enter (/root) is
-        parts = k.strip("/").split("/")  # covered too: the program's uid walks the cover
-        for i in range(1, len(parts)):
-            p = "/" + "/".join(parts[:i])
-            if not os.stat(p).st_mode & stat.S_IXOTH:
-                hide.append(p)
-                break
-    hide = _outermost(hide)
-    keep = [k for k in keep if any(_under(k, h) for h in hide)]
-    return hide, keep, tmp
-
-
 def _launch(mode: str, code: str, tests: str, timeout_s: float) -> tuple:
     """(exit code, stdout, stderr, the harness's records, why it timed out or None)."""
-    hide, keep, tmp = _layout()
+    fs = layout()
     nonce = secrets.token_hex(16)
     report_r, report_w = os.pipe()
-    workdir = os.path.join(tmp, f"ftlab-sandbox-{secrets.token_hex(6)}")
+    workdir = os.path.join(fs.tmp, f"ftlab-sandbox-{secrets.token_hex(6)}")
     env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "PYTHONHASHSEED": "0"}
     cfg = {
         "mode": mode, "code": code, "tests": tests, "nonce": nonce, "report_fd": report_w,
-        "hide": hide, "keep": keep, "workdir": workdir, "env": env,
+        "binds": fs.binds, "links": fs.links, "hide": fs.hide, "keep": fs.keep,
+        "stage": fs.tmp, "workdir": workdir, "env": env,
         "userns": os.geteuid() != 0, "uid": _UID_BASE + secrets.randbelow(1 << 24),
         "cpu_s": math.ceil(timeout_s) + 1, "memory_bytes": MEMORY_LIMIT, "pids": PIDS_LIMIT,
         "file_bytes": FILE_LIMIT, "disk_bytes": DISK_LIMIT, "disk_files": FILES_LIMIT,
