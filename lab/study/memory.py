@@ -14,7 +14,8 @@ process in memory at a time; training and evaluation never overlap.
   policy; DDP reduces in fp32). With `train.grad_accum` > 1 it skips the reduction between
   micro-batches and each GPU holds the full unsharded gradients of the trainable parameters
   at that dtype (+2 bytes/parameter at bf16), so under FSDP raising grad_accum from 1 costs
-  more than it saves unless the activations are large; the refusal's advice weighs that.
+  more than it saves unless the activations are large. The refusal advises raising
+  grad_accum only where doubling it saves at least a tenth of the excess.
 - Activations: what the backward keeps per token and decoder layer, ~(5 d + 2 d_kv + 3 d_ff)
   values at the compute precision plus the fp32 inputs of the two RMSNorms (8 d bytes), for
   the micro-batch (`train.batch_size / (grad_accum x GPUs)` rows of the longest example);
@@ -211,7 +212,8 @@ def check_fits(rows: list[CellMemory], gpu_bytes: float, strategy: str) -> None:
         if r.peak <= gpu_bytes:
             continue
         if r.train_peak > r.eval_peak:
-            accum = " or raise train.grad_accum" if r.accum_saving > 0 else ""
+            helps = r.accum_saving > 0.1 * (r.train_peak - gpu_bytes)  # a tenth of the excess
+            accum = " or raise train.grad_accum" if helps else ""
             fix = (
                 f"set train.gradient_checkpointing: true, lower train.batch_size{accum}"
                 + ("" if strategy != "ddp" else ", or shard it (--strategy fsdp or zero3)")

@@ -113,11 +113,19 @@ def test_refusal_advises_grad_accum_only_where_it_lowers_the_peak():
     with pytest.raises(Exception, match="lower train.batch_size or use more GPUs") as e:
         memory.check_fits([fsdp], 1 * memory.GIB, "fsdp")
     assert "grad_accum" not in str(e.value)
-    # DDP with 64 rows per micro-batch: accumulation halves the activations, costs nothing
-    ddp = memory.cell_memory("m", arm, sh, 10**9, 0, 2, 64, 4, ln, 1, "ddp", False, 1)
+    # DDP with 64 long rows per micro-batch: accumulation halves the activations (most of
+    # the peak here), costs nothing
+    wide, long = memory.Shape(8, 1024, 8, 8, 128, 4096, 100), memory.Lengths(1000, 10, 50, 8)
+    ddp = memory.cell_memory("m", arm, wide, 10**8, 0, 2, 64, 4, long, 1, "ddp", False, 1)
     assert ddp.accum_saving > 0
     with pytest.raises(Exception, match="raise train.grad_accum"):
         memory.check_fits([ddp], 8 * memory.GIB, "ddp")
+    # ... but where it saves next to nothing of what is missing, it is not advised
+    small = memory.cell_memory("m", arm, sh, 10**10, 0, 2, 2, 4, ln, 1, "ddp", False, 1)
+    assert 0 < small.accum_saving < 0.1 * (small.train_peak - 8 * memory.GIB)
+    with pytest.raises(Exception, match="lower train.batch_size, or shard") as e:
+        memory.check_fits([small], 8 * memory.GIB, "ddp")
+    assert "grad_accum" not in str(e.value)
 
 
 def test_estimate_reads_the_projects_measured_rates_by_default(cache, tmp_path, capsys):
