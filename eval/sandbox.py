@@ -5,10 +5,11 @@ Each program runs in its own mount, PID, network and IPC namespaces as an unpriv
 network, an empty environment, a file system built from an allowlist (the Python
 installation, the system's programs and libraries, a few devices: eval/sandbox_fs.py; not
 the project, the user's folders or anything else of the host), every mount read-only, and
-one writable place: a fresh working directory on a tmpfs capped in bytes and files. Limits: CPU seconds, address space, file
-size, processes (RLIMIT_NPROC, which binds a non-root uid on any cgroup version), and time.
-When the program ends or times out, the namespace's init ends and the kernel kills every
-process the program left, whatever session it moved to.
+one writable place: a fresh working directory on a tmpfs capped in bytes and files.
+Limits: CPU seconds, address space, file size, processes (RLIMIT_NPROC, which binds a
+non-root uid on any cgroup version), and time. When the program ends or times out, the
+namespace's init ends and the kernel kills every process the program left, whatever session
+it moved to.
 
 Time: `timeout_s` is CPU time, so a verdict does not depend on how many other programs or
 processes share the cores. The verdict's basis is the kernel's count of the CPU seconds of
@@ -17,9 +18,10 @@ inside the namespace), which the lab reads with wait4() on the launcher: outside
 sandbox, where the program cannot write it. Over `timeout_s` is a timeout, whatever the
 program reported. Each process is also killed by RLIMIT_CPU a second past the budget (the
 rlimit samples CPU time at clock ticks and can fire a few percent before the exact count
-reaches it, so it ends runaway processes but is not the verdict); a program that waits rather than computes (a sleep, a blocked read) is stopped by a
-wall-clock limit, `wall_limit(timeout_s)`, generous enough that CPU-bound programs within
-their budget finish under it on a busy node.
+reaches it, so it ends runaway processes but is not the verdict). A program that waits
+rather than computes (a sleep, a blocked read) is stopped by a wall-clock limit,
+`wall_limit(timeout_s)`, generous enough that CPU-bound programs within their budget finish
+under it on a busy node.
 
 `run_tests` (MBPP, HumanEval) runs the tests from the harness's own code after the program,
 and a program passes only when the harness reported, through a pipe with a per-run nonce,
