@@ -21,6 +21,7 @@ empty tmpfs, and any part of the Python installation inside it is mounted back o
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import tempfile
@@ -53,6 +54,7 @@ def _outermost(paths: list[str]) -> list[str]:
     return [p for i, p in enumerate(paths) if not any(_under(p, q) for q in paths[:i])]
 
 
+@functools.cache  # the interpreter does not change while the lab runs
 def python_paths() -> list[str]:
     """The folders of the Python installation the lab runs on (real paths): the interpreter's,
     the standard library, lib-dynload, and libpython's (from this process's own mappings)."""
@@ -75,7 +77,7 @@ def python_paths() -> list[str]:
 def layout() -> Layout:
     """The allowlist on this host, now."""
     tmp = os.path.realpath(tempfile.gettempdir())
-    python = python_paths()
+    python = list(python_paths())
     binds, links = list(python), []
     for p in (*SYSTEM, *DEVICES):
         if os.path.islink(p):
