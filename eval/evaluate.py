@@ -115,6 +115,17 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def program_slots() -> int:
+    """How many sandboxed programs this process runs at a time: its usable cores divided
+    among the processes of its node (LOCAL_WORLD_SIZE, set by torchrun and `accelerate
+    launch`; 1 when unset), at least one."""
+    try:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE") or 1)
+    except ValueError:
+        local = 1
+    return max(1, usable_cores() // max(1, local))
+
+
 def runs_programs(examples: Sequence[Example], fmt: str) -> bool:
     """Whether scoring runs programs in the sandbox: code-format generations, code tests."""
     return fmt == "code" or any(output_type(ex) == "code" for ex in examples)
@@ -128,17 +139,18 @@ def score_all(
     timeout_s: float,
 ) -> list[dict[str, Any]]:
     """`score_generation` of every (text, example), in order. Programs run in the sandbox
-    one per available core at a time (each in its own namespaces and limits, started and
-    read by its own thread): a program's verdict does not depend on the others, and with
-    no more programs than cores none waits for CPU behind another, so its timeout means
-    what it means run alone. The model is idle meanwhile."""
+    several at a time, each in its own namespaces and limits, started and read by its own
+    thread: `program_slots()` of them, so the processes of one node together run about one
+    program per core. A program's verdict does not depend on the others or on the number
+    of processes: its timeout is CPU time, counted by the kernel (eval/sandbox.py). The
+    model is idle meanwhile."""
 
     def one(pair: tuple[str, Example]) -> dict[str, Any]:
         text, ex = pair
         return score_generation(text, ex, fmt, cot_prompted=cot_prompted, timeout_s=timeout_s)
 
     pairs = list(zip(texts, examples, strict=True))
-    workers = min(usable_cores(), len(pairs)) if runs_programs(examples, fmt) else 1
+    workers = min(program_slots(), len(pairs)) if runs_programs(examples, fmt) else 1
     if workers <= 1:
         return [one(p) for p in pairs]
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -2,12 +2,26 @@
 
 Each program runs in its own mount, PID, network and IPC namespaces as an unprivileged user
 (root: a fresh uid with no capabilities; otherwise: a user namespace with none), with no
-network, an empty environment, the user's folders (home, the project, the working and temp
-directories) hidden, every mount read-only, and one writable place: a fresh working
-directory on a tmpfs capped in bytes and files. Limits: CPU seconds, address space, file
-size, processes (RLIMIT_NPROC, which binds a non-root uid on any cgroup version), and a
-wall-clock timeout. When the program ends or times out, the namespace's init ends and the
-kernel kills every process the program left, whatever session it moved to.
+network, an empty environment, a file system built from an allowlist (the Python
+installation, the system's programs and libraries, a few devices: eval/sandbox_fs.py; not
+the project, the user's folders or anything else of the host), every mount read-only, and
+one writable place: a fresh working directory on a tmpfs capped in bytes and files.
+Limits: CPU seconds, address space, file size, processes (RLIMIT_NPROC, which binds a
+non-root uid on any cgroup version), and time. When the program ends or times out, the
+namespace's init ends and the kernel kills every process the program left, whatever session
+it moved to.
+
+Time: `timeout_s` is CPU time, so a verdict does not depend on how many other programs or
+processes share the cores. The verdict's basis is the kernel's count of the CPU seconds of
+every process of the run (the launcher, init, the program and all its children, each reaped
+inside the namespace), which the lab reads with wait4() on the launcher: outside the
+sandbox, where the program cannot write it. Over `timeout_s` is a timeout, whatever the
+program reported. Each process is also killed by RLIMIT_CPU a second past the budget (the
+rlimit samples CPU time at clock ticks and can fire a few percent before the exact count
+reaches it, so it ends runaway processes but is not the verdict). A program that waits
+rather than computes (a sleep, a blocked read) is stopped by a wall-clock limit,
+`wall_limit(timeout_s)`, generous enough that CPU-bound programs within their budget finish
+under it on a busy node.
 
 `run_tests` (MBPP, HumanEval) runs the tests from the harness's own code after the program,
 and a program passes only when the harness reported, through a pipe with a per-run nonce,
@@ -24,11 +38,11 @@ from __future__ import annotations
 import ast
 import functools
 import marshal
+import math
 import os
 import secrets
 import select
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -36,6 +50,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eval.sandbox_fs import layout
 from lab.core.errors import LabError
 
 MEMORY_LIMIT = 512 << 20  # bytes of address space
@@ -47,9 +62,9 @@ FILES_LIMIT = 512  # files and folders in it
 ISOLATION = "namespaces"
 _REPORT_LIMIT = 1 << 20  # bytes of report records read
 _SETUP_FAILED = 111
+WALL_FACTOR, WALL_MARGIN_S = 4.0, 5.0  # wall-clock limit: 4 x the CPU budget + 5 s
 _UID_BASE = 1_500_000_000  # root runs each program as _UID_BASE + a random 24-bit number
 _CHILD = (Path(__file__).parent / "sandbox_child.py").read_text()
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclass(frozen=True)
@@ -60,50 +75,24 @@ class SandboxResult:
     records: list[str] = field(default_factory=list, repr=False)  # from the harness
 
 
-def _under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def _outermost(paths: list[str]) -> list[str]:
-    paths = sorted(set(paths), key=len)
-    return [p for i, p in enumerate(paths) if not any(_under(p, q) for q in paths[:i])]
-
-
-def _layout() -> tuple[list[str], list[str], str]:
-    """(folders covered by an empty tmpfs, folders mounted back, the tmp root) as now."""
-    tmp = os.path.realpath(tempfile.gettempdir())
-    hide = []
-    for p in (os.environ.get("HOME"), PROJECT_ROOT, os.getcwd(), tmp):
-        p = os.path.realpath(p) if p else ""
-        if p and p != "/" and os.path.isdir(p):
-            hide.append(p)
-    keep = _outermost(
-        [os.path.realpath(sys.base_prefix), os.path.dirname(os.path.realpath(sys.executable))]
-    )
-    for k in keep:  # a folder on the way to Python that others cannot enter (/root) is
-        parts = k.strip("/").split("/")  # covered too: the program's uid walks the cover
-        for i in range(1, len(parts)):
-            p = "/" + "/".join(parts[:i])
-            if not os.stat(p).st_mode & stat.S_IXOTH:
-                hide.append(p)
-                break
-    hide = _outermost(hide)
-    keep = [k for k in keep if any(_under(k, h) for h in hide)]
-    return hide, keep, tmp
+def wall_limit(timeout_s: float) -> float:
+    """Seconds of wall-clock time a program with `timeout_s` CPU seconds may take."""
+    return WALL_FACTOR * timeout_s + WALL_MARGIN_S
 
 
 def _launch(mode: str, code: str, tests: str, timeout_s: float) -> tuple:
-    """(exit code or None on timeout, stdout, stderr, the harness's records)."""
-    hide, keep, tmp = _layout()
+    """(exit code, stdout, stderr, the harness's records, why it timed out or None)."""
+    fs = layout()
     nonce = secrets.token_hex(16)
     report_r, report_w = os.pipe()
-    workdir = os.path.join(tmp, f"ftlab-sandbox-{secrets.token_hex(6)}")
+    workdir = os.path.join(fs.tmp, f"ftlab-sandbox-{secrets.token_hex(6)}")
     env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "PYTHONHASHSEED": "0"}
     cfg = {
         "mode": mode, "code": code, "tests": tests, "nonce": nonce, "report_fd": report_w,
-        "hide": hide, "keep": keep, "workdir": workdir, "env": env,
+        "binds": fs.binds, "links": fs.links, "hide": fs.hide, "keep": fs.keep,
+        "stage": fs.tmp, "workdir": workdir, "env": env,
         "userns": os.geteuid() != 0, "uid": _UID_BASE + secrets.randbelow(1 << 24),
-        "cpu_s": max(1, int(timeout_s)), "memory_bytes": MEMORY_LIMIT, "pids": PIDS_LIMIT,
+        "cpu_s": math.ceil(timeout_s) + 1, "memory_bytes": MEMORY_LIMIT, "pids": PIDS_LIMIT,
         "file_bytes": FILE_LIMIT, "disk_bytes": DISK_LIMIT, "disk_files": FILES_LIMIT,
     }  # fmt: skip
     with (
@@ -125,7 +114,8 @@ def _launch(mode: str, code: str, tests: str, timeout_s: float) -> tuple:
             finally:
                 os.close(report_w)
             try:
-                records, timed_out = _read_records(report_r, proc, time.monotonic() + timeout_s)
+                deadline = time.monotonic() + wall_limit(timeout_s)
+                records, cpu_s = _read_records(report_r, proc, deadline)
             finally:
                 _stop(proc)
         finally:
@@ -142,11 +132,19 @@ def _launch(mode: str, code: str, tests: str, timeout_s: float) -> tuple:
         raise LabError(_refusal(stderr.strip().splitlines()[-1] if stderr.strip() else "?"))
     if forged:
         good.append("forged")
-    return (None if timed_out else proc.returncode), stdout, stderr, good
+    timeout = None
+    if cpu_s is None:
+        timeout = f"timeout after {wall_limit(timeout_s):g}s of wall-clock time"
+    elif cpu_s > timeout_s:
+        timeout = f"timeout after {timeout_s:g}s of CPU time"
+    return proc.returncode, stdout, stderr, good, timeout
 
 
-def _read_records(fd: int, proc: subprocess.Popen, deadline: float) -> tuple[list[str], bool]:
-    """The report pipe's lines until every writer is gone, and whether time ran out."""
+def _read_records(
+    fd: int, proc: subprocess.Popen, deadline: float
+) -> tuple[list[str], float | None]:
+    """The report pipe's lines until every writer is gone, and the CPU seconds of the whole
+    run (None: the wall-clock deadline passed first)."""
     buf = bytearray()
     while True:
         left = deadline - time.monotonic()
@@ -157,13 +155,25 @@ def _read_records(fd: int, proc: subprocess.Popen, deadline: float) -> tuple[lis
             break
         if len(buf) < _REPORT_LIMIT:
             buf += chunk
-    try:
-        proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        timed_out = True
+    cpu_s = _reap(proc, deadline)
     lines = buf.decode(errors="replace").split("\n")
-    return lines[:-1] + ([lines[-1]] if lines[-1] else []), timed_out
+    return lines[:-1] + ([lines[-1]] if lines[-1] else []), cpu_s
+
+
+def _reap(proc: subprocess.Popen, deadline: float) -> float | None:
+    """Wait for the launcher until `deadline`; the CPU seconds (user + system) of it and of
+    every process reaped below it, as the kernel counted them, or None if it still runs."""
+    pause = 0.001
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return usage.ru_utime + usage.ru_stime
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        time.sleep(min(pause, left))
+        pause = min(2 * pause, 0.02)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -203,9 +213,9 @@ def require_sandbox() -> None:
         raise LabError(problem)
 
 
-def _failure(code: int | None, stderr: str, timeout_s: float) -> str | None:
-    if code is None:
-        return f"timeout after {timeout_s:g}s"
+def _failure(code: int, stderr: str, timeout: str | None) -> str | None:
+    if timeout is not None:
+        return timeout
     if code != 0:
         last = (stderr.strip().splitlines() or [f"exit code {code}"])[-1]
         return last[:200]
@@ -213,10 +223,11 @@ def _failure(code: int | None, stderr: str, timeout_s: float) -> str | None:
 
 
 def run_program(code: str, timeout_s: float = 5.0) -> SandboxResult:
-    """Execute `code` as a script; return its stdout, or the reason it failed."""
-    rc, stdout, stderr, records = _launch("program", code, "", timeout_s)
-    error = _failure(rc, stderr, timeout_s)
-    return SandboxResult("" if rc is None else stdout[:OUTPUT_LIMIT], error, records=records)
+    """Execute `code` as a script; return its stdout, or the reason it failed. `timeout_s`
+    is CPU seconds (wall-clock: `wall_limit(timeout_s)`)."""
+    rc, stdout, stderr, records, timeout = _launch("program", code, "", timeout_s)
+    error = _failure(rc, stderr, timeout)
+    return SandboxResult("" if timeout else stdout[:OUTPUT_LIMIT], error, records=records)
 
 
 def run_with_tests(program: str, tests: str, timeout_s: float = 5.0) -> SandboxResult:
@@ -226,14 +237,14 @@ def run_with_tests(program: str, tests: str, timeout_s: float = 5.0) -> SandboxR
         n = len(ast.parse(tests).body)
     except SyntaxError as e:
         return SandboxResult("", f"the tests do not parse: {e.msg} (line {e.lineno})")
-    rc, stdout, stderr, records = _launch("tests", program, tests, timeout_s)
-    return SandboxResult(stdout, _verdict(records, n, rc, timeout_s), records=records)
+    rc, stdout, stderr, records, timeout = _launch("tests", program, tests, timeout_s)
+    return SandboxResult(stdout, _verdict(records, n, rc, timeout), records=records)
 
 
-def _verdict(records: list[str], n: int, rc: int | None, timeout_s: float) -> str | None:
+def _verdict(records: list[str], n: int, rc: int, timeout: str | None) -> str | None:
     expected = ["start", *(f"ok {i}" for i in range(n)), f"done {n}"]
     got = records
-    if got == expected:
+    if got == expected and timeout is None:
         return None
     if "forged" in got:
         return "the program wrote to the harness's report pipe"
@@ -242,8 +253,8 @@ def _verdict(records: list[str], n: int, rc: int | None, timeout_s: float) -> st
             i, _, msg = r.removeprefix("fail ").partition(" ")
             where = "before the tests ran" if i == "-1" else f"in test {int(i) + 1} of {n}"
             return f"{msg} ({where})"
-    if rc is None:
-        return f"timeout after {timeout_s:g}s"
+    if timeout is not None:
+        return timeout
     ran = sum(r.startswith("ok ") for r in got)
     if got != expected[: len(got)]:
         return "the harness's report is out of order"

@@ -6,10 +6,12 @@ Three processes, each started by the one before:
 - the launcher (L) unshares mount, PID, network, IPC and UTS namespaces (and, when the lab is
   not root, a user namespace mapping only the caller's own uid), forks, passes on the exit
   code of its child, and on SIGTERM kills that child and waits for it;
-- the namespace's init (I, PID 1, trusted: runs none of the program's code) mounts a fresh
-  /proc, hides the user's folders under empty tmpfs mounts (the Python installation mounted
-  back), makes every mount read-only and nosuid, and mounts the program's working directory
-  as the one writable place (a tmpfs capped in bytes and inodes). It forks the candidate and
+- the namespace's init (I, PID 1, trusted: runs none of the program's code) builds a new
+  root from the allowlist eval/sandbox_fs.py computed (a tmpfs holding read-only bind mounts
+  of the Python installation, the system's programs and libraries and a few devices, a
+  fresh /proc), pivots into it and detaches the old root, makes every mount read-only and
+  nosuid, and mounts the program's working directory as the one writable place (a tmpfs
+  capped in bytes and inodes). It forks the candidate and
   exits with its exit code; when init ends, the kernel kills every process left in the
   namespace, whatever session or process group it moved to;
 - the candidate (C) drops to an unprivileged uid (root: a fresh uid of its own, so the
@@ -36,6 +38,9 @@ import types
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 0x4000, 1 << 18
+MNT_DETACH, SYS_PIVOT_ROOT = 2, {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
+DEV_LINKS = (("/dev/fd", "/proc/self/fd"), ("/dev/stdin", "/proc/self/fd/0"),
+             ("/dev/stdout", "/proc/self/fd/1"), ("/dev/stderr", "/proc/self/fd/2"))  # fmt: skip
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, AT_RECURSIVE, AT_FDCWD = 1, 2, 0x8000, -100
 SYS_MOUNT_SETATTR = 442  # the same number on every Linux architecture
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
@@ -119,19 +124,57 @@ def _exit_code(status: int) -> int:
     )
 
 
+def _bind(fd: int, target: str) -> None:
+    """Mount what `fd` (O_PATH) names at `target`, made first as an empty folder or file."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if os.path.isdir(f"/proc/self/fd/{fd}"):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+    _mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC, None)
+    os.close(fd)
+
+
+def _pivot_root() -> None:
+    """Make the current directory the root and detach the old one (pivot_root(".", "."));
+    where the old root cannot be pivoted (an initramfs root), chroot into it."""
+    ret = -1 if SYS_PIVOT_ROOT is None else _libc.syscall(SYS_PIVOT_ROOT, b".", b".")
+    if ret == 0:
+        _check(_libc.umount2(b".", MNT_DETACH), "detach the old root")
+    else:
+        os.chroot(".")
+    os.chdir("/")
+
+
+def _new_root(cfg: dict) -> None:
+    """The allowlist (eval/sandbox_fs.py) as a new root: a tmpfs on the temp folder (the
+    host's stays untouched: this mount namespace is private) with read-only binds, links,
+    covers, /dev, a fresh /proc and the working directory's mount point; then pivot."""
+    opened = [(p, os.open(p, os.O_PATH)) for p in cfg["binds"] + cfg["keep"]]
+    new = cfg["stage"]
+    _mount("none", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=4096,mode=755")
+    keep = opened[len(cfg["binds"]) :]
+    for p, fd in opened[: len(cfg["binds"])]:
+        _bind(fd, new + p)
+    for p, target in [*cfg["links"], *DEV_LINKS]:
+        os.makedirs(os.path.dirname(new + p), exist_ok=True)
+        os.symlink(target, new + p)
+    for h in cfg["hide"]:
+        _mount("none", new + h, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,nr_inodes=256,mode=755")
+    for k, fd in keep:
+        _bind(fd, new + k)
+    for d in ("/proc", "/tmp", "/dev/shm", cfg["workdir"]):
+        os.makedirs(new + d, exist_ok=True)
+    _mount("proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    os.chdir(new)
+    _pivot_root()
+
+
 def _init(cfg: dict, report) -> int:
     """I (PID 1): the read-only filesystem and the working directory, then the candidate."""
     _mount("none", "/", None, MS_REC | MS_PRIVATE, None)
-    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
-    keep = [(k, os.open(k, os.O_PATH | os.O_DIRECTORY)) for k in cfg["keep"]]
-    for h in cfg["hide"]:
-        _mount("none", h, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,nr_inodes=256,mode=755")
-    for k, fd in keep:
-        os.makedirs(k, exist_ok=True)
-        _mount(f"/proc/self/fd/{fd}", k, None, MS_BIND | MS_REC, None)
-        os.close(fd)
+    _new_root(cfg)
     work = cfg["workdir"]
-    os.makedirs(work, exist_ok=True)
     _all_read_only()
     opts = f"size={cfg['disk_bytes']},nr_inodes={cfg['disk_files']},mode=700"
     if not cfg["userns"]:  # owned by the program's uid (in a user namespace: the caller's)

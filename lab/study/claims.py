@@ -8,10 +8,12 @@ lease; a background thread touches it (its mtime is the heartbeat) every quarter
 while the cell runs, and the lock is deleted when the cell is done (its cell.json written
 first) or the worker stops.
 
-A lock whose worker is gone is taken over: on the same host at once when its process no
-longer runs (pid and process start time, so a reused pid does not count), on another host
-(or without /proc) when its lease ran out (mtime + lease: a killed worker, or one that
-stopped heartbeating). Taking over creates the next generation's file, again
+A lock whose worker is gone is taken over: at once when its process no longer runs (pid and
+process start time, so a reused pid does not count), judged only where the pid means the
+same process to the reader: the same host name, boot and PID namespace (containers with host
+networking on one node share a host name, not a PID namespace); elsewhere (another host,
+container or boot, or without /proc) when its lease ran out (mtime + lease: a killed
+worker, or one that stopped heartbeating). Taking over creates the next generation's file, again
 with O_EXCL, so of several workers that find the same stale lock exactly one wins; the
 highest generation is the lock that counts, and a worker that finds a higher generation
 above its own has lost its claim (`Lock.lost`).
@@ -56,6 +58,31 @@ def lease_seconds() -> float:
 
 def _host() -> str:
     return socket.gethostname()
+
+
+def pid_namespace() -> dict[str, str | None]:
+    """Where this process's pid means this process: the kernel's boot id and the PID
+    namespace (its inode, `pid:[...]`); None where /proc does not say."""
+
+    def read(how: Callable[[], str]) -> str | None:
+        try:
+            return how().strip()
+        except OSError:
+            return None
+
+    return {
+        "boot_id": read(lambda: Path("/proc/sys/kernel/random/boot_id").read_text()),
+        "pid_ns": read(lambda: os.readlink("/proc/self/ns/pid")),
+    }
+
+
+def _same_pid_space(holder: dict[str, Any]) -> bool:
+    """Whether the holder's pid names a process the reader can see: same host name, boot
+    and PID namespace, each known on both sides."""
+    if holder.get("host") != _host():
+        return False
+    mine = pid_namespace()
+    return all(mine[k] is not None and holder.get(k) == mine[k] for k in mine)
 
 
 def pid_alive(pid: int) -> bool:
@@ -122,13 +149,14 @@ def read_holder(path: Path) -> dict[str, Any] | None:
 
 
 def is_stale(holder: dict[str, Any], lease_s: float, now: float | None = None) -> bool:
-    """A lock whose worker is gone. On this host: its process no longer runs (pid and start
-    time; a live holder keeps its claim however long it is suspended). On another host, or
-    without /proc: its lease (the holder's own, else `lease_s`) ran out since the last
-    heartbeat."""
+    """A lock whose worker is gone. In the reader's own host, boot and PID namespace: its
+    process no longer runs (pid and start time; a live holder keeps its claim however long
+    it is suspended). Elsewhere (another host, another container's PID namespace on this
+    node, a record without them) or without /proc: its lease (the holder's own, else
+    `lease_s`) ran out since the last heartbeat."""
     now = time.time() if now is None else now
     pid = holder.get("pid")
-    if holder.get("host") == _host() and isinstance(pid, int):
+    if isinstance(pid, int) and _same_pid_space(holder):
         if not pid_alive(pid):
             return True
         start = holder.get("pid_start")
@@ -211,6 +239,7 @@ def claim(locks: str | Path, key: str, lease_s: float, heartbeat: bool = True) -
         "host": _host(),
         "pid": os.getpid(),
         "pid_start": _proc_start(os.getpid()),
+        **pid_namespace(),
         "started": time.time(),
         "lease_s": lease_s,
         "key": key,

@@ -26,7 +26,9 @@ Hours = FLOPs / achieved FLOP/s, summed over GPUs (GPU-hours; data parallelism d
 wall time, not the GPU-hours). The achieved rates are ASSUMPTIONS, not measurements: the
 defaults (training 100 TFLOP/s, about 10% of an H100's dense bf16 peak, which is typical for
 short sequences and small batches; generation 20 TFLOP/s, memory-bound at batch 16-32)
-should be replaced by rates measured on your hardware. Model loading, checkpoint saving and
+should be replaced by rates measured on your hardware: by default the rates
+bench/gpu_check.sh measured are read from the project's bench/gpu_check.json when it holds GPU
+figures (the output says which were used). Model loading, checkpoint saving and
 Python overhead are not counted.
 """
 
@@ -40,8 +42,12 @@ from pathlib import Path
 from typing import Any
 
 from lab.core.compute import FlopCounter
+from lab.core.errors import LabError
 from lab.core.recipe import Recipe
 from lab.study.model_sizes import param_counts, token_counter
+
+# what bench/gpu_check.sh measured, at the project's root (lab/study/estimate.py -> ../../)
+DEFAULT_RATES = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.json"
 
 
 @dataclass(frozen=True)
@@ -232,7 +238,12 @@ def main(args: Any) -> int:
     from lab.study import memory
 
     recipe = load_recipe(args.recipe, profile=args.profile)
-    measured = None if args.rates == "none" else measured_rates(args.rates)
+    measured = None if args.rates == "none" else measured_rates(args.rates or DEFAULT_RATES)
+    if measured is None and args.rates not in (None, "none"):
+        raise LabError(
+            f"--rates {args.rates}: no GPU rates there (bench/gpu_check.sh writes them); "
+            "pass --rates none for the assumed ones"
+        )
     train_fps = (args.train_tflops or 0) * 1e12 or (measured[0] if measured else 100e12)
     infer_fps = (args.infer_tflops or 0) * 1e12 or (measured[1] if measured else 20e12)
     explicit = args.train_tflops or args.infer_tflops
@@ -263,8 +274,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--rates",
-        default=str(Path(__file__).resolve().parent.parent / "bench" / "gpu_check.json"),
-        help="gpu_check.json with measured rates ('none': the assumed ones)",
+        help="gpu_check.json with measured rates (default: the project's "
+        "bench/gpu_check.json when it holds GPU figures; 'none': the assumed ones)",
     )
     p.add_argument("--chars-per-token", type=float, default=3.0)
     p.add_argument("--cache-dir", help="model cache (for aliases)")

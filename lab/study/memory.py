@@ -10,6 +10,12 @@ process in memory at a time; training and evaluation never overlap.
   under DDP also the gradient buckets (4 bytes/parameter) and, at bf16, autocast's bf16 copy
   of the weights (2); under FSDP/ZeRO-3 the 16 bytes are divided by the GPUs, plus the bf16
   weights of the units being gathered (two decoder layers, the embeddings and LM head).
+- FSDP reduces gradients at its reduce dtype: bf16 under `mixed_precision: bf16` (accelerate's
+  policy; DDP reduces in fp32). With `train.grad_accum` > 1 it skips the reduction between
+  micro-batches and each GPU holds the full unsharded gradients of the trainable parameters
+  at that dtype (+2 bytes/parameter at bf16), so under FSDP raising grad_accum from 1 costs
+  more than it saves unless the activations are large. The refusal advises raising
+  grad_accum only where doubling it saves at least a tenth of the excess.
 - Activations: what the backward keeps per token and decoder layer, ~(5 d + 2 d_kv + 3 d_ff)
   values at the compute precision plus the fp32 inputs of the two RMSNorms (8 d bytes), for
   the micro-batch (`train.batch_size / (grad_accum x GPUs)` rows of the longest example);
@@ -50,6 +56,7 @@ class CellMemory:
     kv_cache: float  # evaluation, a generation batch
     train_peak: float  # 0 for prompted arms
     eval_peak: float
+    accum_saving: float = 0.0  # training bytes doubling train.grad_accum saves (< 0: costs)
 
     @property
     def peak(self) -> float:
@@ -75,11 +82,15 @@ def train_memory(
     gpus: int,
     strategy: str,
     checkpointing: bool,
+    accum: int = 1,
 ) -> tuple[float, float, float, float]:
-    """(weights, gradients, optimizer states, activations) in bytes per GPU."""
+    """(weights, gradients, optimizer states, activations) in bytes per GPU; `b` is the
+    bytes of the compute precision (2: bf16), which is also FSDP's reduce dtype."""
     shard = gpus if strategy in ("fsdp", "zero3") else 1
     if method == "lora":
         weights, grads, optim = total * b / shard + 4 * lora, 4 * lora, 8 * lora
+        if strategy == "fsdp" and accum > 1:
+            grads += b * lora  # the adapter's unsharded gradients between micro-batches
     else:
         weights, grads, optim = 4 * total / shard, 4 * total / shard, 8 * total / shard
         if shard == 1:
@@ -87,6 +98,8 @@ def train_memory(
             weights += 2 * total if b == 2 else 0  # autocast's bf16 copy of the weights
         else:  # gathered bf16 units in flight: two decoder layers, embeddings + LM head
             weights += b * (2 * sh.layer_params + 2 * sh.vocab * sh.d)
+            if strategy == "fsdp" and accum > 1:
+                grads += b * total  # unsharded, at the reduce dtype, between micro-batches
     d_kv = sh.kv_heads * sh.head_dim
     per_token_layer = b * (5 * sh.d + 2 * d_kv + 3 * sh.d_ff) + 8 * sh.d
     tokens = rows * ln.train
@@ -119,16 +132,29 @@ def cell_memory(
     gpus: int,
     strategy: str,
     checkpointing: bool,
+    accum: int = 1,
 ) -> CellMemory:
     kv, transient = eval_memory(sh, total, b, eval_rows, ln)
     eval_peak = total * b + kv + transient + OVERHEAD
     if arm.method == "icl":
         return CellMemory(model, arm.name, arm.method, total * b, 0, 0, 0, kv, 0, eval_peak)
-    w, g, o, a = train_memory(
-        sh, total, lora, arm.method, b, train_rows, ln, gpus, strategy, checkpointing
+    args = (sh, total, lora, arm.method, b)
+    w, g, o, a = train_memory(*args, train_rows, ln, gpus, strategy, checkpointing, accum)
+    doubled = train_memory(  # grad_accum x 2: half the rows per micro-batch
+        *args, max(1, train_rows // 2), ln, gpus, strategy, checkpointing, 2 * accum
     )
     return CellMemory(
-        model, arm.name, arm.method, w, g, o, a, kv, w + g + o + a + OVERHEAD, eval_peak
+        model,
+        arm.name,
+        arm.method,
+        w,
+        g,
+        o,
+        a,
+        kv,
+        w + g + o + a + OVERHEAD,
+        eval_peak,
+        w + g + o + a - sum(doubled),
     )
 
 
@@ -156,9 +182,10 @@ def check_fits(rows: list[CellMemory], gpu_bytes: float, strategy: str) -> None:
         if r.peak <= gpu_bytes:
             continue
         if r.train_peak > r.eval_peak:
+            helps = r.accum_saving > 0.1 * (r.train_peak - gpu_bytes)  # a tenth of the excess
+            accum = " or raise train.grad_accum" if helps else ""
             fix = (
-                "set train.gradient_checkpointing: true, lower train.batch_size or raise "
-                "train.grad_accum"
+                f"set train.gradient_checkpointing: true, lower train.batch_size{accum}"
                 + ("" if strategy != "ddp" else ", or shard it (--strategy fsdp or zero3)")
                 + " or use more GPUs"
             )
@@ -219,12 +246,14 @@ def plan_memory(
             widths = [(int(pre + q) + 1, recipe.eval.max_new_tokens[arm.format]), *probe_widths]
             p_len, new = max(widths, key=lambda w: w[0] + w[1])
             lora = train_rows = checkpointing = 0
+            accum = 1
             t_len = t_tgt = 0
             if arm.method != "icl":
                 cfg = recipe.train_for(arm)
                 lora = cfg.lora.r * sz.linear_io if arm.method == "lora" else 0
                 train_rows = max(1, cfg.batch_size // (cfg.grad_accum * gpus))
                 checkpointing = cfg.gradient_checkpointing
+                accum = cfg.grad_accum
                 t_len = int(max(tok(prompt(e) + target(e, arm.format)) for e in pool[:500])) + 2
                 t_tgt = int(max(tok(target(e, arm.format)) for e in pool[:500])) + 1
             ln = Lengths(t_len, t_tgt, p_len, new)
@@ -242,6 +271,7 @@ def plan_memory(
                     gpus,
                     strategy,
                     bool(checkpointing),
+                    accum,
                 )
             )
     return out

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from eval.evaluate import evaluate_split
+from eval.evaluate import PromptSpec, evaluate_split
 from eval.lm import LM
 from eval.parallel import evaluate_split_parallel, gather_in_order, shard
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).parents[1]))  # the tests' helpers
+from code_dp_worker import TIMEOUT_S, ProgramWriter, code_case, verdicts  # noqa: E402
 from dp_worker import case, sharp_model  # noqa: E402
 
 
@@ -81,3 +82,33 @@ def test_two_processes_match_one(tiny_cache, tmp_path):
     assert got["metrics"]["new_tokens"] == want_m["new_tokens"]
     # each process ran the shared prefix once and its own examples: more than one process
     assert got["tokens"] > lm.counts["tokens"] / 2
+
+
+@pytest.mark.slow  # 2 processes import torch and accelerate: ~1 min on the shared machine
+def test_two_processes_on_one_core_score_code_as_one(tmp_path):
+    """A code task where one program needs 1 s of CPU (2 s budget): one process alone on a
+    core, and 2 processes (torchrun, gloo, LOCAL_WORLD_SIZE=2) sharing that core, give the
+    same verdicts, because the sandbox's timeout is CPU time, not wall-clock time."""
+    core = min(os.sched_getaffinity(0))
+    mask = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {core})
+    try:
+        want, _ = evaluate_split(
+            ProgramWriter(), code_case(), PromptSpec("answer"), 8, TIMEOUT_S, gold_logprob=False
+        )
+    finally:
+        os.sched_setaffinity(0, mask)
+    assert [c for _, c, _ in verdicts(want)] == [True, True, True, True, False, False]
+    out = tmp_path / "code.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
+           "ACCELERATE_USE_CPU": "true"}  # fmt: skip
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(_free_port()),
+        str(ROOT / "tests" / "code_dp_worker.py"), str(core), str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(out.read_text())
+    assert got["world"] == 2
+    assert got["verdicts"] == verdicts(want)

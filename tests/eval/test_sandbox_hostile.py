@@ -14,7 +14,7 @@ import pytest
 
 from eval.evaluate import PromptSpec, evaluate_split
 from eval.lm import Generation
-from eval.sandbox import DISK_LIMIT, FILES_LIMIT, PIDS_LIMIT, run_program
+from eval.sandbox import DISK_LIMIT, FILES_LIMIT, PIDS_LIMIT, run_program, wall_limit
 from lab.core.example import Example
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +48,7 @@ def test_fork_bomb_is_bounded_and_killed():
     t0 = time.monotonic()
     res = run_program(code, timeout_s=2)
     assert res.error is not None
-    assert time.monotonic() - t0 < 15
+    assert time.monotonic() - t0 < wall_limit(2) + 5  # over its CPU time, or the wall clock
     assert _running_with(marker) == []  # every forked copy is gone when run_program returns
 
 

@@ -1,10 +1,12 @@
 """Claims on cells (lab/study/claims.py): one holder at a time, takeover of a gone worker's lock
-(dead pid on this host, expired lease from another host), heartbeat, loss, release."""
+(dead pid in this host's PID namespace, expired lease from another host or another PID
+namespace on this host), heartbeat, loss, release."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -28,6 +30,12 @@ def _foreign(locks: Path, key: str, gen: int = 0, age_s: float = 0.0, **rec) -> 
     return path
 
 
+def _here() -> dict[str, str]:
+    """This process's boot and PID namespace, read from /proc (Linux, as in CI)."""
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    return {"boot_id": boot, "pid_ns": os.readlink("/proc/self/ns/pid")}
+
+
 def _dead_pid() -> int:
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
@@ -49,7 +57,8 @@ def test_one_holder_until_released(tmp_path):
 
 
 def test_lock_of_a_dead_process_on_this_host_is_taken_over_at_once(tmp_path):
-    old = _foreign(tmp_path, "c", host=socket.gethostname(), pid=_dead_pid(), lease_s=3600)
+    here = {"host": socket.gethostname(), **_here()}
+    old = _foreign(tmp_path, "c", pid=_dead_pid(), lease_s=3600, **here)
     lock = claims.claim(tmp_path, "c", lease_s=3600)
     assert lock is not None and lock.gen == 1  # the next generation
     lock.release()
@@ -58,10 +67,71 @@ def test_lock_of_a_dead_process_on_this_host_is_taken_over_at_once(tmp_path):
 
 def test_reused_pid_does_not_keep_a_lock(tmp_path):
     # this process's pid, but another process's start time: the holder is gone
-    _foreign(tmp_path, "c", host=socket.gethostname(), pid=os.getpid(), pid_start="1")
+    here = {"host": socket.gethostname(), **_here()}
+    _foreign(tmp_path, "c", pid=os.getpid(), pid_start="1", **here)
     lock = claims.claim(tmp_path, "c", lease_s=3600)
     assert lock is not None
     lock.release()
+
+
+def test_a_holder_in_another_pid_namespace_is_judged_by_its_lease(tmp_path):
+    """Same host name (containers with host networking), another PID namespace: its pid
+    means nothing here (a dead pid here, or pid 1 here which is another process), so only
+    its heartbeat counts."""
+    ns = _here()
+    other = {"host": socket.gethostname(), "boot_id": ns["boot_id"], "pid_ns": "pid:[1]"}
+    for pid in (_dead_pid(), 1):
+        _foreign(tmp_path, f"fresh{pid}", age_s=2, lease_s=10, pid=pid, pid_start="1", **other)
+        assert claims.claim(tmp_path, f"fresh{pid}", lease_s=1) is None
+        _foreign(tmp_path, f"old{pid}", age_s=11, lease_s=10, pid=pid, pid_start="1", **other)
+        lock = claims.claim(tmp_path, f"old{pid}", lease_s=1000)
+        assert lock is not None and lock.gen == 1
+        lock.release()
+    # another boot of this host (a record left before a reboot): its lease counts too
+    rebooted = {**other, "pid_ns": ns["pid_ns"], "boot_id": "another-boot"}
+    _foreign(tmp_path, "boot", age_s=2, lease_s=10, pid=_dead_pid(), **rebooted)
+    assert claims.claim(tmp_path, "boot", lease_s=1) is None
+
+
+HOLDER = """
+import sys, time
+from lab.study import claims
+lock = claims.claim(sys.argv[1], "cell", lease_s=float(sys.argv[2]))
+print("held" if lock else "refused", flush=True)
+sys.stdin.read()  # until the test closes it
+"""
+
+
+def test_a_live_holder_in_another_pid_namespace_keeps_its_claim(tmp_path):
+    """A real holder in its own PID namespace (`unshare --pid`: pid 1 there, another process
+    here) that heartbeats keeps its claim past its lease; once it is gone, its lease runs
+    out and the claim is taken over."""
+    if not shutil.which("unshare"):
+        pytest.fail("this check needs util-linux's unshare (as in CI)")
+    root = Path(__file__).resolve().parents[2]
+    userns = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    lease = 1.0
+    holder = subprocess.Popen(
+        ["unshare", *userns, "--pid", "--fork", "--mount-proc", sys.executable, "-c", HOLDER,
+         str(tmp_path), str(lease)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert json.loads((tmp_path / "cell.0.lock").read_text())["pid"] == 1  # its own PID 1
+        deadline = time.time() + 3 * lease
+        while time.time() < deadline:  # past its lease: alive, heartbeating
+            assert claims.claim(tmp_path, "cell", lease_s=lease) is None
+            time.sleep(0.2)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    time.sleep(1.5 * lease)  # its last heartbeat ages past the lease
+    lock = claims.claim(tmp_path, "cell", lease_s=lease)
+    assert lock is not None and lock.gen == 1
+    lock.release()
+    assert claims.pid_namespace() == _here()
 
 
 def test_other_hosts_lock_is_taken_over_when_its_lease_expired(tmp_path):

@@ -4,6 +4,7 @@ plan that cannot fit, GPU-hours from measured rates, and where evaluation time g
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -84,6 +85,65 @@ def test_refusal_names_training_fixes():
     assert cell.train_peak > cell.eval_peak
     with pytest.raises(Exception, match="gradient_checkpointing.*--strategy fsdp"):
         memory.check_fits([cell], 8 * memory.GIB, "ddp")
+
+
+def test_fsdp_holds_unsharded_reduce_dtype_gradients_between_micro_batches(cache):
+    """FSDP reduces at bf16 under mixed precision and, with grad_accum > 1, keeps the full
+    unsharded gradients (2 bytes/parameter at bf16, 4 at fp32) between micro-batches; DDP
+    and ZeRO-3 do not."""
+    p = param_counts("tiny-random", cache).total
+    accum = {**BASE, "train": {"batch_size": 16, "grad_accum": 2}}
+    one = by_arm(BASE, cache, gpus=8, strategy="fsdp")["full"]
+    two = by_arm(accum, cache, gpus=8, strategy="fsdp")["full"]
+    assert one.grads == 4 * p / 8 and two.grads == 4 * p / 8 + 2 * p
+    fp32 = by_arm({**accum, "precision": "fp32"}, cache, gpus=8, strategy="fsdp")["full"]
+    assert fp32.grads == 4 * p / 8 + 4 * p
+    assert by_arm(accum, cache, gpus=8, strategy="zero3")["full"].grads == 4 * p / 8
+    assert by_arm(accum, cache, gpus=8)["full"].grads == 8 * p  # DDP: fp32 + buckets
+
+
+def test_refusal_advises_grad_accum_only_where_it_lowers_the_peak():
+    arm = type("A", (), {"name": "full", "method": "full"})()
+    sh = memory.Shape(2, 64, 4, 2, 16, 128, 100)
+    ln = memory.Lengths(100, 10, 50, 8)
+    # FSDP, one row per micro-batch: more accumulation halves nothing and adds the
+    # unsharded bf16 gradients
+    fsdp = memory.cell_memory("m", arm, sh, 10**9, 0, 2, 1, 4, ln, 8, "fsdp", False, 1)
+    assert fsdp.accum_saving < 0
+    with pytest.raises(Exception, match="lower train.batch_size or use more GPUs") as e:
+        memory.check_fits([fsdp], 1 * memory.GIB, "fsdp")
+    assert "grad_accum" not in str(e.value)
+    # DDP with 64 long rows per micro-batch: accumulation halves the activations (most of
+    # the peak here), costs nothing
+    wide, long = memory.Shape(8, 1024, 8, 8, 128, 4096, 100), memory.Lengths(1000, 10, 50, 8)
+    ddp = memory.cell_memory("m", arm, wide, 10**8, 0, 2, 64, 4, long, 1, "ddp", False, 1)
+    assert ddp.accum_saving > 0
+    with pytest.raises(Exception, match="raise train.grad_accum"):
+        memory.check_fits([ddp], 8 * memory.GIB, "ddp")
+    # ... but where it saves next to nothing of what is missing, it is not advised
+    small = memory.cell_memory("m", arm, sh, 10**10, 0, 2, 2, 4, ln, 1, "ddp", False, 1)
+    assert 0 < small.accum_saving < 0.1 * (small.train_peak - 8 * memory.GIB)
+    with pytest.raises(Exception, match="lower train.batch_size, or shard") as e:
+        memory.check_fits([small], 8 * memory.GIB, "ddp")
+    assert "grad_accum" not in str(e.value)
+
+
+def test_estimate_reads_the_projects_measured_rates_by_default(cache, tmp_path, capsys):
+    """Without --rates, the GPU-hours use bench/gpu_check.json's measured rates (the
+    project's own file), not the assumed 100 / 20 TFLOP/s."""
+    bench = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.json"
+    measured = measured_rates(bench)
+    assert measured is not None  # the project ships figures measured on a GPU
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    assert main(["estimate", str(path), "--cache-dir", cache, "--gpu-mem-gib", "80"]) == 0
+    out = capsys.readouterr().out
+    assert "assumed, not measured" not in out
+    assert f"training {measured[0] / 1e12:.3g} TFLOP/s" in out and measured[2] in out
+    args = ["estimate", str(path), "--cache-dir", cache, "--rates", str(tmp_path / "no.json")]
+    assert main(args) == 2  # a rates file named but absent: one line, not the assumed rates
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--rates" in err[0] and "--rates none" in err[0]
 
 
 def test_gpu_hours_use_rates_measured_by_gpu_check(cache, tmp_path):
