@@ -91,16 +91,18 @@ class CellRunner:
             used = [*train_set, *held_out]
             n = len(train_set)
             self.base.release()
+            on_log = self.tracker.train_logger(n, cfg.batch_size)  # W&B: with train/epoch
             res = finished(cell_dir / "checkpoint")  # trained before an interruption
             if res is None:
                 res = finetune(
                     self.base.resolved.path, train_set, arm.format, arm.method, cfg, cell.train_seed,
                     cell_dir / "checkpoint", accelerator=self.acc, progress=self.progress,
                     dev_examples=held_out or None, precision=self.precision,
-                    resume_dir=cell_dir / "resume", log=self.log, on_log=self.tracker.log_train,
+                    resume_dir=cell_dir / "resume", log=self.log, on_log=on_log,
                 )  # fmt: skip
             else:
                 self.log(f"[lab]   {cell.key}: trained before; evaluating {res.checkpoint}")
+            self.tracker.checkpoint_steps(res.steps, res.best_step)  # evaluations' x
             train_info = res.to_dict() | {
                 "n_train": n,
                 "train_ids_head": [e.id for e in train_set[:8]],

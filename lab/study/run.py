@@ -26,7 +26,8 @@ from lab.core.io import (
     remove_stale_tmp,
 )
 from lab.core.recipe import Recipe
-from lab.report.tracking import Tracker, cell_config, study_id
+from lab.report.tracking import Tracker, study_id
+from lab.report.wandb_keys import cell_config
 from lab.study import claims, preflight
 from lab.study.base_model import BaseModel
 from lab.study.cells import CellRunner
@@ -106,6 +107,7 @@ class Runner:
             )
         self.study_hash = prepare_out(self.out, recipe, force, main=self.acc.is_main_process)
         self.study_id = study_id(recipe.name, profile, smoke, self.study_hash)  # the W&B group
+        self.profile = profile  # a tag of its W&B runs
         self.cells = CellRunner(
             recipe, self.splits, self.pool, self.eval_splits, self.acc, self.precision,
             self._base_model(), self.progress, self.log,
@@ -138,7 +140,8 @@ class Runner:
         self.acc.wait_for_everyone()  # every process sees the cleaned, current OUT
         tracker = self.cells.tracker = Tracker(
             r.tracking, self.study_id, self.out, r.model_dump(mode="json"),
-            id_salt=self.study_hash, main=self.acc.is_main_process,
+            id_salt=self.study_hash, main=self.acc.is_main_process, profile=self.profile,
+            precision=self.precision,
         )  # fmt: skip
         cells = plan_cells(r)
         models = ", ".join(f"{m.spec} ({m.source})" for m in self.models.values())

@@ -94,10 +94,12 @@ def test_every_run_is_grouped_by_the_study_id_with_its_full_config_at_init(study
             assert run.init_config["summary_of"] == sid
             continue
         cell = read_json(study / "cells" / name / "cell.json")["cell"]
-        init = run.init_config["cell"]  # given at wandb.init: a running cell shows it
-        for k in ("arm", "method", "format", "budget", "data_seed", "train_seed"):
-            assert init[k] == cell[k], (name, k)
-        assert init["study_id"] == sid and init["model_fingerprint"] == cell["model_fingerprint"]
+        init = run.init_config  # given at wandb.init: a running cell shows it
+        for k in ("arm", "method", "format", "budget", "data_seed", "train_seed", "precision"):
+            assert init[k] == cell[k], (name, k)  # what the cell used, at top level
+        assert init["model_fingerprint"] == cell["model_fingerprint"]
+        assert init["study"]["name"] == "wbreview" and "arms" in init["study"]  # the recipe
+        assert init["out_dir"] == str(study.resolve())
         assert ("train" in init) == (cell["method"] != "icl")
         if "train" in init:
             assert init["train"]["steps"] == 3 and init["train"]["lr"] == 1e-3
@@ -119,34 +121,127 @@ def test_training_metrics_are_logged_live_on_the_step_axis(study, runs):
         assert [[h["train/step"], h["dev/loss"]] for h in dev] == train["dev_losses"] != []
         # logged while training ran: before train_result.json (training's last write)
         assert max(h["_timestamp"] for h in steps + dev) < done
+        assert [h["train/epoch"] for h in steps] == pytest.approx(
+            [
+                s * 2 / read_json(study / "cells" / key / "cell.json")["train"]["n_train"]
+                for s in (1, 2, 3)
+            ]
+        )
         axes = {(m.name or m.glob_name): m.step_metric for m in run.metrics}
-        assert axes["train/*"] == axes["dev/*"] == "train/step"
-        assert axes["eval/*"] == "eval/step"
+        assert axes["train/*"] == axes["dev/*"] == axes["eval/*"] == "train/step"
 
 
 def test_eval_metrics_are_logged_as_each_split_finishes(study, runs):
     for key in ("kshot__b2__d0", "lora__b4__d0"):
         cell = read_json(study / "cells" / key / "cell.json")
         variant = "prompted" if cell["cell"]["method"] == "icl" else cell["cell"]["selected"]
+        train = cell["train"]
+        step = {"prompted": 0, "last": train.get("steps"),
+                "best": train.get("best_step") or train.get("steps")}[variant]  # fmt: skip
         splits = ["test", "ood_digits", "ood_steps", "ood_phrasing"]
         logged = []
         for split in splits:
-            (h,) = _rows(runs[key], f"eval/{variant}/{split}/exact_match")
+            (h,) = _rows(runs[key], f"eval/{split}/exact_match")  # the comparison's variant
             assert (
-                h[f"eval/{variant}/{split}/exact_match"]
+                h[f"eval/{split}/exact_match"]
                 == (cell["metrics"][f"{variant}/{split}"]["exact_match"])
             )
+            assert h["train/step"] == step  # the evaluated checkpoint's optimizer step
+            assert ("train/epoch" in h) == (variant != "prompted")
             logged.append(h["_timestamp"])
         preds = study / "cells" / key / "predictions" / variant
         for t, later in zip(logged, splits[1:], strict=False):  # before the next split's end
             assert t < (preds / f"{later}.jsonl").stat().st_mtime
-        assert [h["eval/step"] for h in runs[key].history if "eval/step" in h][:4] == [1, 2, 3, 4]
+
+
+def test_a_prompted_and_a_fine_tuned_cell_log_the_same_metric_keys(runs):
+    def keys(run: OfflineRun) -> set[str]:
+        return {k for h in run.history for k in h if k.startswith("eval/")}
+
+    icl, ft = keys(runs["kshot__b4__d0"]), keys(runs["lora__b4__d0"])
+    assert icl and "eval/test/exact_match" in icl and "eval/ood_digits/gold_logprob" in icl
+    assert {k for k in ft if not k.startswith("eval/variants/")} == icl
+    for name in ("kshot__b4__d0", "lora__b4__d0"):
+        summary = runs[name].summary
+        assert "eval/ood_mean/exact_match" in summary
+        # each number once: no `main/...`, `last/...` or `<variant>/...` copies
+        assert not [k for k in summary if k.split("/")[0] in ("main", "last", "best", "prompted")]
+
+
+def test_tags_and_notes_name_each_run(study, runs):
+    for name, run in runs.items():
+        tags = set(run.record.tags)
+        assert {"profile:tiny", "model:tiny-random", "task:arithmetic"} <= tags, name
+        if name == "summary":
+            assert run.record.notes == read_json(study / "report" / "summary.json")["headline"]
+            continue
+        cell = run.init_config
+        budget = "all" if cell["budget"] is None else cell["budget"]
+        assert {f"method:{cell['method']}", "format:answer", f"budget:{budget}"} <= tags
+        assert run.record.notes.startswith(f"{cell['arm']}: ")
+    assert "LoRA fine-tuning" in runs["lora__b2__d0"].record.notes
+    assert "2 demos" in runs["kshot__b2__d0"].record.notes
+
+
+def _table_rows(run: OfflineRun, key: str) -> list[dict]:
+    t = run.table(key)
+    return [dict(zip(t["columns"], r, strict=True)) for r in t["data"]]
+
+
+def test_summary_tables_hold_numbers_as_numbers(runs):
+    summary = runs["summary"]
+    long = _table_rows(summary, "results")
+    assert {(r["arm"], r["split"], r["metric"]) for r in long} >= {
+        ("lora", "test", "exact_match"), ("kshot", "ood_mean", "gold_logprob")}  # fmt: skip
+    for r in long:
+        for col in ("mean", "lo", "hi", "n"):
+            assert isinstance(r[col], float | int) and not isinstance(r[col], bool), (col, r)
+        assert r["lo"] <= r["mean"] <= r["hi"]
+        assert r["budget"] is None or isinstance(r["budget"], float | int)
+    paired = _table_rows(summary, "paired")
+    assert {(r["arm"], r["baseline"], r["budget"]) for r in paired} == {
+        (a, "kshot", b) for a in ("lora", "full") for b in (2, 4)}  # fmt: skip
+    for r in paired:
+        assert r["equal_budget"] is True
+        for col in ("id_gain", "id_lo", "id_hi", "id_p", "ood_gain", "ood_p", "gap", "gap_lo",
+                    "gap_hi", "gap_p", "holm_p"):  # fmt: skip
+            assert isinstance(r[col], float), (col, r)
+        assert r["id_lo"] <= r["id_gain"] <= r["id_hi"] and r["gap_p"] <= r["holm_p"] <= 1
+    compute = _table_rows(summary, "compute")
+    assert all(isinstance(r["eval s"], float) for r in compute)
+    assert all(r["train s"] is None or isinstance(r["train s"], float) for r in compute)
+
+
+def test_headline_scalars_are_the_numbers_of_report_mds_sentence(study, runs):
+    v = runs["summary"].summary
+    md = (study / "report" / "report.md").read_text()
+    (answer,) = [line for line in md.splitlines() if line.startswith("**Answer.**")]
+    assert v["answer"] in answer
+    for name in ("id_gain", "ood_gain", "gap"):
+        said = (f"{v[f'answer/{name}']:+.3f} (95% CI {v[f'answer/{name}_lo']:+.3f} to "
+                f"{v[f'answer/{name}_hi']:+.3f}, p={v[f'answer/{name}_p']:.2g})")  # fmt: skip
+        assert said in answer, name
+    assert f"{v['answer/arm']} vs {v['answer/baseline']}" in answer
+    assert f"at budget {v['answer/budget']}" in answer and v["answer/equal_budget"] is True
+
+
+def test_lineage_the_summary_uses_the_cells_predictions_and_adapters_carry_metrics(study, runs):
+    logged = {a.name for n, r in runs.items() if n != "summary" for a in r.artifact("predictions")}
+    assert sorted(runs["summary"].init_config["inputs"]) == sorted(logged) != []
+    for key in FT:
+        (model,) = runs[key].artifact("model")
+        metrics = json.loads(model.metadata)["metrics"]
+        cell = read_json(study / "cells" / key / "cell.json")
+        variant = cell["cell"]["selected"]
+        assert metrics["eval/test/exact_match"] == cell["metrics"][f"{variant}/test"]["exact_match"]
+        assert "eval/ood_mean/exact_match" in metrics
 
 
 def test_prediction_tables_have_typed_columns(study, runs):
     run = runs["kshot__b2__d0"]
-    table = run.table("predictions/prompted/test")
+    table = run.table("predictions/test")
     cols = table["columns"]
+    assert cols[0] == "variant" and {r[0] for r in table["data"]} == {"prompted"}
     preds = {
         p["id"]: p
         for p in read_jsonl(study / "cells/kshot__b2__d0/predictions/prompted/test.jsonl")
@@ -212,10 +307,8 @@ def test_artifacts_weights_by_size_predictions_and_the_study(study, runs):
             "report/index.html"} <= paths  # fmt: skip
     assert summary.summary["report"]["_type"] == "html-file"  # the HTML report as wandb.Html
     assert summary.summary["answer"] == read_json(study / "report" / "summary.json")["headline"]
-    for table in ("comparison", "paired", "compute", "contamination"):
+    for table in ("results", "paired", "compute", "contamination"):
         assert summary.summary[table]["_type"] == "table-file", table
-    comp = summary.table("comparison")
-    assert isinstance(comp["data"][0][comp["columns"].index("log p(gold) ID")], float)
 
 
 def test_every_run_names_the_base_model_by_fingerprint(study, runs):
@@ -235,9 +328,10 @@ def test_report_definition_has_the_reports_sections_and_filters_on_the_study_id(
     text = definition.read_text()
     sid = read_json(study / "study.json")["study_id"]
     assert f"ENTITY, PROJECT, STUDY = None, 'ft-vs-icl', {sid!r}" in text
-    assert "Config('cell.study_id') == '{STUDY}'" in text
+    assert f"OUT_DIR = {str(study.resolve())!r}" in text
+    assert "Config('study_id') == '{STUDY}' and Config('out_dir') == '{OUT_DIR}'" in text
     for title in ("Results: means with 95% bootstrap CIs", "paired bootstrap tests",
-                  "Budget curves", "Compute", "Contamination"):  # fmt: skip
+                  "Budget curves", "Compute", "Contamination", "Fairness", "Splits"):  # fmt: skip
         assert title in text, title
     done = subprocess.run(
         [sys.executable, str(definition), "--dry-run"], capture_output=True, text=True, timeout=120
@@ -247,11 +341,15 @@ def test_report_definition_has_the_reports_sections_and_filters_on_the_study_id(
 
 
 def test_report_sections_follow_the_summary_tables_ladders_included():
-    tables = ["comparison", "scaling_metrics", "cot_gain", "comparison_m0-a", "paired_m0-a",
-              "compute_m0-a", "brier_m0-a"]  # fmt: skip
-    ladder = sections(tables, ["vs_params", "cot_gain"])
+    tables = ["scaling_metrics", "cot_gain", "results_m0-a", "paired_m0-a", "compute_m0-a",
+              "brier_m0-a"]  # fmt: skip
+    ladder = sections(tables, ["vs_params", "cot_gain", "forest"])
     assert ladder == [
-        ("Results: means with 95% bootstrap CIs", ["comparison", "comparison_m0-a"], []),
+        (
+            "Results: means with 95% bootstrap CIs (per arm, budget, seed, split)",
+            ["results_m0-a"],
+            [],
+        ),  # fmt: skip
         ("Fine-tuning vs prompting: paired bootstrap tests", ["paired_m0-a"], []),
         ("Compute", ["compute_m0-a"], []),
         ("Scaling (model ladder)", ["scaling_metrics", "cot_gain"], ["vs_params", "cot_gain"]),
@@ -278,9 +376,7 @@ def test_a_failed_cell_shows_failed_with_its_config(tmp_path, tiny_cache, monkey
     (failed,) = [r for d in (out / "wandb").glob("offline-run-*")
                  if (r := OfflineRun(d)).name == "kshot__b2__d0"]  # fmt: skip
     assert failed.exit_codes == [1]
-    assert (
-        failed.init_config["cell"]["arm"] == "kshot" and failed.init_config["cell"]["budget"] == 2
-    )
+    assert failed.init_config["arm"] == "kshot" and failed.init_config["budget"] == 2
     assert failed.group == read_json(out / "study.json")["study_id"]
 
 
