@@ -195,6 +195,7 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
         json.dumps(
             {
                 "headline": head,
+                "verdicts": verdicts,
                 "columns": table.columns,
                 "rows": table.rows,
                 **study,
@@ -214,7 +215,7 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
         summary_tables.answer_values(pick),
         probes=probes if probes.rows else None,
         task_probes=task_probes if task_probes.rows else None, cells=list(scores.meta),
-        verdicts=verdicts, notes={t: _section(md, t) for t in ("Fairness", "Splits")},
+        verdicts=verdicts, notes={t: [x for x in _section(md, t) if x] for t in ("Fairness", "Splits")},
     )  # fmt: skip
 
 

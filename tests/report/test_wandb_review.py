@@ -8,11 +8,14 @@ report's own sections; rank-0 only logging, and W&B never failing a run."""
 from __future__ import annotations
 
 import json
+import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import wandb_workspaces.reports.v2 as wr
 import yaml
 from wandb_records import OfflineRun
 
@@ -20,9 +23,9 @@ import lab.study.cells
 from eval.evaluate import PromptSpec, evaluate_split
 from eval.lm import LM
 from lab.core.io import read_json, read_jsonl
-from lab.core.recipe import TaskCfg, TrackingCfg
+from lab.core.recipe import TaskCfg, TrackingCfg, parse_recipe
 from lab.report.tracking import Tracker, study_id
-from lab.report.wandb_report import sections
+from lab.report.wandb_report import logged, sections
 from lab.report.wandb_tables import columns_and_rows
 from lab.study.cli import main
 from lab.tasks import build_task
@@ -338,6 +341,51 @@ def test_report_definition_has_the_reports_sections_and_filters_on_the_study_id(
     )
     assert done.returncode == 0, done.stderr
     assert "blocks (not saved)" in done.stdout
+    report = runpy.run_path(str(definition))["build"]("me")
+    head = [type(b).__name__ for b in report.blocks[:4]]
+    assert head == ["H1", "UnorderedList", "PanelGrid", "P"]  # verdicts, forest, the answer
+    assert report.blocks[1].items == read_json(study / "report" / "summary.json")["verdicts"]
+    grids = [b for b in report.blocks if type(b).__name__ == "PanelGrid"]
+    out_dir = str(study.resolve())
+    for grid in grids:  # every runset: this study id AND this output folder
+        for rs in grid.runsets:
+            assert f"Config('out_dir') == '{out_dir}'" in rs.filters, rs.filters
+    tables = {p.table_name for g in grids for p in g.panels if hasattr(p, "table_name")}
+    assert {"results", "paired", "predictions/test"} <= tables
+    bars = [p for g in grids for p in g.panels if type(p).__name__ == "BarPlot"]
+    assert bars and all(p.groupby == wr.Config("arm_budget") for p in bars)
+    assert {m for p in bars for m in p.metrics} == {
+        f"eval/{s}/{m}" for s in ("test", "ood_digits", "ood_steps", "ood_phrasing")
+        for m in ("exact_match", "gold_logprob")}  # fmt: skip
+
+
+def test_report_panels_only_for_what_was_logged():
+    base = {**RECIPE, "profiles": {}, "smoke": {}}
+    full = logged(parse_recipe(base))
+    assert full["metrics"] == ["exact_match", "gold_logprob"] and "dev/loss" in full["curves"]
+    off = {**base, "eval": {**RECIPE["eval"], "gold_logprob": False},
+           "train": {**RECIPE["train"], "select": "last"}}  # fmt: skip
+    less = logged(parse_recipe(off))
+    assert less["metrics"] == ["exact_match"] and "dev/loss" not in less["curves"]
+    icl_only = logged(parse_recipe({**base, "arms": RECIPE["arms"][:2]}))
+    assert icl_only["curves"] == []
+
+
+def test_html_report_opens_with_verdicts_and_the_forest_plot_and_renders_its_notes(study):
+    page = (study / "report" / "index.html").read_text()
+    text = re.sub(r"<img[^>]*>", "", page)
+    text = re.sub(r"<code>.*?</code>", "", text)
+    assert "`" not in text  # Markdown backticks rendered as <code>, not printed
+    assert "<code>labelled_examples</code>" in page and "<code>test</code>" in page
+    verdicts = page.index("Verdict per compared pair")
+    assert verdicts < page.index("alt='forest'") < page.index("<b>Answer.</b>")
+    assert (
+        page.index("<b>Answer.</b>") < page.index("<h2>Fairness</h2>") < page.index("<h2>Results")
+    )
+    md = (study / "report" / "report.md").read_text()
+    assert md.index("## Verdict per compared pair") < md.index("**Answer.**")
+    for line in read_json(study / "report" / "summary.json")["verdicts"]:
+        assert f"<li>{line}</li>" in page and f"- {line}" in md
 
 
 def test_report_sections_follow_the_summary_tables_ladders_included():
