@@ -24,6 +24,7 @@ from eval.evaluate import PromptSpec, evaluate_split
 from eval.lm import LM
 from lab.core.io import read_json, read_jsonl
 from lab.core.recipe import TaskCfg, TrackingCfg, parse_recipe
+from lab.report.table import Summary, Table
 from lab.report.tracking import Tracker, study_id
 from lab.report.wandb_report import logged, sections
 from lab.report.wandb_tables import columns_and_rows
@@ -448,3 +449,30 @@ def test_missing_wandb_turns_tracking_off_with_a_warning(tmp_path, monkeypatch, 
     )
     t = Tracker(TrackingCfg(mode="offline"), "s", tmp_path, {})
     assert not t.enabled and "wandb is not installed" in capsys.readouterr().err
+
+
+def test_online_the_summary_run_uses_each_cells_predictions(tmp_path, monkeypatch):
+    _offline(monkeypatch)
+    t = Tracker(TrackingCfg(mode="offline"), "sid", tmp_path, {"task": {"name": "arithmetic"}})
+    t.mode = "online"  # lineage is recorded online only (offline: config `inputs`)
+    used: list[str] = []
+
+    class FakeRun:
+        summary: dict = {}
+
+        def log(self, data: dict) -> None:
+            pass
+
+        def use_artifact(self, name: str) -> None:
+            used.append(name)
+
+        def log_artifact(self, art: object) -> None:
+            pass
+
+        def finish(self, **kw: object) -> None:
+            pass
+
+    monkeypatch.setattr(t, "_init", lambda *a, **k: FakeRun())
+    summary = Summary(Table(["a"], [[1]]), "the answer", cells=["lora__b4__d0", "zs__d0"])
+    t.log_summary(summary, {"model": "m"})
+    assert used == ["sid-lora__b4__d0-predictions:latest", "sid-zs__d0-predictions:latest"]
