@@ -8,77 +8,26 @@ report's own sections; rank-0 only logging, and W&B never failing a run."""
 from __future__ import annotations
 
 import json
-import re
 import runpy
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import wandb_workspaces.reports.v2 as wr
 import yaml
 from wandb_records import OfflineRun
+from wandb_study import FT, MAX_MB, RECIPE, offline
 
 import lab.study.cells
 from eval.evaluate import PromptSpec, evaluate_split
 from eval.lm import LM
 from lab.core.io import read_json, read_jsonl
-from lab.core.recipe import TaskCfg, TrackingCfg, parse_recipe
-from lab.report.table import Summary, Table
+from lab.core.recipe import TaskCfg, TrackingCfg
 from lab.report.tracking import Tracker, study_id
-from lab.report.wandb_report import logged, sections
+from lab.report.wandb_report import sections
 from lab.report.wandb_tables import columns_and_rows
 from lab.study.cli import main
 from lab.tasks import build_task
-
-MAX_MB = 0.25  # between the tiny model's LoRA adapter (~0.16 MB) and its full weights (~0.3)
-RECIPE = {
-    "name": "wbreview",
-    "model": "tiny-random",
-    "task": {"n_train": 16, "n_dev": 4, "n_test": 3},
-    "seeds": [0],
-    "budgets": [2, 4],
-    "train": {"steps": 3, "batch_size": 2, "eval_every": 2, "select": "best_dev"},
-    "arms": [
-        {"name": "zs", "method": "icl", "k": 0},
-        {"name": "kshot", "method": "icl", "k": 2},
-        {"name": "lora", "method": "lora"},
-        {"name": "full", "method": "full"},
-    ],
-    "eval": {"batch_size": 4, "max_new_tokens": {"answer": 4, "cot": 8, "code": 8}},
-    "tracking": {"mode": "auto", "max_upload_mb": MAX_MB},
-    "profiles": {"tiny": {"seeds": [0]}},
-    "smoke": {"train": {"steps": 3, "batch_size": 2, "select": "best_dev"}},
-}
-FT = ["lora__b2__d0", "lora__b4__d0", "full__b2__d0", "full__b4__d0"]
-
-
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory, tiny_cache) -> Path:
-    tmp = tmp_path_factory.mktemp("wbreview")
-    path = tmp / "r.yaml"
-    path.write_text(yaml.safe_dump(RECIPE))
-    out = tmp / "out"
-    mp = pytest.MonkeyPatch()
-    _offline(mp)
-    try:
-        argv = ["run", str(path), "--profile", "tiny", "--smoke", "--out", str(out),
-                "--cache-dir", str(tiny_cache), "--quiet"]  # fmt: skip
-        assert main(argv) == 0
-    finally:
-        mp.undo()
-    return out
-
-
-@pytest.fixture(scope="module")
-def runs(study) -> dict[str, OfflineRun]:
-    got = [OfflineRun(d) for d in sorted((study / "wandb").glob("offline-run-*"))]
-    return {r.name: r for r in got}
 
 
 def _rows(run: OfflineRun, key: str) -> list[dict]:
@@ -156,89 +105,6 @@ def test_eval_metrics_are_logged_as_each_split_finishes(study, runs):
         preds = study / "cells" / key / "predictions" / variant
         for t, later in zip(logged, splits[1:], strict=False):  # before the next split's end
             assert t < (preds / f"{later}.jsonl").stat().st_mtime
-
-
-def test_a_prompted_and_a_fine_tuned_cell_log_the_same_metric_keys(runs):
-    def keys(run: OfflineRun) -> set[str]:
-        return {k for h in run.history for k in h if k.startswith("eval/")}
-
-    icl, ft = keys(runs["kshot__b4__d0"]), keys(runs["lora__b4__d0"])
-    assert icl and "eval/test/exact_match" in icl and "eval/ood_digits/gold_logprob" in icl
-    assert {k for k in ft if not k.startswith("eval/variants/")} == icl
-    for name in ("kshot__b4__d0", "lora__b4__d0"):
-        summary = runs[name].summary
-        assert "eval/ood_mean/exact_match" in summary
-        # each number once: no `main/...`, `last/...` or `<variant>/...` copies
-        assert not [k for k in summary if k.split("/")[0] in ("main", "last", "best", "prompted")]
-
-
-def test_tags_and_notes_name_each_run(study, runs):
-    for name, run in runs.items():
-        tags = set(run.record.tags)
-        assert {"profile:tiny", "model:tiny-random", "task:arithmetic"} <= tags, name
-        if name == "summary":
-            assert run.record.notes == read_json(study / "report" / "summary.json")["headline"]
-            continue
-        cell = run.init_config
-        budget = "all" if cell["budget"] is None else cell["budget"]
-        assert {f"method:{cell['method']}", "format:answer", f"budget:{budget}"} <= tags
-        assert run.record.notes.startswith(f"{cell['arm']}: ")
-    assert "LoRA fine-tuning" in runs["lora__b2__d0"].record.notes
-    assert "2 demos" in runs["kshot__b2__d0"].record.notes
-
-
-def _table_rows(run: OfflineRun, key: str) -> list[dict]:
-    t = run.table(key)
-    return [dict(zip(t["columns"], r, strict=True)) for r in t["data"]]
-
-
-def test_summary_tables_hold_numbers_as_numbers(runs):
-    summary = runs["summary"]
-    long = _table_rows(summary, "results")
-    assert {(r["arm"], r["split"], r["metric"]) for r in long} >= {
-        ("lora", "test", "exact_match"), ("kshot", "ood_mean", "gold_logprob")}  # fmt: skip
-    for r in long:
-        for col in ("mean", "lo", "hi", "n"):
-            assert isinstance(r[col], float | int) and not isinstance(r[col], bool), (col, r)
-        assert r["lo"] <= r["mean"] <= r["hi"]
-        assert r["budget"] is None or isinstance(r["budget"], float | int)
-    paired = _table_rows(summary, "paired")
-    assert {(r["arm"], r["baseline"], r["budget"]) for r in paired} == {
-        (a, "kshot", b) for a in ("lora", "full") for b in (2, 4)}  # fmt: skip
-    for r in paired:
-        assert r["equal_budget"] is True
-        for col in ("id_gain", "id_lo", "id_hi", "id_p", "ood_gain", "ood_p", "gap", "gap_lo",
-                    "gap_hi", "gap_p", "holm_p"):  # fmt: skip
-            assert isinstance(r[col], float), (col, r)
-        assert r["id_lo"] <= r["id_gain"] <= r["id_hi"] and r["gap_p"] <= r["holm_p"] <= 1
-    compute = _table_rows(summary, "compute")
-    assert all(isinstance(r["eval s"], float) for r in compute)
-    assert all(r["train s"] is None or isinstance(r["train s"], float) for r in compute)
-
-
-def test_headline_scalars_are_the_numbers_of_report_mds_sentence(study, runs):
-    v = runs["summary"].summary
-    md = (study / "report" / "report.md").read_text()
-    (answer,) = [line for line in md.splitlines() if line.startswith("**Answer.**")]
-    assert v["answer"] in answer
-    for name in ("id_gain", "ood_gain", "gap"):
-        said = (f"{v[f'answer/{name}']:+.3f} (95% CI {v[f'answer/{name}_lo']:+.3f} to "
-                f"{v[f'answer/{name}_hi']:+.3f}, p={v[f'answer/{name}_p']:.2g})")  # fmt: skip
-        assert said in answer, name
-    assert f"{v['answer/arm']} vs {v['answer/baseline']}" in answer
-    assert f"at budget {v['answer/budget']}" in answer and v["answer/equal_budget"] is True
-
-
-def test_lineage_the_summary_uses_the_cells_predictions_and_adapters_carry_metrics(study, runs):
-    logged = {a.name for n, r in runs.items() if n != "summary" for a in r.artifact("predictions")}
-    assert sorted(runs["summary"].init_config["inputs"]) == sorted(logged) != []
-    for key in FT:
-        (model,) = runs[key].artifact("model")
-        metrics = json.loads(model.metadata)["metrics"]
-        cell = read_json(study / "cells" / key / "cell.json")
-        variant = cell["cell"]["selected"]
-        assert metrics["eval/test/exact_match"] == cell["metrics"][f"{variant}/test"]["exact_match"]
-        assert "eval/ood_mean/exact_match" in metrics
 
 
 def test_prediction_tables_have_typed_columns(study, runs):
@@ -360,35 +226,6 @@ def test_report_definition_has_the_reports_sections_and_filters_on_the_study_id(
         for m in ("exact_match", "gold_logprob")}  # fmt: skip
 
 
-def test_report_panels_only_for_what_was_logged():
-    base = {**RECIPE, "profiles": {}, "smoke": {}}
-    full = logged(parse_recipe(base))
-    assert full["metrics"] == ["exact_match", "gold_logprob"] and "dev/loss" in full["curves"]
-    off = {**base, "eval": {**RECIPE["eval"], "gold_logprob": False},
-           "train": {**RECIPE["train"], "select": "last"}}  # fmt: skip
-    less = logged(parse_recipe(off))
-    assert less["metrics"] == ["exact_match"] and "dev/loss" not in less["curves"]
-    icl_only = logged(parse_recipe({**base, "arms": RECIPE["arms"][:2]}))
-    assert icl_only["curves"] == []
-
-
-def test_html_report_opens_with_verdicts_and_the_forest_plot_and_renders_its_notes(study):
-    page = (study / "report" / "index.html").read_text()
-    text = re.sub(r"<img[^>]*>", "", page)
-    text = re.sub(r"<code>.*?</code>", "", text)
-    assert "`" not in text  # Markdown backticks rendered as <code>, not printed
-    assert "<code>labelled_examples</code>" in page and "<code>test</code>" in page
-    verdicts = page.index("Verdict per compared pair")
-    assert verdicts < page.index("alt='forest'") < page.index("<b>Answer.</b>")
-    assert (
-        page.index("<b>Answer.</b>") < page.index("<h2>Fairness</h2>") < page.index("<h2>Results")
-    )
-    md = (study / "report" / "report.md").read_text()
-    assert md.index("## Verdict per compared pair") < md.index("**Answer.**")
-    for line in read_json(study / "report" / "summary.json")["verdicts"]:
-        assert f"<li>{line}</li>" in page and f"- {line}" in md
-
-
 def test_report_sections_follow_the_summary_tables_ladders_included():
     tables = ["scaling_metrics", "cot_gain", "results_m0-a", "paired_m0-a", "compute_m0-a",
               "brier_m0-a"]  # fmt: skip
@@ -407,7 +244,7 @@ def test_report_sections_follow_the_summary_tables_ladders_included():
 
 
 def test_a_failed_cell_shows_failed_with_its_config(tmp_path, tiny_cache, monkeypatch):
-    _offline(monkeypatch)
+    offline(monkeypatch)
     recipe = {**RECIPE, "arms": RECIPE["arms"][:2], "budgets": [2]}
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -430,7 +267,7 @@ def test_a_failed_cell_shows_failed_with_its_config(tmp_path, tiny_cache, monkey
 
 
 def test_only_the_main_process_logs(tmp_path, monkeypatch):
-    _offline(monkeypatch)
+    offline(monkeypatch)
     t = Tracker(TrackingCfg(mode="offline"), "s", tmp_path, {}, main=False)
     assert not t.enabled
     t.start_cell("c", "icl", {"arm": "c"}, [])
@@ -449,30 +286,3 @@ def test_missing_wandb_turns_tracking_off_with_a_warning(tmp_path, monkeypatch, 
     )
     t = Tracker(TrackingCfg(mode="offline"), "s", tmp_path, {})
     assert not t.enabled and "wandb is not installed" in capsys.readouterr().err
-
-
-def test_online_the_summary_run_uses_each_cells_predictions(tmp_path, monkeypatch):
-    _offline(monkeypatch)
-    t = Tracker(TrackingCfg(mode="offline"), "sid", tmp_path, {"task": {"name": "arithmetic"}})
-    t.mode = "online"  # lineage is recorded online only (offline: config `inputs`)
-    used: list[str] = []
-
-    class FakeRun:
-        summary: dict = {}
-
-        def log(self, data: dict) -> None:
-            pass
-
-        def use_artifact(self, name: str) -> None:
-            used.append(name)
-
-        def log_artifact(self, art: object) -> None:
-            pass
-
-        def finish(self, **kw: object) -> None:
-            pass
-
-    monkeypatch.setattr(t, "_init", lambda *a, **k: FakeRun())
-    summary = Summary(Table(["a"], [[1]]), "the answer", cells=["lora__b4__d0", "zs__d0"])
-    t.log_summary(summary, {"model": "m"})
-    assert used == ["sid-lora__b4__d0-predictions:latest", "sid-zs__d0-predictions:latest"]
