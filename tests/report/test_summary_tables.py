@@ -11,7 +11,7 @@ import pytest
 
 from lab.report.analysis import Scores
 from lab.report.markup import bullets, inline
-from lab.report.summary_tables import disagreements, paired_rows
+from lab.report.summary_tables import disagreements, paired_rows, results_long
 
 ROWS = [
     {"cell": c, "arm": a, "budget": 4, "method": m, "format": "answer", "variant": v,
@@ -66,3 +66,15 @@ def test_notes_markdown_renders_as_html():
     )
     assert inline("p(gold) * 2 and a_b") == "p(gold) * 2 and a_b"  # no stray emphasis
     assert bullets(["", "- `train`: ID", "text"]) == "<ul><li><code>train</code>: ID</li></ul>"
+
+
+def test_results_long_pools_the_seeds_and_gives_each_seed_its_row():
+    scores = MemoryScores(Path("."), ROWS)
+    t = results_long(scores, [("lora", 4), ("kshot", 4)], ["test"])
+    rows = [dict(zip(t.columns, r, strict=True)) for r in t.rows]
+    lora = [(r["seed"], r["mean"], r["n"]) for r in rows if r["arm"] == "lora"]
+    # pooled (seed empty): 3 right of 6; seed 0: a, b right; seed 1: a right
+    assert lora == [(None, 0.5, 3), (0, pytest.approx(2 / 3), 3), (1, pytest.approx(1 / 3), 3)]
+    for r in rows:
+        assert r["metric"] == "exact_match" and r["split"] == "test"  # no gold_logprob recorded
+        assert r["lo"] <= r["mean"] <= r["hi"] and r["labelled"] == 4 and r["budget"] == 4
