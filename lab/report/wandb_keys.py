@@ -19,7 +19,6 @@ its method, format, budget, profile, model and task; its notes describe the arm.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +89,6 @@ def out_dir(out: Path) -> str:
     """The study's output folder as the runs record it: the Report's filter, with the study
     id, so a rerun of the same recipe into another folder is another study."""
     return str(Path(out).resolve())
-
-
-def out_key(out: Path) -> str:
-    return hashlib.sha256(out_dir(out).encode()).hexdigest()[:8]
 
 
 def _tag(key: str, value: Any) -> str:
