@@ -39,11 +39,12 @@ def forest(rows: list[Row], path: Path, title: str = "FT minus ICL (paired, 95% 
     n = max(1, len(rows))
     fig, ax = plt.subplots(figsize=(9, 1.0 + 0.55 * n))
     offsets = {"id": 0.2, "ood": 0.0, "gap": -0.2}
-    drawn = set()
+    drawn: set[str] = set()
+    notes = []
     for i, row in enumerate(rows):
         y = n - 1 - i
         if row.get("note"):
-            ax.text(0.0, y, row["note"], ha="center", va="center", fontsize=8, color="dimgray")
+            notes.append((y, row["note"]))
             continue
         for q, label, color in QUANTITIES:
             est = row.get(q)
@@ -53,7 +54,13 @@ def forest(rows: list[Row], path: Path, title: str = "FT minus ICL (paired, 95% 
             ax.errorbar(d, y + offsets[q], xerr=[[d - lo], [hi - d]], fmt="o", color=color,
                         ms=4, capsize=2, label=None if q in drawn else label)  # fmt: skip
             drawn.add(q)
+    if not drawn:
+        ax.set_xlim(-0.5, 0.5)
     ax.axvline(0.0, color="black", lw=0.8)
+    mid = sum(ax.get_xlim()) / 2
+    for y, note in notes:  # named where its estimates would be, not drawn
+        ax.text(mid, y, note, ha="center", va="center", fontsize=8, color="dimgray",
+                bbox={"facecolor": "white", "edgecolor": "none"})  # fmt: skip
     ax.set_yticks(range(n))
     ax.set_yticklabels([r["label"] for r in reversed(rows)] or [""], fontsize=8)
     ax.set_ylim(-0.6, n - 0.4)
