@@ -172,39 +172,15 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
         "## Plots", "", *[f"![{k}](plots/{Path(v).name})" for k, v in figs.items()], "",
     ]  # fmt: skip
     atomic_write_text(rdir / "report.md", "\n".join(md))
-    atomic_write_text(
-        rdir / "index.html",
-        _html(
-            recipe,
-            head,
-            verdicts,
-            table,
-            ptable,
-            ctable,
-            contam,
-            figs,
-            md,
-            breakdown,
-            probe_sections,
-        ),  # fmt: skip
+    page = _html(
+        recipe, head, verdicts, table, ptable, ctable, contam, figs, md, breakdown, probe_sections
     )
+    atomic_write_text(rdir / "index.html", page)
     study = {"study_id": info.get("study_id"), "name": recipe.name, "model": str(recipe.model),
              "task": recipe.task.name, "budgets": recipe.budgets}  # fmt: skip
-    atomic_write_text(
-        rdir / "summary.json",
-        json.dumps(
-            {
-                "headline": head,
-                "verdicts": verdicts,
-                "columns": table.columns,
-                "rows": table.rows,
-                **study,
-                "paired": {"columns": typed.columns, "rows": typed.rows},
-            },
-            default=str,
-            indent=1,
-        ),  # fmt: skip
-    )
+    data = {"headline": head, "verdicts": verdicts, "columns": table.columns, "rows": table.rows,
+            **study, "paired": {"columns": typed.columns, "rows": typed.rows}}  # fmt: skip
+    atomic_write_text(rdir / "summary.json", json.dumps(data, default=str, indent=1))
     extra = {"results": summary_tables.results_long(scores, list(agg), eval_splits),
              "paired": typed, "compute": ctable, "contamination": contam,
              "disagreements": summary_tables.disagreements(scores, presults, eval_splits)}  # fmt: skip

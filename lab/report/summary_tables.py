@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from eval.stats import bootstrap_ci
+from lab.core.errors import LabError
 from lab.core.example import ID_EVAL_SPLIT, ood_mean_splits
 from lab.report import verdict
 from lab.report.analysis import Group, Scores, ood_columns
@@ -142,7 +143,7 @@ def disagreements(
         for split in splits:
             try:
                 a, b = scores.paired(ft, icl, [split])
-            except Exception:  # noqa: BLE001 - other examples: no join (the pair is untested)
+            except LabError:  # other examples: no join (paired_table says so)
                 continue
             ids = scores.ids(ft, [split])
             first_ft = scores.preds(scores.cells[ft][0], split)
