@@ -94,6 +94,7 @@ class OfflineRun:
         recs = finished_records(run_dir)
         by = lambda kind: [getattr(r, kind) for r in recs if r.WhichOneof("record_type") == kind]  # noqa: E731
         (run,) = by("run")
+        self.record = run  # tags, notes...
         self.group, self.job_type, self.name = run.run_group, run.job_type, run.display_name
         self.init_config = _items(run.config.update)
         self.history = [_items(h.item) for h in by("history")]

@@ -5,6 +5,7 @@ here (study_report.py renders it)."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -230,17 +231,17 @@ def compute_table(agg: dict[Group, dict[str, Any]], pairs: list[tuple[Group, Gro
     icl_of = dict(pairs)
     rows = []
     for g, a in agg.items():
-        even: Any = "-"
+        even: float | None = None  # numbers (W&B sorts them); never paid back: inf
         if g in icl_of:
             saved = agg[icl_of[g]]["infer"] - a["infer"]  # FLOPs saved per query
-            even = f"{a['train_flops'] / saved:,.0f}" if saved > 0 else "never"
+            even = float(round(a["train_flops"] / saved)) if saved > 0 else math.inf
         rows.append([
-            g[0], "-" if g[1] is None else g[1], a["train_flops"] or None, a["infer"],
-            a["flops"], f"{a['train_s']:.1f}" if a["train_flops"] else "-", f"{a['eval_s']:.1f}",
-            f"{icl_of[g][0]}" if g in icl_of else "-", even,
+            g[0], g[1], a["train_flops"] or None, a["infer"], a["flops"],
+            round(a["train_s"], 1) if a["train_flops"] else None, round(a["eval_s"], 1),
+            icl_of[g][0] if g in icl_of else None, even,
         ])  # fmt: skip
     cols = ["arm", "budget", "train FLOPs", "infer FLOPs/query", "total FLOPs (train + eval set)",
-            "train s", "eval s", "vs ICL", "break-even queries"]  # fmt: skip
+            "train s", "eval s", "vs ICL", "break-even queries (inf: never)"]  # fmt: skip
     return Table(cols, rows)
 
 

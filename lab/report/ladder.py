@@ -278,10 +278,12 @@ def write_ladder_report(
     tables = {"scaling_metrics": mtable, "cot_gain": gtable}
     for m in models:
         s = subs[m["model"]]
-        tables[f"comparison_{m['tag']}"] = s.table
-        tables |= {f"{name}_{m['tag']}": t for name, t in s.extra.items()}
+        tables |= {f"{name}_{m['tag']}": t for name, t in s.extra.items()}  # typed
     tables = {k: t for k, t in tables.items() if t.rows}
-    return Summary(table, head, figs, None, tables, values)  # extra: the tables for W&B
+    cells = [c for s in subs.values() for c in s.cells]
+    first = next(iter(subs.values()))
+    return Summary(table, head, figs, None, tables, values, cells=cells, notes=first.notes,
+                   verdicts=[f"{m['tag']}: {v}" for m in models for v in subs[m["model"]].verdicts])  # fmt: skip
 
 
 def _html(recipe, head, table, mtable, gtable, note, subs, models, figs) -> str:

@@ -19,9 +19,10 @@ from lab.core import fairness
 from lab.core.example import SECOND_SCORINGS, Example, ood_mean_splits
 from lab.core.io import atomic_write_text
 from lab.core.recipe import Recipe
-from lab.report import plots
+from lab.report import forest, markup, plots, summary_tables, verdict
 from lab.report.analysis import (
     Scores,
+    answer_arms,
     comparison,
     compute_table,
     contamination,
@@ -100,7 +101,14 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
     ptable, presults = paired_table(pairs, scores, eval_splits)
     head = headline(recipe, presults)
     ctable = compute_table(agg, pairs)
-    figs = _figures(out, recipe, agg, scores, eval_splits, rows, rdir)
+    typed = summary_tables.paired_rows(presults, scores)
+    verdicts = [verdict.one_line(x) for x in presults]
+    figs = {}
+    if presults:  # first: the picture of the paired gains
+        gains = forest.rows_from_paired(typed.columns, typed.rows)
+        figs["forest"] = str(forest.forest(gains, rdir / "plots" / "forest.png"))
+    figs |= _figures(out, recipe, agg, scores, eval_splits, rows, rdir)
+    pick = verdict.headline_pair(recipe.budgets, presults, answer_arms(recipe))
     contam = contamination(splits, eval_splits)
     sizes = ", ".join(f"{k}={v}" for k, v in info["split_sizes"].items())
     breakdown = _breakdown_tables(scores, eval_splits)
@@ -131,9 +139,10 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
         for line in (f"## {title} (every arm, each probe's own fixed prompt)", "", text, "",
                      t.render(), "")
     ]  # fmt: skip
+    top = [f"- {v}" for v in verdicts] + (["", "![forest](plots/forest.png)"] if verdicts else [])
     md = [
-        f"# {recipe.name}", "", recipe.description.strip(), "",
-        f"**Answer.** {head}" if head else "", "",
+        f"# {recipe.name}", "", *(["## Verdict per compared pair", "", *top, ""] if top else []),
+        f"**Answer.** {head}" if head else "", "", recipe.description.strip(), "",
         f"- model: `{recipe.model}` (weights fingerprint `{info['model']['fingerprint']}`, the same for every arm)",
         f"- task: `{recipe.task.name}` (seed {recipe.task.seed}; {sizes}; train pool {info.get('pool_size')})",
         f"- data seeds {recipe.seeds}; train seeds {recipe.train_seeds or 'same as data'}; "
@@ -163,23 +172,26 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
         "## Plots", "", *[f"![{k}](plots/{Path(v).name})" for k, v in figs.items()], "",
     ]  # fmt: skip
     atomic_write_text(rdir / "report.md", "\n".join(md))
-    atomic_write_text(
-        rdir / "index.html",
-        _html(recipe, head, table, ptable, ctable, contam, figs, md, breakdown, probe_sections),
+    page = _html(
+        recipe, head, verdicts, table, ptable, ctable, contam, figs, md, breakdown, probe_sections
     )
-    atomic_write_text(
-        rdir / "summary.json",
-        json.dumps(
-            {"headline": head, "columns": table.columns, "rows": table.rows}, default=str, indent=1
-        ),
-    )
-    extra = {"paired": ptable, "compute": ctable, "contamination": contam}
+    atomic_write_text(rdir / "index.html", page)
+    study = {"study_id": info.get("study_id"), "name": recipe.name, "model": str(recipe.model),
+             "task": recipe.task.name, "budgets": recipe.budgets}  # fmt: skip
+    data = {"headline": head, "verdicts": verdicts, "columns": table.columns, "rows": table.rows,
+            **study, "paired": {"columns": typed.columns, "rows": typed.rows}}  # fmt: skip
+    atomic_write_text(rdir / "summary.json", json.dumps(data, default=str, indent=1))
+    extra = {"results": summary_tables.results_long(scores, list(agg), eval_splits),
+             "paired": typed, "compute": ctable, "contamination": contam,
+             "disagreements": summary_tables.disagreements(scores, presults, eval_splits)}  # fmt: skip
     extra |= {key: t for key, _title, t in breakdown}
     extra |= {"probes": probes, "task_probes": task_probes}
     return Summary(
         table, head, figs, ptable, {k: t for k, t in extra.items() if t.rows},
+        summary_tables.answer_values(pick),
         probes=probes if probes.rows else None,
-        task_probes=task_probes if task_probes.rows else None,
+        task_probes=task_probes if task_probes.rows else None, cells=list(scores.meta),
+        verdicts=verdicts, notes={t: [x for x in _section(md, t) if x] for t in ("Fairness", "Splits")},
     )  # fmt: skip
 
 
@@ -197,19 +209,42 @@ def _breakdown_tables(scores: Scores, splits: list[str]) -> list[tuple[str, str,
     return out
 
 
-def _html(recipe, head, table, ptable, ctable, contam, figs, md, extra=(), probes=()) -> str:
-    imgs = "".join(
-        f"<h3>{html.escape(k)}</h3><img alt='{k}' src='data:image/png;base64,"
-        f"{base64.b64encode(Path(v).read_bytes()).decode()}'>"
-        for k, v in figs.items()
-    )
-    info = "".join(f"<li>{html.escape(line[2:])}</li>" for line in md if line.startswith("- "))
+def _img(name: str, path: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f"<img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>"
+
+
+def _section(md: list[str], title: str) -> list[str]:
+    """The lines of report.md's section `## <title>` (up to the next heading)."""
+    if f"## {title}" not in md:
+        return []
+    start = md.index(f"## {title}") + 1
+    end = next((i for i in range(start, len(md)) if md[i].startswith("#")), len(md))
+    return md[start:end]
+
+
+def _html(recipe, head, verdicts, table, ptable, ctable, contam, figs, md, extra=(),
+          probes=()) -> str:  # fmt: skip
+    imgs = "".join(f"<h3>{html.escape(k)}</h3>{_img(k, v)}" for k, v in figs.items()
+                   if k != "forest")  # fmt: skip
+    notes = [
+        x for x in md[: md.index("## Fairness")] if x.startswith("- ") and x[2:] not in verdicts
+    ]
+    lines = "".join(f"<li>{html.escape(v)}</li>" for v in verdicts)
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(recipe.name)}</title>"
         f"<style>{CSS}</style></head><body><h1>{html.escape(recipe.name)}</h1>"
-        f"<p>{html.escape(recipe.description)}</p>"
+        + (
+            f"<h2>Verdict per compared pair</h2><ul class='verdicts'>{lines}</ul>"
+            if verdicts
+            else ""
+        )
+        + (_img("forest", figs["forest"]) if "forest" in figs else "")
         + (f"<p class='answer'><b>Answer.</b> {html.escape(head)}</p>" if head else "")
-        + f"<ul>{info}</ul><h2>Results</h2>{table.html()}"
+        + f"<p>{markup.inline(recipe.description.strip())}</p>{markup.bullets(notes)}"
+        + f"<h2>Fairness</h2>{markup.bullets(_section(md, 'Fairness'))}"
+        + f"<h2>Splits</h2>{markup.bullets(_section(md, 'Splits'))}"
+        + f"<h2>Results</h2>{table.html()}"
         + "".join(f"<h2>{html.escape(title)}</h2>{t.html()}" for t, title, _text in probes)
         + f"<h2>Fine-tuning vs prompting (paired bootstrap)</h2>{ptable.html()}"
         f"<h2>Compute</h2>{ctable.html()}<h2>Contamination</h2>{contam.html()}"

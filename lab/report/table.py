@@ -42,6 +42,9 @@ class Summary:
     values: dict[str, Any] = field(default_factory=dict)  # W&B summary scalars
     probes: Table | None = None  # BBH
     task_probes: Table | None = None  # cross-task probes
+    cells: list[str] = field(default_factory=list)  # the cells behind it (their artifacts)
+    verdicts: list[str] = field(default_factory=list)  # one line per compared pair
+    notes: dict[str, list[str]] = field(default_factory=dict)  # section -> Markdown bullets
 
 
 def fmt(v: Any) -> str:

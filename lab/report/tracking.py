@@ -1,12 +1,14 @@
 """Weights & Biases tracking: one run per cell (grouped by study) and one summary run.
 
 The W&B group is the study id (recipe name, profile, --smoke or not, recipe hash: see
-`study_id`), and every run gets its full config at `wandb.init`, so running and failed
-cells show in the workspace with their arm, budget and seeds. While a cell runs, its run
-gets the training loss, learning rate, gradient norm, tokens/s and the ID-dev loss at
-every step (`log_train`, the training loop's `on_log`) and each split's metrics and typed
-prediction table as the split finishes (`log_split`); at its end, the comparison's
-metrics as summary values and its artifacts (lab/report/wandb_artifacts.py). System metrics
+`study_id`), and every run gets its config, tags and notes at `wandb.init`, so running and
+failed cells show in the workspace with their arm, budget and seeds. Keys, config, tags and
+notes follow lab/report/wandb_keys.py (one key scheme for every arm). While a cell runs, its
+run gets the training loss, learning rate, gradient norm, tokens/s, epoch and the ID-dev
+loss at every step (`train_logger`, the training loop's `on_log`) and each split's metrics
+and typed prediction table as the split finishes (`log_split`), on the training-step axis;
+at its end, the same metrics as summary values and its artifacts
+(lab/report/wandb_artifacts.py). System metrics
 (CPU, memory; GPU utilisation and memory on GPU nodes) are sampled by wandb. Only the
 main process logs (`main=False` on the other processes of `accelerate launch`).
 
@@ -15,12 +17,11 @@ offline otherwise; offline runs land in OUT/wandb/ and upload later with `wandb 
 `disabled` turns tracking off. W&B never decides a result: everything it logs is also in
 OUT/ as plain files.
 
-Reliability: a cell's run is opened when the cell starts and finished with exit code 0 when
-its results are logged; a cell that raises (or is stopped with Ctrl-C) finishes its run with
-a non-zero exit code, so W&B shows it failed. Run ids are deterministic (study out dir,
-recipe hash, cell key) and runs are opened with `resume="allow"`: a rerun of a crashed cell
-continues the same W&B run instead of creating a second one. When online W&B is unreachable
-(or `wandb.init` fails or times out), tracking falls back to offline with a warning.
+Reliability: a cell's run is finished with exit code 0 when its results are logged, non-zero
+when the cell raises (or is stopped), so W&B shows it failed. Run ids are deterministic (out
+dir, recipe hash, cell key) and runs are opened with `resume="allow"`: a rerun of a crashed
+cell continues the same W&B run. When online W&B is unreachable (or `wandb.init` fails or
+times out), tracking falls back to offline with a warning.
 """
 
 from __future__ import annotations
@@ -37,10 +38,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lab.core.example import ood_mean_splits
 from lab.core.layout import CellDir, StudyDir
-from lab.core.recipe import Recipe, TrackingCfg
-from lab.report import wandb_artifacts
+from lab.core.recipe import TrackingCfg
+from lab.report import wandb_artifacts, wandb_keys
 
 
 def resolve_mode(cfg: TrackingCfg) -> str:
@@ -85,32 +85,6 @@ def study_id(name: str, profile: str | None, smoke: bool, recipe_hash: str) -> s
     return "-".join(parts)
 
 
-def cell_config(recipe: Recipe, cell: Any, model: Any, study: str) -> dict[str, Any]:
-    """A cell's full config at `wandb.init` (`cell` a lab.study.plan.Cell, `model` its base
-    lab.study.models.ResolvedModel): its arm, budget and seeds, the arm's training and the eval
-    settings; the rest of the cell's record is added when it finishes."""
-    arm = cell.arm
-    cfg = {
-        "study_id": study, "cell": cell.key, "arm": arm.name, "method": arm.method,
-        "format": arm.format, "budget": cell.budget, "data_seed": cell.data_seed,
-        "train_seed": cell.train_seed, "model": model.spec,
-        "model_fingerprint": model.fingerprint, "arm_cfg": arm.model_dump(mode="json"),
-        "eval": recipe.eval.model_dump(mode="json"),
-    }  # fmt: skip
-    if arm.method != "icl":
-        cfg["train"] = recipe.train_for(arm).model_dump(mode="json")
-    return cfg
-
-
-def main_ood_mean(flat: dict[str, Any]) -> float | None:
-    """`main/ood_mean/exact_match`: the mean over OOD splits of `main/<split>/exact_match`,
-    a split that scores another's problems a second way not counted
-    (lab.core.example.ood_mean_splits); None without OOD splits."""
-    splits = [k.split("/")[1] for k in flat if k.startswith("main/") and k.endswith("/exact_match")]
-    ood = [flat[f"main/{s}/exact_match"] for s in ood_mean_splits(splits)]
-    return sum(ood) / len(ood) if ood else None
-
-
 def _models_config(models: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {"spec": m["spec"], "fingerprint": m["fingerprint"],
@@ -139,15 +113,21 @@ class Tracker:
         config: dict[str, Any],
         id_salt: str = "",
         main: bool = True,
+        profile: str | None = None,
+        precision: str | None = None,
     ):
         self.cfg = cfg
+        self.profile = profile  # the recipe profile: a tag of every run
+        self.precision = precision  # the precision every cell runs in (bf16 | fp32)
         self.study = study  # the study id: the W&B group
         self.out = out
-        self.config = config
+        self.config = config  # the study's recipe: every run's config under `study`
         self.id_salt = id_salt  # the recipe hash: another recipe in the same out, other runs
         self.mode = resolve_mode(cfg) if main else "disabled"  # rank 0 logs, the rest not
         self._run: Any = None
-        self._eval_step = 0
+        self._main = "prompted"  # the open cell's comparison variant (wandb_keys.main_variant)
+        self._steps: dict[str, int] = {}  # checkpoint -> its optimizer step
+        self._per_epoch = 0.0  # optimizer steps per epoch of the open cell's training set
         self._trained_live = False  # log_train reached the open run
         if self.enabled and importlib.util.find_spec("wandb") is None:
             warn("wandb is not installed; W&B tracking is off (results are in OUT/ as files)")
@@ -187,7 +167,12 @@ class Tracker:
             return None
 
     def _init(
-        self, name: str, job_type: str, extra: dict[str, Any], models: Sequence[dict[str, Any]]
+        self,
+        name: str,
+        job_type: str,
+        extra: dict[str, Any],
+        models: Sequence[dict[str, Any]],
+        notes: str | None = None,
     ) -> Any:
         import wandb
 
@@ -201,11 +186,14 @@ class Tracker:
             id=self.run_id(name),
             resume="allow",
             config={
-                **self.config,
+                "study": self.config,
                 "study_id": self.study,
+                "out_dir": wandb_keys.out_dir(self.out),
                 "base_models": _models_config(models),
                 **extra,
             },  # fmt: skip
+            tags=wandb_keys.tags({"task": self.config.get("task"), **extra}, self.profile),
+            notes=notes,
             dir=str(self.out),
             reinit="create_new",
         )
@@ -221,13 +209,13 @@ class Tracker:
                 raise
             self._go_offline(f"wandb.init failed online ({type(e).__name__})")
             run = wandb.init(mode="offline", settings=wandb.Settings(**settings), **kw)
-        # Step axes: training curves over optimizer steps, eval metrics over finished splits.
+        # One step axis, as HF's Trainer callback: training curves over optimizer steps, each
+        # evaluation at its checkpoint's step (0 for a prompted arm).
         run.define_metric("train/step")
         run.define_metric("train/*", step_metric="train/step")
         run.define_metric("dev/*", step_metric="train/step")
         run.define_metric("dev/loss", step_metric="train/step", summary="min")
-        run.define_metric("eval/step")
-        run.define_metric("eval/*", step_metric="eval/step")
+        run.define_metric("eval/*", step_metric="train/step")
         if self.mode == "online":  # lineage: the base weights are every run's input
             for m in models:
                 art = wandb_artifacts.base_model(
@@ -243,8 +231,12 @@ class Tracker:
         finished or failed) in the workspace and training can log to it live."""
         if self.enabled:
             self.end_cell(0)  # a run left open by a cell that logged nothing
-            self._run = self._init(key, job_type, {"cell": config, "cell_key": key}, models)
-            self._eval_step, self._trained_live = 0, False
+            if self.precision:
+                config = {**config, "precision": self.precision}
+            notes = wandb_keys.describe_arm(config)
+            self._run = self._init(key, job_type, config, models, notes)
+            self._main = wandb_keys.main_variant(config)
+            self._steps, self._per_epoch, self._trained_live = {}, 0.0, False
 
     def end_cell(self, exit_code: int) -> None:
         """Finish the open cell run; a non-zero exit code marks it failed in W&B."""
@@ -253,12 +245,31 @@ class Tracker:
             run.finish(exit_code=exit_code)
 
     def log_train(self, metrics: dict[str, float]) -> None:
-        """The training loop's `on_log`: one optimizer step's (or ID-dev evaluation's)
-        metrics, with `train/step`, to the open cell run."""
+        """One optimizer step's (or ID-dev evaluation's) metrics, with `train/step`, to the
+        open cell run, with `train/epoch` once `train_logger` gave the training set's size."""
         if self._run is not None:
             run = self._run
+            if self._per_epoch and "train/step" in metrics:
+                metrics = {**metrics, "train/epoch": metrics["train/step"] / self._per_epoch}
             self._safely("logging training metrics", lambda: run.log(metrics))
             self._trained_live = True
+
+    def train_logger(self, n_train: int, batch_size: int) -> Callable[[dict[str, float]], None]:
+        """The training loop's `on_log` for a training set of `n_train` examples read
+        `batch_size` per optimizer step (for `train/epoch`)."""
+        self._per_epoch = n_train / batch_size if n_train and batch_size else 0.0
+        return self.log_train
+
+    def checkpoint_steps(self, last: int, best: int | None) -> None:
+        """The optimizer steps of the open cell's checkpoints: its evaluations' x."""
+        self._steps = {"last": last, "best": best if best is not None else last}
+
+    def _eval_axis(self, variant: str) -> dict[str, float]:
+        step = self._steps.get(variant.split("+")[0], 0)  # `best+icl2`: the best checkpoint
+        axis: dict[str, float] = {"train/step": step}
+        if self._per_epoch:
+            axis["train/epoch"] = step / self._per_epoch
+        return axis
 
     @_staged
     def log_split(
@@ -270,23 +281,21 @@ class Tracker:
         prompts: dict[str, str] | None = None,
         prefix: str = "",
     ) -> None:
-        """A split that just finished: its metrics (`eval/<variant>/<split>/<metric>`) and its
-        typed predictions table; `prefix` (the demos before every prompt) goes to the
-        summary once per variant."""
+        """A split that just finished: its metrics (`eval/<split>/<metric>` for the
+        comparison's variant, `eval/variants/<variant>/<split>/<metric>` for the others) at
+        the checkpoint's `train/step` and its typed predictions table; `prefix` (the demos
+        before every prompt) goes to the summary once per variant."""
         if self._run is None:
             return
         from lab.report.wandb_tables import predictions_table
 
-        self._eval_step += 1
-        data: dict[str, Any] = {
-            f"eval/{variant}/{split}/{k}": v
-            for k, v in metrics.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        }
-        data["eval/step"] = self._eval_step
-        table = self._safely("the predictions table", lambda: predictions_table(preds, prompts))
+        data: dict[str, Any] = wandb_keys.split_metrics(variant, split, metrics, self._main)
+        data |= self._eval_axis(variant)
+        table = self._safely(
+            "the predictions table", lambda: predictions_table(preds, prompts, variant)
+        )
         if table is not None:
-            data[f"predictions/{variant}/{split}"] = table
+            data[wandb_keys.table_key(variant, split, self._main)] = table
         run = self._run
         self._safely(f"logging split {variant}/{split}", lambda: run.log(data))
         if prefix:
@@ -307,24 +316,27 @@ class Tracker:
         if not self.enabled:
             return None
         run, self._run = self._run, None
+        used = {k: v for k, v in cell.items() if k != "study"}  # `study`: the recipe's name
+        main = wandb_keys.main_variant(cell)
         if run is None:
-            run = self._init(cell["cell"], cell["method"], {"cell": cell}, models)
+            run = self._init(cell["cell"], cell["method"], used, models)
         else:
-            run.config.update({"cell": {**dict(run.config.get("cell") or {}), **cell}},
-                              allow_val_change=True)  # fmt: skip
+            run.config.update(used, allow_val_change=True)
         train = train or {}
         if not self._trained_live:  # trained before an interruption: the curves replayed
             for step, loss in enumerate(train.get("losses", []), start=1):
                 run.log({"train/loss": loss, "train/step": step})
             for step, loss in train.get("dev_losses", []):
                 run.log({"dev/loss": loss, "train/step": step})
-        run.summary.update(self._flat(cell, metrics))
+        flat = wandb_keys.summary_metrics(metrics, main)
+        run.summary.update(flat)
         if train.get("checkpoint") and cell.get("selected"):
             ckpt = Path(
                 train["best_checkpoint"] if cell["selected"] == "best" else train["checkpoint"]
             )
             meta = {k: cell.get(k) for k in ("cell", "arm", "method", "format", "budget",
                     "data_seed", "train_seed", "selected", "model", "model_fingerprint")}  # fmt: skip
+            meta["metrics"] = {k: v for k, v in flat.items() if not k.startswith("eval/variants/")}
             art = self._safely("the fine-tuned weights artifact", lambda: wandb_artifacts.weights(
                 self.study, cell["cell"], cell["method"], ckpt, self.cfg.max_upload_mb, meta))  # fmt: skip
             if art is not None:
@@ -339,40 +351,28 @@ class Tracker:
         run.finish(exit_code=0)
         return run_dir
 
-    @staticmethod
-    def _flat(cell: dict[str, Any], metrics: dict[str, dict[str, float]]) -> dict[str, Any]:
-        flat = {f"{split}/{k}": v for split, m in metrics.items() for k, v in m.items()}
-        # The comparison's variant (ICL: the prompt; FT: the selected checkpoint) also under
-        # `main/`, so W&B panels can compare every arm with one key.
-        main = "prompted" if cell["method"] == "icl" else cell.get("selected", "best")
-        flat |= {
-            f"main/{key.split('/', 1)[1]}/{k}": v
-            for key, m in metrics.items()
-            if key.startswith(f"{main}/")
-            for k, v in m.items()
-        }
-        mean = main_ood_mean(flat)
-        if mean is not None:
-            flat["main/ood_mean/exact_match"] = mean
-        return flat
-
     @_staged
     def log_summary(
         self, summary: Any, recipe: dict[str, Any], models: Sequence[dict[str, Any]] = ()
     ) -> None:
-        """The summary run: the report's tables (the comparison with CIs, paired tests,
-        compute, contamination, breakdowns; ladders: scaling metrics), its figures, the
-        one-sentence answer, the HTML report, and the study's artifact. `summary` is the
-        lab.report.table.Summary that report.md was written from."""
+        """The summary run: the report's typed tables (results per arm, budget, seed and
+        split; the paired FT-vs-ICL gains; compute, contamination, breakdowns; ladders:
+        scaling metrics), its figures (the forest plot of paired gains first), the answer
+        (its sentence as the notes and `answer`, its numbers as `answer/*` scalars), the HTML
+        report, the study's artifact, and the cells' prediction artifacts as inputs.
+        `summary` is the lab.report.table.Summary that report.md was written from."""
         if not self.enabled:
             return
         import wandb
 
         from lab.report.wandb_tables import summary_table
 
-        run = self._init("summary", "summary", {"summary_of": self.study}, models)
-        tables = {"comparison": summary.table, **summary.extra}
-        for name, t in tables.items():
+        inputs = [
+            wandb_artifacts.artifact_name(self.study, c, "predictions") for c in summary.cells
+        ]
+        extra = {"summary_of": self.study, "model": recipe.get("model"), "inputs": inputs}
+        run = self._init("summary", "summary", extra, models, summary.headline)
+        for name, t in summary.extra.items():
             tab = self._safely(f"table {name}", lambda t=t: summary_table(t.columns, t.rows))
             if tab is not None:
                 run.log({name: tab})
@@ -384,6 +384,9 @@ class Tracker:
         if summary.headline:
             run.summary["answer"] = summary.headline
         run.summary.update(summary.values or {})
+        if self.mode == "online":  # lineage; offline W&B cannot: the Report script links them
+            for name in inputs:
+                self._safely(f"using {name}", lambda n=name: run.use_artifact(f"{n}:latest"))
         art = self._safely("the study artifact", lambda: wandb_artifacts.study(
             self.study, self.out, recipe))  # fmt: skip
         if art is not None:

@@ -102,6 +102,35 @@ def sentence(res: dict[str, Any], p_name: str = "p") -> str:
     )
 
 
+def headline_pair(
+    budgets: Sequence[Any] | None, results: list[dict[str, Any]], answer_arms: Sequence[str]
+) -> dict[str, Any] | None:
+    """The pre-specified pair of the answer (of `results`, as `headline` takes them): the
+    plain-answer FT arm at the largest budget, else the first FT arm there; None when the
+    study has no pair or no OOD split."""
+    if not results or not any(r["has_ood"] for r in results):
+        return None
+    order = {b: i for i, b in enumerate(budgets or [])}
+    top = max(order.get(r["ft"][1], 0) for r in results)
+    at_top = [r for r in results if order.get(r["ft"][1], 0) == top]
+    return next((x for x in at_top if x["ft"][0] in answer_arms), at_top[0])
+
+
+def one_line(res: dict[str, Any]) -> str:
+    """A compared pair's verdict in one line: `<FT> vs <ICL> @ <budget>: <words>`."""
+    budget = f" @ {res['ft'][1]}" if res["ft"][1] is not None else ""
+    name = f"{_label(res['ft'])} vs {_label(res['icl'])}{budget}"
+    if res["equal"] and "gap" in res:
+        return f"{name}: {verdict(res)}"
+    if res["equal"]:
+        return (
+            f"{name}: no OOD split; ID gain {res['id']['diff']:+.3f} (p={res['id']['p_value']:.2g})"
+        )
+    if all(isinstance(n, int) for n in res["labelled"]):
+        return f"{name}: unequal budgets ({res['labelled'][0]} vs {res['labelled'][1]}), not tested"
+    return f"{name}: labelled examples not recorded, not tested"
+
+
 def headline(
     model: str,
     task: str,
@@ -114,12 +143,11 @@ def headline(
     that is another arm. `results`: one dict per FT/ICL pair with "ft", "icl" (groups),
     "labelled" (FT, ICL counts), "equal" and, when equal, `paired_gains`'s quantities. None
     when the study has no pair or no OOD split."""
-    if not results or not any(r["has_ood"] for r in results):
+    r = headline_pair(budgets, results, answer_arms)
+    if r is None:
         return None
-    order = {b: i for i, b in enumerate(budgets or [])}
-    top = max(order.get(r["ft"][1], 0) for r in results)
-    at_top = [r for r in results if order.get(r["ft"][1], 0) == top]
-    r = next((x for x in at_top if x["ft"][0] in answer_arms), at_top[0])
+    order = {x: i for i, x in enumerate(budgets or [])}
+    at_top = [x for x in results if order.get(x["ft"][1], 0) == order.get(r["ft"][1], 0)]
     budget = f" at budget {r['ft'][1]}" if r["ft"][1] is not None else ""
     text = f"For {model} on {task}{budget}, "
     if r["equal"]:

@@ -10,6 +10,7 @@ example's own prompt; the demos before it, the same for every row, are returned 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -79,20 +80,26 @@ def columns_and_rows(
 
 
 def predictions_table(
-    preds: Sequence[Mapping[str, Any]], prompts: Mapping[str, str] | None = None
+    preds: Sequence[Mapping[str, Any]],
+    prompts: Mapping[str, str] | None = None,
+    variant: str | None = None,
 ) -> Any:
-    """A `wandb.Table` of a split's predictions, its column types declared."""
+    """A `wandb.Table` of a split's predictions, its column types declared; with `variant`
+    (the prompt or checkpoint evaluated), a first column naming it."""
     import wandb
 
     cols, types, rows = columns_and_rows(preds, prompts)
+    if variant is not None:
+        cols, types, rows = ["variant", *cols], [str, *types], [[variant, *r] for r in rows]
     return wandb.Table(columns=cols, data=rows, dtype=types)
 
 
 def summary_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Any:
     """A report table (lab.report.table.Table) as a `wandb.Table`: a column of numbers stays
-    numeric, any other is text."""
+    numeric (a missing or non-finite value is null), any other is text."""
     import wandb
 
+    rows = [[None if isinstance(v, float) and not math.isfinite(v) else v for v in r] for r in rows]
     types = [column_type([r[i] for r in rows]) for i in range(len(columns))]
     types = [float if t is int else t for t in types]
     data = [[_cast(v, t) for v, t in zip(r, types, strict=True)] for r in rows]

@@ -112,6 +112,7 @@ class CellRunner:
 
         cell, arm = plan.cell, plan.cell.arm
         self.base.release()
+        on_log = self.tracker.train_logger(len(plan.train_set), plan.train.batch_size)
         res = finished(cell_dir.checkpoint)  # trained before an interruption
         if res is None:
             res = finetune(
@@ -128,10 +129,11 @@ class CellRunner:
                 precision=self.precision,
                 resume_dir=cell_dir.resume,
                 log=self.log,
-                on_log=self.tracker.log_train,
+                on_log=on_log,  # W&B: with train/epoch
             )
         else:
             self.log(f"[lab]   {cell.key}: trained before; evaluating {res.checkpoint}")
+        self.tracker.checkpoint_steps(res.steps, res.best_step)  # evaluations' x
         return res.to_dict() | {
             "n_train": len(plan.train_set),
             "train_ids_head": [e.id for e in plan.train_set[:8]],

@@ -1,6 +1,7 @@
 """`python -m lab run RECIPE.yaml [--out DIR] [--profile NAME] [--smoke] [--force]`;
 `python -m lab report OUT`; `python -m lab estimate RECIPE.yaml` (expected GPU hours);
-`python -m lab task show TASK_OR_RECIPE` (a task's splits, scoring and rendered prompts).
+`python -m lab task show TASK_OR_RECIPE` (a task's splits, scoring and rendered prompts);
+`python -m lab compare OUT1 OUT2 ...` (many studies' paired FT-minus-ICL gains on one page).
 
 Exit codes: 0 done; 2 a mistake the user can fix (one line on stderr names it and the fix);
 130 stopped by Ctrl-C (SIGINT) and 143 by SIGTERM (e.g. a cluster preempting the job): the
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     from lab.study import task_show as task_show
 
     task_show.add_parser(sub)
+    from lab.report import compare
+
+    compare.add_parser(sub)
     args = ap.parse_args(argv)
     previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     signal.signal(signal.SIGTERM, _terminated)  # preemption: stop like Ctrl-C
@@ -78,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "estimate":
             _quiet_libraries()
             return estimate.main(args)
+        if args.cmd == "compare":
+            return compare.main(args)
         if args.cmd == "task":
             _quiet_libraries()
             return task_show.main(args)

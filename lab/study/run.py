@@ -24,7 +24,8 @@ from lab.core.example import ID_EVAL_SPLIT
 from lab.core.io import atomic_write_jsonl, remove_stale_tmp
 from lab.core.layout import StudyDir
 from lab.core.recipe import Recipe
-from lab.report.tracking import Tracker, cell_config, study_id
+from lab.report.tracking import Tracker, study_id
+from lab.report.wandb_keys import cell_config
 from lab.study import claims, preflight, store
 from lab.study.base_model import StudyBase
 from lab.study.cells import CellRunner
@@ -99,6 +100,7 @@ class Runner:
         main = self.acc.is_main_process
         self.study_hash = store.prepare_out(self.study, recipe, force, main=main)
         self.study_id = study_id(recipe.name, profile, smoke, self.study_hash)  # the W&B group
+        self.profile = profile  # a tag of its W&B runs
 
     def cell_runner(self, spec: str, tracker: Tracker) -> CellRunner:
         """The runner of the cells of base model `spec` (a ladder loads one at a time)."""
@@ -133,6 +135,8 @@ class Runner:
             r.model_dump(mode="json"),
             id_salt=self.study_hash,
             main=self.acc.is_main_process,
+            profile=self.profile,
+            precision=self.precision,
         )
         cells = plan_cells(r)
         models = ", ".join(f"{m.spec} ({m.source})" for m in self.models.values())

@@ -20,7 +20,7 @@ from eval.options import (
 from lab.core.example import SECOND_SCORINGS, ood_mean_splits
 from lab.core.prompts import prompt
 from lab.core.recipe import TaskCfg
-from lab.report.tracking import main_ood_mean
+from lab.report.wandb_keys import ood_mean
 from lab.tasks import build_task, describe_task
 
 OPTIONS = {"A": "21", "B": "21.5", "C": "22", "D": "$22.5", "E": "None of these"}
@@ -240,9 +240,9 @@ def test_a_second_scoring_is_not_in_the_ood_mean():
 
 def test_wandb_ood_mean_leaves_the_second_scoring_out():
     flat = {
-        "main/test/exact_match": 0.9, "main/ood_svamp/exact_match": 0.5,
-        "main/ood_aqua/exact_match": 0.3, "main/ood_aqua_gen/exact_match": 0.0,
-        "main/ood_aqua/gold_logprob": -3.0, "main/probe_bbh/exact_match": 1.0,
+        "eval/test/exact_match": 0.9, "eval/ood_svamp/exact_match": 0.5,
+        "eval/ood_aqua/exact_match": 0.3, "eval/ood_aqua_gen/exact_match": 0.0,
+        "eval/ood_aqua/gold_logprob": -3.0, "eval/probe_bbh/exact_match": 1.0,
     }  # fmt: skip
-    assert main_ood_mean(flat) == pytest.approx(0.4)
-    assert main_ood_mean({"main/test/exact_match": 0.9}) is None
+    assert ood_mean(flat) == pytest.approx(0.4)
+    assert ood_mean({"eval/test/exact_match": 0.9}) is None

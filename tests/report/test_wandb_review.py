@@ -8,13 +8,15 @@ report's own sections; rank-0 only logging, and W&B never failing a run."""
 from __future__ import annotations
 
 import json
+import runpy
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+import wandb_workspaces.reports.v2 as wr
 import yaml
 from wandb_records import OfflineRun
+from wandb_study import FT, MAX_MB, RECIPE, offline
 
 import lab.study.cells
 from eval.evaluate import PromptSpec, evaluate_split
@@ -26,55 +28,6 @@ from lab.report.wandb_report import sections
 from lab.report.wandb_tables import columns_and_rows
 from lab.study.cli import main
 from lab.tasks import build_task
-
-MAX_MB = 0.25  # between the tiny model's LoRA adapter (~0.16 MB) and its full weights (~0.3)
-RECIPE = {
-    "name": "wbreview",
-    "model": "tiny-random",
-    "task": {"n_train": 16, "n_dev": 4, "n_test": 3},
-    "seeds": [0],
-    "budgets": [2, 4],
-    "train": {"steps": 3, "batch_size": 2, "eval_every": 2, "select": "best_dev"},
-    "arms": [
-        {"name": "zs", "method": "icl", "k": 0},
-        {"name": "kshot", "method": "icl", "k": 2},
-        {"name": "lora", "method": "lora"},
-        {"name": "full", "method": "full"},
-    ],
-    "eval": {"batch_size": 4, "max_new_tokens": {"answer": 4, "cot": 8, "code": 8}},
-    "tracking": {"mode": "auto", "max_upload_mb": MAX_MB},
-    "profiles": {"tiny": {"seeds": [0]}},
-    "smoke": {"train": {"steps": 3, "batch_size": 2, "select": "best_dev"}},
-}
-FT = ["lora__b2__d0", "lora__b4__d0", "full__b2__d0", "full__b4__d0"]
-
-
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory, tiny_cache) -> Path:
-    tmp = tmp_path_factory.mktemp("wbreview")
-    path = tmp / "r.yaml"
-    path.write_text(yaml.safe_dump(RECIPE))
-    out = tmp / "out"
-    mp = pytest.MonkeyPatch()
-    _offline(mp)
-    try:
-        argv = ["run", str(path), "--profile", "tiny", "--smoke", "--out", str(out),
-                "--cache-dir", str(tiny_cache), "--quiet"]  # fmt: skip
-        assert main(argv) == 0
-    finally:
-        mp.undo()
-    return out
-
-
-@pytest.fixture(scope="module")
-def runs(study) -> dict[str, OfflineRun]:
-    got = [OfflineRun(d) for d in sorted((study / "wandb").glob("offline-run-*"))]
-    return {r.name: r for r in got}
 
 
 def _rows(run: OfflineRun, key: str) -> list[dict]:
@@ -94,10 +47,12 @@ def test_every_run_is_grouped_by_the_study_id_with_its_full_config_at_init(study
             assert run.init_config["summary_of"] == sid
             continue
         cell = read_json(study / "cells" / name / "cell.json")["cell"]
-        init = run.init_config["cell"]  # given at wandb.init: a running cell shows it
-        for k in ("arm", "method", "format", "budget", "data_seed", "train_seed"):
-            assert init[k] == cell[k], (name, k)
-        assert init["study_id"] == sid and init["model_fingerprint"] == cell["model_fingerprint"]
+        init = run.init_config  # given at wandb.init: a running cell shows it
+        for k in ("arm", "method", "format", "budget", "data_seed", "train_seed", "precision"):
+            assert init[k] == cell[k], (name, k)  # what the cell used, at top level
+        assert init["model_fingerprint"] == cell["model_fingerprint"]
+        assert init["study"]["name"] == "wbreview" and "arms" in init["study"]  # the recipe
+        assert init["out_dir"] == str(study.resolve())
         assert ("train" in init) == (cell["method"] != "icl")
         if "train" in init:
             assert init["train"]["steps"] == 3 and init["train"]["lr"] == 1e-3
@@ -119,34 +74,44 @@ def test_training_metrics_are_logged_live_on_the_step_axis(study, runs):
         assert [[h["train/step"], h["dev/loss"]] for h in dev] == train["dev_losses"] != []
         # logged while training ran: before train_result.json (training's last write)
         assert max(h["_timestamp"] for h in steps + dev) < done
+        assert [h["train/epoch"] for h in steps] == pytest.approx(
+            [
+                s * 2 / read_json(study / "cells" / key / "cell.json")["train"]["n_train"]
+                for s in (1, 2, 3)
+            ]
+        )
         axes = {(m.name or m.glob_name): m.step_metric for m in run.metrics}
-        assert axes["train/*"] == axes["dev/*"] == "train/step"
-        assert axes["eval/*"] == "eval/step"
+        assert axes["train/*"] == axes["dev/*"] == axes["eval/*"] == "train/step"
 
 
 def test_eval_metrics_are_logged_as_each_split_finishes(study, runs):
     for key in ("kshot__b2__d0", "lora__b4__d0"):
         cell = read_json(study / "cells" / key / "cell.json")
         variant = "prompted" if cell["cell"]["method"] == "icl" else cell["cell"]["selected"]
+        train = cell["train"]
+        step = {"prompted": 0, "last": train.get("steps"),
+                "best": train.get("best_step") or train.get("steps")}[variant]  # fmt: skip
         splits = ["test", "ood_digits", "ood_steps", "ood_phrasing"]
         logged = []
         for split in splits:
-            (h,) = _rows(runs[key], f"eval/{variant}/{split}/exact_match")
+            (h,) = _rows(runs[key], f"eval/{split}/exact_match")  # the comparison's variant
             assert (
-                h[f"eval/{variant}/{split}/exact_match"]
+                h[f"eval/{split}/exact_match"]
                 == (cell["metrics"][f"{variant}/{split}"]["exact_match"])
             )
+            assert h["train/step"] == step  # the evaluated checkpoint's optimizer step
+            assert ("train/epoch" in h) == (variant != "prompted")
             logged.append(h["_timestamp"])
         preds = study / "cells" / key / "predictions" / variant
         for t, later in zip(logged, splits[1:], strict=False):  # before the next split's end
             assert t < (preds / f"{later}.jsonl").stat().st_mtime
-        assert [h["eval/step"] for h in runs[key].history if "eval/step" in h][:4] == [1, 2, 3, 4]
 
 
 def test_prediction_tables_have_typed_columns(study, runs):
     run = runs["kshot__b2__d0"]
-    table = run.table("predictions/prompted/test")
+    table = run.table("predictions/test")
     cols = table["columns"]
+    assert cols[0] == "variant" and {r[0] for r in table["data"]} == {"prompted"}
     preds = {
         p["id"]: p
         for p in read_jsonl(study / "cells/kshot__b2__d0/predictions/prompted/test.jsonl")
@@ -212,10 +177,8 @@ def test_artifacts_weights_by_size_predictions_and_the_study(study, runs):
             "report/index.html"} <= paths  # fmt: skip
     assert summary.summary["report"]["_type"] == "html-file"  # the HTML report as wandb.Html
     assert summary.summary["answer"] == read_json(study / "report" / "summary.json")["headline"]
-    for table in ("comparison", "paired", "compute", "contamination"):
+    for table in ("results", "paired", "compute", "contamination"):
         assert summary.summary[table]["_type"] == "table-file", table
-    comp = summary.table("comparison")
-    assert isinstance(comp["data"][0][comp["columns"].index("log p(gold) ID")], float)
 
 
 def test_every_run_names_the_base_model_by_fingerprint(study, runs):
@@ -235,23 +198,44 @@ def test_report_definition_has_the_reports_sections_and_filters_on_the_study_id(
     text = definition.read_text()
     sid = read_json(study / "study.json")["study_id"]
     assert f"ENTITY, PROJECT, STUDY = None, 'ft-vs-icl', {sid!r}" in text
-    assert "Config('cell.study_id') == '{STUDY}'" in text
+    assert f"OUT_DIR = {str(study.resolve())!r}" in text
+    assert "Config('study_id') == '{STUDY}' and Config('out_dir') == '{OUT_DIR}'" in text
     for title in ("Results: means with 95% bootstrap CIs", "paired bootstrap tests",
-                  "Budget curves", "Compute", "Contamination"):  # fmt: skip
+                  "Budget curves", "Compute", "Contamination", "Fairness", "Splits"):  # fmt: skip
         assert title in text, title
     done = subprocess.run(
         [sys.executable, str(definition), "--dry-run"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     assert "blocks (not saved)" in done.stdout
+    report = runpy.run_path(str(definition))["build"]("me")
+    head = [type(b).__name__ for b in report.blocks[:4]]
+    assert head == ["H1", "UnorderedList", "PanelGrid", "P"]  # verdicts, forest, the answer
+    assert report.blocks[1].items == read_json(study / "report" / "summary.json")["verdicts"]
+    grids = [b for b in report.blocks if type(b).__name__ == "PanelGrid"]
+    out_dir = str(study.resolve())
+    for grid in grids:  # every runset: this study id AND this output folder
+        for rs in grid.runsets:
+            assert f"Config('out_dir') == '{out_dir}'" in rs.filters, rs.filters
+    tables = {p.table_name for g in grids for p in g.panels if hasattr(p, "table_name")}
+    assert {"results", "paired", "predictions/test"} <= tables
+    bars = [p for g in grids for p in g.panels if type(p).__name__ == "BarPlot"]
+    assert bars and all(p.groupby == wr.Config("arm_budget") for p in bars)
+    assert {m for p in bars for m in p.metrics} == {
+        f"eval/{s}/{m}" for s in ("test", "ood_digits", "ood_steps", "ood_phrasing")
+        for m in ("exact_match", "gold_logprob")}  # fmt: skip
 
 
 def test_report_sections_follow_the_summary_tables_ladders_included():
-    tables = ["comparison", "scaling_metrics", "cot_gain", "comparison_m0-a", "paired_m0-a",
-              "compute_m0-a", "brier_m0-a"]  # fmt: skip
-    ladder = sections(tables, ["vs_params", "cot_gain"])
+    tables = ["scaling_metrics", "cot_gain", "results_m0-a", "paired_m0-a", "compute_m0-a",
+              "brier_m0-a"]  # fmt: skip
+    ladder = sections(tables, ["vs_params", "cot_gain", "forest"])
     assert ladder == [
-        ("Results: means with 95% bootstrap CIs", ["comparison", "comparison_m0-a"], []),
+        (
+            "Results: means with 95% bootstrap CIs (per arm, budget, seed, split)",
+            ["results_m0-a"],
+            [],
+        ),  # fmt: skip
         ("Fine-tuning vs prompting: paired bootstrap tests", ["paired_m0-a"], []),
         ("Compute", ["compute_m0-a"], []),
         ("Scaling (model ladder)", ["scaling_metrics", "cot_gain"], ["vs_params", "cot_gain"]),
@@ -260,7 +244,7 @@ def test_report_sections_follow_the_summary_tables_ladders_included():
 
 
 def test_a_failed_cell_shows_failed_with_its_config(tmp_path, tiny_cache, monkeypatch):
-    _offline(monkeypatch)
+    offline(monkeypatch)
     recipe = {**RECIPE, "arms": RECIPE["arms"][:2], "budgets": [2]}
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -278,14 +262,12 @@ def test_a_failed_cell_shows_failed_with_its_config(tmp_path, tiny_cache, monkey
     (failed,) = [r for d in (out / "wandb").glob("offline-run-*")
                  if (r := OfflineRun(d)).name == "kshot__b2__d0"]  # fmt: skip
     assert failed.exit_codes == [1]
-    assert (
-        failed.init_config["cell"]["arm"] == "kshot" and failed.init_config["cell"]["budget"] == 2
-    )
+    assert failed.init_config["arm"] == "kshot" and failed.init_config["budget"] == 2
     assert failed.group == read_json(out / "study.json")["study_id"]
 
 
 def test_only_the_main_process_logs(tmp_path, monkeypatch):
-    _offline(monkeypatch)
+    offline(monkeypatch)
     t = Tracker(TrackingCfg(mode="offline"), "s", tmp_path, {}, main=False)
     assert not t.enabled
     t.start_cell("c", "icl", {"arm": "c"}, [])

@@ -196,7 +196,9 @@ def test_report_has_compute_view_and_a_buildable_wandb_report(smoke):
     assert "icl_kshot" in line  # FT at budget 8 is costed against 8-shot ICL
     definition = smoke / "report" / "wandb_report.py"
     text = definition.read_text()
-    assert "'comparison'" in text and "'compute'" in text and "'id_vs_ood'" in text
+    assert (
+        "'results'" in text and "'paired'" in text and "'compute'" in text and "'id_vs_ood'" in text
+    )
     done = subprocess.run(
         [sys.executable, str(definition), "--dry-run"], capture_output=True, text=True, timeout=120
     )
