@@ -84,7 +84,7 @@ class CellRunner:
                 ("prompted", model, tok, PromptSpec(arm.format, tuple(demos), arm.trigger))
             )
         else:
-            from train.finetune import finetune, finished, load_finetuned
+            from train.finetune import finetune, finished
 
             cfg = r.train_for(arm)
             train_set, held_out = fairness.split_budget(ft_data, cfg)  # both inside the budget
@@ -111,14 +111,12 @@ class CellRunner:
             chosen = "best" if cfg.select == "best_dev" else "last"
             other = "last" if chosen == "best" else "best"
             info["selected"] = chosen
-            model, tok = load_finetuned(
-                self.base.resolved.path, ckpts[chosen], arm.method, self.precision
-            )
-            model.to(self.acc.device)
+            model, tok, merge = self.load_ft(ckpts[chosen], arm.method)
             # every evaluated checkpoint must differ from the base model (the other one is
             # checked when it is loaded, below)
             deltas = {chosen: self.base.output_delta(model, tok)}
             train_info |= {"output_delta": deltas[chosen], "output_deltas": deltas}
+            train_info["eval_merge"] = {chosen: merge}
             variants.append((chosen, model, tok, PromptSpec(arm.format, (), arm.trigger)))
             if r.eval.ft_then_icl_k:
                 ordered = data_order(r, self.pool, cell.data_seed)  # same prefix as the data
@@ -145,10 +143,7 @@ class CellRunner:
                 lm = None
                 gc.collect()
                 torch.cuda.empty_cache() if torch.cuda.is_available() else None
-                model, tok = load_finetuned(
-                    self.base.resolved.path, ckpts[name], arm.method, self.precision
-                )
-                model.to(self.acc.device)
+                model, tok, train_info["eval_merge"][name] = self.load_ft(ckpts[name], arm.method)
                 train_info["output_deltas"][name] = self.base.output_delta(model, tok)
             lm = LM(model, tok, batch_size=r.eval.batch_size, progress=self.progress)
             ran = {"tokens": 0, "head": 0}  # forward tokens of this variant, over all splits
@@ -212,6 +207,28 @@ class CellRunner:
             "wall_s": time.time() - t0,
             "_predictions": preds,
         }
+
+    def load_ft(self, checkpoint: str, method: str) -> tuple[Any, Any, dict[str, Any]]:
+        """(model, tokenizer, merge record) of a fine-tuned checkpoint on the device: a LoRA
+        adapter merged in fp32 where that is exact enough (eval/merge.py)."""
+        from eval.merge import for_evaluation
+        from train.finetune import load_finetuned
+
+        path = self.base.resolved.path
+        model, tok = load_finetuned(path, checkpoint, method, self.precision, unmerged=True)
+        model.to(self.acc.device)
+        if method != "lora":
+            return model, tok, {"path": "full weights"}
+        model, merge = for_evaluation(
+            model, tok, path, checkpoint, self.precision, self.base.check_texts
+        )
+        if self.acc.is_main_process:
+            self.log(
+                f"[lab]   {Path(checkpoint).name}: evaluating the adapter "
+                f"{'merged' if merge['path'] == 'merged' else 'unmerged'} (max |d log p| "
+                f"{merge.get('max_abs_logprob_diff', 0):.2g}, tolerance {merge.get('tolerance')})"
+            )
+        return model, tok, merge
 
     def fit_demos(self, tok: Any, demos: list[Example], arm: ArmCfg, cell: Cell) -> list[Example]:
         """The longest prefix of `demos` whose prompt fits the context with every eval
