@@ -180,7 +180,9 @@ def train_phase(args: argparse.Namespace, path: str, seq: int, method: str,
     best_ref = max((v for s, v in med.items() if s != "lab"), default=None)
     lab_tps = med.get("lab")
     ratio = lab_tps / best_ref if lab_tps and best_ref else None
-    of_matmul = {s: flops * v / res["tokens_per_run"] / rate for s, v in med.items()} if flops else {}
+    of_matmul = (
+        {s: flops * v / res["tokens_per_run"] / rate for s, v in med.items()} if flops else {}
+    )
     curves = {s: rs[0]["losses"] for s, rs in res["runs"].items() if rs}
     loss_diff = {s: max(abs(a - b) for a, b in zip(curves["lab"], c, strict=False))
                  for s, c in curves.items() if s != "lab" and "lab" in curves and c}  # fmt: skip
@@ -203,13 +205,13 @@ def eval_phase(args: argparse.Namespace, path: str, dtype: str, rate: float) -> 
 
     from bench import vs_lmeval as V
     from bench.common import torch_dtype
+    from bench.workloads import mc_requests
     from eval.lm import LM
     from lab.core.compute import flop_counter
     from lab.core.prompts import demos_prefix, prompt
     from lab.core.recipe import TaskCfg
     from lab.study.models import load_model
     from lab.tasks import build_task
-    from bench.workloads import mc_requests
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, tok = load_model(path, device, "fp32")

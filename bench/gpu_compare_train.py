@@ -109,8 +109,8 @@ def train_pair(path: str, examples: list, fmt: str, cfg: Any, method: str, preci
     the runs, median tokens/s (the lab's token count: the same batches) and loss curves."""
     from transformers import AutoTokenizer
 
-    from train.data import encode_example, epoch_order
     from lab.core.prompts import bos_prefix
+    from train.data import encode_example, epoch_order
 
     tok = AutoTokenizer.from_pretrained(path)
     data = [encode_example(ex, fmt, tok, bos_prefix(tok)) for ex in examples]

@@ -40,7 +40,9 @@ def test_the_tokenizer_is_one_token_a_character_padded_to_the_vocabulary():
     assert len(tok(text, add_special_tokens=False).input_ids) == len(text)
     assert tok.decode(tok(text, add_special_tokens=False).input_ids) == text
     ch = tok.decode([511])  # a filler id: one character beyond ASCII, and back
-    assert len(ch) == 1 and ord(ch) >= 0x100 and tok(ch, add_special_tokens=False).input_ids == [511]
+    assert (
+        len(ch) == 1 and ord(ch) >= 0x100 and tok(ch, add_special_tokens=False).input_ids == [511]
+    )
     assert not any(0xD800 <= ord(c) <= 0xDFFF for c in filler(60_000))
 
 
