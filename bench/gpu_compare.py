@@ -10,7 +10,8 @@ token a character; a random model's generations decode to filler text on both si
 
 Pairs (bf16 unless `--dtypes` adds fp32; medians of `--repeats`, interleaved):
 - train: LoRA (r 16, alpha 32, all linear layers) and full fine-tuning at sequence lengths
-  512 and 2048 (every example exactly that long: a prompt and a CoT target of half each),
+  512 and 2048 (every example exactly that long: a prompt and a CoT target of half each;
+  TOKENS_PER_STEP tokens a step, 16,384 for 0.5B, 8,192 for 1.5B),
   `train.finetune.finetune` vs `transformers.Trainer` vs TRL `SFTTrainer` (bench/
   gpu_compare_train.py): tokens/s, each side's loss curve (same loss on the same batches),
   achieved FLOP/s (the lab's count of the same work) against the bf16 matmul rate;
@@ -42,6 +43,10 @@ from typing import Any
 
 SHAPES = {"0.5b": "Qwen/Qwen2.5-0.5B", "1.5b": "Qwen/Qwen2.5-1.5B"}
 SMOKE_SHAPE = (2, 64, 4, 2, 16, 128, 512, 4096)  # layers, d, heads, kv, head, ff, vocab, ctx
+# Tokens per optimizer step (one micro-batch, every side): full FT of the 1.5B shape at 2048
+# holds fp32 weights, grads and AdamW states (~25 GB) plus activations and the references'
+# logits at every position (~35 GB at 8,192 tokens): within an H100's 80 GB.
+TOKENS_PER_STEP = {"0.5b": 16384, "1.5b": 8192, "smoke": 128}
 GOALS = {"train_vs_reference": 1.0, "train_of_matmul_2048": 0.35, "ll_vs_lmeval": 3.0,
          "gen_vs_lmeval": 2.0, "bf16_same_choice": 0.95, "bf16_same_output": 0.90}  # fmt: skip
 T0 = time.time()
@@ -118,6 +123,25 @@ def batch_for(seq: int, tokens_per_step: int) -> int:
     return max(1, tokens_per_step // seq)
 
 
+def plan_jobs(shapes: list[str], seqs: list[int], methods: list[str], dtypes: list[str],
+              only: list[str]) -> list[tuple[str, str, str, tuple]]:  # fmt: skip
+    """(key, shape, "train" | "eval", parameters) in the order they run: what the goals are
+    about first (training at the longest sequence, bf16 evaluation) for every shape, then
+    the shorter sequences and the fp32 agreement runs, so a spent time budget drops the
+    least important."""
+    first, then = [], []
+    for shape in shapes:
+        for seq in sorted(seqs, reverse=True):
+            for m in methods:
+                if "train" in only:
+                    job = (f"{shape}/train/{m}/{seq}", shape, "train", (seq, m))
+                    (first if seq == max(seqs) else then).append(job)
+        for d in dtypes:
+            if "eval" in only:
+                (first if d == "bf16" else then).append((f"{shape}/eval/{d}", shape, "eval", (d,)))
+    return first + then
+
+
 def verdict(value: float | None, goal: float) -> str:
     if value is None:
         return "n/a"
@@ -157,19 +181,20 @@ def build_model(name: str, work: Path) -> str:
     ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
            "pad_token_id": tok.pad_token_id}  # fmt: skip
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(qwen2_config(row, ids), dtype=torch.float32)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):  # fast init on a GPU
+        model = AutoModelForCausalLM.from_config(qwen2_config(row, ids), dtype=torch.float32)
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
 
 
-def train_phase(args: argparse.Namespace, path: str, seq: int, method: str,
+def train_phase(args: argparse.Namespace, path: str, shape: str, seq: int, method: str,
                 rate: float) -> dict[str, Any]:  # fmt: skip
     from bench.common import median
     from bench.gpu_compare_train import SIDES, train_pair
     from lab.core.recipe import LoraCfg, TrainCfg
 
-    batch = batch_for(seq, args.tokens_per_step)
+    batch = batch_for(seq, args.tokens_per_step or TOKENS_PER_STEP[shape])
     lr = 2e-4 if method == "lora" else 1e-5
     cfg = TrainCfg(steps=args.steps, batch_size=batch, lr=lr, warmup_ratio=0.1,
                    lora=LoraCfg(r=16, alpha=32, dropout=0.0))  # fmt: skip
@@ -259,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default="lora,full")
     ap.add_argument("--dtypes", default="bf16,fp32", help="evaluation pairs")
     ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--tokens-per-step", type=int, default=16384)
+    ap.add_argument("--tokens-per-step", type=int, help="default: TOKENS_PER_STEP[shape]")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--n-mc", type=int, default=64)
     ap.add_argument("--n-cot", type=int, default=32)
@@ -270,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default=os.environ.get("GPU_COMPARE_DIR", "/tmp/gpu_compare"))
     args = ap.parse_args(argv)
     if args.smoke:
-        args.shapes, args.seqs, args.steps, args.tokens_per_step = "smoke", "64", 3, 128
+        args.shapes, args.seqs, args.steps = "smoke", "64", 3
         args.n_mc, args.n_cot, args.max_new, args.eval_batch = 4, 2, 8, 4
     import torch
 
@@ -287,13 +312,8 @@ def main(argv: list[str] | None = None) -> int:
                               "versions": versions(), "args": vars(args), "results": {}}  # fmt: skip
     print(f"[gpu_compare] {report['device']}: matmul bf16 {rates['bf16'] / 1e12:.2f} TFLOP/s, "
           f"fp32 {rates['fp32'] / 1e12:.2f}; {report['versions']}", flush=True)  # fmt: skip
-    jobs = []
-    for shape in args.shapes.split(","):
-        if "train" in args.only:
-            jobs += [(f"{shape}/train/{m}/{s}", shape, "train", (int(s), m))
-                     for s in args.seqs.split(",") for m in args.methods.split(",")]  # fmt: skip
-        if "eval" in args.only:
-            jobs += [(f"{shape}/eval/{d}", shape, "eval", (d,)) for d in args.dtypes.split(",")]
+    jobs = plan_jobs(args.shapes.split(","), [int(x) for x in args.seqs.split(",")],
+                     args.methods.split(","), args.dtypes.split(","), args.only.split(","))  # fmt: skip
     for key, shape, kind, params in jobs:
         if time.time() - T0 > args.budget_s:
             report["results"][key] = {"status": "skipped", "reason": "time budget spent"}
@@ -302,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             path = build_model(shape, work)
             if kind == "train":
-                r = train_phase(args, path, *params, rates["bf16"])
+                r = train_phase(args, path, shape, *params, rates["bf16"])
             else:
                 r = eval_phase(args, path, params[0], rates[params[0]])
             report["results"][key] = {"status": "ok", **r}

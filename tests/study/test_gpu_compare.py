@@ -13,6 +13,7 @@ from bench.gpu_compare import (
     char_tokenizer,
     filler,
     long_examples,
+    plan_jobs,
     qwen2_config,
     shape_row,
     verdict,
@@ -63,3 +64,13 @@ def test_batches_and_verdicts():
     assert batch_for(4096, 1024) == 1
     assert verdict(3.2, 3.0).endswith("met)") and "BELOW" in verdict(0.5, 1.0)
     assert verdict(None, 1.0) == "n/a"
+
+
+def test_the_goals_pairs_run_first():
+    jobs = plan_jobs(["0.5b", "1.5b"], [512, 2048], ["lora", "full"], ["bf16", "fp32"],
+                     ["train", "eval"])  # fmt: skip
+    keys = [k for k, *_ in jobs]
+    assert len(keys) == len(set(keys)) == 2 * (2 * 2 + 2)
+    assert keys[:6] == ["0.5b/train/lora/2048", "0.5b/train/full/2048", "0.5b/eval/bf16",
+                        "1.5b/train/lora/2048", "1.5b/train/full/2048", "1.5b/eval/bf16"]  # fmt: skip
+    assert [k for k, *_ in plan_jobs(["s"], [64], ["lora"], ["fp32"], ["eval"])] == ["s/eval/fp32"]
