@@ -4,7 +4,7 @@
 # lab is tested with. Into .whl/ (gitignored; never committed).
 #   bash bench/gpu_wheels.sh           # .whl/: pydantic and its dependencies (the GPU check)
 #   bash bench/gpu_wheels.sh compare   # also .whl/compare/: TRL, lm-evaluation-harness and
-#                                      # their dependencies (bench/gpu_compare.py), ~60 MB
+#                                      # their dependencies (bench/gpu_compare.py), 48 wheels, 131 MB
 # The compare set was resolved with `pip install --dry-run --report` against the lab's
 # environment (constraints.txt), plus `datasets` and its dependencies in case the GPU
 # machine lacks them. Three of lm-eval's dependencies are sdists only (rouge_score,
