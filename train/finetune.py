@@ -350,12 +350,14 @@ def finished(out_dir: str | Path) -> TrainResult | None:
 
 
 def load_finetuned(
-    base_path: str, checkpoint: str, method: str, precision: str = "fp32"
+    base_path: str, checkpoint: str, method: str, precision: str = "fp32", unmerged: bool = False
 ) -> tuple[Any, Any]:
     """(model, tokenizer) for evaluation, loaded at `precision` (no fp32 copy of a big model
     in CPU memory at bf16). A LoRA adapter is merged into the base weights at fp32; at bf16 it
-    stays a separate fp32 adapter over the bf16 base, as in training (merged, an update
-    smaller than bf16's resolution of a weight, ~0.4%, would round away)."""
+    stays a separate fp32 adapter over the bf16 base, as in training (merged into the bf16
+    weights, an update smaller than bf16's resolution of a weight, ~0.4%, would round away).
+    `unmerged`: a LoRA adapter stays separate at any precision (the study then merges it in
+    fp32 where that is exact enough: eval/merge.py)."""
     tok = AutoTokenizer.from_pretrained(checkpoint)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
@@ -364,7 +366,7 @@ def load_finetuned(
 
         base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype(precision))
         model = PeftModel.from_pretrained(base, checkpoint)
-        if precision == "fp32":
+        if precision == "fp32" and not unmerged:
             model = model.merge_and_unload()
     else:
         model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=dtype(precision))

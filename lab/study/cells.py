@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -143,8 +144,6 @@ class CellRunner:
     def finetuned_variants(self, plan: CellPlan, cell_dir: CellDir, result: CellResult) -> None:
         """An FT arm's variants, one checkpoint in memory at a time; each evaluated
         checkpoint must differ from the base model (the adapter check)."""
-        from train.finetune import load_finetuned
-
         train = result.train
         result.compute["train_flops"] = train.get("flops", 0.0)
         paths = {
@@ -152,6 +151,7 @@ class CellRunner:
             "best": train.get("best_checkpoint") or train["checkpoint"],
         }
         deltas: dict[str, float] = {}
+        merges: dict[str, dict[str, Any]] = {}  # how each checkpoint was evaluated
         model = tok = None
         for v in plan.variants:
             if v.if_distinct and paths[v.checkpoint] == paths[plan.selected]:
@@ -160,17 +160,39 @@ class CellRunner:
                 model = tok = None  # the previous checkpoint is freed before the next loads
                 gc.collect()
                 torch.cuda.empty_cache() if torch.cuda.is_available() else None
-                model, tok = load_finetuned(
-                    self.base.resolved.path,
-                    paths[v.checkpoint],
-                    plan.cell.arm.method,
-                    self.precision,
+                model, tok, merges[v.checkpoint] = self.load_ft(
+                    paths[v.checkpoint], plan.cell.arm.method
                 )
-                model.to(self.acc.device)
                 deltas[v.checkpoint] = self.base.output_delta(model, tok)
                 if v.checkpoint == plan.selected:
-                    train |= {"output_delta": deltas[v.checkpoint], "output_deltas": deltas}
+                    train |= {
+                        "output_delta": deltas[v.checkpoint],
+                        "output_deltas": deltas,
+                        "eval_merge": merges,
+                    }
             self.evaluate_variant(plan, v, model, tok, cell_dir, result)
+
+    def load_ft(self, checkpoint: str, method: str) -> tuple[Any, Any, dict[str, Any]]:
+        """(model, tokenizer, merge record) of a fine-tuned checkpoint on the device: a LoRA
+        adapter merged in fp32 where that is exact enough (eval/merge.py)."""
+        from eval.merge import for_evaluation
+        from train.finetune import load_finetuned
+
+        path = self.base.resolved.path
+        model, tok = load_finetuned(path, checkpoint, method, self.precision, unmerged=True)
+        model.to(self.acc.device)
+        if method != "lora":
+            return model, tok, {"path": "full weights"}
+        model, merge = for_evaluation(
+            model, tok, path, checkpoint, self.precision, self.base.check_texts
+        )
+        if self.acc.is_main_process:
+            self.log(
+                f"[lab]   {Path(checkpoint).name}: evaluating the adapter "
+                f"{'merged' if merge['path'] == 'merged' else 'unmerged'} (max |d log p| "
+                f"{merge.get('max_abs_logprob_diff', 0):.2g}, tolerance {merge.get('tolerance')})"
+            )
+        return model, tok, merge
 
     def evaluate_variant(
         self,

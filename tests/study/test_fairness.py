@@ -266,10 +266,10 @@ def test_every_evaluated_checkpoint_must_change_the_outputs(tmp_path, tiny_cache
         shutil.copytree(res.checkpoint, best)
         return replace(res, best_checkpoint=str(best))
 
-    def load_finetuned(base_path, checkpoint, method, precision="fp32"):
+    def load_finetuned(base_path, checkpoint, method, precision="fp32", **kw):
         if checkpoint in last:  # the base model, at the study's precision
             return load_model(base_path, precision=precision)
-        return real_load(base_path, checkpoint, method, precision)
+        return real_load(base_path, checkpoint, method, precision, **kw)
 
     monkeypatch.setattr(ft, "finetune", finetune)
     monkeypatch.setattr(ft, "load_finetuned", load_finetuned)

@@ -88,6 +88,8 @@ def test_fine_tuned_cells_change_the_outputs_and_count_compute(smoke):
     for arm in ("lora_answer", "lora_cot", "lora_code", "full_answer"):
         cell = json.loads((smoke / "cells" / f"{arm}__b8__d1" / "cell.json").read_text())
         assert cell["train"]["output_delta"] > 0
+        merge = cell["train"]["eval_merge"][cell["cell"]["selected"]]  # eval/merge.py
+        assert merge["path"] == ("full weights" if arm == "full_answer" else "merged")
         assert cell["train"]["steps"] == len(cell["train"]["losses"]) > 0
         assert cell["train"]["target_tokens"] > 0
         assert cell["cell"]["k"] == 0  # FT arms are evaluated zero-shot
