@@ -34,6 +34,7 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from eval import invariant
 from eval.kv_cache import SharedPrefixLayer
 
 NAME = "lab_folded_sdpa"
@@ -53,6 +54,8 @@ def folded_sdpa(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     cache, memo = _SHARED.get()
+    if invariant.active():
+        return _invariant(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
     if cache is not None:
         layer = cache.layers[module.layer_idx]
         if isinstance(layer, SharedPrefixLayer):
@@ -84,6 +87,24 @@ def folded_sdpa(
         query.reshape(b, kv_heads, g * q, d), key, value, attn_mask=mask, scale=scaling
     )
     return out.reshape(b, h, q, d).transpose(1, 2).contiguous(), None
+
+
+def _invariant(
+    module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+    mask: torch.Tensor | None, dropout: float, scaling: float | None, **kwargs: Any,
+) -> tuple[torch.Tensor, None]:  # fmt: skip
+    """eval/invariant.py's attention, over the shared prefix's layer where there is one."""
+    if dropout or kwargs.get("softcap") or kwargs.get("s_aux") is not None:
+        raise RuntimeError("batch-invariant attention has no dropout, softcapping or sinks")
+    cache, _ = _SHARED.get()
+    prefix = None
+    if cache is not None:
+        layer = cache.layers[module.layer_idx]
+        if isinstance(layer, SharedPrefixLayer):
+            if key is not layer.keys or value is not layer.values:
+                raise RuntimeError("a shared-prefix cache needs the keys its layer returned")
+            prefix = (layer.prefix_keys, layer.prefix_values)
+    return invariant.attend(query, key, value, mask, scaling, prefix), None
 
 
 Masks = tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]

@@ -40,6 +40,7 @@ import torch
 from tqdm.auto import tqdm
 
 from eval.attention import folded, shared_prefix
+from eval.invariant import invariant_forward, invariant_linears
 from eval.kv_cache import expand, preallocate, share
 from eval.packed import pack_linears
 from eval.phases import PhaseClock, attended_pairs
@@ -95,7 +96,10 @@ class Generation:
 class LM(Scoring):
     """generate / loglikelihood / next_token_logprobs (the last two: eval/scoring.py)."""
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16, progress: bool = True):
+    def __init__(
+        self, model: Any, tokenizer: Any, batch_size: int = 16, progress: bool = True,
+        invariant: bool = False,
+    ):  # fmt: skip
         self.model = model
         self.tok = tokenizer
         self.batch_size = batch_size
@@ -109,12 +113,21 @@ class LM(Scoring):
         self.counts = {"tokens": 0, "head": 0}
         self.clock = PhaseClock(self.device)  # seconds and work per phase (eval/phases.py)
         self.baseline = baseline_mode()
-        self.trees = not self.baseline and takes_4d_mask(model)
+        # Batch-invariant numerics (eval/invariant.py): one row per request, no trees.
+        self.invariant = invariant and not self.baseline
+        if self.invariant and model.config._attn_implementation != "sdpa":
+            raise ValueError(
+                "batch-invariant evaluation runs sdpa attention; this model uses "
+                f"{model.config._attn_implementation!r}: set `eval.invariant: false`"
+            )
+        self.trees = not self.baseline and not self.invariant and takes_4d_mask(model)
         # Split attention over a shared prefix (eval/attention.py) runs in the folded sdpa.
         self.split = not self.baseline and model.config._attn_implementation == "sdpa"
         if not self.baseline:
             contiguous_head_input(model)
             pack_linears(model)  # bf16 on a CPU with native bf16: same results, faster
+        if self.invariant:
+            invariant_linears(model)  # fp32: at least MIN_ROWS rows per product
 
     def _eos_ids(self) -> set[int]:
         ids = {self.tok.eos_token_id}
@@ -174,7 +187,8 @@ class LM(Scoring):
         self.counts["head"] += head
         fold = nullcontext() if self.baseline else folded(self.model)
         split = shared_prefix(past) if self.split and past is not None else nullcontext()
-        with self.clock.phase(phase, tokens, head, attn_pairs), fold, split:
+        inv = invariant_forward() if self.invariant else nullcontext()
+        with self.clock.phase(phase, tokens, head, attn_pairs), fold, split, inv:
             yield
 
     def _batch_inputs(

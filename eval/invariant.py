@@ -1,0 +1,226 @@
+"""Batch-invariant evaluation numerics: every request's log-likelihoods and generations are
+bit-identical whatever it is batched with, however its group's shared prefix is split off,
+and however many processes share the evaluation.
+
+Why stock kernels are not: a matrix library picks its kernel (and with it the order in which
+a dot product is summed) by the shape of the whole product, so a row's result changes with
+the number of rows beside it; attention sums over the keys in blocks laid out in storage, so
+padding, a shared prefix read apart from each row's own keys (eval/attention.py
+`split_sdpa`) or the length of the longest row moves the block boundaries; and at bf16 each
+layer rounds such differences up to a visible size (0.33 nats between batch 1 and 32).
+
+What is invariant here (each property is tested, tests/eval/test_invariant.py):
+- Linear layers at bf16 on a CPU with native bf16: oneDNN's kernel gives every row the same
+  result whatever the number of rows (measured for every linear shape of SmolLM2, 1 to 600
+  rows, 1 and 2 threads). At fp32 the stock kernel differs for 1 row (and for 1-3 rows at
+  some shapes) from more rows: `InvariantLinear` pads inputs to at least `MIN_ROWS` rows.
+- Attention (`attend`), in fp32 whatever the model's dtype: each query's keys are put in
+  their logical order (shared prefix, then the row's own real tokens: padding and the prefix
+  split drop out) and summed in blocks of `BLOCK` logical positions, always aligned at
+  position 0, one block after another in a fixed order. Scores and weighted values are
+  products of a fixed shape per block (queries padded to a multiple of `MIN_ROWS`, blocks of
+  `BLOCK` keys): a row's result does not depend on how many rows are beside it. The softmax
+  is taken in two passes (the exact maximum over all visible keys first); keys a query
+  cannot see weigh exactly 0, so blocks past its position change nothing.
+- Normalisation, activations, rotary embeddings, the LM head's log-softmax: row by row in
+  torch's own kernels, which are invariant on this CPU (tested end to end).
+
+What it costs: the tree-shaped scoring batches (eval/tree.py) and CPU flash attention are
+not used (eval/lm.py: one row per request); the shared prefix is still computed once per
+group and read in place. The figures are in the README ("Crashes, resume and
+reproducibility").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BLOCK = 64  # keys per block of logical positions
+MIN_ROWS = 8  # the row dimension of every fp32 product: a multiple of it, at least it
+
+_ACTIVE: ContextVar[dict | None] = ContextVar("lab_invariant", default=None)
+
+
+@contextmanager
+def invariant_forward() -> Iterator[None]:
+    """Run one forward (its attention, fp32 linear layers) batch-invariantly inside the block;
+    the per-forward layout of the keys is worked out once and kept for every layer."""
+    token = _ACTIVE.set({})
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+def active() -> bool:
+    return _ACTIVE.get() is not None
+
+
+class InvariantLinear(nn.Linear):
+    """An nn.Linear that, inside `invariant_forward` and at fp32, multiplies at least
+    `MIN_ROWS` rows (zero rows appended): the kernel for fewer rows sums in another order."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // max(x.shape[-1], 1)
+        if not active() or x.dtype != torch.float32 or rows >= MIN_ROWS or not rows:
+            return F.linear(x, self.weight, self.bias)
+        flat = x.reshape(rows, x.shape[-1])
+        padded = torch.cat([flat, flat.new_zeros(MIN_ROWS - rows, x.shape[-1])])
+        return F.linear(padded, self.weight, self.bias)[:rows].reshape(*x.shape[:-1], -1)
+
+
+def invariant_linears(model: Any) -> int:
+    """Switch `model`'s plain fp32 linear layers to InvariantLinear (once); how many were."""
+    n = 0
+    for m in model.modules():
+        if type(m) is nn.Linear and m.weight.dtype == torch.float32:
+            m.__class__ = InvariantLinear
+            n += 1
+    return n
+
+
+@dataclass
+class _Layout:
+    """Where each query's keys are, worked out once per forward (the same for every layer)."""
+
+    p0: int  # prefix keys in whole blocks: read in place, one product for all rows
+    head: int  # the prefix keys after them: copied in front of each row's own keys
+    own: torch.Tensor  # (rows, width) column of each own key in logical order (0: none)
+    tail_ok: torch.Tensor  # (rows, 1, head + width, 1) the tail position holds a real key
+    seen: torch.Tensor  # (rows, 1, m, 1) keys each folded query sees (0 for padding)
+    m: int  # folded queries per row and KV head, padded to a multiple of MIN_ROWS
+
+
+def _visible(mask: torch.Tensor | None, n: int, q: int, s: int, device: Any) -> torch.Tensor:
+    """(rows, q, keys) bool: which keys each query may attend. `mask`: bool, or additive (0 =
+    visible), (rows, 1, q, >= keys); None: causal aligned at the end (every key for q = 1)."""
+    if mask is None:
+        return torch.ones(q, s, dtype=torch.bool, device=device).tril(s - q).expand(n, q, s)
+    m = mask[:, 0, :, :s]
+    m = m if m.dtype == torch.bool else m == 0
+    return m.expand(n, q, s)
+
+
+def _layout(mask: Any, n: int, q: int, g: int, p: int, t: int, device: Any) -> _Layout:
+    vis = _visible(mask, n, q, p + t, device)
+    real = vis[:, -1]  # left-padded rows: the last query is real and sees every real key
+    if not bool(real[:, -1].all()) or (p and not bool(real[:, :p].all())):
+        raise RuntimeError("batch-invariant attention takes left-padded rows after a prefix")
+    lpos = real.long().cumsum(-1) - 1  # logical position of each real key
+    seen = vis.sum(-1)  # (rows, q): a real query's position + 1
+    q_real = real[:, p + t - q :]
+    want = real[:, None, :] & (lpos[:, None, :] < seen[..., None])
+    if not bool((want == vis)[q_real].all()):
+        raise RuntimeError(
+            "batch-invariant attention takes causal rows of one sequence each (no tree-shaped "
+            "batches): each query sees the real keys before it"
+        )
+    seen = seen.masked_fill(~q_real, 0)
+    own_real = real[:, p:]
+    n_own = own_real.sum(-1)
+    p0 = p // BLOCK * BLOCK
+    head = p - p0
+    width = -(-(head + int(n_own.max())) // BLOCK) * BLOCK - head
+    order = torch.sort((~own_real).to(torch.int8), dim=-1, stable=True).indices
+    own = F.pad(order, (0, max(0, width - t)))[:, :width]
+    pos = torch.arange(head + width, device=device)
+    tail_ok = (pos[None, :] < head + n_own[:, None])[:, None, :, None]
+    rows = g * q
+    m = -(-rows // MIN_ROWS) * MIN_ROWS
+    folded = seen[:, None, :].expand(n, g, q).reshape(n, rows)
+    folded = F.pad(folded, (0, m - rows))[:, None, :, None]
+    return _Layout(p0, head, own, tail_ok, folded, m)
+
+
+def _tail(own: torch.Tensor, prefix: torch.Tensor | None, lay: _Layout) -> torch.Tensor:
+    """(rows, kv heads, head + width, d) fp32: the prefix keys after its whole blocks, then
+    each row's own keys in logical order; zeros where a row has no key."""
+    n, kv, _, d = own.shape
+    idx = lay.own[:, None, :, None].expand(n, kv, lay.own.shape[1], d)
+    parts = [torch.gather(own, 2, idx)]
+    if lay.head:
+        parts.insert(0, prefix[:, :, lay.p0 :].expand(n, kv, lay.head, d))
+    return torch.cat(parts, 2).float().masked_fill(~lay.tail_ok, 0.0)
+
+
+def _with_ones(v: torch.Tensor) -> torch.Tensor:
+    """Values with a column of ones: the same product then sums the softmax's weights."""
+    return torch.cat([v, torch.ones_like(v[..., :1])], -1).contiguous()
+
+
+def attend(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor | None,
+    scale: float | None,
+    prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Attention of `query` (rows, heads, q, d) to `prefix` (its keys and values (1, kv heads,
+    P, d), shared by every row; None: no prefix) followed by each row's `keys`/`values`
+    (rows, kv heads, T, d; this forward's tokens last), as (rows, q, heads, d) in the query's
+    dtype. `mask`: which of the P + T keys each query sees (see `_visible`)."""
+    n, h, q, d = query.shape
+    kv, t = keys.shape[1], keys.shape[-2]
+    g = h // kv
+    p = 0 if prefix is None else prefix[0].shape[-2]
+    memo = _ACTIVE.get()
+    memo = {} if memo is None else memo
+    key = (id(mask), n, q, g, p, t)
+    if key not in memo:  # the mask object is kept with it, so its id stays its own
+        memo[key] = (mask, _layout(mask, n, q, g, p, t, query.device))
+    lay = memo[key][1]
+    scale = d**-0.5 if scale is None else scale
+    qf = (query.float() * scale).reshape(n, kv, g * q, d)
+    qf = F.pad(qf, (0, 0, 0, lay.m - g * q))  # (rows, kv, m, d)
+    scores: list[tuple[bool, torch.Tensor, torch.Tensor]] = []  # (prefix?, scores, values)
+    if lay.p0:  # whole prefix blocks: every row's queries in one product per block
+        pk, pv = prefix
+        qp = qf.transpose(0, 1).reshape(kv, n * lay.m, d)
+        seen = lay.seen.reshape(1, n * lay.m, 1)
+        for b in range(0, lay.p0, BLOCK):
+            kb = pk[0, :, b : b + BLOCK].float().contiguous()
+            s = torch.bmm(qp, kb.transpose(1, 2))
+            pos = torch.arange(b, b + BLOCK, device=s.device)
+            scores.append(
+                (True, s.masked_fill(pos >= seen, float("-inf")), pv[0, :, b : b + BLOCK])
+            )
+    tk = _tail(keys, None if prefix is None else prefix[0], lay)
+    tv = _tail(values, None if prefix is None else prefix[1], lay)
+    qt = qf.reshape(n * kv, lay.m, d)
+    for b in range(0, tk.shape[2], BLOCK):
+        kb = tk[:, :, b : b + BLOCK].reshape(n * kv, BLOCK, d).contiguous()
+        s = torch.bmm(qt, kb.transpose(1, 2)).view(n, kv, lay.m, BLOCK)
+        pos = torch.arange(lay.p0 + b, lay.p0 + b + BLOCK, device=s.device)
+        scores.append(
+            (False, s.masked_fill(pos >= lay.seen, float("-inf")), tv[:, :, b : b + BLOCK])
+        )
+    # The exact maximum over every visible key (0 where a query sees none), then the blocks.
+    top = torch.full((n, kv, lay.m), float("-inf"), device=query.device)
+    for in_prefix, s, _ in scores:
+        blk = s.amax(-1).view(kv, n, lay.m).transpose(0, 1) if in_prefix else s.amax(-1)
+        top = torch.maximum(top, blk)
+    top = top.masked_fill(top == float("-inf"), 0.0)[..., None]
+    acc = torch.zeros((n, kv, lay.m, d + 1), device=query.device)
+    top_p = top.transpose(0, 1).reshape(kv, n * lay.m, 1)
+    for in_prefix, s, v in scores:
+        if in_prefix:
+            w = torch.exp(s - top_p)
+            part = torch.bmm(w, _with_ones(v.float()))
+            acc += part.view(kv, n, lay.m, d + 1).transpose(0, 1)
+        else:
+            w = torch.exp(s - top).reshape(n * kv, lay.m, BLOCK)
+            part = torch.bmm(w, _with_ones(v).reshape(n * kv, BLOCK, d + 1))
+            acc += part.view(n, kv, lay.m, d + 1)
+    den = acc[..., d:]
+    out = torch.where(den > 0, acc[..., :d] / den.clamp_min(1e-30), 0.0)
+    out = out[:, :, : g * q].reshape(n, h, q, d)
+    return out.transpose(1, 2).to(query.dtype).contiguous()
