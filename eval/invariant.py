@@ -118,7 +118,9 @@ def _layout(mask: Any, n: int, q: int, g: int, p: int, t: int, device: Any) -> _
     seen = vis.sum(-1)  # (rows, q): a real query's position + 1
     q_real = real[:, p + t - q :]
     want = real[:, None, :] & (lpos[:, None, :] < seen[..., None])
-    if not bool((want == vis)[q_real].all()):
+    sees_self = vis[:, :, p + t - q :].diagonal(dim1=1, dim2=2)  # (rows, q)
+    stray = sees_self & ~q_real & ~vis.all(-1)  # not a padding query, not in the sequence
+    if not bool((want == vis)[q_real].all()) or bool(stray.any()):
         raise RuntimeError(
             "batch-invariant attention takes causal rows of one sequence each (no tree-shaped "
             "batches): each query sees the real keys before it"
