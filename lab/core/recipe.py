@@ -116,6 +116,18 @@ class EvalCfg(_Strict):
     ft_then_icl_k: int = Field(
         0, ge=0, description="also prompt each FT model with k demos: does FT keep ICL?"
     )
+    precision: Literal["study", "bf16", "fp32"] = Field(
+        "study",
+        description="the precision models are evaluated at: study = the study's `precision` "
+        "(training's), or bf16 / fp32 apart from it (lab/core/precision.py)",
+    )
+    invariant: bool = Field(
+        True,
+        description="batch-invariant numerics (eval/invariant.py): every log-likelihood and "
+        "generation bit-identical whatever eval.batch_size, the grouping of requests and the "
+        "number of processes; false: faster kernels whose scores move with batching (bf16: "
+        "up to ~0.3 nats) — README, Crashes, resume and reproducibility",
+    )
 
 
 class TrackingCfg(_Strict):
@@ -233,6 +245,9 @@ class Recipe(_Strict):
             del d["task"]["spec"]
         for old, new in RENAMED_EVAL_KEYS.items():  # hashed under the name it had (resume)
             d["eval"][old] = d["eval"].pop(new)
+        for key, default in NEW_EVAL_DEFAULTS.items():  # at its default: hashed as before it
+            if d["eval"][key] == default:
+                del d["eval"][key]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -281,6 +296,9 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 # recipe hash keeps the old name, so studies started before resume. "probe" means only an
 # evaluation split from outside the study's task.
 RENAMED_EVAL_KEYS = {"ft_icl_probe_k": "ft_then_icl_k"}
+# Eval keys added later: a recipe leaving them at their defaults keeps the hash it had (a study
+# started before resumes; its cells evaluated before the key existed ran the fast numerics).
+NEW_EVAL_DEFAULTS: dict[str, Any] = {"precision": "study", "invariant": True}
 
 
 def upgrade_stored(recipe: dict[str, Any]) -> dict[str, Any]:

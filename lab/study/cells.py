@@ -30,6 +30,7 @@ from lab.core.io import (
     read_json,
     read_jsonl,
 )
+from lab.core.precision import for_eval
 from lab.core.prompts import demos_prefix, prompt
 from lab.core.recipe import ArmCfg, Recipe
 from lab.report.tracking import Tracker
@@ -112,7 +113,10 @@ class CellRunner:
             other = "last" if chosen == "best" else "best"
             info["selected"] = chosen
             model, tok = load_finetuned(
-                self.base.resolved.path, ckpts[chosen], arm.method, self.precision
+                self.base.resolved.path,
+                ckpts[chosen],
+                arm.method,
+                for_eval(r.eval.precision, self.precision),
             )
             model.to(self.acc.device)
             # every evaluated checkpoint must differ from the base model (the other one is
@@ -146,11 +150,16 @@ class CellRunner:
                 gc.collect()
                 torch.cuda.empty_cache() if torch.cuda.is_available() else None
                 model, tok = load_finetuned(
-                    self.base.resolved.path, ckpts[name], arm.method, self.precision
+                    self.base.resolved.path,
+                    ckpts[name],
+                    arm.method,
+                    for_eval(r.eval.precision, self.precision),
                 )
                 model.to(self.acc.device)
                 train_info["output_deltas"][name] = self.base.output_delta(model, tok)
-            lm = LM(model, tok, batch_size=r.eval.batch_size, progress=self.progress)
+            lm = LM(
+                model, tok, r.eval.batch_size, progress=self.progress, invariant=r.eval.invariant
+            )
             ran = {"tokens": 0, "head": 0}  # forward tokens of this variant, over all splits
             for split in self.eval_splits:
                 path = cell_dir / "predictions" / name / f"{split}.jsonl"

@@ -25,6 +25,7 @@ from lab.core.io import (
     atomic_write_jsonl,
     remove_stale_tmp,
 )
+from lab.core.precision import for_eval
 from lab.core.recipe import Recipe
 from lab.report.tracking import Tracker, cell_config, study_id
 from lab.study import claims, preflight
@@ -114,7 +115,8 @@ class Runner:
 
     def _base_model(self) -> BaseModel:
         """The current base model, not loaded yet (lab/study/base_model.py)."""
-        return BaseModel(self.model, self.acc.device, self.precision, self.splits[ID_EVAL_SPLIT])
+        at = for_eval(self.recipe.eval.precision, self.precision)  # evaluation's precision
+        return BaseModel(self.model, self.acc.device, at, self.splits[ID_EVAL_SPLIT])
 
     def use_model(self, spec: str) -> None:
         """Make `spec` the base model of the next cells (a ladder loads one at a time)."""
@@ -276,6 +278,8 @@ class Runner:
             "probe_splits": self.probe_splits,
             "selection": fairness.SELECTION,
             "precision": self.precision,
+            "eval_precision": for_eval(r.eval.precision, self.precision),
+            "eval_invariant": r.eval.invariant,
         }
 
     def _missing(self, cell_dir: Path) -> list[str] | None:
