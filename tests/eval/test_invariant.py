@@ -7,6 +7,12 @@ in tests/study/test_slow_real_model.py."""
 from __future__ import annotations
 
 import copy
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,11 +20,13 @@ import torch.nn.functional as F
 from sharp import sharpen
 
 from eval import invariant
+from eval.evaluate import evaluate_split
 from eval.lm import LM, GenRequest
 from lab.core.prompts import demos_prefix, prompt
 from lab.study.models import load_model
 
 BATCHES = (1, 7, 32)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +164,35 @@ def test_tree_batches_are_refused():
     tree = torch.tensor([[1, 0, 0], [1, 1, 0], [1, 0, 1]], dtype=torch.bool)[None, None]
     with invariant.invariant_forward(), pytest.raises(RuntimeError, match="no tree"):
         invariant.attend(q, k, k, tree, None)
+
+
+@pytest.mark.slow  # ~1 min on the shared 2-core machine (2 processes import torch)
+def test_two_processes_give_the_bits_of_one(tiny_cache, tmp_path):
+    """2 CPU processes (torchrun + accelerate, as tests/eval/test_parallel.py) evaluating the
+    examples sharded at batch 3: every generation and log-probability bit-identical to one
+    process at batch 7, at fp32 and at bf16."""
+    from dp_worker import case, sharp_model
+
+    model, tok = sharp_model(str(tiny_cache))
+    want = {}
+    for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        lm = LM(copy.deepcopy(model).to(dt), tok, batch_size=7, progress=False, invariant=True)
+        want[name] = json.loads(json.dumps(evaluate_split(lm, *case(), 8)[0]))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "dp.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
+           "ACCELERATE_USE_CPU": "true"}  # fmt: skip
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(port), str(ROOT / "tests" / "dp_worker.py"), str(tiny_cache),
+        str(out), "invariant",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(out.read_text())
+    assert got["world"] == 2
+    for name in ("fp32", "bf16"):
+        assert len({p["gold_logprob"] for p in want[name]}) > 3  # distinct: not degenerate
+        assert got["preds"][name] == want[name], name
