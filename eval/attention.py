@@ -20,6 +20,10 @@ to its own keys under the mask's own columns; CPU flash attention returns each p
 log-sum-exp, and the two are merged as one softmax over all the keys would weigh them:
 out = (e^lse_p * out_p + e^lse_o * out_o) / (e^lse_p + e^lse_o), in fp32. The same numbers as
 one call over the whole row up to float reassociation (tested).
+
+Inside `eval.invariant.invariant_forward()` (LM(invariant=True)), every layer's attention,
+split or not, is eval/invariant.py's `attend` instead: the same softmax, summed in an order
+that does not depend on the batch, its padding or where the shared prefix ends.
 """
 
 from __future__ import annotations

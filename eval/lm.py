@@ -20,6 +20,11 @@ attends to its group's prefix in place, once for all its rows, instead of a copy
 (eval/kv_cache.py `share`), and bf16 linear layers read weights packed once for oneDNN on a
 CPU with native bf16 (eval/packed.py; bitwise the same outputs).
 
+`invariant=True` (the recipe's `eval.invariant`, on by default in studies; eval/invariant.py)
+makes every result bit-identical whatever the batch size, the grouping and the process count:
+attention in fixed logical key blocks, fp32 products of a fixed shape, one row per request
+(no trees; the shared prefix is still run once and read in place).
+
 `FTLAB_BASELINE=1` (read when an LM is made; for `bench/quickstart.py` only) turns the
 optimisations off, to time the lab as a plain evaluation would run: every request runs
 whole, one per row (no shared-prefix cache, no trees, no merging of per-example prefixes),
@@ -30,6 +35,7 @@ same up to float reassociation (tested).
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -119,6 +125,12 @@ class LM(Scoring):
             raise ValueError(
                 "batch-invariant evaluation runs sdpa attention; this model uses "
                 f"{model.config._attn_implementation!r}: set `eval.invariant: false`"
+            )
+        if self.invariant and self.device.type != "cpu":
+            warnings.warn(
+                f"batch-invariant evaluation is verified on CPU only; on {self.device.type} its "
+                "matrix kernels are the vendor's and scores may still move with batching",
+                stacklevel=2,
             )
         self.trees = not self.baseline and not self.invariant and takes_4d_mask(model)
         # Split attention over a shared prefix (eval/attention.py) runs in the folded sdpa.
