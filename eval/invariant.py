@@ -183,45 +183,48 @@ def attend(
     scale = d**-0.5 if scale is None else scale
     qf = (query.float() * scale).reshape(n, kv, g * q, d)
     qf = F.pad(qf, (0, 0, 0, lay.m - g * q))  # (rows, kv, m, d)
-    scores: list[tuple[bool, torch.Tensor, torch.Tensor]] = []  # (prefix?, scores, values)
-    if lay.p0:  # whole prefix blocks: every row's queries in one product per block
+    inf = float("-inf")
+    # Whole prefix blocks: every row's queries at once, one (rows x m, d) x (d, BLOCK) product
+    # per KV head and block (the blocks stacked as a batch of products of that one shape).
+    nbp = lay.p0 // BLOCK
+    sp = top_p = None
+    if nbp:
         pk, pv = prefix
-        qp = qf.transpose(0, 1).reshape(kv, n * lay.m, d)
-        seen = lay.seen.reshape(1, n * lay.m, 1)
-        for b in range(0, lay.p0, BLOCK):
-            kb = pk[0, :, b : b + BLOCK].float().contiguous()
-            s = torch.bmm(qp, kb.transpose(1, 2))
-            pos = torch.arange(b, b + BLOCK, device=s.device)
-            scores.append(
-                (True, s.masked_fill(pos >= seen, float("-inf")), pv[0, :, b : b + BLOCK])
-            )
+        qp = qf.transpose(0, 1).reshape(kv, 1, n * lay.m, d).expand(kv, nbp, n * lay.m, d)
+        kb = pk[0, :, : lay.p0].float().reshape(kv * nbp, BLOCK, d)
+        sp = torch.bmm(qp.reshape(kv * nbp, n * lay.m, d), kb.transpose(1, 2))
+        pos = torch.arange(lay.p0, device=sp.device).view(nbp, 1, BLOCK)
+        sp = sp.view(kv, nbp, n * lay.m, BLOCK)
+        sp = sp.masked_fill(pos >= lay.seen.reshape(1, n * lay.m, 1), inf)
+    # The rest: the prefix's last keys and each row's own, per row, blocks stacked likewise.
     tk = _tail(keys, None if prefix is None else prefix[0], lay)
     tv = _tail(values, None if prefix is None else prefix[1], lay)
-    qt = qf.reshape(n * kv, lay.m, d)
-    for b in range(0, tk.shape[2], BLOCK):
-        kb = tk[:, :, b : b + BLOCK].reshape(n * kv, BLOCK, d).contiguous()
-        s = torch.bmm(qt, kb.transpose(1, 2)).view(n, kv, lay.m, BLOCK)
-        pos = torch.arange(lay.p0 + b, lay.p0 + b + BLOCK, device=s.device)
-        scores.append(
-            (False, s.masked_fill(pos >= lay.seen, float("-inf")), tv[:, :, b : b + BLOCK])
-        )
-    # The exact maximum over every visible key (0 where a query sees none), then the blocks.
-    top = torch.full((n, kv, lay.m), float("-inf"), device=query.device)
-    for in_prefix, s, _ in scores:
-        blk = s.amax(-1).view(kv, n, lay.m).transpose(0, 1) if in_prefix else s.amax(-1)
-        top = torch.maximum(top, blk)
-    top = top.masked_fill(top == float("-inf"), 0.0)[..., None]
+    nbt = tk.shape[2] // BLOCK
+    qt = qf.reshape(n * kv, 1, lay.m, d).expand(n * kv, nbt, lay.m, d)
+    st = torch.bmm(
+        qt.reshape(n * kv * nbt, lay.m, d), tk.reshape(n * kv * nbt, BLOCK, d).transpose(1, 2)
+    ).view(n, kv, nbt, lay.m, BLOCK)
+    pos = torch.arange(lay.p0, lay.p0 + nbt * BLOCK, device=st.device).view(nbt, 1, BLOCK)
+    st = st.masked_fill(pos >= lay.seen[:, :, None], inf)
+    # The exact maximum over every visible key (0 where a query sees none).
+    top = st.amax(-1).amax(2)  # (rows, kv, m)
+    if sp is not None:
+        top = torch.maximum(top, sp.amax(-1).amax(1).view(kv, n, lay.m).transpose(0, 1))
+    top = top.masked_fill(top == inf, 0.0)
+    # Weighted values (a column of ones sums the weights), added block after block in order.
     acc = torch.zeros((n, kv, lay.m, d + 1), device=query.device)
-    top_p = top.transpose(0, 1).reshape(kv, n * lay.m, 1)
-    for in_prefix, s, v in scores:
-        if in_prefix:
-            w = torch.exp(s - top_p)
-            part = torch.bmm(w, _with_ones(v.float()))
-            acc += part.view(kv, n, lay.m, d + 1).transpose(0, 1)
-        else:
-            w = torch.exp(s - top).reshape(n * kv, lay.m, BLOCK)
-            part = torch.bmm(w, _with_ones(v).reshape(n * kv, BLOCK, d + 1))
-            acc += part.view(n, kv, lay.m, d + 1)
+    if sp is not None:
+        top_p = top.transpose(0, 1).reshape(kv, 1, n * lay.m, 1)
+        w = torch.exp(sp - top_p).reshape(kv * nbp, n * lay.m, BLOCK)
+        vb = _with_ones(pv[0, :, : lay.p0].float()).reshape(kv * nbp, BLOCK, d + 1)
+        part = torch.bmm(w, vb).view(kv, nbp, n, lay.m, d + 1)
+        for b in range(nbp):
+            acc += part[:, b].transpose(0, 1)
+    w = torch.exp(st - top[:, :, None, :, None]).reshape(n * kv * nbt, lay.m, BLOCK)
+    vb = _with_ones(tv).reshape(n * kv * nbt, BLOCK, d + 1)
+    part = torch.bmm(w, vb).view(n, kv, nbt, lay.m, d + 1)
+    for b in range(nbt):
+        acc += part[:, :, b]
     den = acc[..., d:]
     out = torch.where(den > 0, acc[..., :d] / den.clamp_min(1e-30), 0.0)
     out = out[:, :, : g * q].reshape(n, h, q, d)
