@@ -196,3 +196,17 @@ def test_two_processes_give_the_bits_of_one(tiny_cache, tmp_path):
     for name in ("fp32", "bf16"):
         assert len({p["gold_logprob"] for p in want[name]}) > 3  # distinct: not degenerate
         assert got["preds"][name] == want[name], name
+
+
+def test_next_token_logprobs_are_bit_identical_at_any_batch_size(sharp, splits):
+    """The one-forward path of single-token verbalizers (eval/choice.py) is invariant too."""
+    model, tok = at(sharp, "bf16")
+    ll, _ = workload(splits)
+    reqs = [(p, c) for p, c, _ in ll[::3]]
+    ids = [[5, 9, 17]] * len(reqs)
+    got = [
+        LM(model, tok, bs, progress=False, invariant=True).next_token_logprobs(reqs, ids)
+        for bs in BATCHES
+    ]
+    assert got[0] == got[1] == got[2]
+    assert len({x for row in got[0] for x in row}) > len(reqs)
