@@ -89,14 +89,21 @@ def invariant_linears(model: Any) -> int:
 
 @dataclass
 class _Layout:
-    """Where each query's keys are, worked out once per forward (the same for every layer)."""
+    """Where each query's keys are, worked out once per forward (the same for every layer).
 
-    p0: int  # prefix keys in whole blocks: read in place, one product for all rows
-    head: int  # the prefix keys after them: copied in front of each row's own keys
-    own: torch.Tensor  # (rows, width) column of each own key in logical order (0: none)
-    tail_ok: torch.Tensor  # (rows, 1, head + width, 1) the tail position holds a real key
-    seen: torch.Tensor  # (rows, 1, m, 1) keys each folded query sees (0 for padding)
-    m: int  # folded queries per row and KV head, padded to a multiple of MIN_ROWS
+    A *sequence* is what one query attends: the shared prefix, then real keys of its row in
+    storage order. A plain row holds one; a tree-shaped row (eval/tree.py) one per branch
+    (the context, then that branch). Each sequence is found from its last query (a real query
+    no other one sees) and takes every query whose keys are the first of its own."""
+
+    p0: int  # prefix keys in whole blocks: read in place, one product for all sequences
+    head: int  # the prefix keys after them: copied in front of each sequence's own keys
+    own: torch.Tensor  # (seqs, width) flat index (row * T + column) of each own key, in order
+    tail_ok: torch.Tensor  # (seqs, 1, head + width, 1) the tail position holds a real key
+    queries: torch.Tensor  # (seqs, mq) flat index (row * q + i) of the sequence's queries
+    query_ok: torch.Tensor  # (seqs, mq) a query is there
+    seen: torch.Tensor  # (seqs, 1, m, 1) keys each folded query sees (0 for padding)
+    m: int  # folded queries per sequence and KV head, padded to a multiple of MIN_ROWS
 
 
 def _visible(mask: torch.Tensor | None, n: int, q: int, s: int, device: Any) -> torch.Tensor:
@@ -110,46 +117,60 @@ def _visible(mask: torch.Tensor | None, n: int, q: int, s: int, device: Any) -> 
 
 
 def _layout(mask: Any, n: int, q: int, g: int, p: int, t: int, device: Any) -> _Layout:
-    vis = _visible(mask, n, q, p + t, device)
-    real = vis[:, -1]  # left-padded rows: the last query is real and sees every real key
-    if not bool(real[:, -1].all()) or (p and not bool(real[:, :p].all())):
-        raise RuntimeError("batch-invariant attention takes left-padded rows after a prefix")
-    lpos = real.long().cumsum(-1) - 1  # logical position of each real key
-    seen = vis.sum(-1)  # (rows, q): a real query's position + 1
-    q_real = real[:, p + t - q :]
-    want = real[:, None, :] & (lpos[:, None, :] < seen[..., None])
-    sees_self = vis[:, :, p + t - q :].diagonal(dim1=1, dim2=2)  # (rows, q)
-    stray = sees_self & ~q_real & ~vis.all(-1)  # not a padding query, not in the sequence
-    if not bool((want == vis)[q_real].all()) or bool(stray.any()):
+    s = p + t
+    vis = _visible(mask, n, q, s, device)
+    cols = torch.arange(s, device=device)
+    qcol = cols[s - q :]
+    own_q = vis[:, :, s - q :]  # (rows, q, q): query i sees query j's key
+    real = own_q.diagonal(dim1=1, dim2=2) & ~(vis & (cols > qcol[:, None])).any(-1)
+    others = own_q & real[:, :, None] & ~torch.eye(q, dtype=torch.bool, device=device)
+    last = real & ~others.any(1)  # the last query of a sequence: no real query sees it
+    leaf_r, leaf_i = last.nonzero(as_tuple=True)
+    flat_vis = vis.reshape(n * q, s)
+    seq_vis = vis[leaf_r, leaf_i]  # (seqs, keys): every key of the sequence
+    member = torch.zeros(len(leaf_r), n * q, dtype=torch.bool, device=device)
+    rows_q = (leaf_r[:, None] * q + torch.arange(q, device=device)).reshape(-1)
+    member[torch.arange(len(leaf_r), device=device).repeat_interleave(q), rows_q] = own_q[
+        leaf_r, leaf_i
+    ].reshape(-1) & real[leaf_r].reshape(-1)
+    owner = member.to(torch.int8).argmax(0)  # each query's first sequence
+    real_flat = real.reshape(-1)
+    want = seq_vis[owner] & (cols <= qcol.repeat(n)[:, None])
+    if not bool((want == flat_vis)[real_flat].all()) or (p and not bool(seq_vis[:, :p].all())):
         raise RuntimeError(
-            "batch-invariant attention takes causal rows of one sequence each (no tree-shaped "
-            "batches): each query sees the real keys before it"
+            "batch-invariant attention takes rows of sequences after a shared prefix: each "
+            "query sees the prefix and its sequence's keys up to itself"
         )
-    seen = seen.masked_fill(~q_real, 0)
-    own_real = real[:, p:]
-    n_own = own_real.sum(-1)
+    claimed = member & (owner[None, :] == torch.arange(len(leaf_r), device=device)[:, None])
+    mq = int(claimed.sum(-1).max())
+    queries = torch.sort(claimed.to(torch.int8), dim=-1, descending=True, stable=True).indices
+    queries = queries[:, :mq]
+    query_ok = claimed.gather(1, queries)
+    seen = flat_vis.sum(-1)[queries].masked_fill(~query_ok, 0)  # a query's position + 1
+    own_vis = seq_vis[:, p:]
+    n_own = own_vis.sum(-1)
     p0 = p // BLOCK * BLOCK
     head = p - p0
     width = -(-(head + int(n_own.max())) // BLOCK) * BLOCK - head
-    order = torch.sort((~own_real).to(torch.int8), dim=-1, stable=True).indices
-    own = F.pad(order, (0, max(0, width - t)))[:, :width]
+    order = torch.sort((~own_vis).to(torch.int8), dim=-1, stable=True).indices
+    own = F.pad(order, (0, max(0, width - t)))[:, :width] + leaf_r[:, None] * t
     pos = torch.arange(head + width, device=device)
     tail_ok = (pos[None, :] < head + n_own[:, None])[:, None, :, None]
-    rows = g * q
-    m = -(-rows // MIN_ROWS) * MIN_ROWS
-    folded = seen[:, None, :].expand(n, g, q).reshape(n, rows)
-    folded = F.pad(folded, (0, m - rows))[:, None, :, None]
-    return _Layout(p0, head, own, tail_ok, folded, m)
+    m = -(-(g * mq) // MIN_ROWS) * MIN_ROWS
+    folded = seen[:, None, :].expand(-1, g, mq).reshape(-1, g * mq)
+    folded = F.pad(folded, (0, m - g * mq))[:, None, :, None]
+    return _Layout(p0, head, own, tail_ok, queries, query_ok, folded, m)
 
 
 def _tail(own: torch.Tensor, prefix: torch.Tensor | None, lay: _Layout) -> torch.Tensor:
-    """(rows, kv heads, head + width, d) fp32: the prefix keys after its whole blocks, then
-    each row's own keys in logical order; zeros where a row has no key."""
-    n, kv, _, d = own.shape
-    idx = lay.own[:, None, :, None].expand(n, kv, lay.own.shape[1], d)
-    parts = [torch.gather(own, 2, idx)]
+    """(seqs, kv heads, head + width, d) fp32: the prefix keys after its whole blocks, then
+    each sequence's own keys in order; zeros where a sequence has no key."""
+    n, kv, t, d = own.shape
+    seqs = lay.own.shape[0]
+    flat = own.permute(0, 2, 1, 3).reshape(n * t, kv, d)
+    parts = [flat[lay.own].permute(0, 2, 1, 3)]
     if lay.head:
-        parts.insert(0, prefix[:, :, lay.p0 :].expand(n, kv, lay.head, d))
+        parts.insert(0, prefix[:, :, lay.p0 :].expand(seqs, kv, lay.head, d))
     return torch.cat(parts, 2).float().masked_fill(~lay.tail_ok, 0.0)
 
 
@@ -180,9 +201,13 @@ def attend(
     if key not in memo:  # the mask object is kept with it, so its id stays its own
         memo[key] = (mask, _layout(mask, n, q, g, p, t, query.device))
     lay = memo[key][1]
+    rows = n
+    n, mq = lay.queries.shape  # from here on, n counts sequences
     scale = d**-0.5 if scale is None else scale
-    qf = (query.float() * scale).reshape(n, kv, g * q, d)
-    qf = F.pad(qf, (0, 0, 0, lay.m - g * q))  # (rows, kv, m, d)
+    qf = query.permute(0, 2, 1, 3).reshape(rows * q, h, d)[lay.queries]  # (seqs, mq, h, d)
+    qf = qf.float().masked_fill(~lay.query_ok[..., None, None], 0.0) * scale
+    qf = qf.view(n, mq, kv, g, d).permute(0, 2, 3, 1, 4).reshape(n, kv, g * mq, d)
+    qf = F.pad(qf, (0, 0, 0, lay.m - g * mq))  # (seqs, kv, m, d)
     inf = float("-inf")
     # Whole prefix blocks: every row's queries at once, one (rows x m, d) x (d, BLOCK) product
     # per KV head and block (the blocks stacked as a batch of products of that one shape).
@@ -227,5 +252,7 @@ def attend(
         acc += part[:, :, b]
     den = acc[..., d:]
     out = torch.where(den > 0, acc[..., :d] / den.clamp_min(1e-30), 0.0)
-    out = out[:, :, : g * q].reshape(n, h, q, d)
-    return out.transpose(1, 2).to(query.dtype).contiguous()
+    out = out[:, :, : g * mq].reshape(n, kv, g, mq, d).permute(0, 3, 1, 2, 4).reshape(n, mq, h, d)
+    full = torch.zeros((rows * q, h, d), dtype=query.dtype, device=query.device)
+    full[lay.queries[lay.query_ok]] = out[lay.query_ok].to(query.dtype)
+    return full.view(rows, q, h, d)

@@ -22,8 +22,8 @@ CPU with native bf16 (eval/packed.py; bitwise the same outputs).
 
 `invariant=True` (the recipe's `eval.invariant`, on by default in studies; eval/invariant.py)
 makes every result bit-identical whatever the batch size, the grouping and the process count:
-attention in fixed logical key blocks, fp32 products of a fixed shape, one row per request
-(no trees; the shared prefix is still run once and read in place).
+attention over each sequence's keys in fixed logical blocks, fp32 products of a fixed shape
+(trees and the shared prefix read in place are kept).
 
 `FTLAB_BASELINE=1` (read when an LM is made; for `bench/quickstart.py` only) turns the
 optimisations off, to time the lab as a plain evaluation would run: every request runs
@@ -119,7 +119,7 @@ class LM(Scoring):
         self.counts = {"tokens": 0, "head": 0}
         self.clock = PhaseClock(self.device)  # seconds and work per phase (eval/phases.py)
         self.baseline = baseline_mode()
-        # Batch-invariant numerics (eval/invariant.py): one row per request, no trees.
+        # Batch-invariant numerics (eval/invariant.py).
         self.invariant = invariant and not self.baseline
         if self.invariant and model.config._attn_implementation != "sdpa":
             raise ValueError(
@@ -132,7 +132,7 @@ class LM(Scoring):
                 "matrix kernels are the vendor's and scores may still move with batching",
                 stacklevel=2,
             )
-        self.trees = not self.baseline and not self.invariant and takes_4d_mask(model)
+        self.trees = not self.baseline and takes_4d_mask(model)
         # Split attention over a shared prefix (eval/attention.py) runs in the folded sdpa.
         self.split = not self.baseline and model.config._attn_implementation == "sdpa"
         if not self.baseline:

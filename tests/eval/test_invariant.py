@@ -157,13 +157,34 @@ def test_attention_of_a_row_does_not_depend_on_padding_prefix_split_or_company(n
         assert torch.equal(out[0], ref[0]), split
 
 
-def test_tree_batches_are_refused():
-    """A row holding two sequences (eval/tree.py) is not what the invariant attention sums."""
-    q = torch.zeros(1, 2, 3, 8, dtype=torch.bfloat16)
-    k = torch.zeros(1, 2, 3, 8, dtype=torch.bfloat16)
-    tree = torch.tensor([[1, 0, 0], [1, 1, 0], [1, 0, 1]], dtype=torch.bool)[None, None]
-    with invariant.invariant_forward(), pytest.raises(RuntimeError, match="no tree"):
-        invariant.attend(q, k, k, tree, None)
+def test_a_tree_row_gives_each_branch_the_bits_of_its_sequence_alone():
+    """A tree-shaped row (eval/tree.py: a context, then two branches each seeing the context
+    and itself) after a shared prefix: every query's output is the one of its sequence (prefix,
+    context, its branch) run alone. A mask that is no such tree is refused."""
+    gen = torch.Generator().manual_seed(0)
+    kv, g, d, p = 2, 3, 16, 70
+
+    def r(*shape):
+        return torch.randn(*shape, generator=gen).to(torch.bfloat16)
+
+    pk, pv = r(1, kv, p, d), r(1, kv, p, d)
+    k, v, qs = r(1, kv, 7, d), r(1, kv, 7, d), r(1, kv * g, 7, d)  # ctx 3, b1 2, b2 2
+    unit = torch.tensor([0, 0, 0, 1, 1, 2, 2])
+    see = (unit[None, :] == 0) | (unit[:, None] == unit[None, :])
+    see &= torch.arange(7)[None, :] <= torch.arange(7)[:, None]
+    mask = torch.cat([torch.ones(7, p, dtype=torch.bool), see], -1)[None, None]
+    with invariant.invariant_forward():
+        tree = invariant.attend(qs, k, v, mask, None, (pk, pv))
+    for cols in ([0, 1, 2, 3, 4], [0, 1, 2, 5, 6]):
+        alone_k = torch.cat([pk, k[:, :, cols]], 2)
+        alone_v = torch.cat([pv, v[:, :, cols]], 2)
+        with invariant.invariant_forward():
+            alone = invariant.attend(qs[:, :, cols], alone_k, alone_v, None, None)
+        assert torch.equal(tree[0, cols], alone[0])
+    gap = torch.tensor([[1, 0, 0], [1, 1, 0], [0, 1, 1]], dtype=torch.bool)[None, None]
+    q3 = r(1, kv * g, 3, d)
+    with invariant.invariant_forward(), pytest.raises(RuntimeError, match="sequences"):
+        invariant.attend(q3, k[:, :, :3], v[:, :, :3], gap, None)
 
 
 @pytest.mark.slow  # ~1 min on the shared 2-core machine (2 processes import torch)
