@@ -15,20 +15,21 @@ What is invariant here (each property is tested, tests/eval/test_invariant.py):
   rows, 1 and 2 threads). At fp32 the stock kernel differs for 1 row (and for 1-3 rows at
   some shapes) from more rows: `InvariantLinear` pads inputs to at least `MIN_ROWS` rows.
 - Attention (`attend`), in fp32 whatever the model's dtype: each query's keys are put in
-  their logical order (shared prefix, then the row's own real tokens: padding and the prefix
-  split drop out) and summed in blocks of `BLOCK` logical positions, always aligned at
-  position 0, one block after another in a fixed order. Scores and weighted values are
-  products of a fixed shape per block (queries padded to a multiple of `MIN_ROWS`, blocks of
-  `BLOCK` keys): a row's result does not depend on how many rows are beside it. The softmax
-  is taken in two passes (the exact maximum over all visible keys first); keys a query
-  cannot see weigh exactly 0, so blocks past its position change nothing.
+  their logical order (the shared prefix, then the real keys of its sequence: padding, the
+  prefix split and the other branches of a tree-shaped row drop out) and summed in blocks of
+  `BLOCK` logical positions, always aligned at position 0, one block after another in a fixed
+  order. Scores and weighted values are products of a fixed shape per block (queries padded
+  to a multiple of `MIN_ROWS`, blocks of `BLOCK` keys): a sequence's result does not depend
+  on how many others are beside it. The softmax is taken in two passes (the exact maximum
+  over all visible keys first); keys a query cannot see weigh exactly 0, so blocks past its
+  position change nothing.
 - Normalisation, activations, rotary embeddings, the LM head's log-softmax: row by row in
   torch's own kernels, which are invariant on this CPU (tested end to end).
 
-What it costs: the tree-shaped scoring batches (eval/tree.py) and CPU flash attention are
-not used (eval/lm.py: one row per request); the shared prefix is still computed once per
-group and read in place. The figures are in the README ("Crashes, resume and
-reproducibility").
+What it costs: CPU flash attention (and its split over a shared prefix, eval/attention.py)
+gives way to these fp32 blocks; the shared prefix is still computed once per group and read
+in place, and tree-shaped scoring batches are kept. The figures are in the README ("Crashes,
+resume and reproducibility").
 """
 
 from __future__ import annotations
