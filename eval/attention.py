@@ -20,6 +20,10 @@ to its own keys under the mask's own columns; CPU flash attention returns each p
 log-sum-exp, and the two are merged as one softmax over all the keys would weigh them:
 out = (e^lse_p * out_p + e^lse_o * out_o) / (e^lse_p + e^lse_o), in fp32. The same numbers as
 one call over the whole row up to float reassociation (tested).
+
+Inside `eval.invariant.invariant_forward()` (LM(invariant=True)), every layer's attention,
+split or not, is eval/invariant.py's `attend` instead: the same softmax, summed in an order
+that does not depend on the batch, its padding or where the shared prefix ends.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from eval import invariant
 from eval.kv_cache import SharedPrefixLayer
 
 NAME = "lab_folded_sdpa"
@@ -53,6 +58,8 @@ def folded_sdpa(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     cache, memo = _SHARED.get()
+    if invariant.active():
+        return _invariant(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
     if cache is not None:
         layer = cache.layers[module.layer_idx]
         if isinstance(layer, SharedPrefixLayer):
@@ -84,6 +91,24 @@ def folded_sdpa(
         query.reshape(b, kv_heads, g * q, d), key, value, attn_mask=mask, scale=scaling
     )
     return out.reshape(b, h, q, d).transpose(1, 2).contiguous(), None
+
+
+def _invariant(
+    module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+    mask: torch.Tensor | None, dropout: float, scaling: float | None, **kwargs: Any,
+) -> tuple[torch.Tensor, None]:  # fmt: skip
+    """eval/invariant.py's attention, over the shared prefix's layer where there is one."""
+    if dropout or kwargs.get("softcap") or kwargs.get("s_aux") is not None:
+        raise RuntimeError("batch-invariant attention has no dropout, softcapping or sinks")
+    cache, _ = _SHARED.get()
+    prefix = None
+    if cache is not None:
+        layer = cache.layers[module.layer_idx]
+        if isinstance(layer, SharedPrefixLayer):
+            if key is not layer.keys or value is not layer.values:
+                raise RuntimeError("a shared-prefix cache needs the keys its layer returned")
+            prefix = (layer.prefix_keys, layer.prefix_values)
+    return invariant.attend(query, key, value, mask, scaling, prefix), None
 
 
 Masks = tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]

@@ -20,6 +20,11 @@ attends to its group's prefix in place, once for all its rows, instead of a copy
 (eval/kv_cache.py `share`), and bf16 linear layers read weights packed once for oneDNN on a
 CPU with native bf16 (eval/packed.py; bitwise the same outputs).
 
+`invariant=True` (the recipe's `eval.invariant`, on by default in studies; eval/invariant.py)
+makes every result bit-identical whatever the batch size, the grouping and the process count:
+attention over each sequence's keys in fixed logical blocks, fp32 products of a fixed shape
+(trees and the shared prefix read in place are kept).
+
 `FTLAB_BASELINE=1` (read when an LM is made; for `bench/quickstart.py` only) turns the
 optimisations off, to time the lab as a plain evaluation would run: every request runs
 whole, one per row (no shared-prefix cache, no trees, no merging of per-example prefixes),
@@ -30,6 +35,7 @@ same up to float reassociation (tested).
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -40,6 +46,7 @@ import torch
 from tqdm.auto import tqdm
 
 from eval.attention import folded, shared_prefix
+from eval.invariant import invariant_forward, invariant_linears
 from eval.kv_cache import expand, preallocate, share
 from eval.packed import pack_linears
 from eval.phases import PhaseClock, attended_pairs
@@ -95,7 +102,10 @@ class Generation:
 class LM(Scoring):
     """generate / loglikelihood / next_token_logprobs (the last two: eval/scoring.py)."""
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16, progress: bool = True):
+    def __init__(
+        self, model: Any, tokenizer: Any, batch_size: int = 16, progress: bool = True,
+        invariant: bool = False,
+    ):  # fmt: skip
         self.model = model
         self.tok = tokenizer
         self.batch_size = batch_size
@@ -109,12 +119,27 @@ class LM(Scoring):
         self.counts = {"tokens": 0, "head": 0}
         self.clock = PhaseClock(self.device)  # seconds and work per phase (eval/phases.py)
         self.baseline = baseline_mode()
+        # Batch-invariant numerics (eval/invariant.py).
+        self.invariant = invariant and not self.baseline
+        if self.invariant and model.config._attn_implementation != "sdpa":
+            raise ValueError(
+                "batch-invariant evaluation runs sdpa attention; this model uses "
+                f"{model.config._attn_implementation!r}: set `eval.invariant: false`"
+            )
+        if self.invariant and self.device.type != "cpu":
+            warnings.warn(
+                f"batch-invariant evaluation is verified on CPU only; on {self.device.type} its "
+                "matrix kernels are the vendor's and scores may still move with batching",
+                stacklevel=2,
+            )
         self.trees = not self.baseline and takes_4d_mask(model)
         # Split attention over a shared prefix (eval/attention.py) runs in the folded sdpa.
         self.split = not self.baseline and model.config._attn_implementation == "sdpa"
         if not self.baseline:
             contiguous_head_input(model)
             pack_linears(model)  # bf16 on a CPU with native bf16: same results, faster
+        if self.invariant:
+            invariant_linears(model)  # fp32: at least MIN_ROWS rows per product
 
     def _eos_ids(self) -> set[int]:
         ids = {self.tok.eos_token_id}
@@ -174,7 +199,8 @@ class LM(Scoring):
         self.counts["head"] += head
         fold = nullcontext() if self.baseline else folded(self.model)
         split = shared_prefix(past) if self.split and past is not None else nullcontext()
-        with self.clock.phase(phase, tokens, head, attn_pairs), fold, split:
+        inv = invariant_forward() if self.invariant else nullcontext()
+        with self.clock.phase(phase, tokens, head, attn_pairs), fold, split, inv:
             yield
 
     def _batch_inputs(

@@ -25,6 +25,7 @@ class Scoring:
 
     baseline: bool
     trees: bool
+    invariant: bool
 
     # -- loglikelihood -----------------------------------------------------------------------
     @torch.no_grad()
@@ -83,7 +84,10 @@ class Scoring:
         """Every continuation of `units`, scored in one forward and one LM-head call."""
         b = tree.build(units, p_len, self.pad_id, self.device)
         past = self._batch_cache(cache, b.ids.shape[0], 0)
-        mask = masks.attention_mask(b.allowed, self.model, self.model.dtype)
+        allowed = b.allowed
+        if self.invariant:  # padding queries see nothing (eval/invariant.py: not a sequence)
+            allowed = allowed & b.real[:, None, :, None]
+        mask = masks.attention_mask(allowed, self.model, self.model.dtype)
         tokens = sum(u.size for u in units)
         with self._work("scored", tokens, len(b.targets), attended_pairs(b.pos, b.real), past):
             hidden = self._hidden(b.ids, mask, b.pos, past)

@@ -1,8 +1,11 @@
 """Run by tests/eval/test_parallel.py under `accelerate launch --num_processes 2 --cpu`:
-data-parallel evaluation of the sharp tiny model; the main process writes what it gathered."""
+data-parallel evaluation of the sharp tiny model; the main process writes what it gathered.
+With a third argument `invariant` (tests/eval/test_invariant.py): batch-invariant evaluation
+at fp32 and at bf16, each precision's predictions under its name."""
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 
@@ -36,6 +39,15 @@ def main() -> None:
 
     state = Accelerator()  # as lab/study/run.py
     model, tok = sharp_model(cache)
+    if sys.argv[3:] == ["invariant"]:
+        got = {}
+        for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            lm = LM(copy.deepcopy(model).to(dt), tok, batch_size=3, progress=False, invariant=True)
+            got[name] = evaluate_split_parallel(lm, *case(), 8)[0]
+        if state.is_main_process:
+            with open(out, "w") as f:
+                json.dump({"preds": got, "world": state.num_processes}, f)
+        return
     lm = LM(model, tok, batch_size=4, progress=False)
     examples, spec = case()
     preds, metrics = evaluate_split_parallel(lm, examples, spec, 8)

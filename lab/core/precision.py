@@ -15,6 +15,11 @@
 
 Every arm of a study runs at the one resolved precision, recorded in study.json and in every
 results row (`precision`).
+
+Evaluation loads its models at `eval.precision` (`for_eval`): `study` (the default) is the
+precision above; `bf16` or `fp32` set it apart from training's. Whichever it is, `eval.invariant`
+(default true, eval/invariant.py) makes every score independent of batch size, grouping and
+process count; the README's "Crashes, resume and reproducibility" gives the costs.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 PRECISIONS = ("auto", "bf16", "fp32")
+EVAL_PRECISIONS = ("study", "bf16", "fp32")
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -66,6 +72,14 @@ def resolve(setting: str, use_cpu: bool | None = None) -> str:
     if not use_cpu and cuda_bf16():
         return "bf16"
     return "bf16" if cpu_has_fast_bf16() else "fp32"
+
+
+def for_eval(setting: str, study: str) -> str:
+    """'bf16' or 'fp32': the precision evaluation loads models at, for a recipe's
+    `eval.precision` and the study's resolved precision."""
+    if setting not in EVAL_PRECISIONS:
+        raise ValueError(f"eval.precision must be one of {EVAL_PRECISIONS}, got {setting!r}")
+    return study if setting == "study" else setting
 
 
 def dtype(precision: str) -> Any:

@@ -127,6 +127,18 @@ class EvalCfg(_Strict):
     ft_then_icl_k: int = Field(
         0, ge=0, description="also prompt each FT model with k demos: does FT keep ICL?"
     )
+    precision: Literal["study", "bf16", "fp32"] = Field(
+        "study",
+        description="the precision models are evaluated at: study = the study's `precision` "
+        "(training's), or bf16 / fp32 apart from it (lab/core/precision.py)",
+    )
+    invariant: bool = Field(
+        True,
+        description="batch-invariant numerics (eval/invariant.py): every log-likelihood and "
+        "generation bit-identical whatever eval.batch_size, the grouping of requests and the "
+        "number of processes; false: faster kernels whose scores move with batching (bf16: "
+        "up to ~0.3 nats) — README, Crashes, resume and reproducibility",
+    )
 
 
 class TrackingCfg(_Strict):
@@ -248,6 +260,9 @@ class Recipe(_Strict):
             del d["task"]["spec"]
         # hashed under the key's first name, so that the hashes of recorded studies hold
         d["eval"]["ft_icl_probe_k"] = d["eval"].pop("ft_then_icl_k")
+        for key, default in NEW_EVAL_DEFAULTS.items():  # at its default: hashed as before it
+            if d["eval"][key] == default:
+                del d["eval"][key]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -289,6 +304,11 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
         if cur is None:
             return []
     return list(getattr(cur, "model_fields", {}))
+
+
+# Eval keys added later: a recipe leaving them at their defaults keeps the hash it had (a study
+# started before resumes; its cells evaluated before the key existed ran the fast numerics).
+NEW_EVAL_DEFAULTS: dict[str, Any] = {"precision": "study", "invariant": True}
 
 
 def _format_validation(e: ValidationError, where: str, model: type[BaseModel] | None) -> str:

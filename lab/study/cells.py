@@ -28,6 +28,7 @@ from lab.core import fairness
 from lab.core.example import is_ood
 from lab.core.io import atomic_write_json, read_json
 from lab.core.layout import CellDir
+from lab.core.precision import for_eval
 from lab.core.prompts import prompt
 from lab.core.recipe import Recipe
 from lab.report.tracking import Tracker
@@ -178,14 +179,12 @@ class CellRunner:
         from eval.merge import for_evaluation
         from train.finetune import load_finetuned
 
-        path = self.base.resolved.path
-        model, tok = load_finetuned(path, checkpoint, method, self.precision, unmerged=True)
+        path, at = self.base.resolved.path, for_eval(self.recipe.eval.precision, self.precision)
+        model, tok = load_finetuned(path, checkpoint, method, at, unmerged=True)
         model.to(self.acc.device)
         if method != "lora":
             return model, tok, {"path": "full weights"}
-        model, merge = for_evaluation(
-            model, tok, path, checkpoint, self.precision, self.base.check_texts
-        )
+        model, merge = for_evaluation(model, tok, path, checkpoint, at, self.base.check_texts)
         if self.acc.is_main_process:
             self.log(
                 f"[lab]   {Path(checkpoint).name}: evaluating the adapter "
@@ -208,7 +207,8 @@ class CellRunner:
         (eval/parallel.py); the main one writes."""
         counter = self.base.counter()
         row_cell = {k: x for k, x in result.cell.items() if k != "demo_ids"}
-        lm = LM(model, tok, batch_size=self.recipe.eval.batch_size, progress=self.progress)
+        ev = self.recipe.eval
+        lm = LM(model, tok, ev.batch_size, progress=self.progress, invariant=ev.invariant)
         ran = {"tokens": 0, "head": 0}  # forward tokens of this variant, over all splits
         for split in self.data.eval_splits:
             p, m, counts = self._split(lm, plan, v, split, cell_dir)

@@ -23,6 +23,7 @@ from lab.core.errors import LabError
 from lab.core.example import ID_EVAL_SPLIT
 from lab.core.io import atomic_write_jsonl, remove_stale_tmp
 from lab.core.layout import StudyDir
+from lab.core.precision import for_eval
 from lab.core.recipe import Recipe
 from lab.report.tracking import Tracker, study_id
 from lab.report.wandb_keys import cell_config
@@ -105,7 +106,8 @@ class Runner:
     def cell_runner(self, spec: str, tracker: Tracker) -> CellRunner:
         """The runner of the cells of base model `spec` (a ladder loads one at a time)."""
         self.model = self.models[spec]
-        base = StudyBase(self.model, self.acc.device, self.precision, self.splits[ID_EVAL_SPLIT])
+        at = for_eval(self.recipe.eval.precision, self.precision)  # evaluation's precision
+        base = StudyBase(self.model, self.acc.device, at, self.splits[ID_EVAL_SPLIT])
         return CellRunner(
             self.recipe,
             self.data,
@@ -273,6 +275,8 @@ class Runner:
             "probe_splits": self.data.probe_splits,
             "selection": fairness.SELECTION,
             "precision": self.precision,
+            "eval_precision": for_eval(r.eval.precision, self.precision),
+            "eval_invariant": r.eval.invariant,
         }
 
 

@@ -59,6 +59,27 @@ def test_recipe_precision_default_smoke_and_bad_value():
         parse_recipe({**base, "precision": "bf61"})
 
 
+def test_eval_precision_and_invariance_settings():
+    """`eval.precision` apart from training's, `eval.invariant` on by default; both validated;
+    a recipe leaving them at their defaults keeps its hash (studies started before resume)."""
+    base = {"name": "p", "model": "tiny-random", "arms": [{"name": "z", "method": "icl"}]}
+    r = parse_recipe(base)
+    assert (r.eval.precision, r.eval.invariant) == ("study", True)
+    assert precision.for_eval("study", "bf16") == "bf16"
+    assert precision.for_eval("fp32", "bf16") == "fp32"
+    assert precision.for_eval("bf16", "fp32") == "bf16"
+    with pytest.raises(ValueError, match="eval.precision"):
+        precision.for_eval("auto", "bf16")
+    with pytest.raises(LabError, match=r"eval.precision.*'fp16'"):
+        parse_recipe({**base, "eval": {"precision": "fp16"}})
+    with pytest.raises(LabError, match="eval.invariant"):
+        parse_recipe({**base, "eval": {"invariant": "sometimes"}})
+    same = parse_recipe({**base, "eval": {"precision": "study", "invariant": True}})
+    assert same.hash() == r.hash()
+    assert parse_recipe({**base, "eval": {"precision": "fp32"}}).hash() != r.hash()
+    assert parse_recipe({**base, "eval": {"invariant": False}}).hash() != r.hash()
+
+
 def test_launch_config_contradicting_the_recipe_is_a_user_error():
     precision.check_launch("no", "bf16")
     precision.check_launch("no", "fp32")
