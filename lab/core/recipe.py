@@ -130,6 +130,16 @@ class TrackingCfg(_Strict):
     )
 
 
+class DistributedCfg(_Strict):
+    timeout_s: float = Field(
+        3600.0,
+        gt=0,
+        description="seconds a process waits in a collective (barrier, broadcast) before the "
+        "run fails: long enough for the main process's work the others wait for (saving a "
+        "7B checkpoint, W&B uploads); NCCL's default is 600",
+    )
+
+
 class Recipe(_Strict):
     name: str
     description: str = ""
@@ -163,6 +173,7 @@ class Recipe(_Strict):
     train: TrainCfg = TrainCfg()
     eval: EvalCfg = EvalCfg()
     tracking: TrackingCfg = TrackingCfg()
+    distributed: DistributedCfg = DistributedCfg()  # how processes run, not what: not hashed
     smoke: dict[str, Any] = Field(default_factory=dict, description="overrides for --smoke")
     profiles: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="named overrides, applied with --profile NAME"
@@ -223,6 +234,7 @@ class Recipe(_Strict):
             mode="json",
             exclude={
                 "tracking": True,
+                "distributed": True,
                 "description": True,
                 "smoke": True,
                 "profiles": True,

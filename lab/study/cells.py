@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from lab.study.plan import Cell, cell_data, data_order
 from lab.study.probes import eval_probes
 from lab.study.store import metric_rows
 from lab.tasks.probes import is_probe
+from train.sharded import from_main
 
 
 class CellRunner:
@@ -91,7 +93,8 @@ class CellRunner:
             used = [*train_set, *held_out]
             n = len(train_set)
             self.base.release()
-            res = finished(cell_dir / "checkpoint")  # trained before an interruption
+            # trained before an interruption? (read once, by the main process: from_main)
+            res = from_main(self.acc, lambda: finished(cell_dir / "checkpoint"))
             if res is None:
                 res = finetune(
                     self.base.resolved.path, train_set, arm.format, arm.method, cfg, cell.train_seed,
@@ -155,12 +158,10 @@ class CellRunner:
             for split in self.eval_splits:
                 path = cell_dir / "predictions" / name / f"{split}.jsonl"
                 counts_path = path.with_suffix(".counts.json")
-                p = read_jsonl(path) if path.is_file() and counts_path.is_file() else None
-                if p is not None and not fairness.same_ids(p, self.splits[split]):
-                    p = None  # stored for other examples (the split changed): recomputed
-                    self.log(f"[lab]   {name} {split}: stored predictions are of other examples")
-                if p is not None:  # evaluated before an interruption
-                    counts = read_json(counts_path)
+                # evaluated before an interruption? (read once, by the main process)
+                stored = from_main(self.acc, partial(self.stored, path, counts_path, name, split))
+                if stored is not None:
+                    p, counts = stored
                     m = summarize(p)
                     if main:
                         self.log(
@@ -212,6 +213,19 @@ class CellRunner:
             "wall_s": time.time() - t0,
             "_predictions": preds,
         }
+
+    def stored(
+        self, path: Path, counts_path: Path, name: str, split: str
+    ) -> tuple[list[dict[str, Any]], dict[str, int]] | None:
+        """(predictions, forward-token counts) a run stored for this variant and split, or
+        None: none, or stored for other examples (the split changed: recomputed)."""
+        if not (path.is_file() and counts_path.is_file()):
+            return None
+        p = read_jsonl(path)
+        if not fairness.same_ids(p, self.splits[split]):
+            self.log(f"[lab]   {name} {split}: stored predictions are of other examples")
+            return None
+        return p, read_json(counts_path)
 
     def fit_demos(self, tok: Any, demos: list[Example], arm: ArmCfg, cell: Cell) -> list[Example]:
         """The longest prefix of `demos` whose prompt fits the context with every eval

@@ -87,11 +87,11 @@ class Runner:
         orders = {ds: data_order(recipe, self.pool, ds)[:head] for ds in recipe.seeds}
         for m in self.models.values():
             preflight.check_context(recipe, self.splits, self.eval_splits, orders, m.path)
-        from accelerate import Accelerator
-
         from lab.core import precision
+        from train.sharded import accelerator
 
-        self.acc = Accelerator()  # (before any accelerate PartialState: it would pin 1 process)
+        # (before any accelerate PartialState: it would pin 1 process and the default timeout)
+        self.acc = accelerator(recipe.distributed.timeout_s)
         self.precision = precision.resolve(recipe.precision)  # bf16 | fp32, for every arm
         precision.check_launch(self.acc.mixed_precision, self.precision)
         if not self.acc.is_main_process:  # logs and progress bars: the main process only
