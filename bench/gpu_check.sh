@@ -2,6 +2,8 @@
 # The GPU check: one prepared run on a single H100/H200, no network, no package index.
 #   bash bench/gpu_check.sh 2>&1 | tee $OUT/log      (GPU; figures -> bench/RESULTS.md)
 #   bash bench/gpu_check.sh --cpu                    (the tiny model on the CPU; CI)
+#   bash bench/gpu_check.sh --sharded                (ZeRO-3, FSDP LoRA, FSDP resume:
+#                                                     bench/gpu_sharded.py; needs DeepSpeed)
 # Needs torch, transformers, peft, accelerate, numpy, pyyaml, tqdm, jinja2, matplotlib; the
 # small wheels the lab needs beyond those (pydantic and its three dependencies) are
 # installed from .whl/ when it exists (bench/gpu_wheels.sh fills it). Writes a summary table
@@ -13,6 +15,15 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 if ! "$PY" -c "import pydantic" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl &&
     export PYTHONPATH=/tmp/site:$PYTHONPATH
+fi
+# DeepSpeed for --sharded: the wheel bench/gpu_wheels.sh builds without compiled ops (pure
+# Python; ops are JIT-built if ever used) and its small dependencies, from .whl/.
+if [[ " $* " == *" --sharded "* ]] && ! "$PY" -c "import deepspeed" 2>/dev/null &&
+   compgen -G ".whl/deepspeed-*.whl" >/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site-ds \
+    .whl/deepspeed-*.whl .whl/hjson-*.whl .whl/ninja-*.whl .whl/msgpack-*.whl \
+    .whl/einops-*.whl .whl/py_cpuinfo-*.whl &&
+    export PYTHONPATH=/tmp/site-ds:$PYTHONPATH DS_BUILD_OPS=0
 fi
 export TOKENIZERS_PARALLELISM=false WANDB_MODE=disabled HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 exec timeout -k 10 480 "$PY" bench/gpu_check.py "$@"

@@ -93,7 +93,7 @@ def full_state_dict(acc: Any, wrapped: Any) -> dict[str, torch.Tensor]:
     {} on the others. A collective under FSDP/ZeRO-3: every process must call it."""
     from torch.distributed.tensor import DTensor
 
-    sd = acc.get_state_dict(wrapped)
+    sd = acc.get_state_dict(wrapped) or {}  # ZeRO-3: None except on the main process
     # FSDP2 on CPU processes returns its DTensors as they are (on GPUs, gathered tensors):
     # gathered here, by every process (a collective), in the same order everywhere.
     sd = {k: v.full_tensor() if isinstance(v, DTensor) else v for k, v in sd.items()}

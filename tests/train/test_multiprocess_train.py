@@ -3,11 +3,11 @@
 collectives on the accelerator's device; clipping of the prepared parameters; FSDP's
 auto-wrap unit.
 
-FSDP itself cannot run here: accelerate enables it only on accelerators (on CPU processes it
-stays MULTI_CPU, i.e. DDP over gloo), so the FSDP path is exercised by bench/gpu_check.sh on
-a GPU. What a CPU can check of it is checked below: the auto-wrap policy accelerate builds
-from the module it is given, and clipping when `prepare` replaces the parameters (as FSDP
-does with its sharded ones)."""
+accelerate enables FSDP only on accelerators (on CPU processes it stays MULTI_CPU, i.e. DDP
+over gloo); `fsdp_two_processes` lifts that gate (tests/train_worker.py force_fsdp) and runs
+accelerate's FSDP2 path and torch's fully_shard over gloo. Also checked: the auto-wrap policy
+accelerate builds from the module it is given, and clipping when `prepare` replaces the
+parameters (as FSDP does with its sharded ones)."""
 
 from __future__ import annotations
 
