@@ -121,13 +121,9 @@ def _same(a: Any, b: Any) -> bool:
         return a == b
 
 
-def configure(acc: Any, cfg: TrainCfg, micro: int, precision: str) -> dict[str, Any] | None:
-    """Before `prepare` of one training run under DeepSpeed: the plugin's config rebuilt
-    from the user's (as first seen) with the recipe's accumulation, clipping, micro-batch
-    and precision; returns it (None when not under DeepSpeed). Raises LabError when the
+def _filled(acc: Any, cfg: TrainCfg, micro: int, precision: str) -> dict[str, Any]:
+    """The user's config (as first seen) with one run's recipe values; LabError when the
     user's config sets one of them to another value (not "auto")."""
-    if not is_deepspeed(acc):
-        return None
     plugin = acc.state.deepspeed_plugin
     user = _USER_CONFIG.setdefault(id(plugin), copy.deepcopy(plugin.deepspeed_config))
     config = copy.deepcopy(user)
@@ -143,6 +139,26 @@ def configure(acc: Any, cfg: TrainCfg, micro: int, precision: str) -> dict[str, 
                 '"auto": the lab fills it per cell from the recipe'
             )
         _set(config, key, value)
+    return config
+
+
+def check(acc: Any, cfgs: list[TrainCfg], precision: str) -> None:
+    """Before a study writes anything: LabError if the user's DeepSpeed config contradicts
+    the training settings of any of its fine-tuning arms (`cfgs`)."""
+    if is_deepspeed(acc):
+        for cfg in cfgs:
+            _filled(acc, cfg, cfg.batch_size // (cfg.grad_accum * acc.num_processes), precision)
+
+
+def configure(acc: Any, cfg: TrainCfg, micro: int, precision: str) -> dict[str, Any] | None:
+    """Before `prepare` of one training run under DeepSpeed: the plugin's config rebuilt
+    from the user's (as first seen) with the recipe's accumulation, clipping, micro-batch
+    and precision; returns it (None when not under DeepSpeed). Raises LabError when the
+    user's config sets one of them to another value (not "auto")."""
+    if not is_deepspeed(acc):
+        return None
+    config = _filled(acc, cfg, micro, precision)
+    plugin = acc.state.deepspeed_plugin
     plugin.deepspeed_config = config  # what accelerate's prepare reads ...
     plugin.hf_ds_config.config = config  # ... (the same dict, as accelerate keeps it)
     acc.gradient_accumulation_steps = cfg.grad_accum

@@ -88,6 +88,7 @@ class Runner:
         for m in self.models.values():
             preflight.check_context(recipe, self.splits, self.eval_splits, orders, m.path)
         from lab.core import precision
+        from train import zero3
         from train.sharded import accelerator
 
         # (before any accelerate PartialState: it would pin 1 process and the default timeout)
@@ -97,6 +98,11 @@ class Runner:
         if not self.acc.is_main_process:  # logs and progress bars: the main process only
             self.progress, self.log = False, (lambda *a, **k: None)
         check_batch_sizes(recipe, self.acc.num_processes)
+        zero3.check(
+            self.acc,
+            [recipe.train_for(a) for a in recipe.arms if a.method != "icl"],
+            self.precision,
+        )
         preflight.check_writable(self.out)
         if force and (live := claims.live_holders(self.out / "locks", self.lease_s)):
             who = ", ".join(f"{h.get('host')} pid {h.get('pid')}" for h in live[:3])

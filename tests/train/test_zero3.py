@@ -78,6 +78,8 @@ def test_a_user_value_that_contradicts_the_recipe_is_refused(key, value, needs):
         zero3.configure(acc, cfg, micro=2, precision="fp32")
     msg = str(e.value)
     assert "\n" not in msg and needs in msg and '"auto"' in msg
+    with pytest.raises(LabError):  # the study's check, before anything is written
+        zero3.check(acc, [cfg], "fp32")
 
 
 def test_a_user_value_equal_to_the_recipes_is_kept():
