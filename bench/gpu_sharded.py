@@ -53,6 +53,17 @@ def with_estimate(res: dict[str, Any], rec: dict[str, Any], strategy: str) -> di
     return res
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL a launcher and every process under it (torchrun starts its workers in
+    sessions of their own: a process-group kill would leave them running)."""
+    import psutil
+
+    procs = [*psutil.Process(pid).children(recursive=True), psutil.Process(pid)]
+    for p in procs:
+        p.send_signal(signal.SIGKILL)
+    psutil.wait_procs(procs, timeout=30)
+
+
 def launch_cmd(config: str, work: Path, processes: int) -> list[str]:
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / config)]
     cmd += ["--num_processes", str(processes), "--num_machines", "1"]
@@ -103,14 +114,13 @@ def phase_fsdp_resume(gc: Any, ctx: dict[str, Any]) -> dict[str, Any]:
            "GPU_STUDY_LOG": "1"}  # fmt: skip
     deadline = time.time() + min(120, gc.left())
     with open(work / "log.txt", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         while not list((work / "out").glob("cells/*/resume/step-*")):
             if proc.poll() is not None or time.time() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
+                kill_tree(proc.pid)
                 raise RuntimeError(f"no resume checkpoint appeared (log {work / 'log.txt'})")
             time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_tree(proc.pid)
         proc.wait()
     os.environ["GPU_STUDY_LOG"] = "1"  # gc.run passes this environment on
     try:

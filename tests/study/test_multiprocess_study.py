@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-LORA, FULL, ICL = "lora_answer__b8__d0", "full_answer__b8__d0", "zero_shot__b8__d0"
+LORA, FULL, ICL = "lora_answer__b8__d0", "full_answer__b8__d0", "zero_shot__d0"
 
 
 def write_recipe(
@@ -87,18 +87,27 @@ def start(recipe: Path, out: Path, cache: Path, config: Path | None = None, **en
     cmd += [str(ROOT / "tests" / "launched_study.py"), "run", str(recipe), "--smoke"]
     cmd += ["--out", str(out), "--cache-dir", str(cache)]
     log = open(f"{out}.log", "a")  # noqa: SIM115 - closed by finish()
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     proc.log = log  # type: ignore[attr-defined]
     return proc
+
+
+def kill_tree(proc) -> None:
+    """SIGKILL the launcher and every process under it at once (torchrun starts the workers
+    in sessions of their own: killing the launcher's group would leave them running)."""
+    import psutil
+
+    procs = [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]
+    for p in procs:
+        p.send_signal(signal.SIGKILL)
+    psutil.wait_procs(procs, timeout=30)
 
 
 def finish(proc, timeout: float = 600) -> tuple[int, str]:
     try:
         rc = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:  # processes that disagree hang in a collective
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_tree(proc)
         rc = proc.wait()
     proc.log.close()
     return rc, Path(proc.log.name).read_text(errors="replace")
@@ -178,7 +187,7 @@ def test_zero3_resume_round_trip(recipe, one, tiny_cache, tmp_path):
         if proc.poll() is not None:
             pytest.fail(f"ended before {marker} appeared:\n{finish(proc)[1][-3000:]}")
         time.sleep(0.005)
-    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both processes at once
+    kill_tree(proc)
     finish(proc)
     assert not (out / "cells" / LORA / "checkpoint" / "train_result.json").exists()
     log = run(recipe, out, tiny_cache, config=config, FTLAB_TEST_HIDE=f"*/{LORA}/resume")
