@@ -60,7 +60,10 @@ def kill_tree(pid: int) -> None:
 
     procs = [*psutil.Process(pid).children(recursive=True), psutil.Process(pid)]
     for p in procs:
-        p.send_signal(signal.SIGKILL)
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:  # ended meanwhile
+            pass
     psutil.wait_procs(procs, timeout=30)
 
 

@@ -99,7 +99,10 @@ def kill_tree(proc) -> None:
 
     procs = [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]
     for p in procs:
-        p.send_signal(signal.SIGKILL)
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:  # ended meanwhile
+            pass
     psutil.wait_procs(procs, timeout=30)
 
 
