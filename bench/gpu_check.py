@@ -336,7 +336,13 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             )
             lines.append(
                 f"{head} {arm} | {tps} | {fl} | {c['eval_examples_per_s']:.1f} | {gib(peak)} | "
-                f"{c['eval_examples']} eval ex, EM(test) {c['exact_match_test']} |"
+                f"{c['eval_examples']} eval ex, EM(test) {c['exact_match_test']}"
+                + (
+                    f", peak/estimate {fig['peak_vs_estimate']:.2f}"
+                    if "peak_vs_estimate" in fig
+                    else ""
+                )
+                + " |"
             )
     return "\n".join(lines)
 
@@ -345,7 +351,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cpu", action="store_true", help="the tiny model on the CPU (CI)")
     ap.add_argument("--work", default=os.environ.get("GPU_CHECK_DIR", "/tmp/gpu_check"))
+    ap.add_argument("--sharded", action="store_true",
+                    help="ZeRO-3, FSDP LoRA, FSDP resume (bench/gpu_sharded.py) instead")  # fmt: skip
     args = ap.parse_args(argv)
+    phases = PHASES
+    if args.sharded:
+        import gpu_sharded  # bench/ is this script's folder
+
+        phases = PHASES[:3] + gpu_sharded.phases(sys.modules[__name__])
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -360,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             print("gpu_check: no CUDA device visible; run with --cpu for the CPU check")
             return 2
     results: dict[str, dict[str, Any]] = {}
-    for name, fn in PHASES:
+    for name, fn in phases:
         t = time.time()
         print(f"[gpu_check] {name} ... ({time.time() - T0:.0f} s elapsed)", flush=True)
         try:
@@ -376,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = r
         print(f"[gpu_check] {name}: {r['status']} ({r['seconds']:.0f} s) "
               f"{r.get('error') or r.get('reason') or ''}", flush=True)  # fmt: skip
-    report = {"mode": "cpu" if args.cpu else "gpu", "total_s": time.time() - T0,
+    report = {"mode": ("cpu" if args.cpu else "gpu") + (" sharded" if args.sharded else ""), "total_s": time.time() - T0,
               "phases": results}  # fmt: skip
     text = json.dumps(report, indent=1, default=str)
     (work / "gpu_check.json").write_text(text)

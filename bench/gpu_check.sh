@@ -5,6 +5,8 @@
 #   bash bench/gpu_check.sh compare [ARGS]           (bench/gpu_compare.py: the lab vs HF
 #                                                     Trainer, TRL, lm-eval; its own call)
 #   bash bench/gpu_check.sh compare --smoke          (its tiny CPU run)
+#   bash bench/gpu_check.sh --sharded                (ZeRO-3, FSDP LoRA, FSDP resume:
+#                                                     bench/gpu_sharded.py; needs DeepSpeed)
 # Needs torch, transformers, peft, accelerate, numpy, pyyaml, tqdm, jinja2, matplotlib; the
 # small wheels the lab needs beyond those (pydantic and its three dependencies) are
 # installed from .whl/ when it exists (bench/gpu_wheels.sh fills it); `compare` also
@@ -23,6 +25,15 @@ wheels() {  # wheels DIR: install DIR/*.whl into /tmp/site (no index, no depende
 }
 if ! "$PY" -c "import pydantic" 2>/dev/null; then
   wheels .whl
+fi
+# DeepSpeed for --sharded: the wheel bench/gpu_wheels.sh builds without compiled ops (pure
+# Python; ops are JIT-built if ever used) and its small dependencies, from .whl/.
+if [[ " $* " == *" --sharded "* ]] && ! "$PY" -c "import deepspeed" 2>/dev/null &&
+   compgen -G ".whl/deepspeed-*.whl" >/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site-ds \
+    .whl/deepspeed-*.whl .whl/hjson-*.whl .whl/ninja-*.whl .whl/msgpack-*.whl \
+    .whl/einops-*.whl .whl/py_cpuinfo-*.whl &&
+    export PYTHONPATH=/tmp/site-ds:$PYTHONPATH DS_BUILD_OPS=0
 fi
 export TOKENIZERS_PARALLELISM=false WANDB_MODE=disabled HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export HF_DATASETS_OFFLINE=1

@@ -28,7 +28,8 @@ def main() -> None:
 
     recipe = load_recipe(recipe_path)
     t0 = time.time()
-    run_study(recipe, out, progress=False, cache_dir=os.environ.get("FTLAB_CACHE"))
+    progress = os.environ.get("GPU_STUDY_LOG") == "1"  # the lab's log lines (e.g. resuming)
+    run_study(recipe, out, progress=progress, cache_dir=os.environ.get("FTLAB_CACHE"))
     wall = time.time() - t0
     from accelerate import PartialState
 

@@ -2,7 +2,10 @@
 # Download the wheels bench/gpu_check.sh installs on the GPU machine (Python 3.12, no
 # network, no index; torch, transformers, peft and accelerate are there), the versions this
 # lab is tested with. Into .whl/ (gitignored; never committed).
-#   bash bench/gpu_wheels.sh           # .whl/: pydantic and its dependencies (the GPU check)
+#   bash bench/gpu_wheels.sh           # .whl/: pydantic and its dependencies (the GPU check);
+#                                      # for `gpu_check.sh --sharded`, DeepSpeed built into a pure-Python
+#                                      # wheel without its compiled ops (DS_BUILD_OPS=0; its setup.py
+#                                      # imports this machine's torch) and its small dependencies
 #   bash bench/gpu_wheels.sh compare   # also .whl/compare/: TRL, lm-evaluation-harness and
 #                                      # their dependencies (bench/gpu_compare.py), 48 wheels, 131 MB
 # The compare set was resolved with `pip install --dry-run --report` against the lab's
@@ -23,6 +26,9 @@ get() {  # get DIR SPEC...: binary wheels for the GPU machine, else a wheel buil
   done
 }
 get .whl pydantic==2.14.3 pydantic_core==2.50.4 annotated_types==0.8.0 typing_inspection==0.4.5 typing_extensions==4.16.0
+get .whl hjson==3.1.0 msgpack==1.2.4 einops==0.8.2 py-cpuinfo==9.0.0 ninja==1.13.2
+PY=${PYTHON:-.venv/bin/python}  # has torch (deepspeed's setup.py imports it)
+DS_BUILD_OPS=0 "$PY" -m pip wheel --no-deps --no-build-isolation -w .whl deepspeed==0.19.8
 if [ "${1:-}" = compare ]; then
   get .whl/compare trl==1.16.0 lm_eval==0.4.13 evaluate==0.4.6 rouge_score==0.1.2 \
     sacrebleu==2.6.0 scikit-learn==1.9.1 more-itertools==11.2.1 pytablewriter==1.2.1 \

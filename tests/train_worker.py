@@ -12,8 +12,12 @@ The accelerator is instrumented, as a GPU run would check it:
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import sys
+import weakref
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -43,8 +47,17 @@ def instrument(acc) -> dict:  # noqa: ANN001
     prepare, clip = acc.prepare, acc.clip_grad_norm_
 
     def spy_prepare(*objs):  # noqa: ANN002, ANN202
+        # the parameters handed to prepare: how many survive it (FSDP shards them; a full
+        # copy kept alive by the caller is memory every process holds in vain)
+        before = [
+            weakref.ref(p) for o in objs if isinstance(o, torch.nn.Module) for p in o.parameters()
+        ]
+        seen["distributed_type"] = str(acc.distributed_type)  # what prepared the module
         out = prepare(*objs)
         seen["prepared"] = [o for o in out if isinstance(o, torch.nn.Module)]
+        kept = {id(p) for m in seen["prepared"] for p in m.parameters()}
+        gc.collect()
+        seen["unsharded_alive"] = sum(1 for r in before if r() is not None and id(r()) not in kept)
         return out
 
     def spy_clip(parameters, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
@@ -59,6 +72,29 @@ def instrument(acc) -> dict:  # noqa: ANN001
     return seen
 
 
+def force_fsdp(acc) -> None:  # noqa: ANN001
+    """FSDP2 on these CPU processes. accelerate enables FSDP on accelerators only (CPU
+    processes stay MULTI_CPU, i.e. DDP); past that gate its FSDP path is device-agnostic, and
+    torch's fully_shard runs over gloo. So the gate alone is lifted: the plugin of
+    accelerate_config_fsdp.yaml (FSDP2, one unit per decoder layer, sharded state dicts)."""
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    plugin = FullyShardedDataParallelPlugin(
+        fsdp_version=2, auto_wrap_policy="transformer_based_wrap", reshard_after_forward=True,
+        state_dict_type="SHARDED_STATE_DICT", cpu_ram_efficient_loading=False,
+    )  # fmt: skip
+    from accelerate.state import PartialState
+
+    acc.state.fsdp_plugin = plugin
+    # both states: each later AcceleratorState() copies PartialState's fields over its own
+    PartialState().distributed_type = acc.state.distributed_type = DistributedType.FSDP
+
+
+def log_norm(norms: list[float], record: dict[str, float]) -> None:
+    if "train/grad_norm" in record:
+        norms.append(record["train/grad_norm"])
+
+
 def main() -> None:
     torch.set_num_threads(1)
     cache, out_dir, methods = sys.argv[1], Path(sys.argv[2]), sys.argv[3].split(",")
@@ -71,11 +107,15 @@ def main() -> None:
     path = resolve_model("tiny-random", cache).path
     train, dev = data()
     acc = Accelerator()
+    if os.environ.get("FTLAB_TEST_FSDP_ON_CPU") == "1":
+        force_fsdp(acc)
     for method in methods:
         seen = instrument(acc)
+        norms = seen["grad_norms"] = []
         res = finetune(
             path, train, "answer", method, config(method), 0, out_dir / method, accelerator=acc,
             progress=False, dev_examples=dev,
+            on_log=partial(log_norm, norms),
         )  # fmt: skip
         if acc.is_main_process:
             write(out_dir / method / "result.json", acc, res, seen)
@@ -84,7 +124,6 @@ def main() -> None:
 def write(out, acc, res, seen) -> None:  # noqa: ANN001
     seen.pop("prepared")
     report = {
-        "distributed_type": str(acc.distributed_type),
         "world": acc.num_processes,
         "losses": res.losses,
         "dev_losses": res.dev_losses,

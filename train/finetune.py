@@ -29,19 +29,23 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 
-from lab.core.compute import baseline_mode, flop_counter
+from lab.core.compute import baseline_mode, flop_counter, numel
 from lab.core.example import Example
 from lab.core.masks import takes_4d_mask
 from lab.core.precision import autocast, check_launch, dtype
 from lab.core.prompts import bos_prefix
 from lab.core.recipe import TrainCfg
+from train import zero3
 from train.batching import collate_micro
 from train.data import IGNORE, collate, encode_example, epoch_order
 from train.loss import SupervisedLoss, held_out_loss
 from train.resume import TrainCheckpointer, clear, write_result
 from train.sharded import (
     PREFIX,
+    from_main,
     full_state_dict,
+    global_norm,
+    incomplete,
     save,
     snapshot,
     sum_over_processes,
@@ -82,6 +86,19 @@ def _lora(model: Any, cfg: TrainCfg) -> Any:
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lcfg)
+
+
+def _param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW's groups: weight decay on the trainable matrices, none on vectors; an empty
+    group is left out (DeepSpeed drops it, and the LR scheduler then counts one group too
+    many)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    matrix = [len(getattr(p, "ds_shape", p.shape)) >= 2 for p in trainable]  # ZeRO-3: ds_shape
+    groups = [
+        {"params": [p for p, m in zip(trainable, matrix, strict=True) if m], "weight_decay": weight_decay},
+        {"params": [p for p, m in zip(trainable, matrix, strict=True) if not m], "weight_decay": 0.0},
+    ]  # fmt: skip
+    return [g for g in groups if g["params"]]
 
 
 def _n_target(example: dict[str, list[int]]) -> int:
@@ -133,14 +150,15 @@ def finetune(
     # Full FT: fp32 master weights (autocast computes in bf16). LoRA: the frozen base at the
     # study's precision; peft keeps the adapter it adds in fp32.
     load_dtype = torch.float32 if method == "full" else dtype(precision)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=load_dtype)
+    with zero3.training_load(acc):  # whole, unless ZeRO-3 partitions at load (train/zero3.py)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=load_dtype)
     model.config.use_cache = False
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if method == "lora":
         model = _lora(model, cfg)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(numel(p) for p in model.parameters() if p.requires_grad)
+    total = sum(numel(p) for p in model.parameters())
     counter = flop_counter(model, method)
 
     bos = bos_prefix(tok)
@@ -165,14 +183,10 @@ def finetune(
         generator=torch.Generator().manual_seed(seed),
     )
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
+    # No list of the parameters outlives this call: under FSDP `prepare` replaces them with
+    # shards, and a kept reference would keep every process's full unsharded copy alive.
     optim = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
+        _param_groups(model, cfg.weight_decay),
         lr=cfg.lr,
         fused=not baseline_mode(),  # one kernel over all tensors: ~4x faster steps on CPU
     )
@@ -190,6 +204,7 @@ def finetune(
     trained = None if method == "full" else {
         n.removeprefix(PREFIX) for n, p in wrapped.named_parameters() if p.requires_grad
     }  # fmt: skip
+    zero3.configure(acc, cfg, micro, precision)  # DeepSpeed: this run's config, from the recipe
     wrapped, optim, loader, sched = acc.prepare(wrapped, optim, loader, sched)
     # Under FSDP the prepared module holds new (sharded) parameters: clip those, not `params`.
     prepared_params = list(wrapped.parameters())
@@ -285,7 +300,7 @@ def finetune(
                 if acc.is_main_process:
                     on_log({"train/step": len(losses), "train/loss": step_loss,
                             "train/lr": float(lr),
-                            "train/grad_norm": float(grad_norm),
+                            "train/grad_norm": global_norm(grad_norm),
                             "train/tokens_per_s": n_in / max(now - t_step, 1e-9)})  # fmt: skip
                 t_step = now
             if len(losses) % cfg.eval_every == 0 or len(losses) == cfg.steps:
@@ -312,6 +327,11 @@ def finetune(
             save(lm, state, tok, best_dir, overlay=best[2])
     del state
     acc.wait_for_everyone()
+    # complete and readable, or no train_result.json (below): decided by the writer, for all
+    weights = trainable if method == "lora" else total
+    problem = from_main(acc, lambda: incomplete(out, weights) or incomplete(best_dir, weights))
+    if problem:
+        raise RuntimeError(problem)
     result = TrainResult(
         checkpoint=str(out),
         method=method,
@@ -361,15 +381,16 @@ def load_finetuned(
     tok = AutoTokenizer.from_pretrained(checkpoint)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    if method == "lora":
-        from peft import PeftModel
+    with zero3.whole_weights():  # evaluation: every process holds the whole model
+        if method == "lora":
+            from peft import PeftModel
 
-        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype(precision))
-        model = PeftModel.from_pretrained(base, checkpoint)
-        if precision == "fp32" and not unmerged:
-            model = model.merge_and_unload()
-    else:
-        model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=dtype(precision))
+            base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype(precision))
+            model = PeftModel.from_pretrained(base, checkpoint)
+            if precision == "fp32" and not unmerged:
+                model = model.merge_and_unload()
+        else:
+            model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=dtype(precision))
     model.config.use_cache = True
     model.eval()
     return model, tok

@@ -28,6 +28,8 @@ import torch
 from accelerate import Accelerator
 
 from lab.core.io import atomic_write_json, fsync_tree
+from train.sharded import from_main, sum_over_processes
+from train.zero3 import load_state_kwargs
 
 PREFIX = "step-"
 
@@ -93,19 +95,24 @@ class TrainCheckpointer:
     def load(self) -> tuple[int, dict[str, Any], dict[str, torch.Tensor] | None] | None:
         """(step, trainer state, best weights) of the latest matching checkpoint, with the
         model, optimizer, scheduler and RNG states restored; None to start from scratch."""
-        ckpt = latest(self.dir)
+        acc = self.acc
+        # Decided on the main process, for all: processes that saw different checkpoints
+        # (a shared file system's caches) would load different states or hang.
+        ckpt = from_main(acc, lambda: latest(self.dir))
         if ckpt is None:
             return None
-        state_file = ckpt / f"trainer_state_{self.acc.process_index}.json"
+        state_file = ckpt / f"trainer_state_{acc.process_index}.json"
         state = json.loads(state_file.read_text()) if state_file.is_file() else {}
-        if state.get("identity") != self.identity:
+        mine = state.get("identity") == self.identity
+        if sum_over_processes(acc, [float(not mine)])[0] > 0:  # any process: all start over
             # Another setup (or another process count) wrote it: not resumable. Start over.
             self.acc.wait_for_everyone()
             if self.acc.is_main_process:
                 clear(self.dir)
             self.acc.wait_for_everyone()
             return None
-        self.acc.load_state(str(ckpt), strict=False)
+        # LoRA: the state holds the adapter only (the frozen base comes from the model)
+        self.acc.load_state(str(ckpt), **load_state_kwargs(self.acc))
         best = None  # the best-dev snapshot lives on the main process, on the CPU
         if self.acc.is_main_process and (ckpt / "best.safetensors").is_file():
             from safetensors.torch import load_file

@@ -12,6 +12,7 @@ main process (for saving and best-dev snapshots), and the FSDP auto-wrap unit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,63 @@ import torch
 PREFIX = "lm."  # SupervisedLoss keeps the causal LM as `.lm`
 
 
+def accelerator(timeout_s: float) -> Any:
+    """The study's Accelerator, its process group waiting `timeout_s` seconds in a collective
+    (recipe `distributed.timeout_s`). The other processes wait in barriers while the main
+    process alone saves checkpoints, uploads to W&B and deletes resume state: NCCL's default
+    of 10 minutes ended runs that saved a 7B full fine-tune. Create it before any other
+    accelerate state (the first one sets up the process group)."""
+    import os
+    from datetime import timedelta
+
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
+
+    group: dict[str, Any] = {"timeout": timedelta(seconds=timeout_s)}
+    if (
+        os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+        and "LOCAL_RANK" in os.environ
+        and not torch.cuda.is_available()
+    ):
+        # DeepSpeed on CPU processes (DS_ACCELERATOR=cpu): accelerate names no backend for
+        # them and then counts 1 process in each (every one "main", batches sized for one),
+        # while DeepSpeed partitions over all of them. Named, accelerate counts them right.
+        group["backend"] = "gloo"
+    return Accelerator(kwargs_handlers=[InitProcessGroupKwargs(**group)])
+
+
 def sum_over_processes(acc: Any, values: list[float]) -> list[float]:
     """Each value summed over all processes (float64: token counts stay exact)."""
     t = torch.tensor(values, dtype=torch.float64, device=acc.device)
     if acc.num_processes > 1:
         t = acc.reduce(t, reduction="sum")
     return t.tolist()
+
+
+def global_norm(norm: Any) -> float:
+    """The gradient norm `accelerator.clip_grad_norm_` returned, over all processes. Under
+    FSDP it is a DTensor whose local value is this process's shard's part of the norm
+    (`float()` of it read one shard's); its full tensor is the norm of the whole gradient."""
+    from torch.distributed.tensor import DTensor
+
+    if isinstance(norm, DTensor):
+        norm = norm.full_tensor()
+    return float(norm)
+
+
+def from_main(acc: Any, decide: Callable[[], Any]) -> Any:
+    """`decide()` run on the main process only, its value on every process. A decision
+    read from the file system (is this cell trained, which checkpoint is the latest, are
+    these predictions stored) is made once and broadcast: across nodes, each process's view
+    of a shared file system (NFS attribute caching) may differ, and processes that disagree
+    before a collective hang."""
+    if acc.num_processes == 1:
+        return decide()
+    from accelerate.utils import broadcast_object_list
+
+    box = [decide() if acc.is_main_process else None]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
 
 
 def no_split_modules(lm: Any) -> list[str] | None:
@@ -39,7 +91,12 @@ def no_split_modules(lm: Any) -> list[str] | None:
 def full_state_dict(acc: Any, wrapped: Any) -> dict[str, torch.Tensor]:
     """The causal LM's full state dict (keys as `lm.state_dict()`), on the main process;
     {} on the others. A collective under FSDP/ZeRO-3: every process must call it."""
-    sd = acc.get_state_dict(wrapped)
+    from torch.distributed.tensor import DTensor
+
+    sd = acc.get_state_dict(wrapped) or {}  # ZeRO-3: None except on the main process
+    # FSDP2 on CPU processes returns its DTensors as they are (on GPUs, gathered tensors):
+    # gathered here, by every process (a collective), in the same order everywhere.
+    sd = {k: v.full_tensor() if isinstance(v, DTensor) else v for k, v in sd.items()}
     if not acc.is_main_process:
         return {}
     return {k.removeprefix(PREFIX): v for k, v in sd.items() if k.startswith(PREFIX)}
@@ -68,3 +125,34 @@ def save(
     out.mkdir(parents=True, exist_ok=True)
     lm.save_pretrained(out, state_dict=sd)
     tok.save_pretrained(out)
+
+
+def saved_elements(out: Path) -> int:
+    """Elements of every tensor in the safetensors files of a saved model or adapter
+    (headers only: nothing is loaded); raises if a file cannot be read."""
+    from safetensors import safe_open
+
+    n = 0
+    for f in sorted(out.glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as st:
+            for key in st.keys():  # noqa: SIM118 - safe_open has no __iter__
+                shape = st.get_slice(key).get_shape()
+                n += int(torch.Size(shape).numel())
+    return n
+
+
+def incomplete(out: Path, expected: int) -> str | None:
+    """Why `out` is not a complete, readable checkpoint with at least `expected` weights (the
+    adapter's for LoRA, the model's for full fine-tuning; a tied LM head gathered from
+    shards may be saved twice), or None: a training is marked done only once its
+    checkpoint is complete."""
+    try:
+        got = saved_elements(out) if out.is_dir() else 0
+    except Exception as e:  # noqa: BLE001 - any unreadable file means the same
+        return f"the checkpoint saved to {out} cannot be read ({type(e).__name__}: {e})"
+    if got < expected:
+        return (
+            f"the checkpoint saved to {out} holds {got} weights, not the {expected} the run "
+            "trained: it is incomplete, and the training is not marked done"
+        )
+    return None

@@ -36,14 +36,21 @@ class FlopCounter:
         return self.forward(prompt_tokens + new_tokens, 1 + new_tokens)
 
 
+def numel(p: Any) -> int:
+    """A parameter's full size, also when DeepSpeed ZeRO-3 holds only this process's
+    partition of it (the tensor is then empty; `ds_numel` is the full size)."""
+    return int(getattr(p, "ds_numel", 0) or p.numel())
+
+
 def flop_counter(model: Any, method: str = "full") -> FlopCounter:
     emb = model.get_input_embeddings().weight
     head = model.get_output_embeddings().weight
-    base = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)
-    lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
-    tied = head.data_ptr() == emb.data_ptr()
-    body = base - emb.numel() - (0 if tied else head.numel())
-    return FlopCounter(body, head.numel(), lora, method)
+    base = sum(numel(p) for n, p in model.named_parameters() if "lora_" not in n)
+    lora = sum(numel(p) for n, p in model.named_parameters() if "lora_" in n)
+    # partitioned (empty) tensors share no storage: a tie is then the same parameter
+    tied = head is emb or (emb.numel() > 0 and head.data_ptr() == emb.data_ptr())
+    body = base - numel(emb) - (0 if tied else numel(head))
+    return FlopCounter(body, numel(head), lora, method)
 
 
 def baseline_mode() -> bool:

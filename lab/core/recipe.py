@@ -153,6 +153,16 @@ class TrackingCfg(_Strict):
     )
 
 
+class DistributedCfg(_Strict):
+    timeout_s: float = Field(
+        3600.0,
+        gt=0,
+        description="seconds a process waits in a collective (barrier, broadcast) before the "
+        "run fails: long enough for the main process's work the others wait for (saving a "
+        "7B checkpoint, W&B uploads); NCCL's default is 600",
+    )
+
+
 class Recipe(_Strict):
     name: str
     description: str = ""
@@ -187,6 +197,7 @@ class Recipe(_Strict):
     eval: EvalCfg = EvalCfg()
     tracking: TrackingCfg = TrackingCfg()
     _trains: dict[str, TrainCfg] = PrivateAttr(default_factory=dict)  # arm -> its settings
+    distributed: DistributedCfg = DistributedCfg()  # how processes run, not what: not hashed
     smoke: dict[str, Any] = Field(default_factory=dict, description="overrides for --smoke")
     profiles: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="named overrides, applied with --profile NAME"
@@ -250,6 +261,7 @@ class Recipe(_Strict):
             mode="json",
             exclude={
                 "tracking": True,
+                "distributed": True,
                 "description": True,
                 "smoke": True,
                 "profiles": True,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from lab.study.context import probe_max_new
 from lab.study.plan import CellPlan, StudyData, Variant
 from lab.study.store import CellResult, metric_rows
 from lab.tasks.task_probes import is_task_probe
+from train.sharded import from_main
 
 
 class CellRunner:
@@ -115,7 +117,8 @@ class CellRunner:
         cell, arm = plan.cell, plan.cell.arm
         self.base.release()
         on_log = self.tracker.train_logger(len(plan.train_set), plan.train.batch_size)
-        res = finished(cell_dir.checkpoint)  # trained before an interruption
+        # trained before an interruption? (read once, by the main process: from_main)
+        res = from_main(self.acc, lambda: finished(cell_dir.checkpoint))
         if res is None:
             res = finetune(
                 self.base.resolved.path,
@@ -245,16 +248,13 @@ class CellRunner:
         interrupted run finished it, else evaluated and written (predictions last: the
         split's done marker)."""
         r, arm, xs = self.recipe, plan.cell.arm, self.data.splits[split]
-        path, counts_path = cell_dir.predictions(v.name, split), cell_dir.counts(v.name, split)
-        done = path.is_file() and counts_path.is_file()
-        p = cell_dir.read_predictions(v.name, split) if done else None
-        if p is not None and not fairness.same_ids(p, xs):
-            p = None  # stored for other examples (the split changed): recomputed
-            self.log(f"[lab]   {v.name} {split}: stored predictions are of other examples")
-        if p is not None:  # evaluated before an interruption
+        counts_path = cell_dir.counts(v.name, split)
+        # evaluated before an interruption? (read once, by the main process: from_main)
+        stored = from_main(self.acc, partial(self.stored, v, split, cell_dir))
+        if stored is not None:
             if self.acc.is_main_process:
                 self.log(f"[lab]   {v.name} {split}: predictions of an interrupted run reused")
-            return p, summarize(p), read_json(counts_path)
+            return stored[0], summarize(stored[0]), stored[1]
         before = dict(lm.counts)
         p, m = evaluate_split_parallel(
             lm,
@@ -270,6 +270,20 @@ class CellRunner:
             atomic_write_json(counts_path, counts)
             cell_dir.write_predictions(v.name, split, p)  # last: the split's done marker
         return p, m, counts
+
+    def stored(
+        self, v: Variant, split: str, cell_dir: CellDir
+    ) -> tuple[list[dict[str, Any]], dict[str, int]] | None:
+        """(predictions, forward-token counts) a run stored for this variant and split, or
+        None: none, or stored for other examples (the split changed: recomputed)."""
+        path, counts_path = cell_dir.predictions(v.name, split), cell_dir.counts(v.name, split)
+        if not (path.is_file() and counts_path.is_file()):
+            return None
+        p = cell_dir.read_predictions(v.name, split)
+        if not fairness.same_ids(p, self.data.splits[split]):
+            self.log(f"[lab]   {v.name} {split}: stored predictions are of other examples")
+            return None
+        return p, read_json(counts_path)
 
     # -- probe splits ---------------------------------------------------------------------------
     def evaluate_probes(

@@ -324,6 +324,9 @@ def load_model(path: str, device: Any = "cpu", precision: str = "fp32") -> tuple
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype(precision)).to(device)
+    from train.zero3 import whole_weights
+
+    with whole_weights():  # never partitioned by a registered ZeRO-3 config: evaluation
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype(precision)).to(device)
     model.eval()
     return model, tok

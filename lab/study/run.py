@@ -81,16 +81,22 @@ class Runner:
         self.fits = {spec: ContextFit(recipe, self.data, m.path) for spec, m in self.models.items()}
         for fit in self.fits.values():
             fit.check(orders)
-        from accelerate import Accelerator
-
         from lab.core import precision
+        from train import zero3
+        from train.sharded import accelerator
 
-        self.acc = Accelerator()  # (before any accelerate PartialState: it would pin 1 process)
+        # (before any accelerate PartialState: it would pin 1 process and the default timeout)
+        self.acc = accelerator(recipe.distributed.timeout_s)
         self.precision = precision.resolve(recipe.precision)  # bf16 | fp32, for every arm
         precision.check_launch(self.acc.mixed_precision, self.precision)
         if not self.acc.is_main_process:  # logs and progress bars: the main process only
             self.progress, self.log = False, (lambda *a, **k: None)
         check_batch_sizes(recipe, self.acc.num_processes)
+        zero3.check(
+            self.acc,
+            [recipe.train_for(a) for a in recipe.arms if a.method != "icl"],
+            self.precision,
+        )
         preflight.check_writable(self.out)
         if force and (live := claims.live_holders(self.study.locks, self.lease_s)):
             who = ", ".join(f"{h.get('host')} pid {h.get('pid')}" for h in live[:3])

@@ -3,11 +3,11 @@
 collectives on the accelerator's device; clipping of the prepared parameters; FSDP's
 auto-wrap unit.
 
-FSDP itself cannot run here: accelerate enables it only on accelerators (on CPU processes it
-stays MULTI_CPU, i.e. DDP over gloo), so the FSDP path is exercised by bench/gpu_check.sh on
-a GPU. What a CPU can check of it is checked below: the auto-wrap policy accelerate builds
-from the module it is given, and clipping when `prepare` replaces the parameters (as FSDP
-does with its sharded ones)."""
+accelerate enables FSDP only on accelerators (on CPU processes it stays MULTI_CPU, i.e. DDP
+over gloo); `fsdp_two_processes` lifts that gate (tests/train_worker.py force_fsdp) and runs
+accelerate's FSDP2 path and torch's fully_shard over gloo. Also checked: the auto-wrap policy
+accelerate builds from the module it is given, and clipping when `prepare` replaces the
+parameters (as FSDP does with its sharded ones)."""
 
 from __future__ import annotations
 
@@ -37,20 +37,53 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def two_processes(tiny_cache, tiny_path, tmp_path_factory):
-    """LoRA and full FT of the case in tests/worker_data.py, by 2 CPU processes (DDP)."""
-    out = tmp_path_factory.mktemp("ddp")
+def _launch(out: Path, cache: Path, **env_extra: str) -> Path:
+    """LoRA and full FT of the case in tests/worker_data.py, by 2 CPU processes."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true",
-           "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}  # fmt: skip
+           "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", **env_extra}  # fmt: skip
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
         "--master_port", str(_free_port()),
-        str(ROOT / "tests" / "train_worker.py"), str(tiny_cache), str(out), "lora,full",
+        str(ROOT / "tests" / "train_worker.py"), str(cache), str(out), "lora,full",
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="module")
+def two_processes(tiny_cache, tiny_path, tmp_path_factory):
+    """2 CPU processes under DDP (gloo)."""
+    return _launch(tmp_path_factory.mktemp("ddp"), tiny_cache)
+
+
+@pytest.fixture(scope="module")
+def fsdp_two_processes(tiny_cache, tiny_path, tmp_path_factory):
+    """2 CPU processes under FSDP2 (accelerate_config_fsdp.yaml's plugin; gate lifted:
+    tests/train_worker.py force_fsdp)."""
+    return _launch(tmp_path_factory.mktemp("fsdp"), tiny_cache, FTLAB_TEST_FSDP_ON_CPU="1")
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_fsdp_two_processes_train_what_one_trains(fsdp_two_processes, tiny_path, tmp_path, method):
+    """Under FSDP2 (2 processes, each holding half of every decoder layer): the same losses
+    as one process; the logged train/grad_norm is the whole gradient's norm (it was one
+    shard's); and no full, unsharded copy of the parameters handed to `prepare` outlives it
+    (finetune kept them in lists: +28 GiB per GPU for full fine-tuning of 7B)."""
+    two = json.loads((fsdp_two_processes / method / "result.json").read_text())
+    assert two["distributed_type"] == "DistributedType.FSDP" and two["world"] == 2
+    train, _ = data()
+    norms: list[float] = []
+    one = finetune(
+        tiny_path, train, "answer", method, config(method), 0, tmp_path, progress=False,
+        dev_examples=data()[1], on_log=lambda d: norms.append(d.get("train/grad_norm")),
+    )  # fmt: skip
+    norms = [x for x in norms if x is not None]
+    assert two["losses"] == pytest.approx(one.losses, rel=1e-5)
+    assert len(norms) == len(two["grad_norms"]) == len(one.losses)
+    assert two["grad_norms"] == pytest.approx(norms, rel=1e-4)
+    assert two["unsharded_alive"] == 0
+    assert two["clips"] == len(one.losses) and two["clip_mismatch"] == 0
 
 
 @pytest.mark.parametrize("method", ["lora", "full"])
