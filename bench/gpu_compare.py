@@ -3,7 +3,7 @@ process on the same random model, data and settings. NOT YET RUN ON A GPU: prepa
 smoke-tested on the CPU only (`--smoke`); its GPU figures are pending a lent GPU.
 
 Models: randomly initialised Qwen2 models with the published Qwen2.5-0.5B and -1.5B shapes
-(lab/study/memory.py PUBLISHED_SHAPES: layers, width, heads, KV heads, head size, MLP
+(lab/study/model_sizes.py PUBLISHED_SHAPES: layers, width, heads, KV heads, head size, MLP
 width, vocabulary 151,936, tied embeddings), saved once; the tokenizer is the lab's
 character-level one padded to the vocabulary with filler characters (prompts are ASCII, one
 token a character; a random model's generations decode to filler text on both sides).
@@ -54,7 +54,7 @@ T0 = time.time()
 
 # -- pure helpers (tested: tests/study/test_gpu_compare.py) ---------------------------------
 def shape_row(name: str) -> tuple[int, ...]:
-    from lab.study.memory import PUBLISHED_SHAPES
+    from lab.study.model_sizes import PUBLISHED_SHAPES
 
     return SMOKE_SHAPE if name == "smoke" else PUBLISHED_SHAPES[SHAPES[name]]
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -93,20 +94,16 @@ def merge_fp32(base_path: str, checkpoint: str) -> Any:
     return merged
 
 
-def at_precision(merged32: Any, base_path: str, precision: str, device: Any) -> Any:
-    """The fp32-merged model for evaluation at `precision` on `device`: at bf16 its weights
-    copied (rounded once each) into the base as loaded at bf16, not `model.to(bf16)`, which
-    would also cast the fp32 buffers a model loaded at bf16 keeps (the rotary inverse
-    frequencies)."""
-    from transformers import AutoModelForCausalLM
-
+def at_precision(merged32: Any, precision: str, device: Any) -> Any:
+    """The fp32-merged model for evaluation at `precision` on `device`, in place: at bf16 its
+    parameters are cast (each W + dW rounded once), its buffers not: a model loaded at bf16
+    keeps fp32 buffers (the rotary inverse frequencies), which `model.to(bf16)` would cast."""
     from lab.core.precision import dtype
 
-    model = merged32
     if precision != "fp32":
-        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype(precision))
-        model.load_state_dict(merged32.state_dict())
-    model = model.to(device)
+        for p in merged32.parameters():
+            p.data = p.data.to(dtype(precision))
+    model = merged32.to(device)
     model.config.use_cache = True
     model.eval()
     return model
@@ -124,22 +121,27 @@ def is_adapter(model: Any) -> bool:
 def for_evaluation(
     model: Any, tok: Any, base_path: str, checkpoint: str, precision: str,
     probe_texts: list[str], tolerance: float | None = None,
+    reload: Callable[[], Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:  # fmt: skip
     """(the model to evaluate, what was done): the fp32-merged copy of the unmerged LoRA
     `model` when its probe log-probabilities are within the tolerance of `model`'s, else
     `model` itself. The tolerance: `tolerance` when given, else the stated rule (module
-    docstring). A model that is not an unmerged adapter comes back unchanged ("as loaded")."""
+    docstring). A model that is not an unmerged adapter comes back unchanged ("as loaded").
+    With `reload` (which loads the unmerged model again) the unmerged model is freed before
+    the merge, so one model is in memory at a time, and reloaded only for the fallback."""
     if not is_adapter(model):
         return model, {"path": "as loaded"}
     t0 = time.perf_counter()
     device = next(model.parameters()).device
     unmerged = probe(model, tok, probe_texts)
-    if device.type != "cpu":
+    if reload is not None:
+        model = None  # one model in memory at a time: reloaded for the fallback
+    elif device.type != "cpu":
         model.to("cpu")  # one model on the device at a time
-        _free(device)
+    _free(device)
     merged32 = merge_fp32(base_path, checkpoint)
     exact = probe(merged32, tok, probe_texts)  # fp32, on the CPU
-    merged = at_precision(merged32, base_path, precision, device)
+    merged = at_precision(merged32, precision, device)
     del merged32
     got = probe(merged, tok, probe_texts)
     diff = differences(unmerged, got)
@@ -153,7 +155,8 @@ def for_evaluation(
         del model
     else:
         del merged
-        merged = model.to(device)
+        _free(device)
+        merged = (reload() if model is None else model).to(device)
     _free(device)
     info = {
         "path": "merged" if keep else "adapter", "tolerance": tolerance, **diff,

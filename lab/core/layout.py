@@ -18,6 +18,7 @@ in lab/core so that both of them use the one layout.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,3 +123,9 @@ class StudyDir:
     def outputs(self) -> list[Path]:
         """What a run writes (--force deletes these; study.json is rewritten)."""
         return [self.cells, self.locks, self.results, self.report, self.wandb]
+
+
+def model_tag(index: int, spec: str) -> str:
+    """A ladder model's name in cell keys and paths: `m<index>-<last path part, sanitised>`."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", spec.rstrip("/").split("/")[-1]).strip("-.")
+    return f"m{index}-{name or 'model'}"

@@ -127,17 +127,11 @@ class EvalCfg(_Strict):
     ft_then_icl_k: int = Field(
         0, ge=0, description="also prompt each FT model with k demos: does FT keep ICL?"
     )
-    precision: Literal["study", "bf16", "fp32"] = Field(
-        "study",
-        description="the precision models are evaluated at: study = the study's `precision` "
-        "(training's), or bf16 / fp32 apart from it (lab/core/precision.py)",
-    )
+    precision: Literal["study", "bf16", "fp32"] = Field("study", description="study: `precision`")
     invariant: bool = Field(
         True,
-        description="batch-invariant numerics (eval/invariant.py): every log-likelihood and "
-        "generation bit-identical whatever eval.batch_size, the grouping of requests and the "
-        "number of processes; false: faster kernels whose scores move with batching (bf16: "
-        "up to ~0.3 nats) — README, Crashes, resume and reproducibility",
+        description="batch-invariant numerics (eval/invariant.py): scores bit-identical whatever "
+        "the batch size, grouping and process count; false: faster kernels (README)",
     )
 
 
@@ -148,8 +142,7 @@ class TrackingCfg(_Strict):
     max_upload_mb: float = Field(
         200.0,
         ge=0,
-        description="fine-tuned weights larger than this are logged to W&B as a "
-        "reference to their local path, not uploaded (LoRA adapters are small)",
+        description="fine-tuned weights larger than this are logged to W&B by path, not uploaded",
     )
 
 
@@ -157,9 +150,8 @@ class DistributedCfg(_Strict):
     timeout_s: float = Field(
         3600.0,
         gt=0,
-        description="seconds a process waits in a collective (barrier, broadcast) before the "
-        "run fails: long enough for the main process's work the others wait for (saving a "
-        "7B checkpoint, W&B uploads); NCCL's default is 600",
+        description="seconds a process waits in a collective before the run fails: longer than "
+        "the main process's work the others wait for (saving 7B, W&B uploads)",
     )
 
 
@@ -339,12 +331,6 @@ def _format_validation(e: ValidationError, where: str, model: type[BaseModel] | 
     if loc:
         return f"{where}: key '{key}': {msg} (got {got!r}); fix its value"
     return f"{where}: {msg}"
-
-
-def model_tag(index: int, spec: str) -> str:
-    """A ladder model's name in cell keys and paths: `m<index>-<last path part, sanitised>`."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", spec.rstrip("/").split("/")[-1]).strip("-.")
-    return f"m{index}-{name or 'model'}"
 
 
 def smoke_ladder(n: int) -> list[str]:

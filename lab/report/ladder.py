@@ -28,7 +28,8 @@ from eval.scaling import scaling_metrics
 from eval.stats import bootstrap_ci, paired_bootstrap
 from lab.core.example import ID_EVAL_SPLIT, Example, is_ood, ood_mean_splits
 from lab.core.io import atomic_write_text
-from lab.core.recipe import ArmCfg, Recipe, model_tag
+from lab.core.layout import model_tag
+from lab.core.recipe import ArmCfg, Recipe
 from lab.report import plots, study_report
 from lab.report.analysis import Scores
 from lab.report.table import CSS, Summary, Table, ci

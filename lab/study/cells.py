@@ -181,13 +181,30 @@ class CellRunner:
         adapter merged in fp32 where that is exact enough (eval/merge.py)."""
         from eval.merge import for_evaluation
         from train.finetune import load_finetuned
+        from train.zero3 import whole_weights
 
         path, at = self.base.resolved.path, for_eval(self.recipe.eval.precision, self.precision)
-        model, tok = load_finetuned(path, checkpoint, method, at, unmerged=True)
+
+        def load() -> Any:  # the whole model on every process, even under ZeRO-3
+            with whole_weights():
+                return load_finetuned(path, checkpoint, method, at, unmerged=True)
+
+        model, tok = load()
         model.to(self.acc.device)
         if method != "lora":
             return model, tok, {"path": "full weights"}
-        model, merge = for_evaluation(model, tok, path, checkpoint, at, self.base.check_texts)
+        held = [model]  # handed over (pop) so that for_evaluation can free it before merging
+        del model
+        with whole_weights():  # the merge reloads the base weights in fp32
+            model, merge = for_evaluation(
+                held.pop(),
+                tok,
+                path,
+                checkpoint,
+                at,
+                self.base.check_texts,
+                reload=lambda: load()[0],
+            )
         if self.acc.is_main_process:
             self.log(
                 f"[lab]   {Path(checkpoint).name}: evaluating the adapter "

@@ -26,7 +26,8 @@ from eval.sandbox import require_sandbox
 from lab.core import fairness
 from lab.core.errors import LabError
 from lab.core.example import ID_EVAL_SPLIT, Example, check_formats, is_ood, usable
-from lab.core.recipe import ArmCfg, Recipe, TrainCfg, model_tag
+from lab.core.layout import model_tag
+from lab.core.recipe import ArmCfg, Recipe, TrainCfg
 from lab.tasks import build_task
 from lab.tasks.probes import is_probe
 

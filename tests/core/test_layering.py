@@ -196,7 +196,7 @@ def test_bench_and_scripts_import_names_that_exist():
 
 def test_planning_a_study_imports_no_report_or_plotting():
     """lab.study.plan once imported lab.report.ladder for one name (`model_tag`, now in
-    lab.core.recipe), which pulled matplotlib into every planning step."""
+    lab.core.layout), which pulled matplotlib into every planning step."""
     import subprocess
     import sys
 

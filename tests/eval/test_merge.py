@@ -15,7 +15,7 @@ from eval.lm import LM
 from eval.merge import TOLERANCE, for_evaluation, is_adapter
 from lab.core.prompts import prompt
 from lab.core.recipe import TrainCfg
-from lab.study.base_model import BaseModel
+from lab.study.base_model import StudyBase
 from lab.study.models import ResolvedModel
 from train.finetune import finetune, load_finetuned
 
@@ -108,7 +108,7 @@ def test_the_adapter_check_fires_for_a_merged_noop_adapter(
     ).save_pretrained(tmp_path / "noop")
     _, tok0 = load_model(tiny_path)
     tok0.save_pretrained(tmp_path / "noop")
-    checker = BaseModel(ResolvedModel("tiny-random", tiny_path, "tiny", "x"), "cpu", precision,
+    checker = StudyBase(ResolvedModel("tiny-random", tiny_path, "tiny", "x"), "cpu", precision,
                         splits["test"])  # fmt: skip
     unmerged, tok = load_finetuned(tiny_path, str(tmp_path / "noop"), "lora", precision,
                                    unmerged=True)  # fmt: skip

@@ -10,7 +10,8 @@ import yaml
 
 from lab.core.errors import LabError
 from lab.core.io import read_json, read_jsonl
-from lab.core.recipe import load_recipe, model_tag, parse_recipe
+from lab.core.layout import model_tag
+from lab.core.recipe import load_recipe, parse_recipe
 from lab.report.ladder import cot_pairs
 from lab.study.cli import main
 from lab.study.plan import plan_cells

@@ -63,8 +63,10 @@ def test_one_model_in_memory_at_a_time_and_precision_recorded(tmp_path, tiny_cac
     assert (
         main(["run", str(path), "--out", str(out), "--cache-dir", str(tiny_cache), "--quiet"]) == 0
     )
-    # the base (both ICL cells), then per FT cell: training, best-dev and last checkpoints
-    assert len(alive_at_load) == 7
+    # the base (both ICL cells), then per FT cell: training, best-dev and last checkpoints;
+    # each LoRA checkpoint also reloads its base in fp32 to merge the adapter (eval/merge.py),
+    # after the unmerged model is freed
+    assert len(alive_at_load) == 9
     assert alive_at_load == [0] * len(alive_at_load)
     variants = {(r["arm"], r["variant"]) for r in read_jsonl(out / "results.jsonl")}
     assert {("lora", "last"), ("lora", "best"), ("full", "last"), ("full", "best")} <= variants
