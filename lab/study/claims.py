@@ -273,15 +273,3 @@ def live_holders(locks: str | Path, lease_s: float) -> list[dict[str, Any]]:
         if holder is not None and not is_stale(holder, lease_s):
             out.append(holder)
     return out
-
-
-def from_main(acc: Any, decide: Callable[[], Any]) -> Any:
-    """`decide()` on the main process of an `accelerate launch`, its value on every
-    process: the processes of one launch act as one worker (only the main one claims)."""
-    if acc.num_processes == 1:
-        return decide()
-    from accelerate.utils import broadcast_object_list
-
-    box = [decide() if acc.is_main_process else None]
-    broadcast_object_list(box, from_process=0)
-    return box[0]

@@ -44,6 +44,7 @@ from lab.study.plan import (
 from lab.study.publish import print_summary, write_any_report, write_wandb_definition
 from lab.tasks import build_task, describe_task
 from lab.tasks.probes import describe_probes
+from train.sharded import from_main
 
 
 class Runner:
@@ -181,7 +182,7 @@ class Runner:
                 shutil.rmtree(cell_dir.resume, ignore_errors=True)
             self.acc.wait_for_everyone()
         rows = [row.to_dict() for row in store.collect_rows(study, r)]  # every cell is done
-        if not claims.from_main(self.acc, lambda: self._claim_key("report")):
+        if not from_main(self.acc, lambda: self._claim_key("report")):
             self.log(f"[lab] all {len(cells)} cells done; another worker writes the report")
             return rows
         if self.acc.is_main_process:
@@ -217,7 +218,7 @@ class Runner:
         while pending:
             busy = []
             for i, cell in pending:
-                status = claims.from_main(self.acc, lambda c=cell: self._claim(c))
+                status = from_main(self.acc, lambda c=cell: self._claim(c))
                 if status == "busy":
                     busy.append((i, cell))
                 elif status == "done" and first:
