@@ -26,6 +26,7 @@ from typing import Any
 
 from lab.core.errors import LabError
 from lab.core.io import atomic_write_json, atomic_write_text, read_json
+from lab.core.layout import StudyDir
 from lab.report import forest
 from lab.report.summary_tables import PAIRED
 from lab.report.table import CSS, Table
@@ -46,7 +47,7 @@ class Study:
 
 def _summaries(out: Path) -> list[Path]:
     """The report summaries of a study: one, or one per model of a ladder."""
-    report = out / "report"
+    report = StudyDir(out).report
     ladder = sorted(report.glob("models/*/summary.json"))
     return ladder or ([report / "summary.json"] if (report / "summary.json").is_file() else [])
 
@@ -56,11 +57,12 @@ def load(path: str) -> list[Study]:
     out = Path(path)
     if not out.is_dir():
         raise LabError(f"{out} does not exist; pass the --out folder of a study run")
-    if not (out / "study.json").is_file():
+    study = StudyDir(out)
+    if not study.study_json.is_file():
         raise LabError(
             f"{out} holds no study (no study.json); pass the --out folder of a study run"
         )
-    info = read_json(out / "study.json")
+    info = read_json(study.study_json)
     found = []
     for f in _summaries(out):
         s = read_json(f)

@@ -29,7 +29,6 @@ from lab.core import fairness
 from lab.core.example import is_ood
 from lab.core.io import atomic_write_json, read_json
 from lab.core.layout import CellDir
-from lab.core.precision import for_eval
 from lab.core.prompts import prompt
 from lab.core.recipe import Recipe
 from lab.report.tracking import Tracker
@@ -183,11 +182,10 @@ class CellRunner:
         from train.finetune import load_finetuned
         from train.zero3 import whole_weights
 
-        path, at = self.base.resolved.path, for_eval(self.recipe.eval.precision, self.precision)
+        path, at = self.base.resolved.path, self.base.precision  # evaluation's precision
 
-        def load() -> Any:  # the whole model on every process, even under ZeRO-3
-            with whole_weights():
-                return load_finetuned(path, checkpoint, method, at, unmerged=True)
+        def load() -> Any:  # load_finetuned loads whole weights, even under ZeRO-3
+            return load_finetuned(path, checkpoint, method, at, unmerged=True)
 
         model, tok = load()
         model.to(self.acc.device)

@@ -89,6 +89,7 @@ class Runner:
         # (before any accelerate PartialState: it would pin 1 process and the default timeout)
         self.acc = accelerator(recipe.distributed.timeout_s)
         self.precision = precision.resolve(recipe.precision)  # bf16 | fp32, for every arm
+        self.eval_precision = for_eval(recipe.eval.precision, self.precision)
         precision.check_launch(self.acc.mixed_precision, self.precision)
         if not self.acc.is_main_process:  # logs and progress bars: the main process only
             self.progress, self.log = False, (lambda *a, **k: None)
@@ -113,8 +114,9 @@ class Runner:
     def cell_runner(self, spec: str, tracker: Tracker) -> CellRunner:
         """The runner of the cells of base model `spec` (a ladder loads one at a time)."""
         self.model = self.models[spec]
-        at = for_eval(self.recipe.eval.precision, self.precision)  # evaluation's precision
-        base = StudyBase(self.model, self.acc.device, at, self.splits[ID_EVAL_SPLIT])
+        base = StudyBase(
+            self.model, self.acc.device, self.eval_precision, self.splits[ID_EVAL_SPLIT]
+        )
         return CellRunner(
             self.recipe,
             self.data,
@@ -282,7 +284,7 @@ class Runner:
             "probe_splits": self.data.probe_splits,
             "selection": fairness.SELECTION,
             "precision": self.precision,
-            "eval_precision": for_eval(r.eval.precision, self.precision),
+            "eval_precision": self.eval_precision,
             "eval_invariant": r.eval.invariant,
         }
 
