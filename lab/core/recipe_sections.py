@@ -1,0 +1,145 @@
+"""The sections of a recipe (`train`, `arms[]`, `task`, `eval`, `tracking`, `distributed`):
+each a strict pydantic model, validated as part of a `Recipe` (lab/core/recipe.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lab.core.errors import LabError
+
+Format = Literal["answer", "cot", "code"]
+Method = Literal["icl", "lora", "full"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LoraCfg(Strict):
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: str | list[str] = "all-linear"
+
+
+class TrainCfg(Strict):
+    steps: int = Field(100, gt=0, description="optimizer steps")
+    batch_size: int = Field(16, gt=0, description="examples per optimizer step, all processes")
+    grad_accum: int = Field(1, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    max_grad_norm: float = Field(1.0, gt=0)
+    n_train: int | None = Field(None, gt=0, description="train examples used; None = the pool")
+    select: Literal["last", "best_dev"] = Field(
+        "last",
+        description="checkpoint the comparison uses: the last one, or (best_dev) the one with "
+        "the lowest loss on examples held out from inside the arm's own budget (lab/core/fairness.py)",
+    )
+    dev_fraction: float = Field(
+        0.25, gt=0, lt=1, description="select: best_dev: share of the budget held out to select on"
+    )
+    eval_every: int = Field(10, gt=0, description="steps between ID-dev loss evaluations")
+    save_every: int = Field(
+        25, ge=0, description="steps between resume checkpoints (crash recovery); 0 = none"
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass (less memory, ~1.3x time)"
+    )
+    lora: LoraCfg = LoraCfg()
+
+    def micro_batch(self, processes: int, who: str = "") -> int:
+        """Rows per process and forward: the global batch split over grad_accum x processes,
+        which must divide it (the one check: planning and training both ask here)."""
+        if self.batch_size % (self.grad_accum * processes):
+            raise LabError(
+                f"{who}train.batch_size ({self.batch_size}) is not a multiple of grad_accum x "
+                f"processes ({self.grad_accum} x {processes}); change train.batch_size or "
+                "train.grad_accum"
+            )
+        return self.batch_size // (self.grad_accum * processes)
+
+
+class ArmCfg(Strict):
+    name: str
+    method: Method
+    format: Format = "answer"
+    k: int = Field(0, ge=0, description="demos in the prompt")
+    trigger: str | None = Field(None, description="text after 'Answer:', e.g. zero-shot CoT")
+    demos: str | None = Field(
+        None,
+        description="a fixed demo set of the task (e.g. 'wei': split 'demos_wei'): its first k "
+        "examples, the same for every seed and budget, not drawn from the budgeted train pool",
+    )
+    train: dict[str, Any] = Field(default_factory=dict, description="overrides of `train`")
+
+    @model_validator(mode="after")
+    def _check(self) -> ArmCfg:
+        if self.method == "icl" and self.train:
+            raise ValueError(f"arm '{self.name}' is an ICL arm: remove its `train:` section")
+        if self.demos is not None and (self.method != "icl" or self.k == 0):
+            raise ValueError(
+                f"arm '{self.name}': `demos` (a fixed demo set) needs an ICL arm with k > 0; "
+                "remove `demos` or set method: icl and k"
+            )
+        return self
+
+
+class TaskCfg(Strict):
+    name: str = "arithmetic"
+    seed: int = 0
+    n_train: int = Field(2000, gt=0)
+    n_dev: int = Field(100, ge=0)
+    n_test: int = Field(100, gt=0, description="examples in each eval split (ID and OOD)")
+    source: Literal["local", "hub"] = Field(
+        "local", description="benchmark tasks: the copies in data/ or the Hugging Face hub"
+    )
+    data_dir: str | None = Field(
+        None, description="benchmark tasks, source local: the data folder; None = <repo>/data"
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="task-specific options")
+    spec: dict[str, Any] | None = Field(
+        None, description="a declarative task inline (lab/tasks/spec.py); None = by name"
+    )
+
+
+class EvalCfg(Strict):
+    batch_size: int = Field(32, gt=0)
+    max_new_tokens: dict[Format, Annotated[int, Field(gt=0)]] = Field(
+        default_factory=lambda: {"answer": 10, "cot": 72, "code": 72},
+        description="generation budget per format (> 0: a 0 would generate no answer at all)",
+    )
+    code_timeout_s: float = Field(5.0, gt=0)
+    gold_logprob: bool = Field(True, description="also score log p(gold answer): a smooth metric")
+    ft_then_icl_k: int = Field(
+        0, ge=0, description="also prompt each FT model with k demos: does FT keep ICL?"
+    )
+    precision: Literal["study", "bf16", "fp32"] = Field("study", description="study: `precision`")
+    invariant: bool = Field(
+        True,
+        description="batch-invariant numerics (eval/invariant.py): scores bit-identical whatever "
+        "the batch size, grouping and process count; false: faster kernels (README)",
+    )
+
+
+class TrackingCfg(Strict):
+    mode: Literal["auto", "online", "offline", "disabled"] = "auto"
+    project: str = "ft-vs-icl"
+    entity: str | None = None
+    max_upload_mb: float = Field(
+        200.0,
+        ge=0,
+        description="fine-tuned weights larger than this are logged to W&B by path, not uploaded",
+    )
+
+
+class DistributedCfg(Strict):
+    timeout_s: float = Field(
+        3600.0,
+        gt=0,
+        description="seconds a process waits in a collective before the run fails: longer than "
+        "the main process's work the others wait for (saving 7B, W&B uploads)",
+    )
