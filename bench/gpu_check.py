@@ -16,6 +16,9 @@ does not stop the others):
   fsdp       the same full fine-tuning under accelerate_config_fsdp.yaml (FSDP2), 1 process
   agree      the `full` phase's selected checkpoint evaluated in fp32 and in bf16: shares of
              equal answers, |log p(gold)| differences, eval examples/s of each
+  split      the shared-prefix split attention on the device (bench/gpu_split.py): agreement
+             with one plain softmax per row (fp32, bf16), 8-shot CoT generations of the ~0.5B
+             model split vs the prefix repeated per row (fp32: identical; examples/s of each)
 With `--cpu`: the tiny model only (tiny study with `accelerate launch --cpu`, agreement on
 its full-FT checkpoint); the ~0.5B and FSDP phases are skipped (accelerate runs FSDP on
 accelerators only). Figures: train tokens/s and achieved FLOP/s over the training loop
@@ -282,13 +285,21 @@ def phase_agree(ctx: dict[str, Any]) -> dict[str, Any]:
     return {"checkpoint": ckpt, **json.loads((work / "agree.json").read_text())}
 
 
+def phase_split(ctx: dict[str, Any]) -> dict[str, Any]:
+    import gpu_split  # bench/ is this script's folder
+
+    if "models" not in ctx:
+        raise Skip("no model (the build phase failed)")
+    return gpu_split.phase(ctx)
+
+
 class Skip(Exception):  # noqa: N818 - a phase that does not apply here
     pass
 
 
 PHASES = [("env", phase_env), ("matmul", phase_matmul), ("build", phase_build),
           ("tiny", phase_tiny), ("lora", phase_lora), ("full", phase_full),
-          ("fsdp", phase_fsdp), ("agree", phase_agree)]  # fmt: skip
+          ("fsdp", phase_fsdp), ("agree", phase_agree), ("split", phase_split)]  # fmt: skip
 
 
 # -- driver -------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ sdpa function unchanged.
 Inside `shared_prefix(cache)` (a cache from eval/kv_cache.py's `share`), a layer's attention
 is split in two (`split_sdpa`): every row's queries attend to the shared prefix's keys in
 one call (the rows folded into the query axis, the prefix read once), and each row attends
-to its own keys under the mask's own columns; CPU flash attention returns each part's
+to its own keys under the mask's own columns; the fused kernel of the device (CPU flash
+attention, CUDA memory-efficient attention: eval/lse_attention.py) returns each part's
 log-sum-exp, and the two are merged as one softmax over all the keys would weigh them:
 out = (e^lse_p * out_p + e^lse_o * out_o) / (e^lse_p + e^lse_o), in fp32. The same numbers as
 one call over the whole row up to float reassociation (tested).
@@ -38,12 +39,11 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from eval import invariant
+from eval import invariant, lse_attention
 from eval.kv_cache import SharedPrefixLayer
 
 NAME = "lab_folded_sdpa"
 _SHARED: ContextVar[tuple[Any, dict]] = ContextVar("lab_shared_prefix", default=(None, {}))
-_FLASH_CPU = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 
 
 def folded_sdpa(
@@ -146,9 +146,12 @@ def _split_masks(
 def _part(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Any, none: Any, scale: Any
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(output, log-sum-exp in fp32, -inf where a query sees no key) of one attention call."""
-    out, lse = _FLASH_CPU(q, k, v, 0.0, False, attn_mask=mask, scale=scale)
-    return out, (lse if none is None else lse.masked_fill(none, float("-inf")))
+    """(output, log-sum-exp in fp32) of one attention call (eval/lse_attention.py's kernel
+    for the device); where a query sees no key: output 0 and log-sum-exp -inf."""
+    out, lse = lse_attention.attend(q, k, v, mask, scale)
+    if none is None:
+        return out, lse
+    return out.masked_fill(none[..., None], 0.0), lse.masked_fill(none, float("-inf"))
 
 
 def split_sdpa(

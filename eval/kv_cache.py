@@ -7,7 +7,7 @@ eval/attention.py attends to the prefix once for all rows and merges it with eac
 attention (the same softmax, computed in two parts). Without it, every row of a batch read
 its own copy of the prefix at every decoding step: for an 8-shot CoT prefix (~470 tokens) at
 batch 32, attention was 42% of a generation's time on this CPU. Where the attention cannot
-be split so (not sdpa, not CPU, special layers), `share` returns None and the caller uses:
+be split so (not sdpa, no kernel on the device, special layers), `share` returns None and the caller uses:
 
 `expand(cache, n)`: the prefix cache repeated for a batch of n rows (n = 1: a shallow copy
 whose layers get new tensors on update). The shared original is never written, so one
@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 from transformers.cache_utils import DynamicLayer
+
+from eval import lse_attention
 
 
 class _AppendingLayer(DynamicLayer):
@@ -88,8 +90,8 @@ class SharedPrefixLayer(_AppendingLayer):
 def share(cache: Any, extra: int) -> Any:
     """A batch's cache over the shared prefix `cache` (the original stays untouched), with
     room for `extra` tokens per row after its first forward; None where some layer is not a
-    plain dynamic one (sliding windows and other special layers), or the cache is not on the
-    CPU (the split attention uses CPU flash attention's log-sum-exp)."""
+    plain dynamic one (sliding windows and other special layers), or the cache is on a device
+    without a log-sum-exp attention kernel (eval/lse_attention.py: CPU and CUDA have one)."""
     if cache is None:
         return None
     layers = getattr(cache, "layers", None)
@@ -97,7 +99,7 @@ def share(cache: Any, extra: int) -> Any:
         type(layer) is not DynamicLayer
         or not layer.is_initialized
         or layer.keys.shape[0] != 1
-        or layer.keys.device.type != "cpu"
+        or not lse_attention.supported(layer.keys.device)
         for layer in layers
     ):
         return None
