@@ -13,7 +13,9 @@ Metrics per split (each a row in results.jsonl):
 - `gold_logprob`: mean log p(gold choice | prompt) (unnormalised: the model's own probability);
 - `brier`: mean over examples of sum_c (p_c - y_c)^2, with p the softmax of the choices'
   log-likelihoods (probabilities normalised over the choices) and y the one-hot gold:
-  0 is perfect, 2 the worst; a uniform guess over two choices scores 0.5.
+  0 is perfect, 2 the worst; a uniform guess over two choices scores 0.5;
+- `ece`, `ece_mass`: expected calibration error of the top-label confidence (the predicted
+  choice's p), 15 equal-width / equal-mass bins (eval/calibration.py).
 
 Every choice's log-likelihood is kept in the per-example predictions.
 """
@@ -24,6 +26,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from eval.calibration import ece, ece_mass
 from eval.lm import LM
 from lab.core.chat import chat_text
 from lab.core.example import Example
@@ -121,6 +124,8 @@ def _score(
 
 def summarize_choices(preds: Sequence[dict[str, Any]]) -> dict[str, float]:
     n = len(preds)
+    conf = [p["choice_probs"][p["pred_index"]] for p in preds]  # top-label confidence
+    hits = [bool(p["correct"]) for p in preds]
     return {
         "n": n,
         "exact_match": sum(p["correct"] for p in preds) / n,
@@ -130,4 +135,6 @@ def summarize_choices(preds: Sequence[dict[str, Any]]) -> dict[str, float]:
         "new_tokens": 0,
         "gold_logprob": sum(p["gold_logprob"] for p in preds) / n,
         "brier": sum(p["brier"] for p in preds) / n,
+        "ece": ece(conf, hits),
+        "ece_mass": ece_mass(conf, hits),
     }
