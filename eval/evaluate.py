@@ -96,11 +96,12 @@ def evaluate_split(
     gens = lm.generate(requests, desc=desc)
     lps: list[float | None] = [None] * len(examples)
     if gold_logprob:
-        gold = (lambda t: chat_text(t)) if spec.chat else (lambda t: t)
+        golds = [_gold_text(ex) for ex in examples]  # chat: the assistant turn's content
+        golds = [chat_text(g) for g in golds] if spec.chat else golds
         scored = lm.loglikelihood(
             [
-                (fr.prefix, fr.wrap(prompt(ex, spec.trigger)), gold(_gold_text(ex)))
-                for ex in examples
+                (fr.prefix, fr.wrap(prompt(ex, spec.trigger)), g)
+                for ex, g in zip(examples, golds, strict=True)
             ],
             desc=f"{desc} logp",
         )

@@ -7,7 +7,10 @@ model's own tokenizer and context length (read from its files, before any model 
   plan and rows: `k` vs `k_requested`); at least one demo must fit;
 - the FT-then-ICL variant's demos fit in full;
 - every probe split's prompt (its fixed prefix or demos, the question, the generation
-  budget) fits.
+  budget) fits;
+- `prompt.style: chat` needs a chat template (refused with one line before anything is
+  written); the template's tokens are counted: the tail after each question in every
+  prompt, the system and user-turn opening in the demos' prefix (lab/core/chat.py).
 """
 
 from __future__ import annotations
