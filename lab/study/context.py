@@ -20,7 +20,7 @@ from typing import Any
 
 from eval.lm import context_length
 from eval.probes import probe_prompt, task_probe_max_new_tokens, task_probe_spec
-from lab.core.chat import frame, has_chat_template
+from lab.core.chat import Frame, frame, has_chat_template
 from lab.core.errors import LabError
 from lab.core.example import Example
 from lab.core.prompts import prompt
@@ -42,21 +42,25 @@ class ContextFit:
         config = AutoConfig.from_pretrained(model_path)
         self.limit = context_length(SimpleNamespace(config=config))
         self._longest: dict[Any, int] = {}
-        self.style = recipe.prompt
-        if self.style.style == "chat" and not has_chat_template(self.tok):
+        self.prompt_cfg = recipe.prompt
+        if self.prompt_cfg.style == "chat" and not has_chat_template(self.tok):
             raise LabError(
                 f"prompt.style: chat needs a chat template, and the tokenizer of '{model_path}' "
                 "has none; set prompt.style: plain or use an instruct model that ships one"
             )
-        self.tail = frame(self.tok, (), "answer", self.style.style, self.style.demos).tail
+        self.tail = self.frame([], "answer").tail
+
+    def frame(self, demos: list[Example], fmt: str) -> Frame:
+        """What surrounds each question in the study's prompt style (lab/core/chat.py)."""
+        return frame(self.tok, demos, fmt, self.prompt_cfg.style, self.prompt_cfg.demos)
 
     def prefix_text(self, demos: list[Example], arm: ArmCfg) -> str:
         """The block in front of each question: the demos (chat: inside the template)."""
-        return frame(self.tok, demos, arm.format, self.style.style, self.style.demos).prefix
+        return self.frame(demos, arm.format).prefix
 
     def head_tokens(self, arm: ArmCfg) -> int:
         """Chat: the template's tokens in front of a zero-shot question (0 in plain style)."""
-        if self.style.style != "chat":
+        if self.prompt_cfg.style != "chat":
             return 0
         return self.prefix_tokens(self.prefix_text([], arm))
 
