@@ -4,16 +4,23 @@ arms with multi-turn demos and a LoRA arm trained on the chat-framed examples.""
 from __future__ import annotations
 
 import json
+import shutil
 
+import pytest
 import yaml
 from transformers import AutoTokenizer
 
 from lab.core.chat import chat_frame
+from lab.core.errors import LabError
 from lab.core.example import Example
 from lab.core.io import read_jsonl
 from lab.core.prompts import prompt
+from lab.core.recipe import parse_recipe
 from lab.study.cli import main
+from lab.study.context import ContextFit
 from lab.study.models import resolve_model
+from lab.study.plan import study_data
+from lab.tasks import build_task
 
 RECIPE = {
     "name": "chat",
@@ -50,3 +57,25 @@ def test_chat_study_runs_every_arm(tmp_path, tiny_cache):
     for p in preds:
         ex = Example(p["id"], p["question"], p["gold"], "", "")
         assert p["prompt_tokens"] == len(tok(fr.prefix + fr.wrap(prompt(ex))).input_ids)
+
+
+def test_context_fit_counts_the_chat_template(tmp_path, tiny_cache):
+    """A context that holds the longest plain prompt and its generation budget but not the
+    chat template's tokens around it: plain passes, chat is refused before anything runs."""
+    small = tmp_path / "ctx160"
+    shutil.copytree(resolve_model("tiny-random-chat", tiny_cache).path, small)
+    cfg = json.loads((small / "config.json").read_text())
+    cfg["max_position_embeddings"] = 160  # the longest plain prompt 129 + 10 new + 8 slack
+    (small / "config.json").write_text(json.dumps(cfg))
+    base = {
+        "name": "ctx",
+        "model": str(small),
+        "task": {"n_train": 16, "n_dev": 4, "n_test": 3},
+        "arms": [{"name": "zs", "method": "icl"}],
+    }
+    plain = parse_recipe(base)
+    data = study_data(plain, build_task(plain.task))
+    ContextFit(plain, data, str(small)).check({})
+    chat = parse_recipe({**base, "prompt": {"style": "chat"}})
+    with pytest.raises(LabError, match="do not fit the model's context \\(160 tokens\\)"):
+        ContextFit(chat, data, str(small)).check({})
