@@ -82,7 +82,7 @@ def evaluate_split(
     their predictions also say how it was read (`match`) and the number the format's
     extraction gave (`number`); their smooth metric is log p(" <gold option's text>").
     """
-    fr = spec.frame(lm.tok)
+    fr = spec.frame(lm.tok if spec.chat else None)  # plain style needs no tokenizer
     if spec.chat:  # the answer is an assistant turn: it ends at the template's end of turn
         lm.eos_ids = lm.eos_ids | {end_of_turn(lm.tok)}
     if any(output_type(ex) == "multiple_choice" for ex in examples):
