@@ -13,7 +13,9 @@ Metrics per split (each a row in results.jsonl):
 - `gold_logprob`: mean log p(gold choice | prompt) (unnormalised: the model's own probability);
 - `brier`: mean over examples of sum_c (p_c - y_c)^2, with p the softmax of the choices'
   log-likelihoods (probabilities normalised over the choices) and y the one-hot gold:
-  0 is perfect, 2 the worst; a uniform guess over two choices scores 0.5.
+  0 is perfect, 2 the worst; a uniform guess over two choices scores 0.5;
+- `ece`, `ece_mass`: expected calibration error of the top-label confidence (the predicted
+  choice's p), 15 equal-width / equal-mass bins (eval/calibration.py).
 
 Every choice's log-likelihood is kept in the per-example predictions.
 """
@@ -24,7 +26,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from eval.calibration import ece, ece_mass
 from eval.lm import LM
+from lab.core.chat import chat_text
 from lab.core.example import Example
 from lab.core.prompts import prompt
 
@@ -48,11 +52,15 @@ def evaluate_choices(
     prefix: str,
     trigger: str | None = None,
     desc: str = "choices",
+    tail: str = "",
+    chat: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """(per-example predictions, metrics) for examples that all carry `choices`."""
+    """(per-example predictions, metrics) for examples that all carry `choices`. Chat style
+    (lab/core/chat.py): `tail` closes the question's user turn and opens the assistant's,
+    and each choice is scored as the assistant's content (without its leading space)."""
     if not all(ex.choices for ex in examples):
         raise ValueError("evaluate_choices: every example of a split must carry `choices`")
-    scored = _score(lm, examples, prefix, trigger, desc)
+    scored = _score(lm, examples, prefix, trigger, desc, tail, chat)
     preds: list[dict[str, Any]] = []
     for ex, got in zip(examples, scored, strict=True):
         n = len(got)
@@ -60,7 +68,7 @@ def evaluate_choices(
         probs = choice_probs(logps)
         best = max(range(n), key=lambda i: (logps[i], -i))  # first on an exact tie
         gold = ex.gold_index
-        n_prompt = len(lm.bos) + len(lm.encode(prefix + prompt(ex, trigger)))
+        n_prompt = len(lm.bos) + len(lm.encode(prefix + prompt(ex, trigger) + tail))
         preds.append(
             {
                 "id": ex.id,
@@ -88,27 +96,36 @@ def evaluate_choices(
 
 
 def _score(
-    lm: LM, examples: Sequence[Example], prefix: str, trigger: str | None, desc: str
+    lm: LM,
+    examples: Sequence[Example],
+    prefix: str,
+    trigger: str | None,
+    desc: str,
+    tail: str = "",
+    chat: bool = False,
 ) -> list[list[tuple[float, int]]]:
     """Per example, (log p(choice | prompt), tokens) of each choice. When every choice is a
     single token (" Yes" / " No" for most tokenizers), one forward pass per example gives
     them all (`LM.next_token_logprobs`: the same numbers as `loglikelihood`); otherwise
     each choice is scored as its own continuation."""
-    enc = [[lm.encode(c) for c in ex.choices] for ex in examples]
+    choices = [[chat_text(c) if chat else c for c in ex.choices] for ex in examples]
+    enc = [[lm.encode(c) for c in cs] for cs in choices]
     if all(len(t) == 1 for e in enc for t in e):
-        reqs = [(prefix, prompt(ex, trigger)) for ex in examples]
+        reqs = [(prefix, prompt(ex, trigger) + tail) for ex in examples]
         lps = lm.next_token_logprobs(reqs, [[t[0] for t in e] for e in enc], desc=desc)
         return [[(lp, 1) for lp in row] for row in lps]
     requests, spans = [], []
-    for ex in examples:
-        spans.append((len(requests), len(ex.choices)))
-        requests.extend((prefix, prompt(ex, trigger), c) for c in ex.choices)
+    for ex, cs in zip(examples, choices, strict=True):
+        spans.append((len(requests), len(cs)))
+        requests.extend((prefix, prompt(ex, trigger) + tail, c) for c in cs)
     scored = lm.loglikelihood(requests, desc=desc)
     return [[(lp, k) for lp, _g, k in scored[s : s + n]] for s, n in spans]
 
 
 def summarize_choices(preds: Sequence[dict[str, Any]]) -> dict[str, float]:
     n = len(preds)
+    conf = [p["choice_probs"][p["pred_index"]] for p in preds]  # top-label confidence
+    hits = [bool(p["correct"]) for p in preds]
     return {
         "n": n,
         "exact_match": sum(p["correct"] for p in preds) / n,
@@ -118,4 +135,6 @@ def summarize_choices(preds: Sequence[dict[str, Any]]) -> dict[str, float]:
         "new_tokens": 0,
         "gold_logprob": sum(p["gold_logprob"] for p in preds) / n,
         "brier": sum(p["brier"] for p in preds) / n,
+        "ece": ece(conf, hits),
+        "ece_mass": ece_mass(conf, hits),
     }

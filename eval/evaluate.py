@@ -15,6 +15,7 @@ from typing import Any
 from eval.answers import extractor, output_type, score_generation
 from eval.choice import evaluate_choices, summarize_choices
 from eval.lm import LM, GenRequest
+from lab.core.chat import Frame, chat_text, end_of_turn, frame
 from lab.core.example import Example
 from lab.core.prompts import STOP, demos_prefix, prompt, target
 
@@ -24,11 +25,15 @@ MULTILINE_STOP = ("\n\n", "\nQuestion:")
 
 @dataclass(frozen=True)
 class PromptSpec:
-    """How an arm is prompted: the demo format, the demos, an optional trigger."""
+    """How an arm is prompted: the demo format, the demos, an optional trigger, and the
+    study's prompt style (plain text, or the chat template with the demos in one user turn
+    or as turns: lab/core/chat.py)."""
 
     fmt: str  # answer | cot | code: what the model is expected to produce
     demos: tuple[Example, ...] = ()
     trigger: str | None = None
+    style: str = "plain"  # plain | chat (the recipe's prompt.style)
+    turns: str = "single_turn"  # chat: single_turn | multi_turn (the recipe's prompt.demos)
 
     @property
     def stop(self) -> tuple[str, ...]:
@@ -38,7 +43,16 @@ class PromptSpec:
 
     @property
     def prefix(self) -> str:
+        """The plain style's shared prefix: the demos (chat: `frame(tokenizer).prefix`)."""
         return demos_prefix(self.demos, self.fmt)
+
+    @property
+    def chat(self) -> bool:
+        return self.style == "chat"
+
+    def frame(self, tokenizer: Any) -> Frame:
+        """What surrounds each question's text with this tokenizer: `prefix + prompt + tail`."""
+        return frame(tokenizer, self.demos, self.fmt, self.style, self.turns)
 
 
 def evaluate_split(
@@ -68,17 +82,27 @@ def evaluate_split(
     their predictions also say how it was read (`match`) and the number the format's
     extraction gave (`number`); their smooth metric is log p(" <gold option's text>").
     """
+    fr = spec.frame(lm.tok if spec.chat else None)  # plain style needs no tokenizer
+    if spec.chat:  # the answer is an assistant turn: it ends at the template's end of turn
+        lm.eos_ids = lm.eos_ids | {end_of_turn(lm.tok)}
     if any(output_type(ex) == "multiple_choice" for ex in examples):
-        return evaluate_choices(lm, examples, spec.prefix, spec.trigger, desc=desc)
+        return evaluate_choices(
+            lm, examples, fr.prefix, spec.trigger, desc=desc, tail=fr.tail, chat=spec.chat
+        )
     requests = [
-        GenRequest(spec.prefix, prompt(ex, spec.trigger), spec.stop, max_new_tokens)
+        GenRequest(fr.prefix, fr.wrap(prompt(ex, spec.trigger)), spec.stop, max_new_tokens)
         for ex in examples
     ]
     gens = lm.generate(requests, desc=desc)
     lps: list[float | None] = [None] * len(examples)
     if gold_logprob:
+        golds = [_gold_text(ex) for ex in examples]  # chat: the assistant turn's content
+        golds = [chat_text(g) for g in golds] if spec.chat else golds
         scored = lm.loglikelihood(
-            [(spec.prefix, prompt(ex, spec.trigger), _gold_text(ex)) for ex in examples],
+            [
+                (fr.prefix, fr.wrap(prompt(ex, spec.trigger)), g)
+                for ex, g in zip(examples, golds, strict=True)
+            ],
             desc=f"{desc} logp",
         )
         lps = [lp for lp, _greedy, _n in scored]

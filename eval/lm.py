@@ -150,6 +150,11 @@ class LM(Scoring):
     def encode(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False).input_ids if text else []
 
+    def prompt_ids(self, prefix: str, text: str) -> list[int]:
+        """The tokens a request `prefix + text` runs on: BOS (if the tokenizer adds one) and
+        the whole text tokenised at once (what fine-tuning's prompt tokens must equal)."""
+        return self.bos + self.encode(prefix + text)
+
     def _split_shared(
         self, prefix: str, texts: dict[int, str]
     ) -> tuple[list[int], dict[int, list[int]]]:
@@ -159,7 +164,7 @@ class LM(Scoring):
         part is the longest token prefix common to the prefix alone and to every request.
         """
         p_ids = self.bos + self.encode(prefix)
-        full = {i: self.bos + self.encode(prefix + t) for i, t in texts.items()}
+        full = {i: self.prompt_ids(prefix, t) for i, t in texts.items()}
         if self.baseline:  # every request runs whole
             return [], full
         shared = len(p_ids)

@@ -32,6 +32,12 @@ def tiny_path(tiny_cache):
 
 
 @pytest.fixture(scope="session")
+def tiny_chat_path(tiny_cache):
+    """The tiny model with a ChatML chat template (its end of turn is not EOS)."""
+    return resolve_model("tiny-random-chat", tiny_cache).path
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tiny_path):
     """(model, tokenizer) of the tiny random model. Shared: tests must not modify it."""
     return load_model(tiny_path)

@@ -7,20 +7,34 @@ from typing import Any
 
 import torch
 
+from lab.core.chat import chat_frame, chat_target, end_of_turn
 from lab.core.example import Example
 from lab.core.prompts import prompt, target
 
 IGNORE = -100
 
 
-def encode_example(ex: Example, fmt: str, tokenizer: Any, bos: list[int]) -> dict[str, list[int]]:
+def encode_example(
+    ex: Example, fmt: str, tokenizer: Any, bos: list[int], style: str = "plain"
+) -> dict[str, list[int]]:
     """input_ids = bos + prompt + target + eos; labels mask everything but target + eos.
 
     Prompt and target are tokenised separately, exactly as the evaluator sees the prompt
-    alone and the model then produces the target tokens.
+    alone and the model then produces the target tokens. Chat style (lab/core/chat.py): the
+    prompt is the zero-demo chat frame around the plain prompt (ending with the assistant's
+    generation prompt), the target the assistant's content, then the end-of-turn token.
     """
-    p = bos + tokenizer(prompt(ex), add_special_tokens=False).input_ids
-    t = tokenizer(target(ex, fmt), add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    if style == "chat":
+        fr = chat_frame(tokenizer, (), fmt)
+        text, answer, eos = (
+            fr.prefix + fr.wrap(prompt(ex)),
+            chat_target(ex, fmt),
+            end_of_turn(tokenizer),
+        )
+    else:
+        text, answer, eos = prompt(ex), target(ex, fmt), tokenizer.eos_token_id
+    p = bos + tokenizer(text, add_special_tokens=False).input_ids
+    t = tokenizer(answer, add_special_tokens=False).input_ids + [eos]
     return {"input_ids": p + t, "labels": [IGNORE] * len(p) + t}
 
 

@@ -121,8 +121,11 @@ def finetune(
     log: Any = None,
     on_log: Callable[[dict[str, float]], None] | None = None,
     precision: str = "fp32",
+    style: str = "plain",
 ) -> TrainResult:
     """Train `model_path` on `examples` in format `fmt`; save the adapter or full weights.
+    `style` (the recipe's prompt.style): plain text, or the tokenizer's chat template, with
+    the end-of-turn token as the target's end (train/data.py; lab/core/chat.py).
 
     With `dev_examples`, the ID-dev loss is measured every `cfg.eval_every` steps and at the
     end; the lowest-loss model is saved to `out_dir/best` when it is not the last one.
@@ -162,7 +165,7 @@ def finetune(
     counter = flop_counter(model, method)
 
     bos = bos_prefix(tok)
-    data = [encode_example(ex, fmt, tok, bos) for ex in examples]
+    data = [encode_example(ex, fmt, tok, bos, style) for ex in examples]
     micro = cfg.micro_batch(acc.num_processes)
     order = epoch_order(len(data), cfg.steps * cfg.batch_size, seed)
     # Supervised tokens of each optimizer step (all micro-batches, all processes): the loss
@@ -195,7 +198,7 @@ def finetune(
     sched = get_scheduler(
         name[cfg.schedule], optim, num_warmup_steps=warmup, num_training_steps=cfg.steps
     )
-    dev = [encode_example(ex, fmt, tok, bos) for ex in dev_examples or []]
+    dev = [encode_example(ex, fmt, tok, bos, style) for ex in dev_examples or []]
     dev_batches = [collate(dev[i : i + micro], pad_id) for i in range(0, len(dev), micro)]
     dev_tokens = sum(int(b["attention_mask"].sum()) for b in dev_batches)
     dev_head = sum(int((b["labels"] != IGNORE).sum()) for b in dev_batches)
@@ -236,7 +239,7 @@ def finetune(
             "method": method, "format": fmt, "seed": seed, "cfg": cfg.model_dump(mode="json", exclude={"save_every"}),
             "processes": acc.num_processes, "data": [e.id for e in examples],
             "model": str(model_path), "precision": precision,
-        }  # fmt: skip
+        } | ({"style": style} if style != "plain" else {})  # fmt: skip
         ckpt = TrainCheckpointer(acc, Path(resume_dir), wrapped, identity)
         resumed = ckpt.load()
         if resumed is not None:

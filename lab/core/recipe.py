@@ -25,6 +25,7 @@ from lab.core.recipe_sections import (  # noqa: F401  (re-exported: the recipe's
     Format,
     LoraCfg,
     Method,
+    PromptCfg,
     Strict,
     TaskCfg,
     TrackingCfg,
@@ -64,6 +65,9 @@ class Recipe(Strict):
     )
     train: TrainCfg = TrainCfg()
     eval: EvalCfg = EvalCfg()
+    prompt: PromptCfg = Field(
+        PromptCfg(), description="plain or chat-template prompts, for every arm (lab/core/chat.py)"
+    )
     tracking: TrackingCfg = TrackingCfg()
     _trains: dict[str, TrainCfg] = PrivateAttr(default_factory=dict)  # arm -> its settings
     distributed: DistributedCfg = DistributedCfg()  # how processes run, not what: not hashed
@@ -190,6 +194,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 # A new key whose default changes what runs must not be listed here. (eval.precision and
 # eval.invariant: cells evaluated before these keys existed ran the fast numerics.)
 NEW_DEFAULTS: dict[str, dict[str, Any]] = {
+    "": {"prompt": {"style": "plain", "demos": "single_turn"}},
     "eval": {"precision": "study", "invariant": True},
 }
 
@@ -260,6 +265,10 @@ def parse_recipe(
         data = _deep_merge(_deep_merge(data, SMOKE_DEFAULTS), over)
         if isinstance(ladder, list) and ladder and "model" not in over:
             data["model"] = smoke_ladder(len(ladder))  # a ladder stays a ladder
+        chat = (data.get("prompt") or {}).get("style") == "chat"
+        if chat and "model" not in over:  # the tiny models with a chat template
+            m = data["model"]
+            data["model"] = [f"{x}-chat" for x in m] if isinstance(m, list) else f"{m}-chat"
     return _validate(data, where)
 
 

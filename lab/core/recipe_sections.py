@@ -125,6 +125,28 @@ class EvalCfg(Strict):
     )
 
 
+class PromptCfg(Strict):
+    """How every arm's prompt is laid out (lab/core/chat.py): the same for training and
+    evaluation, the same for every arm of a study."""
+
+    style: Literal["plain", "chat"] = Field(
+        "plain",
+        description="plain: the lab's text template; chat: the same text inside the tokenizer's "
+        "chat template (user turn, then the assistant's generation prompt)",
+    )
+    demos: Literal["single_turn", "multi_turn"] = Field(
+        "single_turn",
+        description="chat: the k demos and the question in one user message (single_turn), or "
+        "each demo's question a user turn and its answer an assistant turn (multi_turn)",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> PromptCfg:
+        if self.style == "plain" and self.demos != "single_turn":
+            raise ValueError("prompt.demos: multi_turn needs prompt.style: chat")
+        return self
+
+
 class TrackingCfg(Strict):
     mode: Literal["auto", "online", "offline", "disabled"] = "auto"
     project: str = "ft-vs-icl"

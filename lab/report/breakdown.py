@@ -4,7 +4,8 @@ the Brier score of classification / multiple-choice splits.
 
 The HANS failure mode is "always entailment": near-perfect accuracy on its entailment
 examples and near-zero on non-entailment; the per-label table shows it directly.
-Each cell of a table is the mean over the group's cells (seeds) and examples.
+Each cell of a table is the mean over the group's cells (seeds) and examples; the expected
+calibration error is computed per cell (eval/calibration.py) and averaged over the cells.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from eval.calibration import ece, ece_mass
 
 BREAKDOWN_KEYS = ("heuristic", "subcase", "label")
 
@@ -74,3 +77,34 @@ def brier_table(
             row.append(statistics.fmean(vals))
         rows.append(row)
     return ["arm", *scored], rows
+
+
+def calibration_table(
+    cells: dict[Group, list[str]], preds: Preds, splits: Sequence[str]
+) -> tuple[list[str], list[list[Any]]] | None:
+    """Expected calibration error per arm and choice-scored split: top-label confidence
+    (the predicted choice's probability over the choices), 15 equal-width bins and 15
+    equal-mass bins, each cell's ECE averaged over the group's cells (seeds); None when no
+    split is scored by choices."""
+    groups = list(cells)
+    if not groups:
+        return None
+    scored = [s for s in splits if any("choice_probs" in p for p in preds(cells[groups[0]][0], s))]
+    if not scored:
+        return None
+    rows = []
+    for g in groups:
+        row: list[Any] = [group_name(g)]
+        for s in scored:
+            per_cell = []
+            for c in cells[g]:
+                ps = preds(c, s)
+                conf = [p["choice_probs"][p["pred_index"]] for p in ps]
+                hits = [bool(p["correct"]) for p in ps]
+                per_cell.append((ece(conf, hits), ece_mass(conf, hits)))
+            row += [
+                statistics.fmean(e for e, _m in per_cell),
+                statistics.fmean(m for _e, m in per_cell),
+            ]
+        rows.append(row)
+    return ["arm", *[f"{s} {kind}" for s in scored for kind in ("ECE", "ECE (mass)")]], rows

@@ -33,7 +33,7 @@ from lab.report.analysis import (
     ood_columns,
     paired_table,
 )
-from lab.report.breakdown import breakdowns, brier_table
+from lab.report.breakdown import breakdowns, brier_table, calibration_table
 from lab.report.probe_tables import probe_table
 from lab.report.table import CSS, Summary, Table
 
@@ -196,13 +196,20 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
 
 
 def _breakdown_tables(scores: Scores, splits: list[str]) -> list[tuple[str, str, Table]]:
-    """(W&B key, title, table): Brier scores of the choice-scored splits and the
+    """(W&B key, title, table): Brier scores and ECE of the choice-scored splits and the
     per-heuristic / subcase / label accuracy tables (lab/report/breakdown.py), from the per-example
     predictions."""
     out = []
     brier = brier_table(scores.cells, scores.preds, splits)
     if brier:
         out.append(("brier", "Brier score (choice-scored splits; lower is better)", Table(*brier)))
+    calibration = calibration_table(scores.cells, scores.preds, splits)
+    if calibration:
+        title = (
+            "Expected calibration error (choice-scored splits; top-label confidence over the "
+            "choices, 15 equal-width / equal-mass bins, mean over seeds; lower is better)"
+        )
+        out.append(("calibration", title, Table(*calibration)))
     for title, cols, rows in breakdowns(scores.cells, scores.preds, splits):
         key = f"accuracy_by_{cols[0]}_{title.split('`')[1]}"
         out.append((key, title, Table(cols, rows)))

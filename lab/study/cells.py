@@ -131,6 +131,7 @@ class CellRunner:
                 progress=self.progress,
                 dev_examples=list(plan.held_out) or None,
                 precision=self.precision,
+                style=self.recipe.prompt.style,
                 resume_dir=cell_dir.resume,
                 log=self.log,
                 on_log=on_log,  # W&B: with train/epoch
@@ -240,8 +241,9 @@ class CellRunner:
                     f"(n={m['n']}, no answer {m['no_answer']:.2f})"
                 )
             result.metrics[f"{v.name}/{split}"] = m
-            prompts = {ex.id: prompt(ex, v.spec.trigger) for ex in self.data.splits[split]}
-            self.tracker.log_split(v.name, split, m, p, prompts, v.spec.prefix)
+            fr = v.spec.frame(tok)
+            prompts = {ex.id: fr.wrap(prompt(ex, v.spec.trigger)) for ex in self.data.splits[split]}
+            self.tracker.log_split(v.name, split, m, p, prompts, fr.prefix)
             result.rows += metric_rows(
                 row_cell,
                 m,

@@ -7,7 +7,10 @@ model's own tokenizer and context length (read from its files, before any model 
   plan and rows: `k` vs `k_requested`); at least one demo must fit;
 - the FT-then-ICL variant's demos fit in full;
 - every probe split's prompt (its fixed prefix or demos, the question, the generation
-  budget) fits.
+  budget) fits;
+- `prompt.style: chat` needs a chat template (refused with one line before anything is
+  written); the template's tokens are counted: the tail after each question in every
+  prompt, the system and user-turn opening in the demos' prefix (lab/core/chat.py).
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from typing import Any
 
 from eval.lm import context_length
 from eval.probes import probe_prompt, task_probe_max_new_tokens, task_probe_spec
+from lab.core.chat import Frame, frame, has_chat_template
 from lab.core.errors import LabError
 from lab.core.example import Example
-from lab.core.prompts import demos_prefix, prompt
+from lab.core.prompts import prompt
 from lab.core.recipe import ArmCfg, Recipe
 from lab.study.plan import StudyData
 from lab.tasks.task_probes import is_task_probe
@@ -38,6 +42,27 @@ class ContextFit:
         config = AutoConfig.from_pretrained(model_path)
         self.limit = context_length(SimpleNamespace(config=config))
         self._longest: dict[Any, int] = {}
+        self.prompt_cfg = recipe.prompt
+        if self.prompt_cfg.style == "chat" and not has_chat_template(self.tok):
+            raise LabError(
+                f"prompt.style: chat needs a chat template, and the tokenizer of '{model_path}' "
+                "has none; set prompt.style: plain or use an instruct model that ships one"
+            )
+        self.tail = self.frame([], "answer").tail
+
+    def frame(self, demos: list[Example], fmt: str) -> Frame:
+        """What surrounds each question in the study's prompt style (lab/core/chat.py)."""
+        return frame(self.tok, demos, fmt, self.prompt_cfg.style, self.prompt_cfg.demos)
+
+    def prefix_text(self, demos: list[Example], arm: ArmCfg) -> str:
+        """The block in front of each question: the demos (chat: inside the template)."""
+        return self.frame(demos, arm.format).prefix
+
+    def head_tokens(self, arm: ArmCfg) -> int:
+        """Chat: the template's tokens in front of a zero-shot question (0 in plain style)."""
+        if self.prompt_cfg.style != "chat":
+            return 0
+        return self.prefix_tokens(self.prefix_text([], arm))
 
     def n_tokens(self, text: str) -> int:
         """Tokens of a text inside a prompt (no special tokens)."""
@@ -51,7 +76,7 @@ class ContextFit:
         """The longest eval prompt in tokens, over every eval split (computed once)."""
         if trigger not in self._longest:
             self._longest[trigger] = max(
-                self.n_tokens(prompt(ex, trigger))
+                self.n_tokens(prompt(ex, trigger) + self.tail)
                 for s in self.data.eval_splits
                 for ex in self.data.splits[s]
             )
@@ -70,7 +95,7 @@ class ContextFit:
         room = self.room(arm)
 
         def fits(k: int) -> bool:
-            return self.prefix_tokens(demos_prefix(demos[:k], arm.format)) <= room
+            return self.prefix_tokens(self.prefix_text(demos[:k], arm)) <= room
 
         if fits(len(demos)):
             return demos
@@ -93,7 +118,7 @@ class ContextFit:
         r, limit = self.recipe, self.limit
         for arm in r.arms:
             room = self.room(arm)
-            if room < 0:
+            if room < self.head_tokens(arm):
                 raise LabError(
                     f"arm '{arm.name}': the longest eval prompt ({self.longest_prompt(arm.trigger)}"
                     f" tokens) plus eval.max_new_tokens.{arm.format}="
@@ -102,7 +127,7 @@ class ContextFit:
                 )
             if arm.method == "icl" and arm.k > 0:
                 for seed, order in orders.items():
-                    need = self.prefix_tokens(demos_prefix(order[:1], arm.format))
+                    need = self.prefix_tokens(self.prefix_text(order[:1], arm))
                     if need > room:
                         raise LabError(
                             f"arm '{arm.name}': not even one demo fits the model's context "
@@ -113,7 +138,7 @@ class ContextFit:
             k = r.eval.ft_then_icl_k
             if arm.method != "icl" and k:
                 for order in orders.values():
-                    need = self.prefix_tokens(demos_prefix(order[:k], arm.format))
+                    need = self.prefix_tokens(self.prefix_text(order[:k], arm))
                     if need > room:
                         raise LabError(
                             f"eval.ft_then_icl_k={k}: the FT-then-ICL demos need {need} tokens "

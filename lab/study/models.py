@@ -6,7 +6,9 @@ Accepted specs:
 - a local HF directory (with config.json), e.g. a saved checkpoint;
 - a hub id (`Qwen/Qwen2.5-0.5B`), resolved by transformers (needs network or HF cache);
 - `tiny-random`: a tiny randomly initialised Llama with a character tokenizer (tests, --smoke);
-  `tiny-random-d<N>`: the same with hidden size N (a multiple of 8), for --smoke ladders.
+  `tiny-random-d<N>`: the same with hidden size N (a multiple of 8), for --smoke ladders;
+  a `-chat` suffix (`tiny-random-chat`, `tiny-random-d96-chat`): with a chat template
+  (lab/study/model_chat.py), for chat-style recipes.
 
 A GGUF is dequantised once and cached as a normal HF directory (safetensors, fp32), keyed by
 the GGUF file's checksum, so later loads take about a second instead of ~20-30 s.
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.core.errors import LabError
+from lab.study.model_chat import add_tiny_chat, carry_gguf_chat_template
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ ALIASES: dict[str, GGUFPackage] = {
     ),
 }
 TINY = "tiny-random"
-_TINY_RE = re.compile(r"tiny-random(?:-d(\d+))?")
+_TINY_RE = re.compile(r"tiny-random(?:-d(\d+))?(-chat)?")
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,7 @@ def convert_gguf(gguf: Path, cache: Path) -> Path:
         if config.tie_word_embeddings:
             model.tie_weights()
         model.generation_config.pad_token_id = tok.pad_token_id
+        carry_gguf_chat_template(tok, gguf)
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / "SOURCE.json").write_text(json.dumps({"gguf": str(gguf), "sha256_16": digest}))
@@ -213,10 +217,11 @@ def convert_gguf(gguf: Path, cache: Path) -> Path:
     return target
 
 
-def build_tiny_random(cache: Path, seed: int = 0, hidden: int = 64) -> Path:
-    """A tiny Llama (2 layers, d=`hidden`, default 64) with a character-level tokenizer;
-    deterministic."""
-    target = cache / (f"tiny-random-llama-v1-s{seed}" + ("" if hidden == 64 else f"-d{hidden}"))
+def build_tiny_random(cache: Path, seed: int = 0, hidden: int = 64, chat: bool = False) -> Path:
+    """A tiny Llama (2 layers, d=`hidden`, default 64) with a character-level tokenizer
+    (`chat`: with a chat template and its two special tokens); deterministic."""
+    name = f"tiny-random-llama-v1-s{seed}" + ("" if hidden == 64 else f"-d{hidden}")
+    target = cache / (name + ("-chat" if chat else ""))
     if (target / "config.json").is_file():
         return target
     import torch
@@ -231,8 +236,10 @@ def build_tiny_random(cache: Path, seed: int = 0, hidden: int = 64) -> Path:
     tok = PreTrainedTokenizerFast(
         tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
     )
+    if chat:
+        add_tiny_chat(tok)
     config = LlamaConfig(
-        vocab_size=len(vocab),
+        vocab_size=len(tok) if chat else len(vocab),
         hidden_size=hidden,
         intermediate_size=2 * hidden,
         num_hidden_layers=2,
@@ -274,7 +281,7 @@ def resolve_model(spec: str, cache_dir: str | Path | None = None) -> ResolvedMod
         hidden = int(tiny.group(1) or 64)
         if hidden % 8 or not 8 <= hidden <= 1024:
             raise LabError(f"model '{spec}': the width must be a multiple of 8 in [8, 1024]")
-        path = build_tiny_random(cache, hidden=hidden)
+        path = build_tiny_random(cache, hidden=hidden, chat=bool(tiny.group(2)))
         return ResolvedModel(spec, str(path), "tiny", _fingerprint_dir(path))
     if spec in ALIASES:
         path = convert_gguf(_alias_gguf(spec, cache), cache)

@@ -303,19 +303,20 @@ def plan_cell(
     context (lab/study/context.py ContextFit.fit_demos; None: as requested)."""
     arm = cell.arm
     wanted, ft_data = cell_data(recipe, data.pool, cell, data.splits)
+    style = {"style": recipe.prompt.style, "turns": recipe.prompt.demos}  # every arm's
     if arm.method == "icl":
         demos = tuple(fit_demos(wanted, arm) if fit_demos is not None else wanted)
-        spec = PromptSpec(arm.format, demos, arm.trigger)
+        spec = PromptSpec(arm.format, demos, arm.trigger, **style)
         variants = (Variant("prompted", None, spec),)
         return CellPlan(cell, demos, len(wanted), None, (), (), variants)
     cfg = recipe.train_for(arm)
     train_set, held_out = fairness.split_budget(ft_data, cfg)  # both inside the budget
     chosen, other = ("best", "last") if cfg.select == "best_dev" else ("last", "best")
-    zero_shot = PromptSpec(arm.format, (), arm.trigger)
+    zero_shot = PromptSpec(arm.format, (), arm.trigger, **style)
     variants = [Variant(chosen, chosen, zero_shot)]
     if k := recipe.eval.ft_then_icl_k:
         demos = tuple(data_order(recipe, data.pool, cell.data_seed)[:k])  # the data's prefix
-        spec = PromptSpec(arm.format, demos, arm.trigger)
+        spec = PromptSpec(arm.format, demos, arm.trigger, **style)
         variants.append(Variant(f"{chosen}+icl{len(demos)}", chosen, spec, probes=False))
     variants.append(Variant(other, other, zero_shot, if_distinct=True))
     return CellPlan(cell, (), 0, cfg, tuple(train_set), tuple(held_out), tuple(variants))

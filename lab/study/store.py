@@ -23,7 +23,8 @@ from lab.core.layout import StudyDir
 from lab.core.recipe import Recipe, parse_recipe
 from lab.study.plan import plan_cells
 
-METRICS = ("exact_match", "gold_logprob", "brier")  # a split's metrics, in row order
+# a split's metrics, in row order (brier, ece, ece_mass: choice-scored splits, eval/choice.py)
+METRICS = ("exact_match", "gold_logprob", "brier", "ece", "ece_mass")
 REQUIRED = ("variant", "split", "metric", "value", "n", "ft_then_icl_k", "ood")
 
 
@@ -59,8 +60,8 @@ class ResultRow:
 
 
 def metric_rows(cell: dict[str, Any], metrics: dict[str, Any], **row: Any) -> list[ResultRow]:
-    """The results rows of one split: exact match, and log p(gold) and Brier (classification
-    splits) where the split has them."""
+    """The results rows of one split: exact match, and log p(gold), Brier and ECE
+    (classification splits) where the split has them."""
     return [
         ResultRow(cell=cell, metric=k, value=metrics[k], n=metrics["n"], **row)
         for k in METRICS

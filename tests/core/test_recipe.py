@@ -111,3 +111,19 @@ def test_recorded_study_hashes_hold():
     assert (
         load_recipe(ROOT / "recipes" / "quickstart.yaml", smoke=True).hash() == "1a7712225ddd5674"
     )
+
+
+def test_prompt_section_defaults_keep_the_hash_and_chat_smoke_uses_the_tiny_chat_model():
+    plain = parse_recipe(dict(MIN))
+    explicit = parse_recipe({**MIN, "prompt": {"style": "plain", "demos": "single_turn"}})
+    chat = parse_recipe({**MIN, "prompt": {"style": "chat"}})
+    multi = parse_recipe({**MIN, "prompt": {"style": "chat", "demos": "multi_turn"}})
+    assert plain.hash() == explicit.hash()
+    assert len({plain.hash(), chat.hash(), multi.hash()}) == 3
+    assert (
+        parse_recipe({**MIN, "prompt": {"style": "chat"}}, smoke=True).model == "tiny-random-chat"
+    )
+    ladder = {**MIN, "model": ["a/b", "c/d"], "prompt": {"style": "chat"}}
+    assert parse_recipe(ladder, smoke=True).model == ["tiny-random-chat", "tiny-random-d96-chat"]
+    with pytest.raises(LabError, match="multi_turn needs prompt.style: chat"):
+        parse_recipe({**MIN, "prompt": {"demos": "multi_turn"}})

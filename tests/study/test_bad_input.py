@@ -131,6 +131,11 @@ CASES: list[tuple[str, Any, str]] = [
                                                      "format": "cot"}]},
      r"eval\.max_new_tokens has no entry for format 'cot' \(arm 'c'\); add `cot: N`"),
     ("recipe not YAML", "bad-yaml", r"line \d+: not valid YAML; fix the syntax"),
+    ("chat style, model without a chat template", {"prompt": {"style": "chat"}},
+     r"prompt\.style: chat needs a chat template, and the tokenizer of '.*' has none; set "
+     r"prompt\.style: plain"),
+    ("multi-turn demos in plain style", {"prompt": {"demos": "multi_turn"}},
+     r"prompt\.demos: multi_turn needs prompt\.style: chat"),
 ]  # fmt: skip
 
 

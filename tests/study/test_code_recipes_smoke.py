@@ -134,7 +134,7 @@ def test_mbpp_humaneval_cross_task_probes_on_prompted_and_ft_arms(mbpp):
             assert macro["value"] == pytest.approx(sum(r["value"] for r in per) / len(per))
         # scored as the probed task: choices (Brier) for NLI, log p(gold) for GSM8K
         hans = {r["metric"] for r in mine if r["split"] == "probe_mnli_hans_ood_hans"}
-        assert hans == {"exact_match", "gold_logprob", "brier"}
+        assert hans == {"exact_match", "gold_logprob", "brier", "ece", "ece_mass"}
         assert all(not r["ood"] for r in mine)
 
     def preds(cell: str, split: str) -> list[dict]:

@@ -13,6 +13,8 @@ from lab.study.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
+CHOICE_METRICS = {"exact_match", "gold_logprob", "brier", "ece", "ece_mass"}
+
 
 @pytest.fixture(scope="module")
 def cache(tiny_cache):
@@ -38,12 +40,14 @@ def mnli(tmp_path_factory, cache):
 
 def test_mnli_hans_smoke_rows_predictions_and_breakdowns(mnli):
     rows = read_jsonl(mnli / "results.jsonl")
-    assert {r["metric"] for r in rows} == {"exact_match", "gold_logprob", "brier"}
+    assert {r["metric"] for r in rows} == CHOICE_METRICS
     assert {r["split"] for r in rows} == {"test", "ood_hans", "ood_mnli_mm"}
     assert {r["arm"] for r in rows} == {"zero_shot", "icl_16shot", "lora_16", "lora_128"}
     for r in rows:
         if r["metric"] == "brier":
             assert 0.0 <= r["value"] <= 2.0
+        if r["metric"] in ("ece", "ece_mass"):
+            assert 0.0 <= r["value"] <= 1.0
     study = json.loads((mnli / "study.json").read_text())
     preds = read_jsonl(
         mnli / "cells" / "icl_16shot__d0" / "predictions" / "prompted" / "ood_hans.jsonl"
@@ -59,7 +63,7 @@ def test_mnli_hans_smoke_rows_predictions_and_breakdowns(mnli):
     assert cell["train"]["dev_losses"] and len(cell["train"]["held_out_ids"]) == 1
     assert {r["labelled_examples"] for r in cell["rows"]} == {4}
     report = (mnli / "report" / "report.md").read_text()
-    for title in ("Brier score", "`ood_hans` accuracy per heuristic",
+    for title in ("Brier score", "Expected calibration error", "`ood_hans` accuracy per heuristic",
                   "`ood_hans` accuracy per subcase", "`ood_hans` accuracy per label",
                   "`test` accuracy per label", "`ood_mnli_mm` accuracy per label"):  # fmt: skip
         assert title in report, title
@@ -70,5 +74,5 @@ def test_mnli_hans_smoke_rows_predictions_and_breakdowns(mnli):
 def test_rte_and_qqp_smoke(name, tmp_path, cache):
     out = _smoke(name, tmp_path / "out", cache)
     rows = read_jsonl(out / "results.jsonl")
-    assert {r["metric"] for r in rows} == {"exact_match", "gold_logprob", "brier"}
+    assert {r["metric"] for r in rows} == CHOICE_METRICS
     assert any(r["ood"] for r in rows) and any(r["method"] == "lora" for r in rows)
