@@ -191,6 +191,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 # eval.invariant: cells evaluated before these keys existed ran the fast numerics.)
 NEW_DEFAULTS: dict[str, dict[str, Any]] = {
     "eval": {"precision": "study", "invariant": True},
+    "arms": {"train_k": 0},
 }
 
 

@@ -126,6 +126,10 @@ def comparison(recipe: Recipe, out: Path, rows: list[dict[str, Any]], splits: li
         size = meta.get("n_train") if meta["method"] != "icl" else meta.get("k")
         if meta.get("examples_seen") is not None:
             size = f"{size} ({meta['examples_seen']} seen)"
+        if meta.get("train_k"):  # in-context FT: its inputs and prompt hold train_k demos
+            size = f"{size}, {meta['k']} demos in context"
+        if meta.get("demos") == "knn":
+            size = f"{size} per query, retrieved (BM25) from {meta['index_size']}"
         if meta.get("demos_fixed"):
             size = f"{size} (fixed set '{meta['demos']}', not from the pool)"
         if meta.get("demos_truncated"):

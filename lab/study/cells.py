@@ -84,7 +84,7 @@ class CellRunner:
                     f"[lab]   {cell.key}: only {len(plan.demos)} of {plan.k_requested} demos "
                     f"fit the context; using {len(plan.demos)}"
                 )
-            info["demo_ids"] = [d.id for d in plan.demos]
+            info["demo_ids"] = [d.id for d in plan.demos or plan.index]  # knn: its index
             t_eval = time.time()
             self.prompted_variants(plan, cell_dir, result)
         else:
@@ -134,6 +134,7 @@ class CellRunner:
                 resume_dir=cell_dir.resume,
                 log=self.log,
                 on_log=on_log,  # W&B: with train/epoch
+                context_k=plan.train_k,  # in-context FT (train/icft_data.py)
             )
         else:
             self.log(f"[lab]   {cell.key}: trained before; evaluating {res.checkpoint}")
@@ -249,7 +250,7 @@ class CellRunner:
                 ft_then_icl_k=v.ft_then_icl_k,
                 split=split,
                 ood=is_ood(split),
-                labelled_examples=fairness.count_labelled(plan.used, v.spec.demos),
+                labelled_examples=fairness.count_labelled(plan.used, v.spec.demos, plan.index),
             )
         if v.probes:
             labelled = fairness.count_labelled(plan.used)

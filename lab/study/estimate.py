@@ -125,6 +125,7 @@ def estimate(
             checkpoints = 1  # variants without the arm's demos (probes run on each)
             if arm.method == "icl":
                 k = budget_size(cell.budget, arm.k, len(pool)) if arm.k else 0
+                k = min(k, arm.k) if arm.retrieved and isinstance(arm.k, int) else k
                 variants.append(k)
             else:
                 cfg = recipe.train_for(arm)
