@@ -50,7 +50,7 @@ class Retriever:
         if k <= 0:
             raise ValueError("a retriever needs k > 0 demos per query")
         self.index, self.k = tuple(index), k
-        self._memo: dict[str, tuple[Example, ...]] = {}  # query id -> its demos
+        self._memo: dict[str, tuple[Example, ...]] = {}  # query input -> its demos
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -93,12 +93,13 @@ class Retriever:
         """The query's k nearest index examples (its own input excluded), joined in
         ascending similarity (the most similar last; equal scores in index order); which
         k are chosen: the highest scores, ties to the earlier index example."""
-        if query.id in self._memo:
-            return self._memo[query.id]
+        text = prompt(query)  # what the choice depends on (not the id)
+        if text in self._memo:
+            return self._memo[text]
         own = content_key(query)
         keys = self._stats[4]
         scored = [(-s, i) for i, s in enumerate(self.scores(query)) if keys[i] != own]
         best = sorted(scored)[: self.k]
         chosen = tuple(self.index[i] for _s, i in sorted(best, key=lambda p: (-p[0], p[1])))
-        self._memo[query.id] = chosen
+        self._memo[text] = chosen
         return chosen
