@@ -26,6 +26,7 @@ from eval.lm import LM
 from eval.parallel import evaluate_split_parallel, sum_across
 from eval.probes import evaluate_probe, evaluate_task_probe, macro_average, probe_prompt
 from lab.core import fairness
+from lab.core.compute import cached_query_flops
 from lab.core.example import is_ood
 from lab.core.io import atomic_write_json, read_json
 from lab.core.layout import CellDir
@@ -234,6 +235,12 @@ class CellRunner:
             ran = {k: ran[k] + counts[k] for k in ran}
             m["flops_per_example"] = sum(
                 counter.generate(x["prompt_tokens"], x["new_tokens"]) for x in p
+            ) / len(p)
+            # a shared demo prefix runs once (eval/lm.py): its one-off cost, then per query
+            pre = len(lm.bos) + len(lm.encode(v.spec.prefix)) if v.spec.demos else 0
+            m["prefix_tokens"], m["prefix_flops"] = pre, counter.forward(pre, 0)
+            m["flops_per_query_cached"] = sum(
+                cached_query_flops(counter, x["prompt_tokens"], x["new_tokens"], pre) for x in p
             ) / len(p)
             if self.acc.is_main_process:
                 self.log(
