@@ -82,3 +82,29 @@ def test_retrieved_evaluation_scores_each_query_as_prompted_alone(tiny_model, sp
         alone = LM(model, tok, batch_size=1, progress=False, invariant=True)
         (q,), _ = evaluate_split(alone, [x], PromptSpec("answer", demos), max_new_tokens=4)
         assert (q["generation"], q["gold_logprob"]) == (p["generation"], p["gold_logprob"])
+
+
+def test_retrieved_choice_scoring_groups_by_demo_set(tiny_model):
+    """Classification (choices scored by log-likelihood): grouped by retrieved demo set,
+    each example scores as it does alone with its demos."""
+    model, tok = tiny_model
+
+    def nli(i: int, words: str) -> Example:
+        answer = "Yes" if i % 2 else "No"
+        return Example(f"train-{i}", words, answer, "", "", prompt=f"{words} Yes or No? answer:",
+                       choices=(" Yes", " No"), output_type="multiple_choice")  # fmt: skip
+
+    index = [
+        nli(i, w) for i, w in enumerate(["a cat sat", "a dog ran", "the cat ran", "birds fly"])
+    ]
+    queries = [nli(10, "a cat ran"), nli(11, "birds sat"), nli(12, "a cat ran")]
+    spec = PromptSpec("answer", (), None, Retriever(index, 2))
+    lm = LM(model, tok, batch_size=4, progress=False, invariant=True)
+    preds, metrics = evaluate_split(lm, queries, spec, max_new_tokens=2)
+    assert [p["id"] for p in preds] == ["train-10", "train-11", "train-12"]
+    assert metrics["n"] == 3
+    for q, p in zip(queries, preds, strict=True):
+        demos = spec.demos_for(q)
+        assert p["demo_ids"] == [d.id for d in demos] and len(demos) == 2
+        (alone,), _ = evaluate_split(lm, [q], PromptSpec("answer", demos), max_new_tokens=2)
+        assert alone["choice_logprobs"] == p["choice_logprobs"]

@@ -153,3 +153,40 @@ def test_tiny_study_rows_count_the_budget_and_knn_logs_each_querys_demos(tmp_pat
     report = (out / "report" / "report.md").read_text()
     assert "break-even, prefix cached" in report and "retrieved (BM25) from 6" in report
     assert "icft" in report.split("## Compute")[1]
+
+
+def test_context_cuts_knn_k_and_refuses_an_icft_input_that_cannot_fit(tiny_path):
+    """The tiny model's context is 4096 characters (tokens): 150 arithmetic demos do not fit."""
+    from lab.core.recipe import TaskCfg
+    from lab.study.context import ContextFit
+    from lab.tasks import build_task
+
+    splits = build_task(TaskCfg(n_train=160, n_dev=2, n_test=3))
+    arms = [{"name": "knn", "method": "icl", "k": 150, "demos": "knn"},
+            {"name": "icft", "method": "lora", "train_k": 120}]  # fmt: skip
+    r = recipe(arms=arms, budgets=[150], seeds=[0])
+    data = study_data(r, splits)
+    fit = ContextFit(r, data, tiny_path)
+    knn = plan_cell(r, data, plan_cells(r)[0], fit.fit_demos, fit.fit_retrieved)
+    info = knn.describe()
+    assert 0 < info["k"] < 150 and info["k_requested"] == 150 and info["demos_truncated"]
+    index = list(knn.index)
+    longest = sorted(index, key=lambda e: -fit.block_tokens(e, "answer"))[: info["k"]]
+    assert len(fit.fit_demos(longest, r.arms[0])) == info["k"]  # the worst case fits
+    with pytest.raises(LabError, match="train_k=120 demos can need .* lower train_k"):
+        fit.check_in_context()
+    small = recipe(arms=[{**arms[1], "train_k": 4}], budgets=[150], seeds=[0])
+    ContextFit(small, study_data(small, splits), tiny_path).check_in_context()  # fits
+
+
+def test_break_even_with_and_without_a_cached_prefix():
+    from lab.core.compute import FlopCounter, break_even, cached_query_flops
+
+    c = FlopCounter(body=100, head=10, attn=4)
+    # a 50-token prompt of which 40 are a cached prefix, 2 new tokens
+    assert cached_query_flops(c, 50, 2, 40) == c.forward(12, 3) + 4 * 12 * 40
+    assert cached_query_flops(c, 50, 2, 0) == c.generate(50, 2)  # nothing cached: as before
+    assert break_even(1000.0, 10.0, 0.0, 20.0) == 100  # 1000 FLOPs paid back 10 per query
+    assert break_even(1000.0, 10.0, 400.0, 20.0) == 60  # the ICL arm's prefix is one-off too
+    assert break_even(1000.0, 30.0, 0.0, 20.0) == float("inf")  # never
+    assert break_even(100.0, 30.0, 200.0, 20.0) == 0  # cheaper from the first query
