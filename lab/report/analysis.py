@@ -192,6 +192,7 @@ def matched_pairs(recipe: Recipe, scores: Scores) -> list[tuple[Group, Group]]:
                 not isinstance(n, int) or scores.labelled(g) != n,
                 icl[g]["format"] != m["format"],
                 bool(icl[g].get("demos_fixed")),
+                icl[g].get("demos") == "knn",  # the pool's prefix (the FT data) before retrieval
             )
         )
         if cands:
@@ -282,6 +283,7 @@ def matched_kshot(scores: Scores, fmt: str, k: int) -> Group | None:
         for i, (g, cells) in enumerate(scores.cells.items())
         for m in [scores.meta[cells[0]]]
         if m["method"] == "icl" and m.get("k") == k and not m.get("demos_fixed")
+        and m.get("demos") != "knn"
         and m["format"] in (fmt, "answer")
     ]  # fmt: skip
     return min(found)[2] if found else None

@@ -91,6 +91,8 @@ class CellRunner:
         else:
             result.train = self.train(plan, cell_dir)
             info.update(examples_seen=result.train["examples_seen"], selected=plan.selected)
+            if plan.train_k:  # in-context FT: the demos of its evaluation prompt
+                info["demo_ids"] = [d.id for d in plan.variants[0].spec.demos]
             t_eval = time.time()
             self.finetuned_variants(plan, cell_dir, result)
         if not self.acc.is_main_process:

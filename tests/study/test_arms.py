@@ -153,6 +153,11 @@ def test_tiny_study_rows_count_the_budget_and_knn_logs_each_querys_demos(tmp_pat
     report = (out / "report" / "report.md").read_text()
     assert "break-even, prefix cached" in report and "retrieved (BM25) from 6" in report
     assert "icft" in report.split("## Compute")[1]
+    paired = report.split("## Fine-tuning vs prompting")[1].split("## Compute")[0]
+    assert re.search(r"\| icft @ 6 +\| icl +\| 6 / 6 +\| [+-]", paired)  # tested, equal budgets
+    cell = json.loads((out / "cells" / "many__b6__d0" / "cell.json").read_text())
+    m = cell["metrics"]["prompted/test"]
+    assert m["prefix_tokens"] > 0 and m["flops_per_query_cached"] < m["flops_per_example"]
 
 
 def test_context_cuts_knn_k_and_refuses_an_icft_input_that_cannot_fit(tiny_path):
