@@ -129,6 +129,15 @@ class ContextFit:
                             "are free); lower k to 0, shorten eval.max_new_tokens, or use a "
                             "longer-context model"
                         )
+            if arm.retrieved:  # any example may be retrieved: the longest one must fit
+                need = max(self.block_tokens(ex, arm.format) for ex in self.data.pool) + SLACK
+                if need > room:
+                    raise LabError(
+                        f"arm '{arm.name}': the longest pool example ({need} tokens as a demo) "
+                        f"does not fit the model's context ({limit} tokens, {room} free) "
+                        "beside the longest eval prompt; drop `demos: knn` or use a "
+                        "longer-context model"
+                    )
             k = r.eval.ft_then_icl_k
             if arm.method != "icl" and k:
                 for order in orders.values():

@@ -327,7 +327,8 @@ def plan_cell(
     if arm.retrieved:
         spec = knn_spec(arm, cell.budget, wanted, fit_retrieved)
         variants = (Variant("prompted", None, spec),)
-        return CellPlan(cell, (), int(arm.k), None, (), (), variants, index=tuple(wanted))
+        k = min(int(arm.k), len(wanted))  # asked for, within the budget (cut: the context)
+        return CellPlan(cell, (), k, None, (), (), variants, index=tuple(wanted))
     if arm.method == "icl":
         demos = tuple(fit_demos(wanted, arm) if fit_demos is not None else wanted)
         spec = PromptSpec(arm.format, demos, arm.trigger)
