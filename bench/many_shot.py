@@ -1,6 +1,6 @@
 """Many-shot evaluation (`k: all`): the demo prefix computed once per variant vs once per call.
 
-    nice -n 5 .venv/bin/python -m bench.many_shot [--budgets 32 128 256] [--n 16] [--dtype bf16] [--fast]
+    nice -n 5 .venv/bin/python -m bench.many_shot [--budgets 32 64] [--n 16] [--dtype bf16] [--fast]
 
 SmolLM2-135M-Instruct, the quickstart study's arithmetic task (ops +-). For each
 budget b, the b-shot prefix (all of the budget: many-shot) is evaluated on `--n` queries of
@@ -46,7 +46,7 @@ def run(lm: LM, spec: PromptSpec, splits: dict[str, list[Any]]) -> tuple[float, 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--budgets", type=int, nargs="+", default=[32, 128, 256])
+    ap.add_argument("--budgets", type=int, nargs="+", default=[32, 64])
     ap.add_argument("--n", type=int, default=16, help="queries per split")
     ap.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
     ap.add_argument("--cache-dir", default=None)
