@@ -15,6 +15,7 @@ from typing import Any
 from eval.answers import extractor, output_type, score_generation
 from eval.choice import evaluate_choices, summarize_choices
 from eval.lm import LM, GenRequest
+from eval.retrieve import Retriever
 from lab.core.chat import Frame, chat_text, end_of_turn, frame
 from lab.core.example import Example
 from lab.core.prompts import STOP, demos_prefix, prompt, target
@@ -34,16 +35,18 @@ class PromptSpec:
     trigger: str | None = None
     style: str = "plain"  # plain | chat (the recipe's prompt.style)
     turns: str = "single_turn"  # chat: single_turn | multi_turn (the recipe's prompt.demos)
+    retriever: Retriever | None = None  # `demos: knn`: each query's own demos (eval/retrieve.py)
 
     @property
     def stop(self) -> tuple[str, ...]:
-        if self.fmt == "cot" and not self.demos:
+        if self.fmt == "cot" and not self.demos and self.retriever is None:
             return MULTILINE_STOP
         return tuple(STOP[self.fmt])
 
     @property
     def prefix(self) -> str:
-        """The plain style's shared prefix: the demos (chat: `frame(tokenizer).prefix`)."""
+        """The plain style's shared prefix: the demos (chat: `frame(tokenizer).prefix`;
+        '' with retrieved demos: `frame_for`)."""
         return demos_prefix(self.demos, self.fmt)
 
     @property
@@ -53,6 +56,16 @@ class PromptSpec:
     def frame(self, tokenizer: Any) -> Frame:
         """What surrounds each question's text with this tokenizer: `prefix + prompt + tail`."""
         return frame(tokenizer, self.demos, self.fmt, self.style, self.turns)
+
+    def demos_for(self, ex: Example) -> tuple[Example, ...]:
+        """The demos in this example's prompt: the retrieved ones, else the shared ones."""
+        return self.retriever.demos(ex) if self.retriever is not None else self.demos
+
+    def frame_for(self, ex: Example, tokenizer: Any, shared: Frame | None = None) -> Frame:
+        """The frame of this example's prompt: its retrieved demos' own, else `shared`."""
+        if self.retriever is None and shared is not None:
+            return shared
+        return frame(tokenizer, self.demos_for(ex), self.fmt, self.style, self.turns)
 
 
 def evaluate_split(
@@ -86,12 +99,16 @@ def evaluate_split(
     if spec.chat:  # the answer is an assistant turn: it ends at the template's end of turn
         lm.eos_ids = lm.eos_ids | {end_of_turn(lm.tok)}
     if any(output_type(ex) == "multiple_choice" for ex in examples):
+        if spec.retriever is not None:
+            return _choices_by_demo_set(lm, examples, spec, desc)
         return evaluate_choices(
             lm, examples, fr.prefix, spec.trigger, desc=desc, tail=fr.tail, chat=spec.chat
         )
+    tok = lm.tok if spec.chat else None
+    frames = [spec.frame_for(ex, tok, fr) for ex in examples]
     requests = [
-        GenRequest(fr.prefix, fr.wrap(prompt(ex, spec.trigger)), spec.stop, max_new_tokens)
-        for ex in examples
+        GenRequest(f.prefix, f.wrap(prompt(ex, spec.trigger)), spec.stop, max_new_tokens)
+        for f, ex in zip(frames, examples, strict=True)
     ]
     gens = lm.generate(requests, desc=desc)
     lps: list[float | None] = [None] * len(examples)
@@ -100,8 +117,8 @@ def evaluate_split(
         golds = [chat_text(g) for g in golds] if spec.chat else golds
         scored = lm.loglikelihood(
             [
-                (fr.prefix, fr.wrap(prompt(ex, spec.trigger)), g)
-                for ex, g in zip(examples, golds, strict=True)
+                (f.prefix, f.wrap(prompt(ex, spec.trigger)), g)
+                for f, ex, g in zip(frames, examples, golds, strict=True)
             ],
             desc=f"{desc} logp",
         )
@@ -126,9 +143,41 @@ def evaluate_split(
                 "new_tokens": g.new_tokens,
                 "gold_logprob": lp,
                 **option,
+                **_retrieved(spec, ex),
                 "meta": ex.meta,
             }
         )
+    return preds, summarize(preds)
+
+
+def _retrieved(spec: PromptSpec, ex: Example) -> dict[str, Any]:
+    """Retrieved demos: the ids in the example's prompt (logged per query)."""
+    return {"demo_ids": [d.id for d in spec.demos_for(ex)]} if spec.retriever else {}
+
+
+def _choices_by_demo_set(
+    lm: LM, examples: Sequence[Example], spec: PromptSpec, desc: str
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Choice scoring with retrieved demos: the examples grouped by their demo set, each
+    group scored on its own prefix (one cache per distinct demo set), then put back in
+    order. An example's scores do not depend on its group (eval/lm.py)."""
+    tok = lm.tok if spec.chat else None
+    groups: dict[Frame, list[int]] = {}
+    for i, ex in enumerate(examples):
+        groups.setdefault(spec.frame_for(ex, tok), []).append(i)
+    preds: list[dict[str, Any]] = [{}] * len(examples)
+    for fr, idx in groups.items():
+        got, _m = evaluate_choices(
+            lm,
+            [examples[i] for i in idx],
+            fr.prefix,
+            spec.trigger,
+            desc=desc,
+            tail=fr.tail,
+            chat=spec.chat,
+        )
+        for i, p in zip(idx, got, strict=True):
+            preds[i] = p | _retrieved(spec, examples[i])
     return preds, summarize(preds)
 
 

@@ -9,30 +9,39 @@ import torch
 
 from lab.core.chat import chat_frame, chat_target, end_of_turn
 from lab.core.example import Example
-from lab.core.prompts import prompt, target
+from lab.core.prompts import demos_prefix, prompt, target
 
 IGNORE = -100
 
 
 def encode_example(
-    ex: Example, fmt: str, tokenizer: Any, bos: list[int], style: str = "plain"
+    ex: Example,
+    fmt: str,
+    tokenizer: Any,
+    bos: list[int],
+    style: str = "plain",
+    demos: Sequence[Example] = (),
+    turns: str = "single_turn",
 ) -> dict[str, list[int]]:
-    """input_ids = bos + prompt + target + eos; labels mask everything but target + eos.
+    """input_ids = bos + [demos +] prompt + target + eos; labels mask everything but
+    target + eos.
 
     Prompt and target are tokenised separately, exactly as the evaluator sees the prompt
     alone and the model then produces the target tokens. Chat style (lab/core/chat.py): the
-    prompt is the zero-demo chat frame around the plain prompt (ending with the assistant's
-    generation prompt), the target the assistant's content, then the end-of-turn token.
+    prompt is the chat frame of the demos around the plain prompt (ending with the
+    assistant's generation prompt), the target the assistant's content, then the end-of-turn
+    token. `demos`: in-context fine-tuning's (train/icft_data.py), in the k-shot layout.
     """
     if style == "chat":
-        fr = chat_frame(tokenizer, (), fmt)
+        fr = chat_frame(tokenizer, demos, fmt, multi_turn=turns == "multi_turn")
         text, answer, eos = (
             fr.prefix + fr.wrap(prompt(ex)),
             chat_target(ex, fmt),
             end_of_turn(tokenizer),
         )
     else:
-        text, answer, eos = prompt(ex), target(ex, fmt), tokenizer.eos_token_id
+        text = demos_prefix(demos, fmt) + prompt(ex)
+        answer, eos = target(ex, fmt), tokenizer.eos_token_id
     p = bos + tokenizer(text, add_special_tokens=False).input_ids
     t = tokenizer(answer, add_special_tokens=False).input_ids + [eos]
     return {"input_ids": p + t, "labels": [IGNORE] * len(p) + t}

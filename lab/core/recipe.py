@@ -196,6 +196,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 NEW_DEFAULTS: dict[str, dict[str, Any]] = {
     "": {"prompt": {"style": "plain", "demos": "single_turn"}},
     "eval": {"precision": "study", "invariant": True},
+    "arms": {"train_k": 0},
 }
 
 

@@ -66,7 +66,12 @@ def _figures(
             if budget is None:
                 continue
             meta = scores.meta[scores.cells[(arm, budget)][0]]
-            x = meta.get("n_train") if meta["method"] != "icl" else meta.get("k")
+            # knn: the budget it retrieves from (k is per query)
+            x = (
+                meta.get("n_train")
+                if meta["method"] != "icl"
+                else meta.get("index_size", meta.get("k"))
+            )
             curves[arm]["ID"].append((x, *a["id"]))
             if a["ood"]:
                 curves[arm]["OOD"].append((x, *a["ood"]))
