@@ -53,3 +53,28 @@ def test_chat_generation_stops_at_end_of_turn(chat_model, splits):
         lm, splits["test"][:2], PromptSpec("answer", style="chat"), 4, gold_logprob=False
     )
     assert end_of_turn(tok) in lm.eos_ids
+
+
+@pytest.mark.parametrize(
+    "style, turns", [("plain", "single_turn"), ("chat", "single_turn"), ("chat", "multi_turn")]
+)
+@pytest.mark.parametrize("fmt", ["answer", "cot"])
+def test_in_context_training_ids_are_the_k_shot_eval_prompt_plus_target(
+    chat_model, splits, fmt, style, turns
+):
+    """In-context fine-tuning (`train_k`) in every prompt style: the training input with k
+    demos is the k-shot evaluation prompt with those demos, then the target."""
+    model, tok = chat_model
+    lm = LM(model, tok, progress=False)
+    ex, demos = splits["train"][0], tuple(splits["train"][1:4])
+    fr = PromptSpec(fmt, demos, None, style=style, turns=turns).frame(tok)
+    eval_ids = lm.prompt_ids(fr.prefix, fr.wrap(prompt(ex)))
+    enc = encode_example(ex, fmt, tok, lm.bos, style, demos, turns)
+    n = len(eval_ids)
+    assert enc["input_ids"][:n] == eval_ids and enc["labels"][:n] == [IGNORE] * n
+    answer = chat_target(ex, fmt) if style == "chat" else target(ex, fmt)
+    end = end_of_turn(tok) if style == "chat" else tok.eos_token_id
+    want = tok(answer, add_special_tokens=False).input_ids + [end]
+    assert enc["input_ids"][n:] == want == enc["labels"][n:]
+    if turns == "multi_turn":  # each demo its own user and assistant turn
+        assert tok.decode(enc["input_ids"][:n]).count("<|im_start|>assistant") == len(demos) + 1
