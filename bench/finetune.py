@@ -38,7 +38,7 @@ def hf_trainer_run(path: str, data: list, order: list[int], cfg: TrainCfg, seed:
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
     from train.data import collate
-    from train.finetune import _lora
+    from train.optim import lora_model
 
     class InOrderTrainer(Trainer):  # the lab's order (Trainer would reshuffle)
         def _get_train_sampler(self, *args, **kwargs):  # noqa: ANN002, ANN003
@@ -49,7 +49,7 @@ def hf_trainer_run(path: str, data: list, order: list[int], cfg: TrainCfg, seed:
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     model.config.use_cache = False
-    model = _lora(model, cfg)
+    model = lora_model(model, cfg)
     args = TrainingArguments(
         output_dir=out,
         per_device_train_batch_size=cfg.batch_size,

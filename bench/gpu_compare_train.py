@@ -53,7 +53,7 @@ def reference_run(kind: str, path: str, data: list[dict], order: list[int], cfg:
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
 
     from train.data import collate
-    from train.finetune import _lora  # the lab's LoRA wrapping: the same adapter config
+    from train.optim import lora_model  # the lab's LoRA wrapping: the same adapter config
 
     set_seed(seed)
     tok = AutoTokenizer.from_pretrained(path)
@@ -63,7 +63,7 @@ def reference_run(kind: str, path: str, data: list[dict], order: list[int], cfg:
     model = AutoModelForCausalLM.from_pretrained(path, dtype=load).to(device)
     model.config.use_cache = False
     if method == "lora":
-        model = _lora(model, cfg)
+        model = lora_model(model, cfg)
     rows = [data[i] for i in order]
     if kind == "trl_sft":
         from datasets import Dataset

@@ -48,31 +48,12 @@ from tqdm.auto import tqdm
 from eval.attention import folded, shared_prefix
 from eval.invariant import invariant_forward, invariant_linears
 from eval.kv_cache import expand, preallocate, share
-from eval.packed import pack_linears
+from eval.packed import contiguous_head_input, pack_linears
 from eval.phases import PhaseClock, attended_pairs
 from eval.scoring import Scoring
 from lab.core.compute import baseline_mode
 from lab.core.masks import takes_4d_mask
 from lab.core.prompts import bos_prefix
-
-
-def _contiguous_input(module: Any, args: tuple) -> tuple:
-    return (args[0].contiguous(), *args[1:])
-
-
-def contiguous_head_input(model: Any) -> None:
-    """Give the LM head a contiguous input (once per model). The model hands it a slice of
-    the hidden states (`logits_to_keep`: the last position of each row), and torch.matmul
-    multiplies a non-contiguous (rows, 1, d) input by a weight that needs no gradient (a
-    frozen base under a LoRA adapter, a merged adapter) as a batched product against the
-    weight expanded once per row: the whole vocabulary matrix copied per row, 1.6 s instead
-    of 0.01 s for 32 rows of SmolLM2 on this CPU. Contiguous, it is one matrix product, the
-    kernel the base model's own head already uses (same values at bf16; at fp32 within
-    float reassociation, e.g. 5e-5 on a logit)."""
-    head = model.get_output_embeddings()
-    if head is not None and not getattr(head, "_lab_contiguous_input", False):
-        head.register_forward_pre_hook(_contiguous_input)
-        head._lab_contiguous_input = True
 
 
 def context_length(model: Any) -> int:

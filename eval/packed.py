@@ -17,6 +17,9 @@ live beside the model (one more copy of the bf16 linear weights, made on first u
 
 Only where the CPU computes bf16 natively (AVX-512 BF16 or AMX, lab.core.precision): there
 the stock path is the same oneDNN kernel, so packing changes speed, not results.
+
+`contiguous_head_input(model)`: the LM head's input made contiguous, so its product is one
+matrix product (below).
 """
 
 from __future__ import annotations
@@ -91,3 +94,22 @@ def unpacked(model: Any) -> Iterator[None]:
     finally:
         for m in switched:
             m.__class__ = PackedLinear
+
+
+def _contiguous_input(module: Any, args: tuple) -> tuple:
+    return (args[0].contiguous(), *args[1:])
+
+
+def contiguous_head_input(model: Any) -> None:
+    """Give the LM head a contiguous input (once per model). The model hands it a slice of
+    the hidden states (`logits_to_keep`: the last position of each row), and torch.matmul
+    multiplies a non-contiguous (rows, 1, d) input by a weight that needs no gradient (a
+    frozen base under a LoRA adapter, a merged adapter) as a batched product against the
+    weight expanded once per row: the whole vocabulary matrix copied per row, 1.6 s instead
+    of 0.01 s for 32 rows of SmolLM2 on this CPU. Contiguous, it is one matrix product, the
+    kernel the base model's own head already uses (same values at bf16; at fp32 within
+    float reassociation, e.g. 5e-5 on a logit)."""
+    head = model.get_output_embeddings()
+    if head is not None and not getattr(head, "_lab_contiguous_input", False):
+        head.register_forward_pre_hook(_contiguous_input)
+        head._lab_contiguous_input = True

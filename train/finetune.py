@@ -40,6 +40,7 @@ from train.batching import collate_micro
 from train.data import IGNORE, collate, epoch_order
 from train.icft_data import held_out_inputs, training_inputs
 from train.loss import SupervisedLoss, held_out_loss
+from train.optim import lora_model, param_groups
 from train.resume import TrainCheckpointer, clear, write_result
 from train.sharded import (
     PREFIX,
@@ -74,32 +75,6 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _lora(model: Any, cfg: TrainCfg) -> Any:
-    from peft import LoraConfig, get_peft_model
-
-    lcfg = LoraConfig(
-        r=cfg.lora.r,
-        lora_alpha=cfg.lora.alpha,
-        lora_dropout=cfg.lora.dropout,
-        target_modules=cfg.lora.target_modules,
-        task_type="CAUSAL_LM",
-    )
-    return get_peft_model(model, lcfg)
-
-
-def _param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW's groups: weight decay on the trainable matrices, none on vectors; an empty
-    group is left out (DeepSpeed drops it, and the LR scheduler then counts one group too
-    many)."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    matrix = [len(getattr(p, "ds_shape", p.shape)) >= 2 for p in trainable]  # ZeRO-3: ds_shape
-    groups = [
-        {"params": [p for p, m in zip(trainable, matrix, strict=True) if m], "weight_decay": weight_decay},
-        {"params": [p for p, m in zip(trainable, matrix, strict=True) if not m], "weight_decay": 0.0},
-    ]  # fmt: skip
-    return [g for g in groups if g["params"]]
 
 
 def _n_target(example: dict[str, list[int]]) -> int:
@@ -162,7 +137,7 @@ def finetune(
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if method == "lora":
-        model = _lora(model, cfg)
+        model = lora_model(model, cfg)
     trainable = sum(numel(p) for p in model.parameters() if p.requires_grad)
     total = sum(numel(p) for p in model.parameters())
     counter = flop_counter(model, method)
@@ -193,7 +168,7 @@ def finetune(
     # No list of the parameters outlives this call: under FSDP `prepare` replaces them with
     # shards, and a kept reference would keep every process's full unsharded copy alive.
     optim = torch.optim.AdamW(
-        _param_groups(model, cfg.weight_decay),
+        param_groups(model, cfg.weight_decay),
         lr=cfg.lr,
         fused=not baseline_mode(),  # one kernel over all tensors: ~4x faster steps on CPU
     )
