@@ -26,6 +26,7 @@ from typing import Any
 
 from eval.lm import LM
 from lab.core.example import Example
+from lab.core.formats import DEFAULT, PromptFormat
 from lab.core.prompts import prompt
 
 
@@ -48,11 +49,13 @@ def evaluate_choices(
     prefix: str,
     trigger: str | None = None,
     desc: str = "choices",
+    prompt_format: PromptFormat = DEFAULT,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """(per-example predictions, metrics) for examples that all carry `choices`."""
+    """(per-example predictions, metrics) for examples that all carry `choices`; in a prompt
+    format other than DEFAULT each choice's leading space is that format's answer lead."""
     if not all(ex.choices for ex in examples):
         raise ValueError("evaluate_choices: every example of a split must carry `choices`")
-    scored = _score(lm, examples, prefix, trigger, desc)
+    scored = _score(lm, examples, prefix, trigger, desc, prompt_format)
     preds: list[dict[str, Any]] = []
     for ex, got in zip(examples, scored, strict=True):
         n = len(got)
@@ -60,7 +63,7 @@ def evaluate_choices(
         probs = choice_probs(logps)
         best = max(range(n), key=lambda i: (logps[i], -i))  # first on an exact tie
         gold = ex.gold_index
-        n_prompt = len(lm.bos) + len(lm.encode(prefix + prompt(ex, trigger)))
+        n_prompt = len(lm.bos) + len(lm.encode(prefix + prompt(ex, trigger, prompt_format)))
         preds.append(
             {
                 "id": ex.id,
@@ -88,21 +91,26 @@ def evaluate_choices(
 
 
 def _score(
-    lm: LM, examples: Sequence[Example], prefix: str, trigger: str | None, desc: str
+    lm: LM,
+    examples: Sequence[Example],
+    prefix: str,
+    trigger: str | None,
+    desc: str,
+    pf: PromptFormat = DEFAULT,
 ) -> list[list[tuple[float, int]]]:
     """Per example, (log p(choice | prompt), tokens) of each choice. When every choice is a
     single token (" Yes" / " No" for most tokenizers), one forward pass per example gives
     them all (`LM.next_token_logprobs`: the same numbers as `loglikelihood`); otherwise
     each choice is scored as its own continuation."""
-    enc = [[lm.encode(c) for c in ex.choices] for ex in examples]
+    enc = [[lm.encode(pf.continuation(c)) for c in ex.choices] for ex in examples]
     if all(len(t) == 1 for e in enc for t in e):
-        reqs = [(prefix, prompt(ex, trigger)) for ex in examples]
+        reqs = [(prefix, prompt(ex, trigger, pf)) for ex in examples]
         lps = lm.next_token_logprobs(reqs, [[t[0] for t in e] for e in enc], desc=desc)
         return [[(lp, 1) for lp in row] for row in lps]
     requests, spans = [], []
     for ex in examples:
         spans.append((len(requests), len(ex.choices)))
-        requests.extend((prefix, prompt(ex, trigger), c) for c in ex.choices)
+        requests.extend((prefix, prompt(ex, trigger, pf), pf.continuation(c)) for c in ex.choices)
     scored = lm.loglikelihood(requests, desc=desc)
     return [[(lp, k) for lp, _g, k in scored[s : s + n]] for s, n in spans]
 

@@ -16,7 +16,8 @@ from eval.answers import extractor, output_type, score_generation
 from eval.choice import evaluate_choices, summarize_choices
 from eval.lm import LM, GenRequest
 from lab.core.example import Example
-from lab.core.prompts import STOP, demos_prefix, prompt, target
+from lab.core.formats import DEFAULT, PromptFormat
+from lab.core.prompts import demos_prefix, prompt, target
 
 # A zero-shot CoT answer may run over several lines: stop at a blank line or a new question.
 MULTILINE_STOP = ("\n\n", "\nQuestion:")
@@ -24,21 +25,27 @@ MULTILINE_STOP = ("\n\n", "\nQuestion:")
 
 @dataclass(frozen=True)
 class PromptSpec:
-    """How an arm is prompted: the demo format, the demos, an optional trigger."""
+    """How an arm is prompted: the demo format, the demos, an optional trigger, and the
+    prompt format (lab/core/formats.py) demos and question are written in."""
 
     fmt: str  # answer | cot | code: what the model is expected to produce
     demos: tuple[Example, ...] = ()
     trigger: str | None = None
+    prompt_format: PromptFormat = DEFAULT
 
     @property
     def stop(self) -> tuple[str, ...]:
-        if self.fmt == "cot" and not self.demos:
-            return MULTILINE_STOP
-        return tuple(STOP[self.fmt])
+        """The format's stops (DEFAULT: lab.core.prompts.STOP, and MULTILINE_STOP for a
+        zero-shot CoT)."""
+        return self.prompt_format.stop(self.fmt, multiline=self.fmt == "cot" and not self.demos)
 
     @property
     def prefix(self) -> str:
-        return demos_prefix(self.demos, self.fmt)
+        return demos_prefix(self.demos, self.fmt, self.prompt_format)
+
+    def prompt(self, ex: Example) -> str:
+        """The example's prompt after the prefix: its question in this spec's format."""
+        return prompt(ex, self.trigger, self.prompt_format)
 
 
 def evaluate_split(
@@ -69,16 +76,17 @@ def evaluate_split(
     extraction gave (`number`); their smooth metric is log p(" <gold option's text>").
     """
     if any(output_type(ex) == "multiple_choice" for ex in examples):
-        return evaluate_choices(lm, examples, spec.prefix, spec.trigger, desc=desc)
+        return evaluate_choices(
+            lm, examples, spec.prefix, spec.trigger, desc=desc, prompt_format=spec.prompt_format
+        )
     requests = [
-        GenRequest(spec.prefix, prompt(ex, spec.trigger), spec.stop, max_new_tokens)
-        for ex in examples
+        GenRequest(spec.prefix, spec.prompt(ex), spec.stop, max_new_tokens) for ex in examples
     ]
     gens = lm.generate(requests, desc=desc)
     lps: list[float | None] = [None] * len(examples)
     if gold_logprob:
         scored = lm.loglikelihood(
-            [(spec.prefix, prompt(ex, spec.trigger), _gold_text(ex)) for ex in examples],
+            [(spec.prefix, spec.prompt(ex), _gold_text(ex, spec.prompt_format)) for ex in examples],
             desc=f"{desc} logp",
         )
         lps = [lp for lp, _greedy, _n in scored]
@@ -157,12 +165,12 @@ def score_all(
         return list(pool.map(one, pairs))
 
 
-def _gold_text(ex: Example) -> str:
+def _gold_text(ex: Example, prompt_format: PromptFormat = DEFAULT) -> str:
     if output_type(ex) == "code":
-        return target(ex, "code")
+        return target(ex, "code", prompt_format)
     if extractor(ex) == "option_letter":
-        return f" {ex.meta['options'][ex.answer]}"
-    return f" {ex.answer}"
+        return prompt_format.continuation(f" {ex.meta['options'][ex.answer]}")
+    return prompt_format.continuation(f" {ex.answer}")
 
 
 def summarize(preds: Sequence[dict[str, Any]]) -> dict[str, float]:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lab.core.errors import LabError
+from lab.core.formats import PromptFormat
 
 Format = Literal["answer", "cot", "code"]
 Method = Literal["icl", "lora", "full"]
@@ -122,6 +123,12 @@ class EvalCfg(Strict):
         True,
         description="batch-invariant numerics (eval/invariant.py): scores bit-identical whatever "
         "the batch size, grouping and process count; false: faster kernels (README)",
+    )
+    formats: Annotated[int, Field(ge=1)] | list[str | PromptFormat] | None = Field(
+        None,
+        description="format spread (lab/core/formats.py): every arm is also evaluated in N "
+        "sampled prompt formats (seeded by task.seed), or in the listed ones (names or inline "
+        "formats); None = the lab's template only",
     )
 
 

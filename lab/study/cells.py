@@ -240,7 +240,7 @@ class CellRunner:
                     f"(n={m['n']}, no answer {m['no_answer']:.2f})"
                 )
             result.metrics[f"{v.name}/{split}"] = m
-            prompts = {ex.id: prompt(ex, v.spec.trigger) for ex in self.data.splits[split]}
+            prompts = {ex.id: v.spec.prompt(ex) for ex in self.data.splits[split]}
             self.tracker.log_split(v.name, split, m, p, prompts, v.spec.prefix)
             result.rows += metric_rows(
                 row_cell,
@@ -250,6 +250,7 @@ class CellRunner:
                 split=split,
                 ood=is_ood(split),
                 labelled_examples=fairness.count_labelled(plan.used, v.spec.demos),
+                prompt_format=v.prompt_format,
             )
         if v.probes:
             labelled = fairness.count_labelled(plan.used)

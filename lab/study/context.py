@@ -1,7 +1,7 @@
 """What fits the model's context: the one home of every context-fit decision, made with the
 model's own tokenizer and context length (read from its files, before any model is loaded).
 
-- every eval prompt with its generation budget fits, with SLACK tokens to spare (checked
+- every eval prompt (in every prompt format of `eval.formats`) with its generation budget fits, with SLACK tokens to spare (checked
   before anything is written);
 - a k-shot arm's demos are cut to the largest k that fits (the cut is recorded in the cell's
   plan and rows: `k` vs `k_requested`); at least one demo must fit;
@@ -38,6 +38,7 @@ class ContextFit:
         config = AutoConfig.from_pretrained(model_path)
         self.limit = context_length(SimpleNamespace(config=config))
         self._longest: dict[Any, int] = {}
+        self.formats = recipe.prompt_formats()  # eval.formats: every prompt must fit in each
 
     def n_tokens(self, text: str) -> int:
         """Tokens of a text inside a prompt (no special tokens)."""
@@ -51,11 +52,16 @@ class ContextFit:
         """The longest eval prompt in tokens, over every eval split (computed once)."""
         if trigger not in self._longest:
             self._longest[trigger] = max(
-                self.n_tokens(prompt(ex, trigger))
+                self.n_tokens(prompt(ex, trigger, f))
                 for s in self.data.eval_splits
                 for ex in self.data.splits[s]
+                for f in self.formats
             )
         return self._longest[trigger]
+
+    def demo_tokens(self, demos: list[Example], fmt: str) -> int:
+        """Tokens of a demo prefix, in its longest prompt format."""
+        return max(self.prefix_tokens(demos_prefix(demos, fmt, f)) for f in self.formats)
 
     def room(self, arm: ArmCfg) -> int:
         """Tokens left for an arm's demos beside its longest prompt and generation budget."""
@@ -70,7 +76,7 @@ class ContextFit:
         room = self.room(arm)
 
         def fits(k: int) -> bool:
-            return self.prefix_tokens(demos_prefix(demos[:k], arm.format)) <= room
+            return self.demo_tokens(demos[:k], arm.format) <= room
 
         if fits(len(demos)):
             return demos
@@ -102,7 +108,7 @@ class ContextFit:
                 )
             if arm.method == "icl" and arm.k > 0:
                 for seed, order in orders.items():
-                    need = self.prefix_tokens(demos_prefix(order[:1], arm.format))
+                    need = self.demo_tokens(order[:1], arm.format)
                     if need > room:
                         raise LabError(
                             f"arm '{arm.name}': not even one demo fits the model's context "
@@ -113,7 +119,7 @@ class ContextFit:
             k = r.eval.ft_then_icl_k
             if arm.method != "icl" and k:
                 for order in orders.values():
-                    need = self.prefix_tokens(demos_prefix(order[:k], arm.format))
+                    need = self.demo_tokens(order[:k], arm.format)
                     if need > room:
                         raise LabError(
                             f"eval.ft_then_icl_k={k}: the FT-then-ICL demos need {need} tokens "
