@@ -153,3 +153,19 @@ def test_eval_formats_keeps_the_hash_at_its_default_and_changes_it_when_set(tmp_
     spread = load_recipe(path, profile="demo")
     assert spread.hash() != base.hash() and len(spread.prompt_formats()) == 3
     assert base.prompt_formats() == [DEFAULT]
+
+
+def test_a_bad_inline_format_in_a_recipe_is_one_line_naming_the_entry():
+    import yaml
+
+    from lab.core.recipe import parse_recipe
+
+    data = yaml.safe_load(open("recipes/quickstart.yaml"))
+    data["eval"]["formats"] = ["qa", {"name": "x", "separator": ":\n", "spacing": " "}]
+    with pytest.raises(LabError, match=r"eval.formats': formats\[1\]: format 'x': a newline"):
+        parse_recipe(data)
+    data["eval"]["formats"] = [{"name": "x", "sepx": ": "}]
+    with pytest.raises(LabError, match=r"formats\[0\].sepx: Extra inputs"):
+        parse_recipe(data)
+    data["eval"]["formats"] = ["qa", {"name": "mine", "question": "Input"}]
+    assert [f.name for f in parse_recipe(data).prompt_formats()] == ["default", "qa", "mine"]
