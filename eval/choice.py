@@ -30,6 +30,7 @@ from eval.calibration import ece, ece_mass
 from eval.lm import LM
 from lab.core.chat import chat_text
 from lab.core.example import Example
+from lab.core.formats import DEFAULT, PromptFormat
 from lab.core.prompts import prompt
 
 
@@ -54,13 +55,16 @@ def evaluate_choices(
     desc: str = "choices",
     tail: str = "",
     chat: bool = False,
+    prompt_format: PromptFormat = DEFAULT,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """(per-example predictions, metrics) for examples that all carry `choices`. Chat style
     (lab/core/chat.py): `tail` closes the question's user turn and opens the assistant's,
-    and each choice is scored as the assistant's content (without its leading space)."""
+    and each choice is scored as the assistant's content (without its leading space); in a
+    prompt format other than DEFAULT each choice's leading space is that format's answer
+    lead."""
     if not all(ex.choices for ex in examples):
         raise ValueError("evaluate_choices: every example of a split must carry `choices`")
-    scored = _score(lm, examples, prefix, trigger, desc, tail, chat)
+    scored = _score(lm, examples, prefix, trigger, desc, tail, chat, prompt_format)
     preds: list[dict[str, Any]] = []
     for ex, got in zip(examples, scored, strict=True):
         n = len(got)
@@ -68,7 +72,7 @@ def evaluate_choices(
         probs = choice_probs(logps)
         best = max(range(n), key=lambda i: (logps[i], -i))  # first on an exact tie
         gold = ex.gold_index
-        n_prompt = len(lm.bos) + len(lm.encode(prefix + prompt(ex, trigger) + tail))
+        n_prompt = len(lm.bos) + len(lm.encode(prefix + prompt(ex, trigger, prompt_format) + tail))
         preds.append(
             {
                 "id": ex.id,
@@ -103,21 +107,24 @@ def _score(
     desc: str,
     tail: str = "",
     chat: bool = False,
+    pf: PromptFormat = DEFAULT,
 ) -> list[list[tuple[float, int]]]:
     """Per example, (log p(choice | prompt), tokens) of each choice. When every choice is a
     single token (" Yes" / " No" for most tokenizers), one forward pass per example gives
     them all (`LM.next_token_logprobs`: the same numbers as `loglikelihood`); otherwise
     each choice is scored as its own continuation."""
-    choices = [[chat_text(c) if chat else c for c in ex.choices] for ex in examples]
+    choices = [
+        [chat_text(c) if chat else pf.continuation(c) for c in ex.choices] for ex in examples
+    ]
     enc = [[lm.encode(c) for c in cs] for cs in choices]
     if all(len(t) == 1 for e in enc for t in e):
-        reqs = [(prefix, prompt(ex, trigger) + tail) for ex in examples]
+        reqs = [(prefix, prompt(ex, trigger, pf) + tail) for ex in examples]
         lps = lm.next_token_logprobs(reqs, [[t[0] for t in e] for e in enc], desc=desc)
         return [[(lp, 1) for lp in row] for row in lps]
     requests, spans = [], []
     for ex, cs in zip(examples, choices, strict=True):
         spans.append((len(requests), len(cs)))
-        requests.extend((prefix, prompt(ex, trigger) + tail, c) for c in cs)
+        requests.extend((prefix, prompt(ex, trigger, pf) + tail, c) for c in cs)
     scored = lm.loglikelihood(requests, desc=desc)
     return [[(lp, k) for lp, _g, k in scored[s : s + n]] for s, n in spans]
 

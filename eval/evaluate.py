@@ -18,7 +18,8 @@ from eval.lm import LM, GenRequest
 from eval.retrieve import Retriever
 from lab.core.chat import Frame, chat_text, end_of_turn, frame
 from lab.core.example import Example
-from lab.core.prompts import STOP, demos_prefix, prompt, target
+from lab.core.formats import DEFAULT, PromptFormat
+from lab.core.prompts import demos_prefix, prompt, target
 
 # A zero-shot CoT answer may run over several lines: stop at a blank line or a new question.
 MULTILINE_STOP = ("\n\n", "\nQuestion:")
@@ -28,7 +29,8 @@ MULTILINE_STOP = ("\n\n", "\nQuestion:")
 class PromptSpec:
     """How an arm is prompted: the demo format, the demos, an optional trigger, and the
     study's prompt style (plain text, or the chat template with the demos in one user turn
-    or as turns: lab/core/chat.py)."""
+    or as turns: lab/core/chat.py) and the prompt format (lab/core/formats.py) demos and
+    question are written in."""
 
     fmt: str  # answer | cot | code: what the model is expected to produce
     demos: tuple[Example, ...] = ()
@@ -36,18 +38,24 @@ class PromptSpec:
     style: str = "plain"  # plain | chat (the recipe's prompt.style)
     turns: str = "single_turn"  # chat: single_turn | multi_turn (the recipe's prompt.demos)
     retriever: Retriever | None = None  # `demos: knn`: each query's own demos (eval/retrieve.py)
+    prompt_format: PromptFormat = DEFAULT
 
     @property
     def stop(self) -> tuple[str, ...]:
-        if self.fmt == "cot" and not self.demos and self.retriever is None:
-            return MULTILINE_STOP
-        return tuple(STOP[self.fmt])
+        """The format's stops (DEFAULT: lab.core.prompts.STOP, and MULTILINE_STOP for a
+        zero-shot CoT)."""
+        zero_shot = not self.demos and self.retriever is None
+        return self.prompt_format.stop(self.fmt, multiline=self.fmt == "cot" and zero_shot)
 
     @property
     def prefix(self) -> str:
         """The plain style's shared prefix: the demos (chat: `frame(tokenizer).prefix`;
         '' with retrieved demos: `frame_for`)."""
-        return demos_prefix(self.demos, self.fmt)
+        return demos_prefix(self.demos, self.fmt, self.prompt_format)
+
+    def prompt(self, ex: Example) -> str:
+        """The example's prompt after the prefix: its question in this spec's format."""
+        return prompt(ex, self.trigger, self.prompt_format)
 
     @property
     def chat(self) -> bool:
@@ -55,7 +63,7 @@ class PromptSpec:
 
     def frame(self, tokenizer: Any) -> Frame:
         """What surrounds each question's text with this tokenizer: `prefix + prompt + tail`."""
-        return frame(tokenizer, self.demos, self.fmt, self.style, self.turns)
+        return frame(tokenizer, self.demos, self.fmt, self.style, self.turns, self.prompt_format)
 
     def demos_for(self, ex: Example) -> tuple[Example, ...]:
         """The demos in this example's prompt: the retrieved ones, else the shared ones."""
@@ -65,7 +73,8 @@ class PromptSpec:
         """The frame of this example's prompt: its retrieved demos' own, else `shared`."""
         if self.retriever is None and shared is not None:
             return shared
-        return frame(tokenizer, self.demos_for(ex), self.fmt, self.style, self.turns)
+        pf = self.prompt_format
+        return frame(tokenizer, self.demos_for(ex), self.fmt, self.style, self.turns, pf)
 
 
 def evaluate_split(
@@ -102,22 +111,29 @@ def evaluate_split(
         if spec.retriever is not None:
             return _choices_by_demo_set(lm, examples, spec, desc)
         return evaluate_choices(
-            lm, examples, fr.prefix, spec.trigger, desc=desc, tail=fr.tail, chat=spec.chat
+            lm,
+            examples,
+            fr.prefix,
+            spec.trigger,
+            desc=desc,
+            tail=fr.tail,
+            chat=spec.chat,
+            prompt_format=spec.prompt_format,
         )
     tok = lm.tok if spec.chat else None
     frames = [spec.frame_for(ex, tok, fr) for ex in examples]
     requests = [
-        GenRequest(f.prefix, f.wrap(prompt(ex, spec.trigger)), spec.stop, max_new_tokens)
+        GenRequest(f.prefix, f.wrap(spec.prompt(ex)), spec.stop, max_new_tokens)
         for f, ex in zip(frames, examples, strict=True)
     ]
     gens = lm.generate(requests, desc=desc)
     lps: list[float | None] = [None] * len(examples)
     if gold_logprob:
-        golds = [_gold_text(ex) for ex in examples]  # chat: the assistant turn's content
+        golds = [_gold_text(ex, spec.prompt_format) for ex in examples]  # chat: the content
         golds = [chat_text(g) for g in golds] if spec.chat else golds
         scored = lm.loglikelihood(
             [
-                (f.prefix, f.wrap(prompt(ex, spec.trigger)), g)
+                (f.prefix, f.wrap(spec.prompt(ex)), g)
                 for f, ex, g in zip(frames, examples, golds, strict=True)
             ],
             desc=f"{desc} logp",
@@ -230,12 +246,12 @@ def score_all(
         return list(pool.map(one, pairs))
 
 
-def _gold_text(ex: Example) -> str:
+def _gold_text(ex: Example, prompt_format: PromptFormat = DEFAULT) -> str:
     if output_type(ex) == "code":
-        return target(ex, "code")
+        return target(ex, "code", prompt_format)
     if extractor(ex) == "option_letter":
-        return f" {ex.meta['options'][ex.answer]}"
-    return f" {ex.answer}"
+        return prompt_format.continuation(f" {ex.meta['options'][ex.answer]}")
+    return prompt_format.continuation(f" {ex.answer}")
 
 
 def summarize(preds: Sequence[dict[str, Any]]) -> dict[str, float]:

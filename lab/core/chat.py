@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.core.example import Example
+from lab.core.formats import DEFAULT, PromptFormat
 from lab.core.prompts import bos_prefix, demos_prefix, prompt, target
 
 SENTINEL = "@@lab-question-7f3a@@"  # stands for the question's text while rendering
@@ -51,10 +52,10 @@ def has_chat_template(tokenizer: Any) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
-def chat_target(ex: Example, fmt: str) -> str:
+def chat_target(ex: Example, fmt: str, prompt_format: PromptFormat = DEFAULT) -> str:
     """The assistant turn's content: the plain target without its separator (the space after
     'Answer:', or the newline before a program)."""
-    return target(ex, fmt)[1:]
+    return chat_text(target(ex, fmt, prompt_format))
 
 
 def chat_text(text: str) -> str:
@@ -70,21 +71,26 @@ def _render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: b
 
 
 def chat_frame(
-    tokenizer: Any, demos: Sequence[Example], fmt: str, multi_turn: bool = False
+    tokenizer: Any,
+    demos: Sequence[Example],
+    fmt: str,
+    multi_turn: bool = False,
+    prompt_format: PromptFormat = DEFAULT,
 ) -> Frame:
-    """The chat frame of a question after `demos` (format `fmt`). A BOS the template writes
-    is dropped from the prefix when the evaluator and the trainer add it anyway (`bos_prefix`),
-    so a sequence starts with exactly one."""
+    """The chat frame of a question after `demos` (format `fmt`, written in `prompt_format`).
+    A BOS the template writes is dropped from the prefix when the evaluator and the trainer
+    add it anyway (`bos_prefix`), so a sequence starts with exactly one."""
     if not has_chat_template(tokenizer):
         raise ValueError("the tokenizer has no chat template")
+    pf = prompt_format
     if multi_turn:
         messages = []
         for d in demos:
-            messages.append({"role": "user", "content": prompt(d)})
-            messages.append({"role": "assistant", "content": chat_target(d, fmt)})
+            messages.append({"role": "user", "content": prompt(d, None, pf)})
+            messages.append({"role": "assistant", "content": chat_target(d, fmt, pf)})
         messages.append({"role": "user", "content": SENTINEL})
     else:
-        messages = [{"role": "user", "content": demos_prefix(demos, fmt) + SENTINEL}]
+        messages = [{"role": "user", "content": demos_prefix(demos, fmt, pf) + SENTINEL}]
     text = _render(tokenizer, messages, generation_prompt=True)
     if text.count(SENTINEL) != 1:
         raise ValueError("the chat template does not write a user message's content verbatim")
@@ -96,12 +102,17 @@ def chat_frame(
 
 
 def frame(
-    tokenizer: Any, demos: Sequence[Example], fmt: str, style: str = "plain", turns: str = ""
+    tokenizer: Any,
+    demos: Sequence[Example],
+    fmt: str,
+    style: str = "plain",
+    turns: str = "",
+    prompt_format: PromptFormat = DEFAULT,
 ) -> Frame:
     """The frame of a question in `style` ('plain': the demos as the prefix, no tail)."""
     if style == "chat":
-        return chat_frame(tokenizer, demos, fmt, multi_turn=turns == "multi_turn")
-    return Frame(demos_prefix(demos, fmt))
+        return chat_frame(tokenizer, demos, fmt, turns == "multi_turn", prompt_format)
+    return Frame(demos_prefix(demos, fmt, prompt_format))
 
 
 def end_of_turn(tokenizer: Any) -> int:

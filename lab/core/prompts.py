@@ -5,6 +5,10 @@
 
 ICL arms put k solved demos (same template, separated by a blank line) in front; fine-tuned
 arms are trained on exactly `prompt(ex) + target(ex, fmt)` and evaluated with k = 0.
+
+Every function takes an optional `prompt_format` (lab/core/formats.py: descriptors, casing,
+separator, spacing, option wrappers); its default, `DEFAULT`, is the template above, byte
+for byte. A task's own pattern (`Example.prompt`) is used as it is under any format.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lab.core.example import Example
+from lab.core.formats import DEFAULT, PromptFormat
 
 DEMO_SEP = "\n\n"
 ZERO_SHOT_COT_TRIGGER = "Let's think step by step."
@@ -22,27 +27,29 @@ ZERO_SHOT_COT_TRIGGER = "Let's think step by step."
 STOP = {"answer": ["\n"], "cot": ["\n"], "code": ["\n\n", "\nQuestion:"]}
 
 
-def prompt(ex: Example, trigger: str | None = None) -> str:
-    """The example's prompt: the lab template, or the task's own pattern when it has one
-    (classification tasks), the same for demos, fine-tuning and evaluation."""
-    text = ex.prompt or f"Question: {ex.question}\nAnswer:"
-    return f"{text} {trigger}" if trigger else text
+def prompt(ex: Example, trigger: str | None = None, prompt_format: PromptFormat = DEFAULT) -> str:
+    """The example's prompt: the lab template (in `prompt_format`), or the task's own pattern
+    when it has one (classification tasks), the same for demos, fine-tuning and evaluation."""
+    text = ex.prompt or prompt_format.render(ex)
+    return f"{text}{prompt_format.lead}{trigger}" if trigger else text
 
 
-def target(ex: Example, fmt: str) -> str:
+def target(ex: Example, fmt: str, prompt_format: PromptFormat = DEFAULT) -> str:
     """The completion after 'Answer:' in format `fmt` (what FT learns, what demos show)."""
     if fmt == "answer":
-        return f" {ex.answer}"
+        return f"{prompt_format.lead}{ex.answer}"
     if fmt == "cot":
-        return f" {ex.rationale}"
+        return f"{prompt_format.lead}{ex.rationale}"
     if fmt == "code":
-        return f"\n{ex.program}"
+        return f"{prompt_format.code_lead}{ex.program}"
     raise ValueError(f"unknown format {fmt!r}")
 
 
-def demos_prefix(demos: Sequence[Example], fmt: str) -> str:
+def demos_prefix(demos: Sequence[Example], fmt: str, prompt_format: PromptFormat = DEFAULT) -> str:
     """The k-shot prefix: solved demos, each followed by a blank line ('' for k = 0)."""
-    return "".join(prompt(d) + target(d, fmt) + DEMO_SEP for d in demos)
+    return "".join(
+        prompt(d, None, prompt_format) + target(d, fmt, prompt_format) + DEMO_SEP for d in demos
+    )
 
 
 def bos_prefix(tokenizer: Any) -> list[int]:

@@ -17,7 +17,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
 
+from lab.core import formats
 from lab.core.errors import LabError, suggest
+from lab.core.formats import PromptFormat
 from lab.core.recipe_sections import (  # noqa: F401  (re-exported: the recipe's public names)
     ArmCfg,
     DistributedCfg,
@@ -119,6 +121,11 @@ class Recipe(Strict):
         once when the recipe is validated."""
         return self._trains[arm.name]
 
+    def prompt_formats(self) -> list[PromptFormat]:
+        """The prompt formats every arm is evaluated in, the main one (the lab's template)
+        first: `eval.formats` resolved, sampled ones seeded by task.seed (lab/core/formats.py)."""
+        return formats.resolve(self.eval.formats, self.task.seed)
+
     def _merge_train(self, arm: ArmCfg) -> TrainCfg:
         merged = _deep_merge(self.train.model_dump(), arm.train)
         try:
@@ -195,7 +202,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 # eval.invariant: cells evaluated before these keys existed ran the fast numerics.)
 NEW_DEFAULTS: dict[str, dict[str, Any]] = {
     "": {"prompt": {"style": "plain", "demos": "single_turn"}},
-    "eval": {"precision": "study", "invariant": True},
+    "eval": {"precision": "study", "invariant": True, "formats": None},
     "arms": {"train_k": 0},
 }
 

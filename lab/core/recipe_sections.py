@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lab.core.errors import LabError
+from lab.core.formats import PromptFormat
 
 Format = Literal["answer", "cot", "code"]
 Method = Literal["icl", "lora", "full"]
@@ -171,6 +172,31 @@ class EvalCfg(Strict):
         description="batch-invariant numerics (eval/invariant.py): scores bit-identical whatever "
         "the batch size, grouping and process count; false: faster kernels (README)",
     )
+    formats: Annotated[int, Field(ge=1)] | list[str | PromptFormat] | None = Field(
+        None,
+        description="format spread (lab/core/formats.py): every arm is also evaluated in N "
+        "sampled prompt formats (seeded by task.seed), or in the listed ones (names or inline "
+        "formats); None = the lab's template only",
+    )
+
+    @field_validator("formats", mode="before")
+    @classmethod
+    def _formats(cls, v: Any) -> Any:
+        """Inline formats validated one by one: an error names the entry and the key."""
+        if not isinstance(v, list):
+            return v
+        out = []
+        for i, entry in enumerate(v):
+            if isinstance(entry, dict):
+                try:
+                    entry = PromptFormat(**entry)
+                except ValidationError as e:
+                    err = e.errors()[0]
+                    key = ".".join(map(str, err["loc"]))
+                    msg = err["msg"].removeprefix("Value error, ")
+                    raise ValueError(f"formats[{i}]{'.' + key if key else ''}: {msg}") from None
+            out.append(entry)
+        return out
 
 
 class PromptCfg(Strict):

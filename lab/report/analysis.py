@@ -17,6 +17,7 @@ from eval.stats import bootstrap_ci
 from lab.core import fairness
 from lab.core.compute import break_even
 from lab.core.example import ID_EVAL_SPLIT, Example, is_ood, ood_mean_splits
+from lab.core.formats import MAIN, format_variant
 from lab.core.layout import StudyDir
 from lab.core.recipe import Recipe
 from lab.report import verdict
@@ -26,9 +27,10 @@ Group = tuple[str, Any]  # (arm, budget)
 
 
 class Scores:
-    """Per-example scores of the comparison's main variant of every cell."""
+    """Per-example scores of the comparison's main variant of every cell; with
+    `prompt_format` (eval.formats), of that variant evaluated in that prompt format."""
 
-    def __init__(self, out: Path, rows: list[dict[str, Any]]):
+    def __init__(self, out: Path, rows: list[dict[str, Any]], prompt_format: str = MAIN):
         self.cells: dict[Group, list[str]] = defaultdict(list)  # group -> cell keys
         self.meta: dict[str, dict[str, Any]] = {}
         for r in rows:
@@ -37,13 +39,13 @@ class Scores:
                 continue
             self.meta[r["cell"]] = r
             self.cells[(r["arm"], r["budget"])].append(r["cell"])
-        self.out = out
+        self.out, self.prompt_format = out, prompt_format
         self._cache: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
     def preds(self, cell: str, split: str) -> list[dict[str, Any]]:
         key = (cell, split)
         if key not in self._cache:
-            variant = self.meta[cell]["variant"]
+            variant = format_variant(self.meta[cell]["variant"], self.prompt_format)
             preds = StudyDir(self.out).cell(cell).read_predictions(variant, split)
             self._cache[key] = sorted(preds, key=lambda p: p["id"])
         return self._cache[key]

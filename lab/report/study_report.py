@@ -17,9 +17,10 @@ from typing import Any
 from eval.contamination import TEMPLATE_SHARE
 from lab.core import fairness
 from lab.core.example import SECOND_SCORINGS, Example, ood_mean_splits
+from lab.core.formats import MAIN
 from lab.core.io import atomic_write_text
 from lab.core.recipe import Recipe
-from lab.report import forest, markup, plots, summary_tables, verdict
+from lab.report import forest, format_spread, format_tables, markup, plots, summary_tables, verdict
 from lab.report.analysis import (
     Scores,
     answer_arms,
@@ -114,6 +115,15 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
         figs["forest"] = str(forest.forest(gains, rdir / "plots" / "forest.png"))
     figs |= _figures(out, recipe, agg, scores, eval_splits, rows, rdir)
     pick = verdict.headline_pair(recipe.budgets, presults, answer_arms(recipe))
+    spread = format_spread.spread(out, rows, eval_splits, pairs)  # eval.formats
+    spread_pick = format_spread.pair_spread(spread, pick)
+    if head and spread_pick:
+        head += " " + verdict.formats_clause(spread_pick["words"], MAIN)
+    spread_md = format_tables.markdown(spread, recipe.prompt_formats()) if spread else []
+    spread_sections = [
+        ("format_spread", "Prompt-format spread (eval.formats)", format_tables.spread_table(spread)),
+        ("format_holds", "Verdict under each prompt format", format_tables.holds_table(spread)),
+    ] if spread else []  # fmt: skip
     contam = contamination(splits, eval_splits)
     sizes = ", ".join(f"{k}={v}" for k, v in info["split_sizes"].items())
     breakdown = _breakdown_tables(scores, eval_splits)
@@ -163,6 +173,7 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
         *probe_md,
         "## Fine-tuning vs prompting (paired bootstrap on the same examples)", "",
         ptable.render() if ptable.rows else "(no FT/ICL pair in this study)", "",
+        *spread_md,
         "## Compute (means per cell; FLOPs counted as in lab/core/compute.py, LoRA honestly)", "",
         ctable.render(), "",
         "## Contamination (word 8-grams of eval examples in what the model saw)", "",
@@ -178,8 +189,9 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
     ]  # fmt: skip
     atomic_write_text(rdir / "report.md", "\n".join(md))
     page = _html(
-        recipe, head, verdicts, table, ptable, ctable, contam, figs, md, breakdown, probe_sections
-    )
+        recipe, head, verdicts, table, ptable, ctable, contam, figs, md,
+        [*spread_sections, *breakdown], probe_sections,
+    )  # fmt: skip
     atomic_write_text(rdir / "index.html", page)
     study = {"study_id": info.get("study_id"), "name": recipe.name, "model": str(recipe.model),
              "task": recipe.task.name, "budgets": recipe.budgets}  # fmt: skip
@@ -191,9 +203,18 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
              "disagreements": summary_tables.disagreements(scores, presults, eval_splits)}  # fmt: skip
     extra |= {key: t for key, _title, t in breakdown}
     extra |= {"probes": probes, "task_probes": task_probes}
+    if spread:
+        extra |= {"formats": format_tables.formats_table(spread["formats"], recipe.prompt_formats()),
+                  "format_spread": format_tables.spread_table(spread),
+                  "format_scores": format_tables.scores_table(spread),
+                  "format_verdicts": format_tables.verdicts_table(spread)}  # fmt: skip
+    values = summary_tables.answer_values(pick)
+    if spread_pick:
+        values |= {"answer/holds_under_every_format": bool(spread_pick["holds"]),
+                   "answer/prompt_formats": len(spread["formats"])}  # fmt: skip
     return Summary(
         table, head, figs, ptable, {k: t for k, t in extra.items() if t.rows},
-        summary_tables.answer_values(pick),
+        values,
         probes=probes if probes.rows else None,
         task_probes=task_probes if task_probes.rows else None, cells=list(scores.meta),
         verdicts=verdicts, notes={t: [x for x in _section(md, t) if x] for t in ("Fairness", "Splits")},

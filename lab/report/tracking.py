@@ -265,7 +265,7 @@ class Tracker:
         self._steps = {"last": last, "best": best if best is not None else last}
 
     def _eval_axis(self, variant: str) -> dict[str, float]:
-        step = self._steps.get(variant.split("+")[0], 0)  # `best+icl2`: the best checkpoint
+        step = self._steps.get(variant.split("@")[0].split("+")[0], 0)  # best+icl2, best@s1: best
         axis: dict[str, float] = {"train/step": step}
         if self._per_epoch:
             axis["train/epoch"] = step / self._per_epoch

@@ -84,6 +84,36 @@ def verdict(res: dict[str, Any]) -> str:
     return f"no significant ID difference; {ood}"
 
 
+def decision(res: dict[str, Any]) -> str:
+    """A compared pair's decision in words, without numbers (two are the same decision when
+    the words are): `verdict` for a tested pair with OOD splits; the ID gain's sign without
+    them; "not tested" for unequal or unrecorded budgets."""
+    if not res["equal"]:
+        return "not tested"
+    if "gap" in res:
+        return verdict(res)
+    return {1: "fine-tuning is better in distribution", -1: "prompting is better in "
+            "distribution", 0: "no significant ID difference"}[_sign(res["id"])]  # fmt: skip
+
+
+def formats_clause(words: dict[str, str], main: str) -> str:
+    """Whether a pair's decision holds under every prompt format (`words`: format name ->
+    `decision`, the main format's under `main`), in one sentence."""
+    n = len(words)
+    same = [f for f, w in words.items() if w == words[main]]
+    if len(same) == n:
+        return (
+            f"This verdict holds under every one of the {n} prompt formats (eval.formats; the "
+            "fine-tuned arm was trained in the main format only)."
+        )
+    other = "; ".join(f"under {f}: {w}" for f, w in words.items() if w != words[main])
+    return (
+        f"This verdict does not hold under every prompt format: it holds under {len(same)} of "
+        f"the {n} (eval.formats; the fine-tuned arm was trained in the main format only); "
+        f"{other}."
+    )
+
+
 def _label(group: tuple[str, Any]) -> str:
     return group[0]
 

@@ -7,7 +7,12 @@ Keys, the same for every arm:
   fine-tuned model prompted with demos);
 - `predictions/<split>` and `predictions/variants/<variant>/<split>`: the typed tables, with a
   `variant` column;
-- `eval/ood_mean/exact_match`: the mean over the OOD splits that enter the OOD mean.
+- `eval/ood_mean/exact_match`: the mean over the OOD splits that enter the OOD mean;
+- with `eval.formats` (lab/core/formats.py), the comparison's variant in each further prompt
+  format is the variant `<variant>@<format>` (`eval/variants/prompted@s1/test/exact_match`,
+  on its checkpoint's `train/step`), and the summary run holds the tables `formats`,
+  `format_spread`, `format_scores` and `format_verdicts` (lab/report/format_tables.py) and
+  the scalars `answer/holds_under_every_format` and `answer/prompt_formats`.
 Evaluation rows carry `train/step` (the evaluated checkpoint's optimizer step; 0 for a
 prompted arm) and `train/epoch`, as HF's Trainer callback does, so evaluation sits on the
 training curves' axis.

@@ -5,8 +5,10 @@ finishes (resumable per split), and return the cell's results rows, metrics and 
 Variants: a prompted arm has one ("prompted"); an FT arm its selected checkpoint ("last", or
 "best" with `train.select: best_dev`), the other checkpoint when it differs, and with
 `eval.ft_then_icl_k` the selected checkpoint prompted with that many pool demos ("last+icl8":
-does fine-tuning keep in-context learning?). Every results row counts the labelled examples
-behind it (`labelled_examples`); every evaluated FT checkpoint passes the adapter check.
+does fine-tuning keep in-context learning?), and with `eval.formats` the comparison's variant
+once more per prompt format ("last@s1", lab/study/format_eval.py). Every results row counts
+the labelled examples behind it (`labelled_examples`); every evaluated FT checkpoint passes
+the adapter check.
 Probe splits (other tasks, each with its own fixed prompt) run on every variant but the
 FT-then-ICL one; one macro-average row per probe family.
 """
@@ -253,7 +255,7 @@ class CellRunner:
                 )
             result.metrics[f"{v.name}/{split}"] = m
             fr = v.spec.frame(tok)
-            prompts = {ex.id: fr.wrap(prompt(ex, v.spec.trigger)) for ex in self.data.splits[split]}
+            prompts = {ex.id: fr.wrap(v.spec.prompt(ex)) for ex in self.data.splits[split]}
             self.tracker.log_split(v.name, split, m, p, prompts, fr.prefix)
             result.rows += metric_rows(
                 row_cell,
@@ -263,6 +265,7 @@ class CellRunner:
                 split=split,
                 ood=is_ood(split),
                 labelled_examples=fairness.count_labelled(plan.used, v.spec.demos, plan.index),
+                prompt_format=v.prompt_format,
             )
         if v.probes:
             labelled = fairness.count_labelled(plan.used)

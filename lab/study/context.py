@@ -1,7 +1,7 @@
 """What fits the model's context: the one home of every context-fit decision, made with the
 model's own tokenizer and context length (read from its files, before any model is loaded).
 
-- every eval prompt with its generation budget fits, with SLACK tokens to spare (checked
+- every eval prompt (in every prompt format of `eval.formats`) with its generation budget fits, with SLACK tokens to spare (checked
   before anything is written);
 - a k-shot arm's demos are cut to the largest k that fits (the cut is recorded in the cell's
   plan and rows: `k` vs `k_requested`); at least one demo must fit;
@@ -27,6 +27,7 @@ from lab.core import fairness
 from lab.core.chat import Frame, frame, has_chat_template
 from lab.core.errors import LabError
 from lab.core.example import Example
+from lab.core.formats import DEFAULT, PromptFormat
 from lab.core.prompts import demos_prefix, prompt
 from lab.core.recipe import ArmCfg, Recipe
 from lab.study.plan import StudyData, budget_size, data_order
@@ -47,6 +48,7 @@ class ContextFit:
         self.limit = context_length(SimpleNamespace(config=config))
         self._longest: dict[Any, int] = {}
         self._blocks: dict[tuple[str, str], int] = {}
+        self.formats = recipe.prompt_formats()  # eval.formats: every prompt must fit in each
         self.prompt_cfg = recipe.prompt
         if self.prompt_cfg.style == "chat" and not has_chat_template(self.tok):
             raise LabError(
@@ -55,13 +57,19 @@ class ContextFit:
             )
         self.tail = self.frame([], "answer").tail
 
-    def frame(self, demos: list[Example], fmt: str) -> Frame:
+    def frame(self, demos: list[Example], fmt: str, pf: PromptFormat = DEFAULT) -> Frame:
         """What surrounds each question in the study's prompt style (lab/core/chat.py)."""
-        return frame(self.tok, demos, fmt, self.prompt_cfg.style, self.prompt_cfg.demos)
+        return frame(self.tok, demos, fmt, self.prompt_cfg.style, self.prompt_cfg.demos, pf)
 
     def prefix_text(self, demos: list[Example], arm: ArmCfg) -> str:
         """The block in front of each question: the demos (chat: inside the template)."""
         return self.frame(demos, arm.format).prefix
+
+    def demo_tokens(self, demos: list[Example], arm: ArmCfg) -> int:
+        """Tokens of the block in front of each question, in its longest prompt format."""
+        return max(
+            self.prefix_tokens(self.frame(demos, arm.format, f).prefix) for f in self.formats
+        )
 
     def head_tokens(self, arm: ArmCfg) -> int:
         """Chat: the template's tokens in front of a zero-shot question (0 in plain style)."""
@@ -81,9 +89,10 @@ class ContextFit:
         """The longest eval prompt in tokens, over every eval split (computed once)."""
         if trigger not in self._longest:
             self._longest[trigger] = max(
-                self.n_tokens(prompt(ex, trigger) + self.tail)
+                self.n_tokens(prompt(ex, trigger, f) + self.tail)
                 for s in self.data.eval_splits
                 for ex in self.data.splits[s]
+                for f in self.formats
             )
         return self._longest[trigger]
 
@@ -100,7 +109,7 @@ class ContextFit:
         room = self.room(arm)
 
         def fits(k: int) -> bool:
-            return self.prefix_tokens(self.prefix_text(demos[:k], arm)) <= room
+            return self.demo_tokens(demos[:k], arm) <= room
 
         if fits(len(demos)):
             return demos
@@ -151,7 +160,7 @@ class ContextFit:
                 )
             if arm.method == "icl" and arm.k != 0:
                 for seed, order in orders.items():
-                    need = self.prefix_tokens(self.prefix_text(order[:1], arm))
+                    need = self.demo_tokens(order[:1], arm)
                     if need > room:
                         raise LabError(
                             f"arm '{arm.name}': not even one demo fits the model's context "
@@ -171,7 +180,7 @@ class ContextFit:
             k = r.eval.ft_then_icl_k
             if arm.method != "icl" and k:
                 for order in orders.values():
-                    need = self.prefix_tokens(self.prefix_text(order[:k], arm))
+                    need = self.demo_tokens(order[:k], arm)
                     if need > room:
                         raise LabError(
                             f"eval.ft_then_icl_k={k}: the FT-then-ICL demos need {need} tokens "

@@ -145,6 +145,8 @@ def estimate(
                 checkpoints = 2 if n_dev else 1  # best_dev: the selected and the last
                 variants += [arm.train_k] * checkpoints  # in-context FT: its own demos
                 variants += [recipe.eval.ft_then_icl_k] if recipe.eval.ft_then_icl_k else []
+            # eval.formats: the comparison's variant once more per further prompt format
+            variants[1:1] = [variants[0]] * (len(recipe.prompt_formats()) - 1)
             infer = FlopCounter(body, head)
             for k in variants:
                 demos = tok(demos_prefix(pool[:k], fmt)) if k else 0.0

@@ -26,9 +26,11 @@ from eval.sandbox import require_sandbox
 from lab.core import fairness
 from lab.core.errors import LabError
 from lab.core.example import ID_EVAL_SPLIT, Example, check_formats, is_ood, usable
+from lab.core.formats import check_applies
 from lab.core.layout import model_tag
 from lab.core.recipe import ArmCfg, Recipe, TrainCfg
 from lab.study.arms_plan import check_train_k, knn_describe, knn_spec
+from lab.study.format_eval import with_formats
 from lab.tasks import build_task
 from lab.tasks.probes import is_probe
 
@@ -168,6 +170,7 @@ def cell_data(
 
 def validate(recipe: Recipe, splits: dict[str, list[Example]]) -> None:
     check_formats(recipe.arms, recipe.task.name, splits["train"])
+    check_applies(recipe.prompt_formats(), {s: splits[s] for s in eval_splits(splits)})
     n_pool = len(study_pool(recipe, splits["train"]))
     formats = sorted({arm.format for arm in recipe.arms})
     if n_pool == 0:
@@ -257,6 +260,7 @@ class Variant:
     probes: bool = True  # the probe splits run on it (not on FT-then-ICL: its demos are the arm's)
     if_distinct: bool = False  # evaluated only when its checkpoint is not the selected one
     in_context: bool = False  # in-context FT (`train_k`): its demos are the arm's own prompt
+    prompt_format: str | None = None  # eval.formats: its rows' format (lab/study/format_eval.py)
 
     @property
     def ft_then_icl_k(self) -> int:
@@ -327,14 +331,14 @@ def plan_cell(
     style = {"style": recipe.prompt.style, "turns": recipe.prompt.demos}  # every arm's
     if arm.retrieved:
         spec = replace(knn_spec(arm, cell.budget, wanted, fit_retrieved), **style)
-        variants = (Variant("prompted", None, spec),)
+        variants = tuple(with_formats(recipe, [Variant("prompted", None, spec)]))
         k = min(int(arm.k), len(wanted))  # asked for, within the budget (cut: the context)
         return CellPlan(cell, (), k, None, (), (), variants, index=tuple(wanted))
     if arm.method == "icl":
         demos = tuple(fit_demos(wanted, arm) if fit_demos is not None else wanted)
         spec = PromptSpec(arm.format, demos, arm.trigger, **style)
-        variants = (Variant("prompted", None, spec),)
-        return CellPlan(cell, demos, len(wanted), None, (), (), variants)
+        variants = with_formats(recipe, [Variant("prompted", None, spec)])
+        return CellPlan(cell, demos, len(wanted), None, (), (), tuple(variants))
     cfg = recipe.train_for(arm)
     train_set, held_out = fairness.split_budget(ft_data, cfg)  # both inside the budget
     chosen, other = ("best", "last") if cfg.select == "best_dev" else ("last", "best")
@@ -347,5 +351,6 @@ def plan_cell(
         spec = PromptSpec(arm.format, demos, arm.trigger, **style)
         variants.append(Variant(f"{chosen}+icl{len(demos)}", chosen, spec, probes=False))
     variants.append(Variant(other, other, own, if_distinct=True, in_context=icft))
+    variants = with_formats(recipe, variants)
     plan = CellPlan(cell, (), 0, cfg, tuple(train_set), tuple(held_out), tuple(variants))
     return replace(plan, train_k=arm.train_k)

@@ -47,6 +47,7 @@ class ResultRow:
     probe: str | None = None
     probe_demos: int | None = None
     aggregate: str | None = None
+    prompt_format: str | None = None  # eval.formats: the prompt format (lab/core/formats.py)
 
     def to_dict(self) -> dict[str, Any]:
         """The row as stored (written with sorted keys); unset optional fields are left out."""
