@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lab.core.errors import LabError
 
-Format = Literal["answer", "cot", "code"]
-Method = Literal["icl", "lora", "full"]
+Format = Literal["answer", "cot", "code", "cot_self"]
+Method = Literal["icl", "lora", "full", "ttt"]
 
 
 class Strict(BaseModel):
@@ -63,6 +63,22 @@ class TrainCfg(Strict):
         return self.batch_size // (self.grad_accum * processes)
 
 
+class TttCfg(Strict):
+    """Test-time training (`method: ttt`, train/ttt.py): a temporary LoRA trained on
+    leave-one-out tasks built from the arm's k demos, then discarded."""
+
+    per_query: bool = Field(
+        False, description="one adapter per query instead of one per evaluation split (costly)"
+    )
+    steps: int = Field(8, gt=0, description="optimizer steps per adapter")
+    batch_size: int = Field(4, gt=0, description="leave-one-out tasks per step")
+    lr: float = Field(1e-3, gt=0)
+    permutations: int = Field(
+        2, gt=0, description="orders of the other demos per held-out demo (tasks = k x this)"
+    )
+    lora: LoraCfg = LoraCfg(dropout=0.0)
+
+
 class ArmCfg(Strict):
     name: str
     method: Method
@@ -75,11 +91,23 @@ class ArmCfg(Strict):
         "examples, the same for every seed and budget, not drawn from the budgeted train pool",
     )
     train: dict[str, Any] = Field(default_factory=dict, description="overrides of `train`")
+    ttt: TttCfg = Field(TttCfg(), description="method: ttt: the test-time adapter's settings")
 
     @model_validator(mode="after")
     def _check(self) -> ArmCfg:
-        if self.method == "icl" and self.train:
-            raise ValueError(f"arm '{self.name}' is an ICL arm: remove its `train:` section")
+        if self.method in ("icl", "ttt") and self.train:
+            raise ValueError(
+                f"arm '{self.name}' is a prompted ({self.method}) arm: remove its `train:` "
+                "section"
+                + (" (test-time training is set in `ttt:`)" if self.method == "ttt" else "")
+            )
+        if self.method != "ttt" and self.ttt != TttCfg():
+            raise ValueError(f"arm '{self.name}': `ttt:` needs method: ttt; remove it")
+        if self.method == "ttt" and self.format != "answer":
+            raise ValueError(
+                f"arm '{self.name}': test-time training runs on the answer format; set "
+                "format: answer"
+            )
         if self.demos is not None and (self.method != "icl" or self.k == 0):
             raise ValueError(
                 f"arm '{self.name}': `demos` (a fixed demo set) needs an ICL arm with k > 0; "

@@ -67,6 +67,7 @@ def _figures(
                 continue
             meta = scores.meta[scores.cells[(arm, budget)][0]]
             x = meta.get("n_train") if meta["method"] != "icl" else meta.get("k")
+            x = meta.get("rationales_written", x)  # cot_self: the budget, not the kept ones
             curves[arm]["ID"].append((x, *a["id"]))
             if a["ood"]:
                 curves[arm]["OOD"].append((x, *a["ood"]))

@@ -19,7 +19,7 @@ from eval.lm import context_length
 from eval.probes import probe_prompt, task_probe_max_new_tokens, task_probe_spec
 from lab.core.errors import LabError
 from lab.core.example import Example
-from lab.core.prompts import demos_prefix, prompt
+from lab.core.prompts import demos_prefix, prompt, written_as
 from lab.core.recipe import ArmCfg, Recipe
 from lab.study.plan import StudyData
 from lab.tasks.task_probes import is_task_probe
@@ -59,7 +59,7 @@ class ContextFit:
 
     def room(self, arm: ArmCfg) -> int:
         """Tokens left for an arm's demos beside its longest prompt and generation budget."""
-        gen = self.recipe.eval.max_new_tokens[arm.format]
+        gen = self.recipe.eval.max_new_tokens[written_as(arm.format)]
         return self.limit - self.longest_prompt(arm.trigger) - gen - SLACK
 
     def fit_demos(self, demos: list[Example], arm: ArmCfg) -> list[Example]:
@@ -96,11 +96,11 @@ class ContextFit:
             if room < 0:
                 raise LabError(
                     f"arm '{arm.name}': the longest eval prompt ({self.longest_prompt(arm.trigger)}"
-                    f" tokens) plus eval.max_new_tokens.{arm.format}="
-                    f"{r.eval.max_new_tokens[arm.format]} do not fit the model's context "
+                    f" tokens) plus eval.max_new_tokens.{written_as(arm.format)}="
+                    f"{r.eval.max_new_tokens[written_as(arm.format)]} do not fit the model's context "
                     f"({limit} tokens); lower eval.max_new_tokens or use a longer-context model"
                 )
-            if arm.method == "icl" and arm.k > 0:
+            if arm.method in ("icl", "ttt") and arm.k > 0:
                 for seed, order in orders.items():
                     need = self.prefix_tokens(demos_prefix(order[:1], arm.format))
                     if need > room:
@@ -111,7 +111,7 @@ class ContextFit:
                             "longer-context model"
                         )
             k = r.eval.ft_then_icl_k
-            if arm.method != "icl" and k:
+            if arm.method not in ("icl", "ttt") and k:
                 for order in orders.values():
                     need = self.prefix_tokens(demos_prefix(order[:k], arm.format))
                     if need > room:

@@ -95,7 +95,7 @@ def estimate(
 ) -> list[Estimate]:
     """Per model of the recipe: FLOPs and GPU hours of the whole study (all its cells)."""
     from lab.core.fairness import held_out_size
-    from lab.core.prompts import demos_prefix, prompt, target
+    from lab.core.prompts import demos_prefix, prompt, target, written_as
     from lab.study.plan import budget_size, plan_one_model, study_data
 
     data = study_data(recipe)
@@ -120,10 +120,11 @@ def estimate(
 
         for cell in cells:
             arm = cell.arm
-            fmt, new = arm.format, recipe.eval.max_new_tokens[arm.format]
+            fmt = written_as(arm.format)  # cot_self: generated as cot (its writing: not counted)
+            new = recipe.eval.max_new_tokens[fmt]
             variants: list[int] = []  # demos per evaluated variant
             checkpoints = 1  # variants without the arm's demos (probes run on each)
-            if arm.method == "icl":
+            if arm.method in ("icl", "ttt"):  # ttt's adapters: not estimated
                 k = budget_size(cell.budget, arm.k, len(pool)) if arm.k else 0
                 variants.append(k)
             else:

@@ -27,11 +27,15 @@ from lab.core import fairness
 from lab.core.errors import LabError
 from lab.core.example import ID_EVAL_SPLIT, Example, check_formats, is_ood, usable
 from lab.core.layout import model_tag
+from lab.core.prompts import written_as
 from lab.core.recipe import ArmCfg, Recipe, TrainCfg
 from lab.tasks import build_task
 from lab.tasks.probes import is_probe
 
 Budget = int | str | None
+# Methods whose cells keep the base model and prompt it with the budget's demos (ttt: with a
+# temporary test-time adapter, lab/study/test_time.py): no `train` section, no checkpoint.
+PROMPTED = ("icl", "ttt")
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,7 @@ def cell_data(
     if arm.demos is not None:
         return list((splits or {}).get(fixed_split(arm), []))[: arm.k], []
     ordered = data_order(recipe, pool, cell.data_seed)
-    if arm.method == "icl":
+    if arm.method in PROMPTED:
         k = budget_size(cell.budget, arm.k, len(pool)) if uses_data(arm) else 0
         return ordered[:k], []
     n = budget_size(cell.budget, recipe.train_for(arm).n_train, len(pool))
@@ -187,7 +191,11 @@ def validate(recipe: Recipe, splits: dict[str, list[Example]]) -> None:
                 f"arm '{arm.name}' asks for k={arm.k} demos but the train pool has {n_pool} "
                 "usable examples; lower k or raise task.n_train"
             )
-        if arm.method != "icl":
+        if arm.method == "ttt" and not recipe.budgets and arm.k == 0:
+            raise LabError(
+                f"arm '{arm.name}' (method: ttt) trains on its demos but has none; set k or budgets"
+            )
+        if arm.method not in PROMPTED:
             n = recipe.train_for(arm).n_train
             if n is not None and n > n_pool:
                 raise LabError(
@@ -214,7 +222,7 @@ def validate(recipe: Recipe, splits: dict[str, list[Example]]) -> None:
 def check_batch_sizes(recipe: Recipe, processes: int) -> None:
     """Every FT arm's global batch must split evenly over grad_accum x processes."""
     for arm in recipe.arms:
-        if arm.method != "icl":
+        if arm.method not in PROMPTED:
             recipe.train_for(arm).micro_batch(processes, f"arm '{arm.name}': ")
 
 
@@ -266,11 +274,14 @@ class CellPlan:
     train_set: tuple[Example, ...]  # FT arms: trained on
     held_out: tuple[Example, ...]  # FT arms, select: best_dev: selects the checkpoint
     variants: tuple[Variant, ...]
+    # labelled examples read but neither shown nor trained on (cot_self: the budget's gold
+    # answers, read to keep only the correct self-written rationales; lab/study/rationales.py)
+    read: tuple[Example, ...] = ()
 
     @property
     def used(self) -> list[Example]:
-        """The labelled examples training and checkpoint selection touch."""
-        return [*self.train_set, *self.held_out]
+        """The labelled examples training, checkpoint selection and filtering touch."""
+        return [*self.train_set, *self.held_out, *self.read]
 
     @property
     def selected(self) -> str | None:
@@ -282,7 +293,8 @@ class CellPlan:
         training and selection sizes)."""
         arm = self.cell.arm
         if self.train is None:
-            return {
+            ttt = {"selected": "ttt", "n_train": len(self.demos)} if arm.method == "ttt" else {}
+            return ttt | {
                 "k": len(self.demos),
                 "k_requested": self.k_requested,
                 "demos_truncated": len(self.demos) < self.k_requested,
@@ -303,19 +315,20 @@ def plan_cell(
     context (lab/study/context.py ContextFit.fit_demos; None: as requested)."""
     arm = cell.arm
     wanted, ft_data = cell_data(recipe, data.pool, cell, data.splits)
-    if arm.method == "icl":
+    fmt = written_as(arm.format)  # cot_self: prompted and extracted as cot
+    if arm.method in PROMPTED:
         demos = tuple(fit_demos(wanted, arm) if fit_demos is not None else wanted)
-        spec = PromptSpec(arm.format, demos, arm.trigger)
-        variants = (Variant("prompted", None, spec),)
+        spec = PromptSpec(fmt, demos, arm.trigger)
+        variants = (Variant("ttt" if arm.method == "ttt" else "prompted", None, spec),)
         return CellPlan(cell, demos, len(wanted), None, (), (), variants)
     cfg = recipe.train_for(arm)
     train_set, held_out = fairness.split_budget(ft_data, cfg)  # both inside the budget
     chosen, other = ("best", "last") if cfg.select == "best_dev" else ("last", "best")
-    zero_shot = PromptSpec(arm.format, (), arm.trigger)
+    zero_shot = PromptSpec(fmt, (), arm.trigger)
     variants = [Variant(chosen, chosen, zero_shot)]
     if k := recipe.eval.ft_then_icl_k:
         demos = tuple(data_order(recipe, data.pool, cell.data_seed)[:k])  # the data's prefix
-        spec = PromptSpec(arm.format, demos, arm.trigger)
+        spec = PromptSpec(fmt, demos, arm.trigger)
         variants.append(Variant(f"{chosen}+icl{len(demos)}", chosen, spec, probes=False))
     variants.append(Variant(other, other, zero_shot, if_distinct=True))
     return CellPlan(cell, (), 0, cfg, tuple(train_set), tuple(held_out), tuple(variants))
