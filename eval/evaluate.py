@@ -15,6 +15,7 @@ from typing import Any
 from eval.answers import extractor, output_type, score_generation
 from eval.choice import evaluate_choices, summarize_choices
 from eval.lm import LM, GenRequest
+from eval.retrieve import Retriever
 from lab.core.example import Example
 from lab.core.prompts import STOP, demos_prefix, prompt, target
 
@@ -29,16 +30,25 @@ class PromptSpec:
     fmt: str  # answer | cot | code: what the model is expected to produce
     demos: tuple[Example, ...] = ()
     trigger: str | None = None
+    retriever: Retriever | None = None  # `demos: knn`: each query's own demos (eval/retrieve.py)
 
     @property
     def stop(self) -> tuple[str, ...]:
-        if self.fmt == "cot" and not self.demos:
+        if self.fmt == "cot" and not self.demos and self.retriever is None:
             return MULTILINE_STOP
         return tuple(STOP[self.fmt])
 
     @property
     def prefix(self) -> str:
+        """The demo block every query shares ('' with retrieved demos: `prefix_for`)."""
         return demos_prefix(self.demos, self.fmt)
+
+    def demos_for(self, ex: Example) -> tuple[Example, ...]:
+        """The demos in this example's prompt: the retrieved ones, else the shared ones."""
+        return self.retriever.demos(ex) if self.retriever is not None else self.demos
+
+    def prefix_for(self, ex: Example) -> str:
+        return demos_prefix(self.demos_for(ex), self.fmt) if self.retriever else self.prefix
 
 
 def evaluate_split(
@@ -69,16 +79,22 @@ def evaluate_split(
     extraction gave (`number`); their smooth metric is log p(" <gold option's text>").
     """
     if any(output_type(ex) == "multiple_choice" for ex in examples):
+        if spec.retriever is not None:
+            return _choices_by_demo_set(lm, examples, spec, desc)
         return evaluate_choices(lm, examples, spec.prefix, spec.trigger, desc=desc)
+    prefixes = [spec.prefix_for(ex) for ex in examples]
     requests = [
-        GenRequest(spec.prefix, prompt(ex, spec.trigger), spec.stop, max_new_tokens)
-        for ex in examples
+        GenRequest(pre, prompt(ex, spec.trigger), spec.stop, max_new_tokens)
+        for pre, ex in zip(prefixes, examples, strict=True)
     ]
     gens = lm.generate(requests, desc=desc)
     lps: list[float | None] = [None] * len(examples)
     if gold_logprob:
         scored = lm.loglikelihood(
-            [(spec.prefix, prompt(ex, spec.trigger), _gold_text(ex)) for ex in examples],
+            [
+                (pre, prompt(ex, spec.trigger), _gold_text(ex))
+                for pre, ex in zip(prefixes, examples, strict=True)
+            ],
             desc=f"{desc} logp",
         )
         lps = [lp for lp, _greedy, _n in scored]
@@ -102,9 +118,32 @@ def evaluate_split(
                 "new_tokens": g.new_tokens,
                 "gold_logprob": lp,
                 **option,
+                **_retrieved(spec, ex),
                 "meta": ex.meta,
             }
         )
+    return preds, summarize(preds)
+
+
+def _retrieved(spec: PromptSpec, ex: Example) -> dict[str, Any]:
+    """Retrieved demos: the ids in the example's prompt (logged per query)."""
+    return {"demo_ids": [d.id for d in spec.demos_for(ex)]} if spec.retriever else {}
+
+
+def _choices_by_demo_set(
+    lm: LM, examples: Sequence[Example], spec: PromptSpec, desc: str
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Choice scoring with retrieved demos: the examples grouped by their demo set, each
+    group scored on its own prefix (one cache per distinct demo set), then put back in
+    order. An example's scores do not depend on its group (eval/lm.py)."""
+    groups: dict[str, list[int]] = {}
+    for i, ex in enumerate(examples):
+        groups.setdefault(spec.prefix_for(ex), []).append(i)
+    preds: list[dict[str, Any]] = [{}] * len(examples)
+    for prefix, idx in groups.items():
+        got, _m = evaluate_choices(lm, [examples[i] for i in idx], prefix, spec.trigger, desc)
+        for i, p in zip(idx, got, strict=True):
+            preds[i] = p | _retrieved(spec, examples[i])
     return preds, summarize(preds)
 
 

@@ -117,6 +117,7 @@ class LM(Scoring):
         self.max_len = context_length(model)
         # Work actually done (with the shared prefix computed once): for compute accounting.
         self.counts = {"tokens": 0, "head": 0}
+        self._kept: tuple[tuple[int, ...], Any] | None = None  # the last prefix cache
         self.clock = PhaseClock(self.device)  # seconds and work per phase (eval/phases.py)
         self.baseline = baseline_mode()
         # Batch-invariant numerics (eval/invariant.py).
@@ -174,12 +175,17 @@ class LM(Scoring):
     # -- shared-prefix KV cache -------------------------------------------------------------
     @torch.no_grad()
     def _prefix_cache(self, ids: list[int]) -> Any:
-        if not ids:
-            return None
+        """The shared tokens' KV cache; the last one is kept (batches never write it), so a
+        demo prefix runs once for generation, log p(gold) and every split of a variant."""
+        key = tuple(ids)
+        if not ids or (self._kept is not None and self._kept[0] == key):
+            return self._kept[1] if ids else None
         x = torch.tensor([ids], device=self.device)
         n = len(ids)
         with self._work("prefix", n, 0, n * (n + 1) // 2):
-            return self._body()(input_ids=x, use_cache=True).past_key_values  # no LM head
+            cache = self._body()(input_ids=x, use_cache=True).past_key_values  # no LM head
+        self._kept = None if self.baseline else (key, cache)
+        return cache
 
     def _batch_cache(self, cache: Any, n: int, extra: int) -> Any:
         """The cache a batch of n rows runs on: the shared prefix read in place by every

@@ -37,7 +37,8 @@ from lab.core.prompts import bos_prefix
 from lab.core.recipe import TrainCfg
 from train import zero3
 from train.batching import collate_micro
-from train.data import IGNORE, collate, encode_example, epoch_order
+from train.data import IGNORE, collate, epoch_order
+from train.icft_data import held_out_inputs, training_inputs
 from train.loss import SupervisedLoss, held_out_loss
 from train.resume import TrainCheckpointer, clear, write_result
 from train.sharded import (
@@ -121,6 +122,7 @@ def finetune(
     log: Any = None,
     on_log: Callable[[dict[str, float]], None] | None = None,
     precision: str = "fp32",
+    context_k: int = 0,
 ) -> TrainResult:
     """Train `model_path` on `examples` in format `fmt`; save the adapter or full weights.
 
@@ -134,7 +136,7 @@ def finetune(
     clipping) and `train/tokens_per_s` (input tokens of all processes), and after every
     ID-dev evaluation with `train/step` and `dev/loss`. Pass it on every process or on
     none: it adds one gather per step. `precision` is 'fp32' or 'bf16' (resolved:
-    lab/core/precision.py)."""
+    lab/core/precision.py). `context_k` > 0: in-context fine-tuning (train/icft_data.py)."""
     assert method in ("lora", "full"), method
     acc = accelerator or Accelerator(gradient_accumulation_steps=cfg.grad_accum)
     check_launch(acc.mixed_precision, precision)
@@ -162,19 +164,19 @@ def finetune(
     counter = flop_counter(model, method)
 
     bos = bos_prefix(tok)
-    data = [encode_example(ex, fmt, tok, bos) for ex in examples]
     micro = cfg.micro_batch(acc.num_processes)
-    order = epoch_order(len(data), cfg.steps * cfg.batch_size, seed)
+    order = epoch_order(len(examples), cfg.steps * cfg.batch_size, seed)
+    data = training_inputs(examples, order, fmt, tok, bos, context_k, seed)  # one per draw
     # Supervised tokens of each optimizer step (all micro-batches, all processes): the loss
     # is the step's token-weighted mean whatever the process count or grad_accum, so 1 and N
     # processes compute the same gradient (up to float summation order).
     step_tokens = [
-        sum(_n_target(data[i]) for i in order[s * cfg.batch_size : (s + 1) * cfg.batch_size])
+        sum(_n_target(d) for d in data[s * cfg.batch_size : (s + 1) * cfg.batch_size])
         for s in range(cfg.steps)
     ]
     pack = takes_4d_mask(model) and not baseline_mode()  # packed where padding > 10%
     loader = torch.utils.data.DataLoader(
-        [data[i] for i in order],
+        data,
         batch_size=micro,
         shuffle=False,
         collate_fn=lambda b: collate_micro(b, pad_id, pack),
@@ -195,7 +197,7 @@ def finetune(
     sched = get_scheduler(
         name[cfg.schedule], optim, num_warmup_steps=warmup, num_training_steps=cfg.steps
     )
-    dev = [encode_example(ex, fmt, tok, bos) for ex in dev_examples or []]
+    dev = held_out_inputs(dev_examples or [], examples, fmt, tok, bos, context_k, seed)
     dev_batches = [collate(dev[i : i + micro], pad_id) for i in range(0, len(dev), micro)]
     dev_tokens = sum(int(b["attention_mask"].sum()) for b in dev_batches)
     dev_head = sum(int((b["labels"] != IGNORE).sum()) for b in dev_batches)
@@ -235,7 +237,7 @@ def finetune(
         identity = {
             "method": method, "format": fmt, "seed": seed, "cfg": cfg.model_dump(mode="json", exclude={"save_every"}),
             "processes": acc.num_processes, "data": [e.id for e in examples],
-            "model": str(model_path), "precision": precision,
+            "model": str(model_path), "precision": precision, **({"context_k": context_k} if context_k else {}),
         }  # fmt: skip
         ckpt = TrainCheckpointer(acc, Path(resume_dir), wrapped, identity)
         resumed = ckpt.load()

@@ -4,11 +4,15 @@
 where it is applied. Full FT = 3 x forward (backward computes activation and weight
 gradients). LoRA = 2 x the frozen model's forward (the backward still propagates activation
 gradients through every frozen layer, but computes no frozen weight gradients) + 6 x LoRA
-parameters x tokens. Embedding lookups are free.
+parameters x tokens. Embedding lookups are free. Attention is left out of these (2N per
+token), except where a cached demo prefix makes it the per-query cost that grows with the
+prefix: `cached_query_flops` adds every own token's attention to the prefix (`attn` FLOPs per
+query-key pair: QK^T and AV, 2 FLOPs per multiply-add, over every layer and head).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +24,7 @@ class FlopCounter:
     head: int  # V x d
     lora: int = 0  # trainable LoRA parameters (0 for full FT and inference)
     method: str = "full"
+    attn: int = 0  # FLOPs per attended (query, key) pair: 4 x layers x heads x head dim
 
     def forward(self, tokens: int, head_tokens: int) -> float:
         return 2.0 * (self.body + self.lora) * tokens + 2.0 * self.head * head_tokens
@@ -36,6 +41,34 @@ class FlopCounter:
         return self.forward(prompt_tokens + new_tokens, 1 + new_tokens)
 
 
+def cached_query_flops(
+    counter: FlopCounter, prompt_tokens: int, new_tokens: int, prefix_tokens: int
+) -> float:
+    """One request whose first `prefix_tokens` (a demo prefix shared by every query) are
+    cached: its own prompt tokens and generated tokens run, each attending to the prefix.
+    The prefix itself is a one-off cost, `counter.forward(prefix_tokens, 0)`."""
+    own = prompt_tokens - prefix_tokens + new_tokens
+    return counter.forward(own, 1 + new_tokens) + float(counter.attn) * own * prefix_tokens
+
+
+def break_even(one_off: float, per_query: float, other_one_off: float, other: float) -> float:
+    """Queries after which a build-once arm (one-off cost, cost per query) costs less than
+    another (its one-off cost, its cost per query): inf when it never does, 0 at once."""
+    saved = other - per_query
+    extra = one_off - other_one_off
+    if extra <= 0:
+        return 0.0
+    return float(round(extra / saved)) if saved > 0 else math.inf
+
+
+def attention_flops(model: Any) -> int:
+    """FLOPs per attended (query, key) pair of a decoder: 4 x layers x heads x head dim."""
+    cfg = getattr(model.config, "text_config", model.config)
+    heads = getattr(cfg, "num_attention_heads", 0) or 0
+    head_dim = getattr(cfg, "head_dim", None) or (cfg.hidden_size // heads if heads else 0)
+    return 4 * int(getattr(cfg, "num_hidden_layers", 0) or 0) * heads * int(head_dim)
+
+
 def numel(p: Any) -> int:
     """A parameter's full size, also when DeepSpeed ZeRO-3 holds only this process's
     partition of it (the tensor is then empty; `ds_numel` is the full size)."""
@@ -50,7 +83,7 @@ def flop_counter(model: Any, method: str = "full") -> FlopCounter:
     # partitioned (empty) tensors share no storage: a tie is then the same parameter
     tied = head is emb or (emb.numel() > 0 and head.data_ptr() == emb.data_ptr())
     body = base - numel(emb) - (0 if tied else numel(head))
-    return FlopCounter(body, numel(head), lora, method)
+    return FlopCounter(body, numel(head), lora, method, attention_flops(model))
 
 
 def baseline_mode() -> bool:

@@ -24,12 +24,14 @@ the same examples.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from lab.core.errors import LabError
 from lab.core.example import Example
+from lab.core.prompts import prompt
 from lab.core.recipe import Recipe, TrainCfg
 
 # How `train.select: best_dev` selects, recorded in study.json: a study whose record lacks
@@ -62,6 +64,15 @@ def check_selection(arm: str, cfg: TrainCfg, sizes: Iterable[int]) -> None:
             f"(train.select: best_dev) but has a budget of {small[0]} example(s); use "
             "train.select: last or a budget of at least 2"
         )
+
+
+def content_key(ex: Example) -> str:
+    """A hash of the example's normalised input (its prompt, lower-cased, whitespace
+    collapsed): two examples with the same input share it, whatever their ids. A query or
+    training target is never among its own demos by this key (eval/retrieve.py,
+    train/icft_data.py)."""
+    text = " ".join(prompt(ex).lower().split())
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def count_labelled(*parts: Iterable[Example]) -> int:

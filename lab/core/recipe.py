@@ -194,7 +194,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 # eval.invariant: cells evaluated before these keys existed ran the fast numerics.)
 NEW_DEFAULTS: dict[str, dict[str, Any]] = {
     "eval": {"precision": "study", "invariant": True},
-    "arms": {"ttt": TttCfg().model_dump(mode="json")},
+    "arms": {"train_k": 0, "ttt": TttCfg().model_dump(mode="json")},
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lab.core.errors import LabError
 
@@ -63,6 +63,10 @@ class TrainCfg(Strict):
         return self.batch_size // (self.grad_accum * processes)
 
 
+KNN = "knn"  # `demos: knn`: each query's k nearest examples of the budget (eval/retrieve.py)
+ALL = "all"  # `k: all`: every example of the budget as demos (many-shot)
+
+
 class TttCfg(Strict):
     """Test-time training (`method: ttt`, train/ttt.py): a temporary LoRA trained on
     leave-one-out tasks built from the arm's k demos, then discarded."""
@@ -83,35 +87,84 @@ class ArmCfg(Strict):
     name: str
     method: Method
     format: Format = "answer"
-    k: int = Field(0, ge=0, description="demos in the prompt")
+    k: int | Literal["all"] = Field(
+        0,
+        description="demos in the prompt; 'all' (many-shot): every example of the budget, cut "
+        "to what fits the context (recorded: k vs k_requested)",
+    )
     trigger: str | None = Field(None, description="text after 'Answer:', e.g. zero-shot CoT")
     demos: str | None = Field(
         None,
         description="a fixed demo set of the task (e.g. 'wei': split 'demos_wei'): its first k "
-        "examples, the same for every seed and budget, not drawn from the budgeted train pool",
+        "examples, the same for every seed and budget, not drawn from the budgeted train pool; "
+        "or 'knn': for each query its k nearest examples of the budget (BM25 over the inputs)",
+    )
+    train_k: int = Field(
+        0,
+        ge=0,
+        description="in-context fine-tuning (FT arms): demos in each training input, drawn "
+        "anew for every draw from the arm's training set minus the target; evaluated with "
+        "the first train_k examples of the budget as demos (those of the k-shot ICL arm)",
     )
     train: dict[str, Any] = Field(default_factory=dict, description="overrides of `train`")
     ttt: TttCfg = Field(TttCfg(), description="method: ttt: the test-time adapter's settings")
 
+    @property
+    def retrieved(self) -> bool:
+        """`demos: knn`: per-query demos retrieved from the budget."""
+        return self.demos == KNN
+
+    @property
+    def fixed_demos(self) -> bool:
+        """A fixed demo set of the task (`demos: wei`), not drawn from the budget."""
+        return self.demos is not None and self.demos != KNN
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _k(cls, value: Any) -> Any:
+        if value != ALL and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ValueError("k must be a number of demos (>= 0) or 'all' (many-shot)")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> ArmCfg:
-        if self.method in ("icl", "ttt") and self.train:
+        where = f"arm '{self.name}'"
+        if self.method == "icl" and self.train:
+            raise ValueError(f"{where} is an ICL arm: remove its `train:` section")
+        if self.method == "ttt" and self.train:
             raise ValueError(
-                f"arm '{self.name}' is a prompted ({self.method}) arm: remove its `train:` "
-                "section"
-                + (" (test-time training is set in `ttt:`)" if self.method == "ttt" else "")
+                f"{where} is a test-time training arm: remove its `train:` section (its "
+                "adapter is set in `ttt:`)"
             )
         if self.method != "ttt" and self.ttt != TttCfg():
-            raise ValueError(f"arm '{self.name}': `ttt:` needs method: ttt; remove it")
+            raise ValueError(f"{where}: `ttt:` needs method: ttt; remove it")
         if self.method == "ttt" and self.format != "answer":
             raise ValueError(
-                f"arm '{self.name}': test-time training runs on the answer format; set "
-                "format: answer"
+                f"{where}: test-time training runs on the answer format; set format: answer"
+            )
+        if self.k == ALL and self.method != "icl":
+            raise ValueError(
+                f"{where}: k: all (many-shot) needs an ICL arm; for in-context fine-tuning "
+                "set train_k instead"
             )
         if self.demos is not None and (self.method != "icl" or self.k == 0):
             raise ValueError(
-                f"arm '{self.name}': `demos` (a fixed demo set) needs an ICL arm with k > 0; "
+                f"{where}: `demos` (a fixed demo set or knn) needs an ICL arm with k > 0; "
                 "remove `demos` or set method: icl and k"
+            )
+        if self.demos is not None and self.k == ALL:
+            raise ValueError(
+                f"{where}: `demos: {self.demos}` takes a number of demos, not k: all; set k"
+            )
+        if self.format == "cot_self" and (self.train_k or self.retrieved):
+            raise ValueError(
+                f"{where}: format cot_self (self-written rationales) does not combine with "
+                "train_k or demos: knn yet; use format cot, or drop train_k / demos"
+            )
+        if self.train_k and self.method in ("icl", "ttt"):
+            raise ValueError(
+                f"{where}: train_k (in-context fine-tuning) needs method lora or full; "
+                "remove train_k or set k for an ICL arm"
             )
         return self
 

@@ -5,7 +5,6 @@ here (study_report.py renders it)."""
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 from eval.contamination import TEMPLATE_SHARE, contamination_table, example_text, seen_texts
 from eval.stats import bootstrap_ci
 from lab.core import fairness
+from lab.core.compute import break_even
 from lab.core.example import ID_EVAL_SPLIT, Example, is_ood, ood_mean_splits
 from lab.core.layout import StudyDir
 from lab.core.recipe import Recipe
@@ -123,6 +123,11 @@ def comparison(recipe: Recipe, out: Path, rows: list[dict[str, Any]], splits: li
             c["metrics"][f"{variant}/{s}"]["flops_per_example"] for c in cj for s in splits
         )
         n_eval = sum(len(scores.preds(scores.cells[group][0], s)) for s in splits)
+        per_split = [c["metrics"][f"{variant}/{s}"] for c in cj for s in splits]
+        cached = statistics.fmean(
+            m.get("flops_per_query_cached", m["flops_per_example"]) for m in per_split
+        )
+        prefix = statistics.fmean(m.get("prefix_flops", 0.0) for m in per_split)
         size = meta.get("n_train") if meta["method"] != "icl" else meta.get("k")
         if meta.get("examples_seen") is not None:
             size = f"{size} ({meta['examples_seen']} seen)"
@@ -130,6 +135,10 @@ def comparison(recipe: Recipe, out: Path, rows: list[dict[str, Any]], splits: li
             size = (
                 f"{size} ({meta['rationales_kept']}/{meta['rationales_written']} rationales kept)"
             )
+        if meta.get("train_k"):  # in-context FT: its inputs and prompt hold train_k demos
+            size = f"{size}, {meta['k']} demos in context"
+        if meta.get("demos") == "knn":
+            size = f"{size} per query, retrieved (BM25) from {meta['index_size']}"
         if meta.get("demos_fixed"):
             size = f"{size} (fixed set '{meta['demos']}', not from the pool)"
         if meta.get("demos_truncated"):
@@ -137,6 +146,7 @@ def comparison(recipe: Recipe, out: Path, rows: list[dict[str, Any]], splits: li
         agg[group] = {"id": id_ci, "ood": ood_ci, "method": meta["method"], "format": meta["format"],
                       "flops": train_flops + infer * n_eval, "per": per, "logp": logp,
                       "train_flops": train_flops, "infer": infer, "n_eval": n_eval,
+                      "infer_cached": cached, "prefix_flops": prefix,
                       "train": cj[0]["train"],  # the first replicate's losses, for the plot
                       "train_s": statistics.fmean(c["compute"].get("train_s", 0.0) for c in cj),
                       "eval_s": statistics.fmean(c["compute"].get("eval_s", 0.0) for c in cj)}  # fmt: skip
@@ -186,6 +196,7 @@ def matched_pairs(recipe: Recipe, scores: Scores) -> list[tuple[Group, Group]]:
                 not isinstance(n, int) or scores.labelled(g) != n,
                 icl[g]["format"] != m["format"],
                 bool(icl[g].get("demos_fixed")),
+                icl[g].get("demos") == "knn",  # the pool's prefix (the FT data) before retrieval
             )
         )
         if cands:
@@ -231,21 +242,28 @@ def paired_table(pairs, scores: Scores, splits: list[str]) -> tuple[Table, list[
 def compute_table(agg: dict[Group, dict[str, Any]], pairs: list[tuple[Group, Group]]) -> Table:
     """The cost view: what each arm costs to build and to query, and — for each FT arm vs its
     matched k-shot arm — after how many queries fine-tuning's training FLOPs are paid back by
-    its shorter (demo-free) prompts."""
+    its shorter (demo-free) prompts: each prompt run whole (the 2N count), and with the demo
+    prefix computed once and cached (eval/lm.py: the prefix a one-off cost, each query then
+    paying its own tokens and their attention to the prefix; lab/core/compute.py)."""
     icl_of = dict(pairs)
     rows = []
     for g, a in agg.items():
-        even: float | None = None  # numbers (W&B sorts them); never paid back: inf
+        even = cached = None  # numbers (W&B sorts them); never paid back: inf
         if g in icl_of:
-            saved = agg[icl_of[g]]["infer"] - a["infer"]  # FLOPs saved per query
-            even = float(round(a["train_flops"] / saved)) if saved > 0 else math.inf
+            b = agg[icl_of[g]]
+            even = break_even(a["train_flops"], a["infer"], 0.0, b["infer"])
+            own = a["train_flops"] + a.get("prefix_flops", 0.0)
+            cached = break_even(own, a["infer_cached"], b["prefix_flops"], b["infer_cached"])
         rows.append([
-            g[0], g[1], a["train_flops"] or None, a["infer"], a["flops"],
+            g[0], g[1], a["train_flops"] or None, a["infer"], a.get("prefix_flops") or None,
+            a.get("infer_cached"), a["flops"],
             round(a["train_s"], 1) if a["train_flops"] else None, round(a["eval_s"], 1),
-            icl_of[g][0] if g in icl_of else None, even,
+            icl_of[g][0] if g in icl_of else None, even, cached,
         ])  # fmt: skip
-    cols = ["arm", "budget", "train FLOPs", "infer FLOPs/query", "total FLOPs (train + eval set)",
-            "train s", "eval s", "vs ICL", "break-even queries (inf: never)"]  # fmt: skip
+    cols = ["arm", "budget", "train FLOPs", "infer FLOPs/query", "prefix FLOPs (once)",
+            "infer FLOPs/query, prefix cached", "total FLOPs (train + eval set)", "train s",
+            "eval s", "vs ICL", "break-even queries (inf: never)",
+            "break-even, prefix cached"]  # fmt: skip
     return Table(cols, rows)
 
 
@@ -269,6 +287,7 @@ def matched_kshot(scores: Scores, fmt: str, k: int) -> Group | None:
         for i, (g, cells) in enumerate(scores.cells.items())
         for m in [scores.meta[cells[0]]]
         if m["method"] == "icl" and m.get("k") == k and not m.get("demos_fixed")
+        and m.get("demos") != "knn"
         and m["format"] in (fmt, "answer")
     ]  # fmt: skip
     return min(found)[2] if found else None

@@ -66,7 +66,12 @@ def _figures(
             if budget is None:
                 continue
             meta = scores.meta[scores.cells[(arm, budget)][0]]
-            x = meta.get("n_train") if meta["method"] != "icl" else meta.get("k")
+            # knn: the budget it retrieves from (k is per query)
+            x = (
+                meta.get("n_train")
+                if meta["method"] != "icl"
+                else meta.get("index_size", meta.get("k"))
+            )
             x = meta.get("rationales_written", x)  # cot_self: the budget, not the kept ones
             curves[arm]["ID"].append((x, *a["id"]))
             if a["ood"]:

@@ -123,6 +123,8 @@ def describe_arm(config: dict[str, Any]) -> str:
         src = f"the fixed demo set '{demos}'" if demos else "the labelled pool"
         trig = f", trigger {config['trigger']!r}" if config.get("trigger") else ""
         how = f"{k} demos from {src}" if k else "no demos (zero-shot)"
+        if demos == "knn":
+            how = f"{k} demos per query, its nearest (BM25) in the budget"
         return (
             f"{arm}: prompting the base model {config.get('model')} with {how}, {fmt} "
             f"targets{trig}; {within}; {seeds}; not trained."
@@ -133,7 +135,14 @@ def describe_arm(config: dict[str, Any]) -> str:
     return (
         f"{arm}: {kind} fine-tuning of {config.get('model')} on {within} ({fmt} targets; "
         f"{t.get('steps')} steps x batch {t.get('batch_size')}, lr {t.get('lr')}; checkpoint "
-        f"'{select}'); evaluated at k = 0 with the ICL template; {seeds}."
+        f"'{select}'); evaluated at k = {config.get('train_k') or 0} with the ICL template; "
+        f"{seeds}."
+        + (
+            " In-context fine-tuning: each training input holds train_k demos "
+            "from the training set."
+            if config.get("train_k")
+            else ""
+        )
     )
 
 

@@ -26,6 +26,7 @@ from eval.lm import LM
 from eval.parallel import evaluate_split_parallel, sum_across
 from eval.probes import evaluate_probe, evaluate_task_probe, macro_average, probe_prompt
 from lab.core import fairness
+from lab.core.compute import cached_query_flops
 from lab.core.example import is_ood
 from lab.core.io import atomic_write_json, read_json
 from lab.core.layout import CellDir
@@ -90,12 +91,14 @@ class CellRunner:
                     f"[lab]   {cell.key}: only {len(plan.demos)} of {plan.k_requested} demos "
                     f"fit the context; using {len(plan.demos)}"
                 )
-            info["demo_ids"] = [d.id for d in plan.demos]
+            info["demo_ids"] = [d.id for d in plan.demos or plan.index]  # knn: its index
             t_eval = time.time()
             self.prompted_variants(plan, cell_dir, result)
         else:
             result.train = self.train(plan, cell_dir)
             info.update(examples_seen=result.train["examples_seen"], selected=plan.selected)
+            if plan.train_k:  # in-context FT: the demos of its evaluation prompt
+                info["demo_ids"] = [d.id for d in plan.variants[0].spec.demos]
             t_eval = time.time()
             self.finetuned_variants(plan, cell_dir, result)
         if not self.acc.is_main_process:
@@ -140,6 +143,7 @@ class CellRunner:
                 resume_dir=cell_dir.resume,
                 log=self.log,
                 on_log=on_log,  # W&B: with train/epoch
+                context_k=plan.train_k,  # in-context FT (train/icft_data.py)
             )
         else:
             self.log(f"[lab]   {cell.key}: trained before; evaluating {res.checkpoint}")
@@ -241,6 +245,14 @@ class CellRunner:
                 counter.generate(x["prompt_tokens"], x["new_tokens"]) + x.get("ttt_flops", 0.0)
                 for x in p
             ) / len(p)
+            # a shared demo prefix runs once (eval/lm.py): its one-off cost, then per query
+            pre = len(lm.bos) + len(lm.encode(v.spec.prefix)) if v.spec.demos else 0
+            m["prefix_tokens"], m["prefix_flops"] = pre, counter.forward(pre, 0)
+            m["flops_per_query_cached"] = sum(
+                cached_query_flops(counter, x["prompt_tokens"], x["new_tokens"], pre)
+                + x.get("ttt_flops", 0.0)  # method ttt: its adapter's share, never cached
+                for x in p
+            ) / len(p)
             if self.acc.is_main_process:
                 self.log(
                     f"[lab]   {v.name:>10} {split:>13}: exact match {m['exact_match']:.3f} "
@@ -256,7 +268,7 @@ class CellRunner:
                 ft_then_icl_k=v.ft_then_icl_k,
                 split=split,
                 ood=is_ood(split),
-                labelled_examples=fairness.count_labelled(plan.used, v.spec.demos),
+                labelled_examples=fairness.count_labelled(plan.used, v.spec.demos, plan.index),
             )
         if v.probes:
             labelled = fairness.count_labelled(plan.used)

@@ -6,6 +6,9 @@ model's own tokenizer and context length (read from its files, before any model 
 - a k-shot arm's demos are cut to the largest k that fits (the cut is recorded in the cell's
   plan and rows: `k` vs `k_requested`); at least one demo must fit;
 - the FT-then-ICL variant's demos fit in full;
+- an in-context FT arm's (`train_k`) longest possible training input and its evaluation
+  demos fit in full (`check_in_context`: nothing is cut);
+- a `demos: knn` arm's k is cut so that its k longest index examples fit (`fit_retrieved`);
 - every probe split's prompt (its fixed prefix or demos, the question, the generation
   budget) fits.
 """
@@ -17,11 +20,12 @@ from typing import Any
 
 from eval.lm import context_length
 from eval.probes import probe_prompt, task_probe_max_new_tokens, task_probe_spec
+from lab.core import fairness
 from lab.core.errors import LabError
 from lab.core.example import Example
 from lab.core.prompts import demos_prefix, prompt, written_as
 from lab.core.recipe import ArmCfg, Recipe
-from lab.study.plan import StudyData
+from lab.study.plan import StudyData, budget_size, data_order
 from lab.tasks.task_probes import is_task_probe
 
 SLACK = 8  # tokens kept free beside prompt + generation (BOS, separators)
@@ -38,6 +42,7 @@ class ContextFit:
         config = AutoConfig.from_pretrained(model_path)
         self.limit = context_length(SimpleNamespace(config=config))
         self._longest: dict[Any, int] = {}
+        self._blocks: dict[tuple[str, str], int] = {}
 
     def n_tokens(self, text: str) -> int:
         """Tokens of a text inside a prompt (no special tokens)."""
@@ -85,6 +90,20 @@ class ContextFit:
             )
         return demos[:lo]
 
+    def block_tokens(self, ex: Example, fmt: str) -> int:
+        """Tokens of one solved demo block (prompt, target, separator), memoised."""
+        key = (ex.id, fmt)
+        if key not in self._blocks:
+            self._blocks[key] = self.n_tokens(demos_prefix([ex], fmt))
+        return self._blocks[key]
+
+    def fit_retrieved(self, index: list[Example], k: int, arm: ArmCfg) -> int:
+        """`demos: knn`: the largest k' <= k for which the k' longest examples of the index
+        (any query's worst case) fit beside the longest eval prompt; the caller records the
+        cut (k vs k_requested)."""
+        longest = sorted(index, key=lambda ex: -self.block_tokens(ex, arm.format))[:k]
+        return len(self.fit_demos(longest, arm))
+
     def check(self, orders: dict[int, list[Example]]) -> None:
         """Every eval prompt, with its generation budget, fits the context; for each k-shot
         arm at least one demo fits (more are cut to what fits, recorded); the FT-then-ICL
@@ -100,7 +119,7 @@ class ContextFit:
                     f"{r.eval.max_new_tokens[written_as(arm.format)]} do not fit the model's context "
                     f"({limit} tokens); lower eval.max_new_tokens or use a longer-context model"
                 )
-            if arm.method in ("icl", "ttt") and arm.k > 0:
+            if arm.method in ("icl", "ttt") and arm.k != 0:
                 for seed, order in orders.items():
                     need = self.prefix_tokens(demos_prefix(order[:1], arm.format))
                     if need > room:
@@ -110,6 +129,15 @@ class ContextFit:
                             "are free); lower k to 0, shorten eval.max_new_tokens, or use a "
                             "longer-context model"
                         )
+            if arm.retrieved:  # any example may be retrieved: the longest one must fit
+                need = max(self.block_tokens(ex, arm.format) for ex in self.data.pool) + SLACK
+                if need > room:
+                    raise LabError(
+                        f"arm '{arm.name}': the longest pool example ({need} tokens as a demo) "
+                        f"does not fit the model's context ({limit} tokens, {room} free) "
+                        "beside the longest eval prompt; drop `demos: knn` or use a "
+                        "longer-context model"
+                    )
             k = r.eval.ft_then_icl_k
             if arm.method not in ("icl", "ttt") and k:
                 for order in orders.values():
@@ -121,6 +149,37 @@ class ContextFit:
                             f"'{arm.name}'; lower eval.ft_then_icl_k"
                         )
         self.check_probes()
+
+    def check_in_context(self) -> None:
+        """In-context FT arms (`train_k`): at every seed and budget, the longest training
+        input the draws can make (the train_k longest demos of the training set, the longest
+        example, BOS and EOS) fits the context, and so do the arm's evaluation demos (the
+        budget's first train_k) beside the longest eval prompt and the generation budget.
+        Nothing is cut: an arm trained with K demos is evaluated with K."""
+        r = self.recipe
+        bos = self.prefix_tokens("") + 1  # BOS (if any) + EOS
+        for arm in (a for a in r.arms if a.train_k):
+            cfg, fmt = r.train_for(arm), arm.format
+            for seed in r.seeds:
+                ordered = data_order(r, self.data.pool, seed)
+                for b in r.budgets or [None]:
+                    budget = ordered[: budget_size(b, cfg.n_train, len(ordered))]
+                    train = fairness.split_budget(budget, cfg)[0]
+                    blocks = sorted((self.block_tokens(ex, fmt) for ex in train), reverse=True)
+                    need = bos + sum(blocks[: arm.train_k]) + max(blocks) + SLACK
+                    if need > self.limit:
+                        raise LabError(
+                            f"arm '{arm.name}': a training input of train_k={arm.train_k} demos "
+                            f"can need {need} tokens (budget {b}, data seed {seed}) but the "
+                            f"model's context is {self.limit}; lower train_k"
+                        )
+                    demos = budget[: arm.train_k]
+                    if len(self.fit_demos(demos, arm)) < len(demos):
+                        raise LabError(
+                            f"arm '{arm.name}': its {len(demos)} evaluation demos (train_k) do "
+                            f"not fit the model's context ({self.limit} tokens) beside the "
+                            "longest eval prompt; lower train_k or eval.max_new_tokens"
+                        )
 
     def check_probes(self) -> None:
         """Every probe prompt (its fixed prefix or demos, the question, the generation

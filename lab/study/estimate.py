@@ -126,12 +126,14 @@ def estimate(
             checkpoints = 1  # variants without the arm's demos (probes run on each)
             if arm.method in ("icl", "ttt"):  # ttt's adapters: not estimated
                 k = budget_size(cell.budget, arm.k, len(pool)) if arm.k else 0
+                k = min(k, arm.k) if arm.retrieved and isinstance(arm.k, int) else k
                 variants.append(k)
             else:
                 cfg = recipe.train_for(arm)
                 lora = cfg.lora.r * sz.linear_io if arm.method == "lora" else 0
                 counter = FlopCounter(body, head, lora, arm.method)
                 ex_tok = mean_tokens([prompt(e) + target(e, fmt) for e in pool[:500]])
+                ex_tok *= 1 + arm.train_k  # in-context FT: train_k demos before each target
                 tgt_tok = mean_tokens([target(e, fmt) for e in pool[:500]])
                 n_ex = cfg.steps * cfg.batch_size
                 train += counter.train(int(n_ex * ex_tok), int(n_ex * tgt_tok))
@@ -142,7 +144,7 @@ def estimate(
                     int(n_dev * ex_tok), int(n_dev * tgt_tok)
                 )
                 checkpoints = 2 if n_dev else 1  # best_dev: the selected and the last
-                variants += [0] * checkpoints
+                variants += [arm.train_k] * checkpoints  # in-context FT: its own demos
                 variants += [recipe.eval.ft_then_icl_k] if recipe.eval.ft_then_icl_k else []
             infer = FlopCounter(body, head)
             for k in variants:

@@ -234,15 +234,18 @@ def plan_memory(
                 pre = tok(m["prefix"]) + max(tok(probe_prompt(x)) for x in xs)
                 probe_widths.append((int(pre), int(m["max_new_tokens"])))
         for arm in recipe.arms:
-            if arm.method == "icl" and arm.demos is not None:
-                demos = list(splits.get(fixed_split(arm), []))[: arm.k]
+            fmt = written_as(arm.format)
+            if arm.method == "icl" and arm.fixed_demos:
+                demos = list(splits.get(fixed_split(arm), []))[: int(arm.k)]
+            elif arm.retrieved:  # k demos per query: the k longest are the widest prompt
+                demos = sorted(pool, key=lambda e: -len(prompt(e) + target(e, fmt)))
+                demos = demos[: int(arm.k)]
             elif arm.method in ("icl", "ttt"):  # ttt: prompted with the budget's demos
                 budgets = recipe.budgets or [None]
                 k = max(budget_size(x, arm.k, len(pool)) for x in budgets) if uses_data(arm) else 0
                 demos = pool[:k]
-            else:
-                demos = pool[: recipe.eval.ft_then_icl_k]
-            fmt = written_as(arm.format)
+            else:  # FT-then-ICL's demos, or an in-context FT arm's own
+                demos = pool[: max(recipe.eval.ft_then_icl_k, arm.train_k)]
             pre = tok(demos_prefix(demos, fmt)) if demos else 0
             q = max(tok(prompt(e, arm.trigger)) for s in evals for e in splits[s])
             widths = [(int(pre + q) + 1, recipe.eval.max_new_tokens[fmt]), *probe_widths]
@@ -261,6 +264,8 @@ def plan_memory(
                 checkpointing = cfg.gradient_checkpointing
                 accum = cfg.grad_accum
                 t_len = int(max(tok(prompt(e) + target(e, fmt)) for e in pool[:500])) + 2
+                if arm.train_k:  # in-context FT: train_k demos before each target
+                    t_len += arm.train_k * int(max(tok(demos_prefix([e], fmt)) for e in pool[:500]))
                 t_tgt = int(max(tok(target(e, fmt)) for e in pool[:500])) + 1
             ln = Lengths(t_len, t_tgt, p_len, new)
             out.append(

@@ -29,6 +29,7 @@ from lab.core.example import ID_EVAL_SPLIT, Example, check_formats, is_ood, usab
 from lab.core.layout import model_tag
 from lab.core.prompts import written_as
 from lab.core.recipe import ArmCfg, Recipe, TrainCfg
+from lab.study.arms_plan import check_train_k, knn_describe, knn_spec
 from lab.tasks import build_task
 from lab.tasks.probes import is_probe
 
@@ -62,7 +63,7 @@ class Cell:
 def uses_data(arm: ArmCfg) -> bool:
     """Zero-shot prompted arms and arms with a fixed demo set (`demos: wei`) see no example
     of the budgeted pool: seeds and budgets do not apply to them."""
-    return arm.method != "icl" or (arm.k > 0 and arm.demos is None)
+    return arm.method != "icl" or (arm.k != 0 and not arm.fixed_demos)
 
 
 def plan_cells(recipe: Recipe) -> list[Cell]:
@@ -134,9 +135,11 @@ def data_order(recipe: Recipe, pool: list[Example], data_seed: int) -> list[Exam
     return out
 
 
-def budget_size(budget: Budget, default: int | None, pool: int) -> int:
+def budget_size(budget: Budget, default: int | str | None, pool: int) -> int:
+    """Examples a cell draws: its budget ('full': the pool), else the arm's own size (k,
+    train.n_train; None or 'all': the pool)."""
     if budget is None:
-        return min(default, pool) if default is not None else pool
+        return min(default, pool) if isinstance(default, int) else pool
     return pool if budget == "full" else int(budget)
 
 
@@ -153,13 +156,15 @@ def cell_data(
     """(requested demos, FT training set) of a cell: prefixes of the data seed's permutation,
     so at budget b the k-shot arms' demos and the FT arms' data are the same b examples.
     An arm with a fixed demo set (`demos: wei`) takes the first k of the task's split
-    `demos_wei` instead: not from the pool, the same for every seed and budget."""
+    `demos_wei` instead: not from the pool, the same for every seed and budget. A `demos:
+    knn` arm's "demos" are its retrieval index: the whole budget (k are retrieved per query)."""
     arm = cell.arm
-    if arm.demos is not None:
+    if arm.fixed_demos:
         return list((splits or {}).get(fixed_split(arm), []))[: arm.k], []
     ordered = data_order(recipe, pool, cell.data_seed)
     if arm.method in PROMPTED:
-        k = budget_size(cell.budget, arm.k, len(pool)) if uses_data(arm) else 0
+        default = None if arm.retrieved else arm.k  # knn: the index is the budget (or pool)
+        k = budget_size(cell.budget, default, len(pool)) if uses_data(arm) else 0
         return ordered[:k], []
     n = budget_size(cell.budget, recipe.train_for(arm).n_train, len(pool))
     return [], ordered[:n]
@@ -176,7 +181,7 @@ def validate(recipe: Recipe, splits: dict[str, list[Example]]) -> None:
             f"arms use ({formats}); the task has targets for {has}: change the arms' format"
         )
     for arm in recipe.arms:
-        if arm.demos is not None:
+        if arm.fixed_demos:
             fixed = splits.get(fixed_split(arm), [])
             if arm.k > len(fixed):
                 known = sorted(s.removeprefix("demos_") for s in splits if s.startswith("demos_"))
@@ -186,7 +191,7 @@ def validate(recipe: Recipe, splits: dict[str, list[Example]]) -> None:
                     f"fixed demo sets {known}"
                 )
             continue
-        if arm.k > n_pool:
+        if isinstance(arm.k, int) and arm.k > n_pool:
             raise LabError(
                 f"arm '{arm.name}' asks for k={arm.k} demos but the train pool has {n_pool} "
                 "usable examples; lower k or raise task.n_train"
@@ -204,6 +209,8 @@ def validate(recipe: Recipe, splits: dict[str, list[Example]]) -> None:
                 )
             sizes = [budget_size(b, n, n_pool) for b in recipe.budgets or [None]]
             fairness.check_selection(arm.name, recipe.train_for(arm), sizes)
+            if arm.train_k:
+                check_train_k(arm, recipe.train_for(arm), sizes)
     for b in recipe.budgets or []:
         if b != "full" and int(b) > n_pool:
             raise LabError(
@@ -257,10 +264,13 @@ class Variant:
     spec: PromptSpec
     probes: bool = True  # the probe splits run on it (not on FT-then-ICL: its demos are the arm's)
     if_distinct: bool = False  # evaluated only when its checkpoint is not the selected one
+    in_context: bool = False  # in-context FT (`train_k`): its demos are the arm's own prompt
 
     @property
     def ft_then_icl_k(self) -> int:
-        return len(self.spec.demos) if self.checkpoint is not None else 0
+        if self.checkpoint is None or self.in_context:
+            return 0
+        return len(self.spec.demos)
 
 
 @dataclass(frozen=True)
@@ -274,6 +284,8 @@ class CellPlan:
     train_set: tuple[Example, ...]  # FT arms: trained on
     held_out: tuple[Example, ...]  # FT arms, select: best_dev: selects the checkpoint
     variants: tuple[Variant, ...]
+    index: tuple[Example, ...] = ()  # `demos: knn`: the retrieval index (the budget)
+    train_k: int = 0  # in-context FT: demos in each training input (0: plain FT)
     # labelled examples read but neither shown nor trained on (cot_self: the budget's gold
     # answers, read to keep only the correct self-written rationales; lab/study/rationales.py)
     read: tuple[Example, ...] = ()
@@ -292,6 +304,8 @@ class CellPlan:
         """What the cell's rows say about its data (prompted: demos and their cut; FT: the
         training and selection sizes)."""
         arm = self.cell.arm
+        if self.index:
+            return knn_describe(self.variants[0].spec, self.k_requested, self.index)
         if self.train is None:
             ttt = {"selected": "ttt", "n_train": len(self.demos)} if arm.method == "ttt" else {}
             return ttt | {
@@ -302,20 +316,32 @@ class CellPlan:
                 "demos": arm.demos or "pool",
                 "demos_fixed": arm.demos is not None,
             }
-        return {"k": 0, "n_train": len(self.train_set), "n_select": len(self.held_out)}
+        icft = {"train_k": self.train_k} if self.train_k else {}
+        k = len(self.variants[0].spec.demos) if self.train_k else 0
+        return {"k": k, "n_train": len(self.train_set), "n_select": len(self.held_out), **icft}
 
 
 FitDemos = Callable[[list[Example], ArmCfg], list[Example]]
 
 
 def plan_cell(
-    recipe: Recipe, data: StudyData, cell: Cell, fit_demos: FitDemos | None = None
+    recipe: Recipe,
+    data: StudyData,
+    cell: Cell,
+    fit_demos: FitDemos | None = None,
+    fit_retrieved: Callable[[list[Example], int, ArmCfg], int] | None = None,
 ) -> CellPlan:
     """A cell's plan. `fit_demos` cuts a prompted arm's demos to what fits the model's
-    context (lab/study/context.py ContextFit.fit_demos; None: as requested)."""
+    context (lab/study/context.py ContextFit.fit_demos; None: as requested), `fit_retrieved`
+    a `demos: knn` arm's k (ContextFit.fit_retrieved)."""
     arm = cell.arm
     wanted, ft_data = cell_data(recipe, data.pool, cell, data.splits)
     fmt = written_as(arm.format)  # cot_self: prompted and extracted as cot
+    if arm.retrieved:
+        spec = knn_spec(arm, cell.budget, wanted, fit_retrieved)
+        variants = (Variant("prompted", None, spec),)
+        k = min(int(arm.k), len(wanted))  # asked for, within the budget (cut: the context)
+        return CellPlan(cell, (), k, None, (), (), variants, index=tuple(wanted))
     if arm.method in PROMPTED:
         demos = tuple(fit_demos(wanted, arm) if fit_demos is not None else wanted)
         spec = PromptSpec(fmt, demos, arm.trigger)
@@ -324,11 +350,14 @@ def plan_cell(
     cfg = recipe.train_for(arm)
     train_set, held_out = fairness.split_budget(ft_data, cfg)  # both inside the budget
     chosen, other = ("best", "last") if cfg.select == "best_dev" else ("last", "best")
-    zero_shot = PromptSpec(fmt, (), arm.trigger)
-    variants = [Variant(chosen, chosen, zero_shot)]
+    # k = 0, or in-context FT (`train_k`): the budget's first train_k examples as demos
+    own = PromptSpec(fmt, tuple(ft_data[: arm.train_k]), arm.trigger)
+    icft = bool(arm.train_k)
+    variants = [Variant(chosen, chosen, own, in_context=icft)]
     if k := recipe.eval.ft_then_icl_k:
         demos = tuple(data_order(recipe, data.pool, cell.data_seed)[:k])  # the data's prefix
         spec = PromptSpec(fmt, demos, arm.trigger)
         variants.append(Variant(f"{chosen}+icl{len(demos)}", chosen, spec, probes=False))
-    variants.append(Variant(other, other, zero_shot, if_distinct=True))
-    return CellPlan(cell, (), 0, cfg, tuple(train_set), tuple(held_out), tuple(variants))
+    variants.append(Variant(other, other, own, if_distinct=True, in_context=icft))
+    plan = CellPlan(cell, (), 0, cfg, tuple(train_set), tuple(held_out), tuple(variants))
+    return replace(plan, train_k=arm.train_k)

@@ -82,6 +82,7 @@ class Runner:
         self.fits = {spec: ContextFit(recipe, self.data, m.path) for spec, m in self.models.items()}
         for fit in self.fits.values():
             fit.check(orders)
+            fit.check_in_context()
         from lab.core import precision
         from train import zero3
         from train.sharded import accelerator
@@ -168,7 +169,8 @@ class Runner:
                 runner = None
                 gc.collect()
                 runner = self.cell_runner(spec, tracker)
-            plan = plan_cell(r, self.data, cell, self.fits[spec].fit_demos)
+            fit = self.fits[spec]
+            plan = plan_cell(r, self.data, cell, fit.fit_demos, fit.fit_retrieved)
             if self.acc.is_main_process:
                 config = cell_config(r, cell, self.model, self.study_id)
                 tracker.start_cell(cell.key, cell.arm.method, config, [vars(self.model)])

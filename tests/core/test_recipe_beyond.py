@@ -18,7 +18,7 @@ def _recipe(*arms, **over):
 @pytest.mark.parametrize(
     "arm, message",
     [
-        ({"name": "t", "method": "ttt", "k": 4, "train": {"steps": 3}}, "set in `ttt:`"),
+        ({"name": "t", "method": "ttt", "k": 4, "train": {"steps": 3}}, "adapter is set in `ttt:`"),
         ({"name": "l", "method": "lora", "ttt": {"steps": 3}}, "needs method: ttt"),
         ({"name": "t", "method": "ttt", "k": 4, "format": "cot"}, "answer format"),
         ({"name": "t", "method": "ttt", "ttt": {"stepz": 3}}, "unknown key"),
