@@ -3,10 +3,10 @@ through the CLI (tiny random model), its rows count exactly the budget, and the 
 carries them.
 
 The tiny random model writes no correct rationale, so on its own it would exercise only the
-"nothing kept" path of `format: cot_self`. At budget 4 the study's rationale store
+"nothing kept" path of `format: cot_self`. At budget 6 the study's rationale store
 (OUT/rationales/, lab/core/layout.py) is therefore written beforehand, as a cell of a
 stronger model would leave it (half of the examples with the gold answer): the cot_self arms
-then demonstrate and train on those. At budget 2 the tiny model writes its own."""
+then demonstrate and train on those. At budget 5 the tiny model writes its own."""
 
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ BEYOND = ROOT / "recipes" / "beyond.yaml"
 
 
 def _seed_rationales(out: Path, cache: str) -> list[str]:
-    """Store rationales for budget 4 (seed 0): the 1st and 3rd correct; the kept ids."""
+    """Store rationales for budget 6 (seed 0): the 1st and 3rd correct; the kept ids."""
     recipe = load_recipe(BEYOND, smoke=True)
     data = study_data(recipe)
-    cell = next(c for c in plan_cells(recipe) if c.budget == 4 and c.arm.format == "cot_self")
+    cell = next(c for c in plan_cells(recipe) if c.budget == 6 and c.arm.format == "cot_self")
     budget, ft = cell_data(recipe, data.pool, cell, data.splits)
     budget = budget or ft
     written = [
@@ -40,7 +40,7 @@ def _seed_rationales(out: Path, cache: str) -> list[str]:
          "correct": i % 2 == 0, "stopped": "stop"}
         for i, ex in enumerate(budget)
     ]  # fmt: skip
-    path = StudyDir(out).cell(cell.key).rationales("d0__n4")
+    path = StudyDir(out).cell(cell.key).rationales("d0__n6")
     fingerprint = resolve_model("tiny-random", cache).fingerprint
     atomic_write_json(path, {"ids": [e.id for e in budget], "model_fingerprint": fingerprint,
                              "written": written})  # fmt: skip
@@ -80,25 +80,25 @@ def test_every_arm_has_its_rows_and_counts_exactly_the_budget(beyond):
 
 def test_self_written_rationales_are_shared_kept_and_trained_on(beyond):
     out, kept = beyond
-    icl, lora = _cell(out, "icl_cot_self__b4__d0"), _cell(out, "lora_cot_self__b4__d0")
+    icl, lora = _cell(out, "icl_cot_self__b6__d0"), _cell(out, "lora_cot_self__b6__d0")
     for c in (icl, lora):
-        assert c["cell"]["rationales_written"] == 4 and c["cell"]["rationale_ids"] == kept
+        assert c["cell"]["rationales_written"] == 6 and c["cell"]["rationale_ids"] == kept
     assert icl["cell"]["demo_ids"] == kept  # the kept ones are the demos
     assert lora["train"]["n_train"] == len(kept) and lora["train"]["output_delta"] > 0
-    # budget 2: the tiny model wrote its own (stored once, for both arms of the budget)
-    assert (out / "rationales" / "d0__n2.json").is_file()
-    two = _cell(out, "lora_cot_self__b2__d0")["cell"]
-    assert two["rationales_written"] == 2 and two["rationales_kept"] <= 2
+    # budget 5: the tiny model wrote its own (stored once, for both arms of the budget)
+    assert (out / "rationales" / "d0__n5.json").is_file()
+    two = _cell(out, "lora_cot_self__b5__d0")["cell"]
+    assert two["rationales_written"] == 5 and two["rationales_kept"] <= 5
     report = (out / "report" / "report.md").read_text()
     assert "rationales kept" in report and "| ttt" in report
 
 
 def test_test_time_training_counts_its_adapters_per_query(beyond):
     out, _kept = beyond
-    ttt, icl = _cell(out, "ttt__b4__d0"), _cell(out, "icl_kshot__b4__d0")
+    ttt, icl = _cell(out, "ttt__b6__d0"), _cell(out, "icl_kshot__b6__d0")
     assert ttt["cell"]["demo_ids"] == icl["cell"]["demo_ids"]  # the same budget's demos
     for split in ("test", "ood_digits"):
-        preds = read_jsonl(out / "cells" / "ttt__b4__d0" / "predictions" / "ttt" / f"{split}.jsonl")
+        preds = read_jsonl(out / "cells" / "ttt__b6__d0" / "predictions" / "ttt" / f"{split}.jsonl")
         assert all(p["ttt_flops"] > 0 for p in preds)
         per_query = ttt["metrics"][f"ttt/{split}"]["flops_per_example"]
         assert per_query > icl["metrics"][f"prompted/{split}"]["flops_per_example"]
