@@ -83,7 +83,7 @@ def write_rationales(
     preds, _ = evaluate_split_parallel(
         lm, as_generated(examples), spec, max_new_tokens, timeout_s, desc, gold_logprob=False
     )
-    keys = ("id", "generation", "pred", "correct", "stopped")
+    keys = ("id", "generation", "pred", "correct", "stopped", "prompt_tokens", "new_tokens")
     return [{k: p[k] for k in keys} for p in preds]
 
 
@@ -104,6 +104,10 @@ def with_rationales(runner: Any, plan: CellPlan, cell_dir: CellDir) -> tuple[Cel
         "rationales_written": len(budget),
         "rationales_kept": len(kept),
         "rationale_ids": [ex.id for ex in kept],
+        # the one-off writing's tokens (prompt + generated), shared by the budget's cot_self arms
+        "rationale_tokens": sum(
+            w.get("prompt_tokens", 0) + w.get("new_tokens", 0) for w in written
+        ),
     }
     if arm.method == "icl":
         fit = getattr(runner, "fit_demos", None)
