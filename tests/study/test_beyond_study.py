@@ -103,3 +103,14 @@ def test_test_time_training_counts_its_adapters_per_query(beyond):
         per_query = ttt["metrics"][f"ttt/{split}"]["flops_per_example"]
         assert per_query > icl["metrics"][f"prompted/{split}"]["flops_per_example"]
         assert not {p["id"] for p in preds} & set(ttt["cell"]["demo_ids"])
+
+
+def test_a_ttt_arm_without_demos_is_refused_before_anything_runs(splits):
+    from lab.core.errors import LabError
+    from lab.core.recipe import parse_recipe
+    from lab.study.plan import validate
+
+    arm = {"name": "t", "method": "ttt", "k": 0}
+    recipe = parse_recipe({"name": "r", "model": "m", "arms": [arm]})
+    with pytest.raises(LabError, match="trains on its demos but has none"):
+        validate(recipe, splits)
