@@ -121,7 +121,7 @@ def train_adapter(
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     flops = flop_counter(peft_model, "lora").train(tokens, head)
     merged = peft_model.merge_and_unload().to(dtype)  # merged in fp32, then cast
     merged.eval()
