@@ -38,7 +38,7 @@ from lab.study.context import probe_max_new
 from lab.study.plan import CellPlan, FitDemos, StudyData, Variant
 from lab.study.rationales import as_generated, with_rationales
 from lab.study.store import CellResult, metric_rows
-from lab.study.test_time import evaluate_split_ttt
+from lab.study.ttt_eval import evaluate_split_ttt
 from lab.tasks.task_probes import is_task_probe
 from train.sharded import from_main
 

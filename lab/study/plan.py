@@ -35,7 +35,7 @@ from lab.tasks.probes import is_probe
 
 Budget = int | str | None
 # Methods whose cells keep the base model and prompt it with the budget's demos (ttt: with a
-# temporary test-time adapter, lab/study/test_time.py): no `train` section, no checkpoint.
+# temporary test-time adapter, lab/study/ttt_eval.py): no `train` section, no checkpoint.
 PROMPTED = ("icl", "ttt")
 
 

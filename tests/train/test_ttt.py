@@ -10,7 +10,7 @@ from eval.lm import LM
 from lab.core.errors import LabError
 from lab.core.prompts import bos_prefix, target
 from lab.core.recipe import TttCfg
-from lab.study.test_time import evaluate_split_ttt
+from lab.study.ttt_eval import evaluate_split_ttt
 from train.data import IGNORE
 from train.ttt import encode_task, loo_tasks, train_adapter, weights_checksum
 
