@@ -124,10 +124,20 @@ def estimate(
             new = recipe.eval.max_new_tokens[fmt]
             variants: list[int] = []  # demos per evaluated variant
             checkpoints = 1  # variants without the arm's demos (probes run on each)
-            if arm.method in ("icl", "ttt"):  # ttt's adapters: not estimated
+            if arm.method in ("icl", "ttt"):
                 k = budget_size(cell.budget, arm.k, len(pool)) if arm.k else 0
                 k = min(k, arm.k) if arm.retrieved and isinstance(arm.k, int) else k
                 variants.append(k)
+                if arm.method == "ttt":  # one adapter per eval split (or per query)
+                    t = arm.ttt
+                    adapters = sum(len(splits[s]) for s in evals) if t.per_query else len(evals)
+                    counter = FlopCounter(body, head, t.lora.r * sz.linear_io, "lora")
+                    seq = tok(demos_prefix(pool[: max(k - 1, 0)], fmt)) + mean_tokens(
+                        [prompt(e) + target(e, fmt) for e in pool[:500]]
+                    )
+                    tgt = mean_tokens([target(e, fmt) for e in pool[:500]])
+                    n = t.steps * t.batch_size * adapters
+                    train += counter.train(int(n * seq), int(n * tgt))
             else:
                 cfg = recipe.train_for(arm)
                 lora = cfg.lora.r * sz.linear_io if arm.method == "lora" else 0
