@@ -84,7 +84,8 @@ def ood_mean_splits(splits: Iterable[str]) -> list[str]:
     return [s for s in splits if is_ood(s) and SECOND_SCORINGS.get(s) not in splits]
 
 
-_FORMAT_FIELD = {"answer": "answer", "cot": "rationale", "code": "program"}
+# cot_self: the base model writes the rationale (lab/study/rationales.py); the task needs answers
+_FORMAT_FIELD = {"answer": "answer", "cot": "rationale", "code": "program", "cot_self": "answer"}
 
 
 def usable(examples: list[Example], fmt: str) -> list[Example]:
@@ -103,7 +104,7 @@ def check_formats(arms: Iterable[Any], task: str, train: list[Example]) -> None:
     """A one-line error for the first arm whose format (answer, cot, code) no train example
     of the task supplies a target for (a task without rationales cannot train a CoT arm)."""
     what = {"answer": "answer (`target`)", "cot": "rationale (`rationale`)",
-            "code": "program (`program`)"}  # fmt: skip
+            "code": "program (`program`)", "cot_self": "answer (`target`)"}  # fmt: skip
     has = [f for f in _FORMAT_FIELD if usable(train, f)]
     for arm in arms:
         if arm.format not in has:

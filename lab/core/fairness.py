@@ -125,9 +125,15 @@ def describe(meta: dict[str, Any]) -> str:
     total = meta.get("labelled_examples")
     if total is None:
         return "not recorded"
+    kept = meta.get("rationales_kept")
+    own = f", {kept} self-written rationales kept" if kept is not None else ""
     if meta.get("method") == "icl":
         where = f" (fixed set '{meta['demos']}')" if meta.get("demos_fixed") else ""
-        return f"{total} demos{where}"
+        return f"{total} demos{where}{own}"
+    if meta.get("method") == "ttt":
+        return f"{total} demos (also test-time trained on)"
+    if own:  # cot_self FT: the budget's answers all read, the kept ones trained on
+        return f"{total} answers read{own}, {meta.get('n_train', 0)} trained on"
     text = f"{total} = {meta.get('n_train')} train + {meta.get('n_select', 0)} held out"
     probe = meta.get("ft_then_icl_k") or 0
     return text + (f" + {probe} demos" if probe else "")

@@ -7,6 +7,8 @@ OUT/
                              and <split>.counts.json, checkpoint/ (FT arms), resume/ (FT arms,
                              while training: the last training checkpoint)
   locks/                     the workers' claims on cells (lab/study/claims.py)
+  rationales/<key>.json      format cot_self: the base model's rationales for one (model, data
+                             seed, budget), written once, shared by its cells
   results.jsonl              one row per cell x variant x split x metric
   report/                    the comparison a reviewer reads (index.html, report.md, ...)
   wandb/                     the W&B runs (offline ones until synced)
@@ -59,6 +61,11 @@ class CellDir:
         """The forward tokens a split's evaluation took, written beside its predictions."""
         return self.predictions(variant, split).with_suffix(".counts.json")
 
+    def rationales(self, key: str) -> Path:
+        """Self-written rationales (format cot_self) of one (model, data seed, budget),
+        shared by the study's cells: OUT/rationales/<key>.json."""
+        return self.root.parent.parent / "rationales" / f"{key}.json"
+
     def is_done(self) -> bool:
         """A cell is done when its cell.json exists (written atomically, last)."""
         return self.cell_json.is_file()
@@ -110,6 +117,11 @@ class StudyDir:
         return self.root / "wandb"
 
     @property
+    def rationales(self) -> Path:
+        """Self-written rationales of format cot_self (CellDir.rationales)."""
+        return self.root / "rationales"
+
+    @property
     def html_report(self) -> Path:
         return self.report / "index.html"
 
@@ -122,7 +134,7 @@ class StudyDir:
 
     def outputs(self) -> list[Path]:
         """What a run writes (--force deletes these; study.json is rewritten)."""
-        return [self.cells, self.locks, self.results, self.report, self.wandb]
+        return [self.cells, self.locks, self.results, self.report, self.wandb, self.rationales]
 
 
 def model_tag(index: int, spec: str) -> str:

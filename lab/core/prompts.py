@@ -27,6 +27,17 @@ ZERO_SHOT_COT_TRIGGER = "Let's think step by step."
 STOP = {"answer": ["\n"], "cot": ["\n"], "code": ["\n\n", "\nQuestion:"]}
 
 
+# A format whose targets the lab writes, mapped to the format they are written in:
+# `cot_self` rationales are written by the base model itself (lab/study/rationales.py) and
+# then shown, trained on, generated and extracted exactly as `cot` rationales.
+WRITTEN_AS = {"cot_self": "cot"}
+
+
+def written_as(fmt: str) -> str:
+    """The format an arm's targets are written, prompted and extracted in."""
+    return WRITTEN_AS.get(fmt, fmt)
+
+
 def prompt(ex: Example, trigger: str | None = None, prompt_format: PromptFormat = DEFAULT) -> str:
     """The example's prompt: the lab template (in `prompt_format`), or the task's own pattern
     when it has one (classification tasks), the same for demos, fine-tuning and evaluation."""
@@ -38,7 +49,7 @@ def target(ex: Example, fmt: str, prompt_format: PromptFormat = DEFAULT) -> str:
     """The completion after 'Answer:' in format `fmt` (what FT learns, what demos show)."""
     if fmt == "answer":
         return f"{prompt_format.lead}{ex.answer}"
-    if fmt == "cot":
+    if fmt in ("cot", "cot_self"):  # cot_self: the example carries its self-written rationale
         return f"{prompt_format.lead}{ex.rationale}"
     if fmt == "code":
         return f"{prompt_format.code_lead}{ex.program}"

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_valid
 from lab.core import formats
 from lab.core.errors import LabError, suggest
 from lab.core.formats import PromptFormat
+from lab.core.prompts import written_as
 from lab.core.recipe_sections import (  # noqa: F401  (re-exported: the recipe's public names)
     ArmCfg,
     DistributedCfg,
@@ -32,6 +33,7 @@ from lab.core.recipe_sections import (  # noqa: F401  (re-exported: the recipe's
     TaskCfg,
     TrackingCfg,
     TrainCfg,
+    TttCfg,
 )
 
 
@@ -109,10 +111,11 @@ class Recipe(Strict):
                 raise ValueError("budgets must be unique")
         for arm in self.arms:
             self._trains[arm.name] = self._merge_train(arm)  # once; a bad key fails now
-            if arm.format not in self.eval.max_new_tokens:
+            fmt = written_as(arm.format)
+            if fmt not in self.eval.max_new_tokens:
                 raise ValueError(
-                    f"eval.max_new_tokens has no entry for format '{arm.format}' (arm "
-                    f"'{arm.name}'); add `{arm.format}: N` to it"
+                    f"eval.max_new_tokens has no entry for format '{fmt}' (arm "
+                    f"'{arm.name}'); add `{fmt}: N` to it"
                 )
         return self
 
@@ -203,7 +206,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 NEW_DEFAULTS: dict[str, dict[str, Any]] = {
     "": {"prompt": {"style": "plain", "demos": "single_turn"}},
     "eval": {"precision": "study", "invariant": True, "formats": None},
-    "arms": {"train_k": 0},
+    "arms": {"train_k": 0, "ttt": TttCfg().model_dump(mode="json")},
 }
 
 

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lab.core.errors import LabError
 from lab.core.formats import PromptFormat
 
-Format = Literal["answer", "cot", "code"]
-Method = Literal["icl", "lora", "full"]
+Format = Literal["answer", "cot", "code", "cot_self"]
+Method = Literal["icl", "lora", "full", "ttt"]
 
 
 class Strict(BaseModel):
@@ -68,6 +68,22 @@ KNN = "knn"  # `demos: knn`: each query's k nearest examples of the budget (eval
 ALL = "all"  # `k: all`: every example of the budget as demos (many-shot)
 
 
+class TttCfg(Strict):
+    """Test-time training (`method: ttt`, train/ttt.py): a temporary LoRA trained on
+    leave-one-out tasks built from the arm's k demos, then discarded."""
+
+    per_query: bool = Field(
+        False, description="one adapter per query instead of one per evaluation split (costly)"
+    )
+    steps: int = Field(8, gt=0, description="optimizer steps per adapter")
+    batch_size: int = Field(4, gt=0, description="leave-one-out tasks per step")
+    lr: float = Field(1e-3, gt=0)
+    permutations: int = Field(
+        2, gt=0, description="orders of the other demos per held-out demo (tasks = k x this)"
+    )
+    lora: LoraCfg = LoraCfg(dropout=0.0)
+
+
 class ArmCfg(Strict):
     name: str
     method: Method
@@ -92,6 +108,7 @@ class ArmCfg(Strict):
         "the first train_k examples of the budget as demos (those of the k-shot ICL arm)",
     )
     train: dict[str, Any] = Field(default_factory=dict, description="overrides of `train`")
+    ttt: TttCfg = Field(TttCfg(), description="method: ttt: the test-time adapter's settings")
 
     @property
     def retrieved(self) -> bool:
@@ -115,6 +132,17 @@ class ArmCfg(Strict):
         where = f"arm '{self.name}'"
         if self.method == "icl" and self.train:
             raise ValueError(f"{where} is an ICL arm: remove its `train:` section")
+        if self.method == "ttt" and self.train:
+            raise ValueError(
+                f"{where} is a test-time training arm: remove its `train:` section (its "
+                "adapter is set in `ttt:`)"
+            )
+        if self.method != "ttt" and self.ttt != TttCfg():
+            raise ValueError(f"{where}: `ttt:` needs method: ttt; remove it")
+        if self.method == "ttt" and self.format != "answer":
+            raise ValueError(
+                f"{where}: test-time training runs on the answer format; set format: answer"
+            )
         if self.k == ALL and self.method != "icl":
             raise ValueError(
                 f"{where}: k: all (many-shot) needs an ICL arm; for in-context fine-tuning "
@@ -129,7 +157,12 @@ class ArmCfg(Strict):
             raise ValueError(
                 f"{where}: `demos: {self.demos}` takes a number of demos, not k: all; set k"
             )
-        if self.train_k and self.method == "icl":
+        if self.format == "cot_self" and (self.train_k or self.retrieved):
+            raise ValueError(
+                f"{where}: format cot_self (self-written rationales) does not combine with "
+                "train_k or demos: knn yet; use format cot, or drop train_k / demos"
+            )
+        if self.train_k and self.method in ("icl", "ttt"):
             raise ValueError(
                 f"{where}: train_k (in-context fine-tuning) needs method lora or full; "
                 "remove train_k or set k for an ICL arm"

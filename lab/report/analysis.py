@@ -133,6 +133,10 @@ def comparison(recipe: Recipe, out: Path, rows: list[dict[str, Any]], splits: li
         size = meta.get("n_train") if meta["method"] != "icl" else meta.get("k")
         if meta.get("examples_seen") is not None:
             size = f"{size} ({meta['examples_seen']} seen)"
+        if meta.get("rationales_written") is not None:  # format cot_self
+            size = (
+                f"{size} ({meta['rationales_kept']}/{meta['rationales_written']} rationales kept)"
+            )
         if meta.get("train_k"):  # in-context FT: its inputs and prompt hold train_k demos
             size = f"{size}, {meta['k']} demos in context"
         if meta.get("demos") == "knn":

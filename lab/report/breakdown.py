@@ -73,8 +73,9 @@ def brier_table(
     for g in groups:
         row: list[Any] = [group_name(g)]
         for s in scored:
-            vals = [p["brier"] for c in cells[g] for p in preds(c, s)]
-            row.append(statistics.fmean(vals))
+            # an arm that generates on a choice split (format cot_self) has no Brier score
+            vals = [p["brier"] for c in cells[g] for p in preds(c, s) if "brier" in p]
+            row.append(statistics.fmean(vals) if vals else None)
         rows.append(row)
     return ["arm", *scored], rows
 

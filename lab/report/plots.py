@@ -10,8 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLORS = {"icl": "tab:blue", "lora": "tab:orange", "full": "tab:red"}
-MARKERS = {"icl": "o", "lora": "s", "full": "^"}
+COLORS = {"icl": "tab:blue", "lora": "tab:orange", "full": "tab:red", "ttt": "tab:green"}
+MARKERS = {"icl": "o", "lora": "s", "full": "^", "ttt": "v"}
 _PALETTE = plt.get_cmap("tab10").colors
 
 

@@ -73,6 +73,7 @@ def _figures(
                 if meta["method"] != "icl"
                 else meta.get("index_size", meta.get("k"))
             )
+            x = meta.get("rationales_written", x)  # cot_self: the budget, not the kept ones
             curves[arm]["ID"].append((x, *a["id"]))
             if a["ood"]:
                 curves[arm]["OOD"].append((x, *a["ood"]))

@@ -38,6 +38,8 @@ def main_variant(config: dict[str, Any]) -> str:
     for an ICL arm; for an FT arm the selected checkpoint (`best` under `select: best_dev`)."""
     if config.get("method") == "icl":
         return "prompted"
+    if config.get("method") == "ttt":  # the base model with its test-time adapters
+        return "ttt"
     if config.get("selected"):
         return str(config["selected"])
     return "best" if (config.get("train") or {}).get("select") == "best_dev" else "last"
@@ -166,6 +168,6 @@ def cell_config(recipe: Recipe, cell: Any, model: Any, study: str) -> dict[str, 
         "eval": recipe.eval.model_dump(mode="json"),
         **{k: v for k, v in arm.model_dump(mode="json").items() if k not in ("name", "train")},
     }  # fmt: skip
-    if arm.method != "icl":
+    if arm.method not in ("icl", "ttt"):  # ttt: its adapter's settings are `ttt` (above)
         cfg["train"] = recipe.train_for(arm).model_dump(mode="json")
     return cfg

@@ -32,13 +32,15 @@ from lab.core.compute import cached_query_flops
 from lab.core.example import is_ood
 from lab.core.io import atomic_write_json, read_json
 from lab.core.layout import CellDir
-from lab.core.prompts import prompt
+from lab.core.prompts import prompt, written_as
 from lab.core.recipe import Recipe
 from lab.report.tracking import Tracker
 from lab.study.base_model import StudyBase
 from lab.study.context import probe_max_new
-from lab.study.plan import CellPlan, StudyData, Variant
+from lab.study.plan import CellPlan, FitDemos, StudyData, Variant
+from lab.study.rationales import as_generated, with_rationales
 from lab.study.store import CellResult, metric_rows
+from lab.study.ttt_eval import evaluate_split_ttt
 from lab.tasks.task_probes import is_task_probe
 from train.sharded import from_main
 
@@ -57,13 +59,16 @@ class CellRunner:
         tracker: Tracker,
         progress: bool,
         log: Any,
+        fit_demos: FitDemos | None = None,
     ):
         self.recipe, self.data, self.acc, self.precision = recipe, data, acc, precision
         self.base, self.tracker, self.progress, self.log = base, tracker, progress, log
+        self.fit_demos = fit_demos  # cuts demos to the context (cot_self: its kept ones)
 
     def run(self, plan: CellPlan, cell_dir: CellDir) -> CellResult | None:
         """The cell's result (None on processes other than the main one)."""
         t0 = time.time()
+        plan, written = with_rationales(self, plan, cell_dir)  # format cot_self (else as is)
         cell, arm, base = plan.cell, plan.cell.arm, self.base
         info: dict[str, Any] = {
             "study": self.recipe.name,
@@ -79,6 +84,7 @@ class CellRunner:
             "cell": cell.key,
             "precision": self.precision,
             **plan.describe(),
+            **written,
         }
         result = CellResult(info, [], {}, {}, {}, 0.0)
         if plan.train is None:
@@ -127,7 +133,7 @@ class CellRunner:
             res = finetune(
                 self.base.resolved.path,
                 list(plan.train_set),
-                arm.format,
+                written_as(arm.format),
                 arm.method,
                 plan.train,
                 cell.train_seed,
@@ -239,14 +245,17 @@ class CellRunner:
         for split in self.data.eval_splits:
             p, m, counts = self._split(lm, plan, v, split, cell_dir)
             ran = {k: ran[k] + counts[k] for k in ran}
-            m["flops_per_example"] = sum(
-                counter.generate(x["prompt_tokens"], x["new_tokens"]) for x in p
+            m["flops_per_example"] = sum(  # + a test-time adapter's share (method ttt)
+                counter.generate(x["prompt_tokens"], x["new_tokens"]) + x.get("ttt_flops", 0.0)
+                for x in p
             ) / len(p)
             # a shared demo prefix runs once (eval/lm.py): its one-off cost, then per query
             pre = len(lm.bos) + len(lm.encode(v.spec.prefix)) if v.spec.demos else 0
             m["prefix_tokens"], m["prefix_flops"] = pre, counter.forward(pre, 0)
             m["flops_per_query_cached"] = sum(
-                cached_query_flops(counter, x["prompt_tokens"], x["new_tokens"], pre) for x in p
+                cached_query_flops(counter, x["prompt_tokens"], x["new_tokens"], pre)
+                + x.get("ttt_flops", 0.0)  # method ttt: its adapter's share, never cached
+                for x in p
             ) / len(p)
             if self.acc.is_main_process:
                 self.log(
@@ -279,6 +288,7 @@ class CellRunner:
         interrupted run finished it, else evaluated and written (predictions last: the
         split's done marker)."""
         r, arm, xs = self.recipe, plan.cell.arm, self.data.splits[split]
+        xs = as_generated(xs) if arm.format == "cot_self" else xs  # NLI: CoT, read as text
         counts_path = cell_dir.counts(v.name, split)
         # evaluated before an interruption? (read once, by the main process: from_main)
         stored = from_main(self.acc, partial(self.stored, v, split, cell_dir))
@@ -287,15 +297,15 @@ class CellRunner:
                 self.log(f"[lab]   {v.name} {split}: predictions of an interrupted run reused")
             return stored[0], summarize(stored[0]), stored[1]
         before = dict(lm.counts)
-        p, m = evaluate_split_parallel(
-            lm,
-            xs,
-            v.spec,
-            r.eval.max_new_tokens[arm.format],
-            r.eval.code_timeout_s,
-            desc=f"eval {arm.name}/{v.name}/{split}",
-            gold_logprob=r.eval.gold_logprob,
-        )
+        args = (r.eval.max_new_tokens[written_as(arm.format)], r.eval.code_timeout_s)
+        desc = f"eval {arm.name}/{v.name}/{split}"
+        if arm.method == "ttt":  # a temporary adapter per split (or query), then discarded
+            seed = plan.cell.train_seed or 0
+            p, m = evaluate_split_ttt(
+                lm, xs, v.spec, arm.ttt, seed, *args, desc, r.eval.gold_logprob
+            )
+        else:
+            p, m = evaluate_split_parallel(lm, xs, v.spec, *args, desc, r.eval.gold_logprob)
         counts = {k: sum_across(lm.counts[k] - before[k]) for k in ("tokens", "head")}
         if self.acc.is_main_process:
             atomic_write_json(counts_path, counts)

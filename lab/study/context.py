@@ -28,7 +28,7 @@ from lab.core.chat import Frame, frame, has_chat_template
 from lab.core.errors import LabError
 from lab.core.example import Example
 from lab.core.formats import DEFAULT, PromptFormat
-from lab.core.prompts import demos_prefix, prompt
+from lab.core.prompts import demos_prefix, prompt, written_as
 from lab.core.recipe import ArmCfg, Recipe
 from lab.study.plan import StudyData, budget_size, data_order
 from lab.tasks.task_probes import is_task_probe
@@ -98,7 +98,7 @@ class ContextFit:
 
     def room(self, arm: ArmCfg) -> int:
         """Tokens left for an arm's demos beside its longest prompt and generation budget."""
-        gen = self.recipe.eval.max_new_tokens[arm.format]
+        gen = self.recipe.eval.max_new_tokens[written_as(arm.format)]
         return self.limit - self.longest_prompt(arm.trigger) - gen - SLACK
 
     def fit_demos(self, demos: list[Example], arm: ArmCfg) -> list[Example]:
@@ -154,11 +154,11 @@ class ContextFit:
             if room < self.head_tokens(arm):
                 raise LabError(
                     f"arm '{arm.name}': the longest eval prompt ({self.longest_prompt(arm.trigger)}"
-                    f" tokens) plus eval.max_new_tokens.{arm.format}="
-                    f"{r.eval.max_new_tokens[arm.format]} do not fit the model's context "
+                    f" tokens) plus eval.max_new_tokens.{written_as(arm.format)}="
+                    f"{r.eval.max_new_tokens[written_as(arm.format)]} do not fit the model's context "
                     f"({limit} tokens); lower eval.max_new_tokens or use a longer-context model"
                 )
-            if arm.method == "icl" and arm.k != 0:
+            if arm.method in ("icl", "ttt") and arm.k != 0:
                 for seed, order in orders.items():
                     need = self.demo_tokens(order[:1], arm)
                     if need > room:
@@ -178,7 +178,7 @@ class ContextFit:
                         "longer-context model"
                     )
             k = r.eval.ft_then_icl_k
-            if arm.method != "icl" and k:
+            if arm.method not in ("icl", "ttt") and k:
                 for order in orders.values():
                     need = self.demo_tokens(order[:k], arm)
                     if need > room:

@@ -95,7 +95,7 @@ def estimate(
 ) -> list[Estimate]:
     """Per model of the recipe: FLOPs and GPU hours of the whole study (all its cells)."""
     from lab.core.fairness import held_out_size
-    from lab.core.prompts import demos_prefix, prompt, target
+    from lab.core.prompts import demos_prefix, prompt, target, written_as
     from lab.study.plan import budget_size, plan_one_model, study_data
 
     data = study_data(recipe)
@@ -120,13 +120,24 @@ def estimate(
 
         for cell in cells:
             arm = cell.arm
-            fmt, new = arm.format, recipe.eval.max_new_tokens[arm.format]
+            fmt = written_as(arm.format)  # cot_self: generated as cot (its writing: not counted)
+            new = recipe.eval.max_new_tokens[fmt]
             variants: list[int] = []  # demos per evaluated variant
             checkpoints = 1  # variants without the arm's demos (probes run on each)
-            if arm.method == "icl":
+            if arm.method in ("icl", "ttt"):
                 k = budget_size(cell.budget, arm.k, len(pool)) if arm.k else 0
                 k = min(k, arm.k) if arm.retrieved and isinstance(arm.k, int) else k
                 variants.append(k)
+                if arm.method == "ttt":  # one adapter per eval split (or per query)
+                    t = arm.ttt
+                    adapters = sum(len(splits[s]) for s in evals) if t.per_query else len(evals)
+                    counter = FlopCounter(body, head, t.lora.r * sz.linear_io, "lora")
+                    seq = tok(demos_prefix(pool[: max(k - 1, 0)], fmt)) + mean_tokens(
+                        [prompt(e) + target(e, fmt) for e in pool[:500]]
+                    )
+                    tgt = mean_tokens([target(e, fmt) for e in pool[:500]])
+                    n = t.steps * t.batch_size * adapters
+                    train += counter.train(int(n * seq), int(n * tgt))
             else:
                 cfg = recipe.train_for(arm)
                 lora = cfg.lora.r * sz.linear_io if arm.method == "lora" else 0

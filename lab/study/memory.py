@@ -138,7 +138,8 @@ def cell_memory(
     eval_peak = total * b + kv + transient + OVERHEAD
     if arm.method == "icl":
         return CellMemory(model, arm.name, arm.method, total * b, 0, 0, 0, kv, 0, eval_peak)
-    args = (sh, total, lora, arm.method, b)
+    method = "lora" if arm.method == "ttt" else arm.method  # ttt: a temporary LoRA
+    args = (sh, total, lora, method, b)
     w, g, o, a = train_memory(*args, train_rows, ln, gpus, strategy, checkpointing, accum)
     doubled = train_memory(  # grad_accum x 2: half the rows per micro-batch
         *args, max(1, train_rows // 2), ln, gpus, strategy, checkpointing, 2 * accum
@@ -209,7 +210,7 @@ def plan_memory(
     """Peak memory per GPU of every (model, arm) of the recipe: its largest cell (most demos,
     longest prompts); the study's precision, `auto` taken as bf16 (a GPU with bf16)."""
     from eval.probes import probe_prompt, task_probe_max_new_tokens, task_probe_spec
-    from lab.core.prompts import demos_prefix, prompt, target
+    from lab.core.prompts import demos_prefix, prompt, target, written_as
     from lab.study.plan import budget_size, fixed_split, study_data, uses_data
 
     if strategy not in STRATEGIES:
@@ -233,36 +234,39 @@ def plan_memory(
                 pre = tok(m["prefix"]) + max(tok(probe_prompt(x)) for x in xs)
                 probe_widths.append((int(pre), int(m["max_new_tokens"])))
         for arm in recipe.arms:
+            fmt = written_as(arm.format)
             if arm.method == "icl" and arm.fixed_demos:
                 demos = list(splits.get(fixed_split(arm), []))[: int(arm.k)]
             elif arm.retrieved:  # k demos per query: the k longest are the widest prompt
-                demos = sorted(pool, key=lambda e: -len(prompt(e) + target(e, arm.format)))
+                demos = sorted(pool, key=lambda e: -len(prompt(e) + target(e, fmt)))
                 demos = demos[: int(arm.k)]
-            elif arm.method == "icl":
+            elif arm.method in ("icl", "ttt"):  # ttt: prompted with the budget's demos
                 budgets = recipe.budgets or [None]
                 k = max(budget_size(x, arm.k, len(pool)) for x in budgets) if uses_data(arm) else 0
                 demos = pool[:k]
             else:  # FT-then-ICL's demos, or an in-context FT arm's own
                 demos = pool[: max(recipe.eval.ft_then_icl_k, arm.train_k)]
-            pre = tok(demos_prefix(demos, arm.format)) if demos else 0
+            pre = tok(demos_prefix(demos, fmt)) if demos else 0
             q = max(tok(prompt(e, arm.trigger)) for s in evals for e in splits[s])
-            widths = [(int(pre + q) + 1, recipe.eval.max_new_tokens[arm.format]), *probe_widths]
+            widths = [(int(pre + q) + 1, recipe.eval.max_new_tokens[fmt]), *probe_widths]
             p_len, new = max(widths, key=lambda w: w[0] + w[1])
             lora = train_rows = checkpointing = 0
             accum = 1
             t_len = t_tgt = 0
-            if arm.method != "icl":
+            if arm.method == "ttt":  # the test-time adapter trains on the demos themselves
+                lora, train_rows = arm.ttt.lora.r * sz.linear_io, arm.ttt.batch_size
+                t_len = int(pre + max(tok(prompt(e) + target(e, fmt)) for e in demos)) + 2
+                t_tgt = int(max(tok(target(e, fmt)) for e in demos)) + 1
+            elif arm.method != "icl":
                 cfg = recipe.train_for(arm)
                 lora = cfg.lora.r * sz.linear_io if arm.method == "lora" else 0
                 train_rows = max(1, cfg.batch_size // (cfg.grad_accum * gpus))
                 checkpointing = cfg.gradient_checkpointing
                 accum = cfg.grad_accum
-                t_len = int(max(tok(prompt(e) + target(e, arm.format)) for e in pool[:500])) + 2
+                t_len = int(max(tok(prompt(e) + target(e, fmt)) for e in pool[:500])) + 2
                 if arm.train_k:  # in-context FT: train_k demos before each target
-                    t_len += arm.train_k * int(
-                        max(tok(demos_prefix([e], arm.format)) for e in pool[:500])
-                    )
-                t_tgt = int(max(tok(target(e, arm.format)) for e in pool[:500])) + 1
+                    t_len += arm.train_k * int(max(tok(demos_prefix([e], fmt)) for e in pool[:500]))
+                t_tgt = int(max(tok(target(e, fmt)) for e in pool[:500])) + 1
             ln = Lengths(t_len, t_tgt, p_len, new)
             out.append(
                 cell_memory(

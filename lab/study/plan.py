@@ -28,6 +28,7 @@ from lab.core.errors import LabError
 from lab.core.example import ID_EVAL_SPLIT, Example, check_formats, is_ood, usable
 from lab.core.formats import check_applies
 from lab.core.layout import model_tag
+from lab.core.prompts import written_as
 from lab.core.recipe import ArmCfg, Recipe, TrainCfg
 from lab.study.arms_plan import check_train_k, knn_describe, knn_spec
 from lab.study.format_eval import with_formats
@@ -35,6 +36,9 @@ from lab.tasks import build_task
 from lab.tasks.probes import is_probe
 
 Budget = int | str | None
+# Methods whose cells keep the base model and prompt it with the budget's demos (ttt: with a
+# temporary test-time adapter, lab/study/ttt_eval.py): no `train` section, no checkpoint.
+PROMPTED = ("icl", "ttt")
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,7 @@ def cell_data(
     if arm.fixed_demos:
         return list((splits or {}).get(fixed_split(arm), []))[: arm.k], []
     ordered = data_order(recipe, pool, cell.data_seed)
-    if arm.method == "icl":
+    if arm.method in PROMPTED:
         default = None if arm.retrieved else arm.k  # knn: the index is the budget (or pool)
         k = budget_size(cell.budget, default, len(pool)) if uses_data(arm) else 0
         return ordered[:k], []
@@ -195,7 +199,11 @@ def validate(recipe: Recipe, splits: dict[str, list[Example]]) -> None:
                 f"arm '{arm.name}' asks for k={arm.k} demos but the train pool has {n_pool} "
                 "usable examples; lower k or raise task.n_train"
             )
-        if arm.method != "icl":
+        if arm.method == "ttt" and not recipe.budgets and arm.k == 0:
+            raise LabError(
+                f"arm '{arm.name}' (method: ttt) trains on its demos but has none; set k or budgets"
+            )
+        if arm.method not in PROMPTED:
             n = recipe.train_for(arm).n_train
             if n is not None and n > n_pool:
                 raise LabError(
@@ -224,7 +232,7 @@ def validate(recipe: Recipe, splits: dict[str, list[Example]]) -> None:
 def check_batch_sizes(recipe: Recipe, processes: int) -> None:
     """Every FT arm's global batch must split evenly over grad_accum x processes."""
     for arm in recipe.arms:
-        if arm.method != "icl":
+        if arm.method not in PROMPTED:
             recipe.train_for(arm).micro_batch(processes, f"arm '{arm.name}': ")
 
 
@@ -282,11 +290,14 @@ class CellPlan:
     variants: tuple[Variant, ...]
     index: tuple[Example, ...] = ()  # `demos: knn`: the retrieval index (the budget)
     train_k: int = 0  # in-context FT: demos in each training input (0: plain FT)
+    # labelled examples read but neither shown nor trained on (cot_self: the budget's gold
+    # answers, read to keep only the correct self-written rationales; lab/study/rationales.py)
+    read: tuple[Example, ...] = ()
 
     @property
     def used(self) -> list[Example]:
-        """The labelled examples training and checkpoint selection touch."""
-        return [*self.train_set, *self.held_out]
+        """The labelled examples training, checkpoint selection and filtering touch."""
+        return [*self.train_set, *self.held_out, *self.read]
 
     @property
     def selected(self) -> str | None:
@@ -300,7 +311,8 @@ class CellPlan:
         if self.index:
             return knn_describe(self.variants[0].spec, self.k_requested, self.index)
         if self.train is None:
-            return {
+            ttt = {"selected": "ttt", "n_train": len(self.demos)} if arm.method == "ttt" else {}
+            return ttt | {
                 "k": len(self.demos),
                 "k_requested": self.k_requested,
                 "demos_truncated": len(self.demos) < self.k_requested,
@@ -329,26 +341,28 @@ def plan_cell(
     arm = cell.arm
     wanted, ft_data = cell_data(recipe, data.pool, cell, data.splits)
     style = {"style": recipe.prompt.style, "turns": recipe.prompt.demos}  # every arm's
+    fmt = written_as(arm.format)  # cot_self: prompted and extracted as cot
     if arm.retrieved:
         spec = replace(knn_spec(arm, cell.budget, wanted, fit_retrieved), **style)
         variants = tuple(with_formats(recipe, [Variant("prompted", None, spec)]))
         k = min(int(arm.k), len(wanted))  # asked for, within the budget (cut: the context)
         return CellPlan(cell, (), k, None, (), (), variants, index=tuple(wanted))
-    if arm.method == "icl":
+    if arm.method in PROMPTED:
         demos = tuple(fit_demos(wanted, arm) if fit_demos is not None else wanted)
-        spec = PromptSpec(arm.format, demos, arm.trigger, **style)
-        variants = with_formats(recipe, [Variant("prompted", None, spec)])
+        spec = PromptSpec(fmt, demos, arm.trigger, **style)
+        name = "ttt" if arm.method == "ttt" else "prompted"
+        variants = with_formats(recipe, [Variant(name, None, spec)])
         return CellPlan(cell, demos, len(wanted), None, (), (), tuple(variants))
     cfg = recipe.train_for(arm)
     train_set, held_out = fairness.split_budget(ft_data, cfg)  # both inside the budget
     chosen, other = ("best", "last") if cfg.select == "best_dev" else ("last", "best")
     # k = 0, or in-context FT (`train_k`): the budget's first train_k examples as demos
-    own = PromptSpec(arm.format, tuple(ft_data[: arm.train_k]), arm.trigger, **style)
+    own = PromptSpec(fmt, tuple(ft_data[: arm.train_k]), arm.trigger, **style)
     icft = bool(arm.train_k)
     variants = [Variant(chosen, chosen, own, in_context=icft)]
     if k := recipe.eval.ft_then_icl_k:
         demos = tuple(data_order(recipe, data.pool, cell.data_seed)[:k])  # the data's prefix
-        spec = PromptSpec(arm.format, demos, arm.trigger, **style)
+        spec = PromptSpec(fmt, demos, arm.trigger, **style)
         variants.append(Variant(f"{chosen}+icl{len(demos)}", chosen, spec, probes=False))
     variants.append(Variant(other, other, own, if_distinct=True, in_context=icft))
     variants = with_formats(recipe, variants)

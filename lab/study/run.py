@@ -127,6 +127,7 @@ class Runner:
             tracker,
             self.progress,
             self.log,
+            fit_demos=self.fits[spec].fit_demos,
         )
 
     # -- the study --------------------------------------------------------------------------
