@@ -108,7 +108,7 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
         gains = forest.rows_from_paired(typed.columns, typed.rows)
         figs["forest"] = str(forest.forest(gains, rdir / "plots" / "forest.png"))
     figs |= _figures(out, recipe, agg, scores, eval_splits, rows, rdir)
-    pick = verdict.headline_pair(recipe.budgets, presults, answer_arms(recipe))
+    pick = verdict.answer_pair(recipe.budgets, presults, answer_arms(recipe))
     contam = contamination(splits, eval_splits)
     sizes = ", ".join(f"{k}={v}" for k, v in info["split_sizes"].items())
     breakdown = _breakdown_tables(scores, eval_splits)
