@@ -42,53 +42,29 @@ def splits():
     return build_task(TaskCfg(n_train=64, n_dev=8, n_test=6))
 
 
-# Scheduling for `make test` (pytest-xdist `--dist loadgroup --no-loadscope-reorder`): a group
-# runs whole on one worker (its module and session fixtures built once there), and the groups
-# are handed out in the order below, heaviest first, then every other file in collection
-# order; the two workers then end together. A file is its own group except where named here:
-# the tests of a slow file that share no fixture are split, so that both workers take part,
-# and files that read one session fixture are joined, so that it is built once.
-# Measured (--durations, `uptime` load ~12 of 2 cores, 2026-12-07): the 2-process studies and
-# reliability runs below are ~45% of the suite's time.
-GROUPS = {
-    "tests/study/test_multiprocess_study.py::test_file_system_decisions_are_the_main_processs": (
-        "multiprocess_study_fs"
-    ),
-    "tests/study/test_multiprocess_study.py::test_process_group_timeout_covers_the_main_processs_work": (  # noqa: E501
-        "multiprocess_study_timeout"
-    ),
-    "tests/study/test_reliability.py::test_two_processes_match_one": "reliability_two_processes",
-    "tests/report/test_wandb_keys.py": "wandb_study",  # tests/report/conftest.py's `study`
-    "tests/report/test_wandb_review.py": "wandb_study",
-    "tests/report/test_report_view.py": "wandb_study",
-}
+# Scheduling for `make test` (pytest-xdist `--dist loadfile --no-loadscope-reorder`): a test
+# file runs whole on one worker (its module fixtures built once there), and the files are
+# handed out in collection order. xdist's own order (files with the most tests first) left
+# the 2-process studies and reliability runs, a few tests each but ~45% of the suite's time,
+# to the end, queued on one worker. Here they come first, heaviest first (measured with
+# --durations, 2026-12-07), then every other file as collected, so the two workers end
+# together. (`--dist loadgroup` would let a file be split, but xdist 3.8 cannot name the
+# groups under pytest 9.)
 HEAVIEST_FIRST = [
-    "tests/study/test_multiprocess_study.py",  # the ZeRO-3 pair and their one-process study
+    "tests/study/test_multiprocess_study.py",
     "tests/study/test_reliability.py",
     "tests/study/test_study.py",
     "tests/study/test_code_recipes_smoke.py",
-    "multiprocess_study_timeout",
     "tests/study/test_gpu_check.py",
     "tests/train/test_multiprocess_train.py",
-    "multiprocess_study_fs",
-    "reliability_two_processes",
-    "wandb_study",
     "tests/study/test_workers.py",
     "tests/train/test_train_live_log.py",
     "tests/eval/test_sandbox_hosts.py",
     "tests/study/test_nli_study.py",
+    "tests/report/test_wandb_review.py",
 ]
 
 
-def _group(item: pytest.Item) -> str:
-    path = item.nodeid.split("::")[0]
-    name = item.nodeid.split("[")[0]
-    return GROUPS.get(name) or GROUPS.get(path) or path
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist names the groups in the test ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    rank = {g: i for i, g in enumerate(HEAVIEST_FIRST)}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
-    items.sort(key=lambda it: rank.get(_group(it), len(rank)))  # stable: the rest keep order
+    rank = {path: i for i, path in enumerate(HEAVIEST_FIRST)}
+    items.sort(key=lambda it: rank.get(it.nodeid.split("::")[0], len(rank)))  # stable sort
