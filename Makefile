@@ -3,7 +3,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 OUT ?= runs/quickstart-demo
 # Test workers (pytest-xdist): one per core; a test file stays on one worker (its module
-# fixtures, e.g. a smoke study, are built once). TEST_WORKERS=0 runs in this process.
+# fixtures, e.g. a smoke study, are built once); the slowest files are handed out first
+# (tests/conftest.py's HEAVIEST_FIRST). TEST_WORKERS=0 runs in this process.
 TEST_WORKERS ?= auto
 STAMP := $(VENV)/.setup-stamp
 
@@ -27,7 +28,7 @@ smoke: setup
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: setup
 	$(PY) -m ruff check .

@@ -306,10 +306,10 @@ def finetune(
     acc.wait_for_everyone()
     state = full_state_dict(acc, wrapped)  # every process: FSDP gathers the shards
     if acc.is_main_process:
-        lm = acc.unwrap_model(wrapped).lm
-        save(lm, state, tok, out)  # adapter only for LoRA, full weights otherwise
+        trained = acc.unwrap_model(wrapped).lm
+        save(trained, state, tok, out)  # adapter only for LoRA, full weights otherwise
         if best is not None and best_dir != out:
-            save(lm, state, tok, best_dir, overlay=best[2])
+            save(trained, state, tok, best_dir, overlay=best[2])
     del state
     acc.wait_for_everyone()
     # complete and readable, or no train_result.json (below): decided by the writer, for all

@@ -23,14 +23,15 @@ class SupervisedLoss(torch.nn.Module):
     the optimizer step's token count across all processes and micro-batches).
     """
 
-    def __init__(self, lm: torch.nn.Module, reduction: str = "mean"):
+    def __init__(self, model: torch.nn.Module, reduction: str = "mean"):
         super().__init__()
-        self.lm = lm
+        # `.lm`: the attribute's name is the key prefix of the resume state (train/sharded.PREFIX)
+        self.lm = model
         self.reduction = reduction
         self.baseline = baseline_mode()
         # What FSDP's transformer auto-wrap (and accelerate's device maps) look for on the
         # module they are given, which is this wrapper: the LM's decoder-layer classes.
-        self._no_split_modules = no_split_modules(lm)
+        self._no_split_modules = no_split_modules(model)
 
     def forward(self, input_ids, attention_mask, labels, position_ids=None) -> torch.Tensor:
         decoder = self.lm.get_decoder()

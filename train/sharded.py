@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-PREFIX = "lm."  # SupervisedLoss keeps the causal LM as `.lm`
+PREFIX = "lm."  # SupervisedLoss keeps the model as `.lm` (the resume state's key prefix)
 
 
 def accelerator(timeout_s: float) -> Any:
@@ -80,16 +80,16 @@ def from_main(acc: Any, decide: Callable[[], Any]) -> Any:
     return box[0]
 
 
-def no_split_modules(lm: Any) -> list[str] | None:
+def no_split_modules(model: Any) -> list[str] | None:
     """The decoder-layer classes a transformers model must not split (`_no_split_modules`),
     looked up through a peft wrapper: FSDP's transformer auto-wrap makes each one a unit."""
-    base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
     names = getattr(base, "_no_split_modules", None)
     return list(names) if names else None
 
 
 def full_state_dict(acc: Any, wrapped: Any) -> dict[str, torch.Tensor]:
-    """The causal LM's full state dict (keys as `lm.state_dict()`), on the main process;
+    """The causal LM's full state dict (keys as `model.state_dict()`), on the main process;
     {} on the others. A collective under FSDP/ZeRO-3: every process must call it."""
     from torch.distributed.tensor import DTensor
 
@@ -113,17 +113,17 @@ def snapshot(acc: Any, wrapped: Any, trainable: set[str] | None) -> dict[str, to
 
 
 def save(
-    lm: Any,
+    model: Any,
     state: dict[str, torch.Tensor],
     tok: Any,
     out: Path,
     overlay: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write `lm` with the weights `state` (+ `overlay`: e.g. a best-dev snapshot) to `out`,
+    """Write `model` with the weights `state` (+ `overlay`: e.g. a best-dev snapshot) to `out`,
     like `save_pretrained` (an adapter only for a peft model). Main process only."""
     sd = {**state, **(overlay or {})}
     out.mkdir(parents=True, exist_ok=True)
-    lm.save_pretrained(out, state_dict=sd)
+    model.save_pretrained(out, state_dict=sd)
     tok.save_pretrained(out)
 
 

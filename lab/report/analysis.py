@@ -27,15 +27,15 @@ Group = tuple[str, Any]  # (arm, budget)
 
 
 class Scores:
-    """Per-example scores of the comparison's main variant of every cell; with
+    """Per-example scores of the comparison's compared variant of every cell; with
     `prompt_format` (eval.formats), of that variant evaluated in that prompt format."""
 
     def __init__(self, out: Path, rows: list[dict[str, Any]], prompt_format: str = MAIN):
         self.cells: dict[Group, list[str]] = defaultdict(list)  # group -> cell keys
         self.meta: dict[str, dict[str, Any]] = {}
         for r in rows:
-            main = r["variant"] == ("prompted" if r["method"] == "icl" else r.get("selected"))
-            if not main or r.get("probe") or r["cell"] in self.meta:
+            compared = r["variant"] == ("prompted" if r["method"] == "icl" else r.get("selected"))
+            if not compared or r.get("probe") or r["cell"] in self.meta:
                 continue
             self.meta[r["cell"]] = r
             self.cells[(r["arm"], r["budget"])].append(r["cell"])
@@ -80,7 +80,7 @@ class Scores:
         return self.matrix(a, splits, metric), self.matrix(b, splits, metric)
 
     def labelled(self, group: Group) -> int | str:
-        """The labelled examples behind the group's main rows: one count, or a note when it
+        """The labelled examples behind the group's compared rows: one count, or a note when it
         is not recorded (a study of an older lab) or differs between replicates."""
         counts = {self.meta[c].get("labelled_examples") for c in self.cells[group]}
         if None in counts:
@@ -275,7 +275,7 @@ def answer_arms(recipe: Recipe) -> list[str]:
 
 def headline(recipe: Recipe, results: list[dict[str, Any]]) -> str | None:
     """The answer in one sentence, decided by tested quantities (lab/report/verdict.py)."""
-    return verdict.headline(
+    return verdict.answer_sentence(
         str(recipe.model), recipe.task.name, recipe.budgets, results, answer_arms(recipe)
     )
 

@@ -1,4 +1,4 @@
-"""The probe tables of the report: per arm (main variant, mean over cells), exact match on
+"""The probe tables of the report: per arm (compared variant, mean over cells), exact match on
 each probe split and the macro average of each probe family. BBH (generic reasoning) and the
 cross-task probes (the eval splits of other tasks of the lab) get one table each."""
 
@@ -33,8 +33,8 @@ def probe_table(
             continue
         if (r["probe"] != BBH) != cross_task:
             continue
-        main = r["variant"] == ("prompted" if r["method"] == "icl" else r.get("selected"))
-        if not main:
+        compared = r["variant"] == ("prompted" if r["method"] == "icl" else r.get("selected"))
+        if not compared:
             continue
         vals[(r["arm"], r["split"])].append(r["value"])
         splits.setdefault(r["split"], (r["probe"], r.get("aggregate") == "macro"))

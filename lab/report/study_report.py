@@ -115,7 +115,7 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
         gains = forest.rows_from_paired(typed.columns, typed.rows)
         figs["forest"] = str(forest.forest(gains, rdir / "plots" / "forest.png"))
     figs |= _figures(out, recipe, agg, scores, eval_splits, rows, rdir)
-    pick = verdict.headline_pair(recipe.budgets, presults, answer_arms(recipe))
+    pick = verdict.answer_pair(recipe.budgets, presults, answer_arms(recipe))
     spread = format_spread.spread(out, rows, eval_splits, pairs)  # eval.formats
     spread_pick = format_spread.pair_spread(spread, pick)
     if head and spread_pick:

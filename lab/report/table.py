@@ -14,7 +14,7 @@ class Table:
     rows: list[list[Any]]
 
     def render(self) -> str:
-        cells = [self.columns] + [[fmt(v) for v in r] for r in self.rows]
+        cells = [self.columns] + [[cell_text(v) for v in r] for r in self.rows]
         widths = [max(len(str(r[i])) for r in cells) for i in range(len(self.columns))]
 
         def line(r: list[Any]) -> str:
@@ -26,7 +26,7 @@ class Table:
     def html(self) -> str:
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in self.columns)
         body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(fmt(v))}</td>" for v in r) + "</tr>"
+            "<tr>" + "".join(f"<td>{html.escape(cell_text(v))}</td>" for v in r) + "</tr>"
             for r in self.rows
         )
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -47,7 +47,7 @@ class Summary:
     notes: dict[str, list[str]] = field(default_factory=dict)  # section -> Markdown bullets
 
 
-def fmt(v: Any) -> str:
+def cell_text(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3g}" if abs(v) >= 1000 or (v and abs(v) < 0.001) else f"{v:.3f}"
     return "-" if v is None else str(v)

@@ -125,7 +125,7 @@ class Tracker:
         self.id_salt = id_salt  # the recipe hash: another recipe in the same out, other runs
         self.mode = resolve_mode(cfg) if main else "disabled"  # rank 0 logs, the rest not
         self._run: Any = None
-        self._main = "prompted"  # the open cell's comparison variant (wandb_keys.main_variant)
+        self._compared = "prompted"  # the open cell's compared variant (wandb_keys)
         self._steps: dict[str, int] = {}  # checkpoint -> its optimizer step
         self._per_epoch = 0.0  # optimizer steps per epoch of the open cell's training set
         self._trained_live = False  # log_train reached the open run
@@ -235,7 +235,7 @@ class Tracker:
                 config = {**config, "precision": self.precision}
             notes = wandb_keys.describe_arm(config)
             self._run = self._init(key, job_type, config, models, notes)
-            self._main = wandb_keys.main_variant(config)
+            self._compared = wandb_keys.compared_variant(config)
             self._steps, self._per_epoch, self._trained_live = {}, 0.0, False
 
     def end_cell(self, exit_code: int) -> None:
@@ -289,13 +289,13 @@ class Tracker:
             return
         from lab.report.wandb_tables import predictions_table
 
-        data: dict[str, Any] = wandb_keys.split_metrics(variant, split, metrics, self._main)
+        data: dict[str, Any] = wandb_keys.split_metrics(variant, split, metrics, self._compared)
         data |= self._eval_axis(variant)
         table = self._safely(
             "the predictions table", lambda: predictions_table(preds, prompts, variant)
         )
         if table is not None:
-            data[wandb_keys.table_key(variant, split, self._main)] = table
+            data[wandb_keys.table_key(variant, split, self._compared)] = table
         run = self._run
         self._safely(f"logging split {variant}/{split}", lambda: run.log(data))
         if prefix:
@@ -317,7 +317,7 @@ class Tracker:
             return None
         run, self._run = self._run, None
         used = {k: v for k, v in cell.items() if k != "study"}  # `study`: the recipe's name
-        main = wandb_keys.main_variant(cell)
+        compared = wandb_keys.compared_variant(cell)
         if run is None:
             run = self._init(cell["cell"], cell["method"], used, models)
         else:
@@ -328,7 +328,7 @@ class Tracker:
                 run.log({"train/loss": loss, "train/step": step})
             for step, loss in train.get("dev_losses", []):
                 run.log({"dev/loss": loss, "train/step": step})
-        flat = wandb_keys.summary_metrics(metrics, main)
+        flat = wandb_keys.summary_metrics(metrics, compared)
         run.summary.update(flat)
         if train.get("checkpoint") and cell.get("selected"):
             ckpt = Path(

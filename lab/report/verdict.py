@@ -132,10 +132,10 @@ def sentence(res: dict[str, Any], p_name: str = "p") -> str:
     )
 
 
-def headline_pair(
+def answer_pair(
     budgets: Sequence[Any] | None, results: list[dict[str, Any]], answer_arms: Sequence[str]
 ) -> dict[str, Any] | None:
-    """The pre-specified pair of the answer (of `results`, as `headline` takes them): the
+    """The pre-specified pair of the answer (of `results`, as `answer_sentence` takes them): the
     plain-answer FT arm at the largest budget, else the first FT arm there; None when the
     study has no pair or no OOD split."""
     if not results or not any(r["has_ood"] for r in results):
@@ -161,7 +161,7 @@ def one_line(res: dict[str, Any]) -> str:
     return f"{name}: labelled examples not recorded, not tested"
 
 
-def headline(
+def answer_sentence(
     model: str,
     task: str,
     budgets: Sequence[Any] | None,
@@ -173,7 +173,7 @@ def headline(
     that is another arm. `results`: one dict per FT/ICL pair with "ft", "icl" (groups),
     "labelled" (FT, ICL counts), "equal" and, when equal, `paired_gains`'s quantities. None
     when the study has no pair or no OOD split."""
-    r = headline_pair(budgets, results, answer_arms)
+    r = answer_pair(budgets, results, answer_arms)
     if r is None:
         return None
     order = {x: i for i, x in enumerate(budgets or [])}

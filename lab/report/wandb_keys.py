@@ -33,7 +33,7 @@ from lab.core.recipe import Recipe
 VARIANTS = "variants"
 
 
-def main_variant(config: dict[str, Any]) -> str:
+def compared_variant(config: dict[str, Any]) -> str:
     """The variant the comparison uses for a cell of this (top-level) config: `prompted`
     for an ICL arm; for an FT arm the selected checkpoint (`best` under `select: best_dev`)."""
     if config.get("method") == "icl":
@@ -45,20 +45,24 @@ def main_variant(config: dict[str, Any]) -> str:
     return "best" if (config.get("train") or {}).get("select") == "best_dev" else "last"
 
 
-def eval_prefix(variant: str, main: str) -> str:
+def eval_prefix(variant: str, compared: str) -> str:
     """`eval` for the comparison's variant, `eval/variants/<variant>` for the others."""
-    return "eval" if variant == main else f"eval/{VARIANTS}/{variant}"
+    return "eval" if variant == compared else f"eval/{VARIANTS}/{variant}"
 
 
-def table_key(variant: str, split: str, main: str) -> str:
+def table_key(variant: str, split: str, compared: str) -> str:
     return (
-        f"predictions/{split}" if variant == main else f"predictions/{VARIANTS}/{variant}/{split}"
+        f"predictions/{split}"
+        if variant == compared
+        else f"predictions/{VARIANTS}/{variant}/{split}"
     )
 
 
-def split_metrics(variant: str, split: str, metrics: dict[str, Any], main: str) -> dict[str, Any]:
+def split_metrics(
+    variant: str, split: str, metrics: dict[str, Any], compared: str
+) -> dict[str, Any]:
     """A split's numeric metrics under their keys (bools and text left out)."""
-    pre = eval_prefix(variant, main)
+    pre = eval_prefix(variant, compared)
     return {
         f"{pre}/{split}/{k}": v
         for k, v in metrics.items()
@@ -66,13 +70,13 @@ def split_metrics(variant: str, split: str, metrics: dict[str, Any], main: str) 
     }
 
 
-def summary_metrics(metrics: dict[str, dict[str, Any]], main: str) -> dict[str, Any]:
+def summary_metrics(metrics: dict[str, dict[str, Any]], compared: str) -> dict[str, Any]:
     """A finished cell's metrics (`<variant>/<split>` -> metrics) under the same keys as the
     live rows, once each, plus `eval/ood_mean/exact_match`."""
     flat: dict[str, Any] = {}
     for key, m in metrics.items():
         variant, split = key.split("/", 1)
-        flat |= split_metrics(variant, split, m, main)
+        flat |= split_metrics(variant, split, m, compared)
     mean = ood_mean(flat)
     if mean is not None:
         flat["eval/ood_mean/exact_match"] = mean

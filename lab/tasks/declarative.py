@@ -225,8 +225,8 @@ class SplitBuilder:
         return {"train": self.cfg.n_train, "dev": self.cfg.n_dev}.get(self.name, self.cfg.n_test)
 
     def tag(self, split: str | None = None) -> str:
-        fmt = self.s.sample_tag or "{task}-{seed}-{split}"
-        return fmt.format(task=self.spec.name, seed=self.cfg.seed, split=split or self.name)
+        template = self.s.sample_tag or "{task}-{seed}-{split}"
+        return template.format(task=self.spec.name, seed=self.cfg.seed, split=split or self.name)
 
 
 def permutation(n: int, tag: str) -> list[int]:

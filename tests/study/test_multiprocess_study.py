@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lab.study.cli import main
+
 ROOT = Path(__file__).resolve().parents[2]
 LORA, FULL, ICL = "lora_answer__b8__d0", "full_answer__b8__d0", "zero_shot__d0"
 
@@ -158,13 +160,11 @@ def recipe(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def one(recipe, tiny_cache, tmp_path_factory) -> Path:
-    """The study in one process."""
+    """The study in one process: this one (torch on one thread, tests/conftest.py; the recipe
+    tracks nothing), which spares a second interpreter's imports."""
     out = tmp_path_factory.mktemp("one") / "out"
-    cmd = [sys.executable, "-m", "lab", "run", str(recipe), "--smoke", "--out", str(out)]
-    cmd += ["--cache-dir", str(tiny_cache), "--quiet"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    argv = ["run", str(recipe), "--smoke", "--out", str(out), "--cache-dir", str(tiny_cache)]
+    assert main([*argv, "--quiet"]) == 0
     return out
 
 
@@ -221,8 +221,8 @@ def test_file_system_decisions_are_the_main_processs(tiny_cache, tmp_path):
 def test_process_group_timeout_covers_the_main_processs_work(tiny_cache, tmp_path):
     """`distributed.timeout_s` sets how long a process waits in a collective: with the main
     process busy for 50 s after a cell (its W&B work), 20 s ends the run there (its
-    predictions were written, its cell record not) and 300 s lets it finish; the setting is
-    recorded with the recipe in study.json."""
+    predictions were written, its cell record not) and 300 s lets a 30 s wait finish; the
+    setting is recorded with the recipe in study.json."""
     short = write_recipe(
         tmp_path / "short.yaml", arms=("zero_shot",), distributed={"timeout_s": 20}
     )
@@ -233,6 +233,6 @@ def test_process_group_timeout_covers_the_main_processs_work(tiny_cache, tmp_pat
     assert not (cell_dir / "cell.json").exists()
     assert "timed out" in log.lower() or "timeout" in log.lower(), log[-3000:]
     long = write_recipe(tmp_path / "long.yaml", arms=("zero_shot",), distributed={"timeout_s": 300})
-    run(long, tmp_path / "long", tiny_cache, FTLAB_TEST_MAIN_DELAY_S="50")
+    run(long, tmp_path / "long", tiny_cache, FTLAB_TEST_MAIN_DELAY_S="30")  # over the short 20 s
     study = json.loads((tmp_path / "long" / "study.json").read_text())
     assert study["recipe"]["distributed"] == {"timeout_s": 300.0}

@@ -26,6 +26,7 @@ from wandb_records import run_summary
 
 from lab.core.recipe import load_recipe
 from lab.report.tracking import Tracker
+from lab.study.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
@@ -81,6 +82,19 @@ def run(recipe: Path, out: Path, cache: Path) -> str:
     return log
 
 
+def run_here(recipe: Path, out: Path, cache: Path) -> None:
+    """The study in this process (torch on one thread, tests/conftest.py), W&B offline: spares
+    a second interpreter's imports where the test needs no process of its own."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("WANDB_MODE", "offline")
+    mp.delenv("WANDB_API_KEY", raising=False)
+    try:
+        argv = ["run", str(recipe), "--smoke", "--out", str(out), "--cache-dir", str(cache)]
+        assert main([*argv, "--quiet"]) == 0
+    finally:
+        mp.undo()
+
+
 def interrupt_at(recipe: Path, out: Path, cache: Path, marker: str, sig: int) -> tuple[int, str]:
     """Run the study and send `sig` as soon as a path matching `marker` exists in OUT."""
     proc = start(recipe, out, cache)
@@ -111,8 +125,10 @@ def assert_same_results(out: Path, reference: Path) -> None:
 
 @pytest.fixture(scope="module")
 def reference(recipe, tmp_path_factory, tiny_cache) -> Path:
+    """The uninterrupted run, in this process (the runs compared with it are subprocesses:
+    the same results from another interpreter)."""
     out = tmp_path_factory.mktemp("reference") / "out"
-    run(recipe, out, tiny_cache)
+    run_here(recipe, out, tiny_cache)
     return out
 
 
@@ -186,7 +202,7 @@ def test_two_processes_match_one(tmp_path, tiny_cache):
     so values agree only in distribution."""
     recipe = write_recipe(tmp_path / "ddp.yaml", 0.0)
     reference = tmp_path / "one"
-    run(recipe, reference, tiny_cache)
+    run_here(recipe, reference, tiny_cache)
     out = tmp_path / "ddp"
     with socket.socket() as s:  # a free port: other studies may be running on this machine
         s.bind(("127.0.0.1", 0))

@@ -39,8 +39,8 @@ def test_results_have_one_row_per_arm_budget_seed_split(smoke):
     seeds, budgets = recipe["smoke"]["seeds"], recipe["smoke"]["budgets"]
     all_rows = read_jsonl(smoke / "results.jsonl")
     assert {r["metric"] for r in all_rows} == {"exact_match", "gold_logprob"}
-    main_variant = [r for r in all_rows if r["variant"] in ("prompted", r.get("selected"))]
-    rows = [r for r in main_variant if r["metric"] == "exact_match"]
+    compared_rows = [r for r in all_rows if r["variant"] in ("prompted", r.get("selected"))]
+    rows = [r for r in compared_rows if r["metric"] == "exact_match"]
     splits = {"test", "ood_digits", "ood_steps", "ood_phrasing"}
     arms = {a["name"] for a in recipe["arms"]}
     zero = {a["name"] for a in recipe["arms"] if a["method"] == "icl" and a["k"] == 0}

@@ -176,16 +176,16 @@ def test_fsdp_auto_wrap_makes_each_decoder_layer_a_unit(tiny_model, method):
     from accelerate.utils import FullyShardedDataParallelPlugin
     from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
 
-    lm = copy.deepcopy(tiny_model[0])
+    model = copy.deepcopy(tiny_model[0])
     if method == "lora":
         from peft import LoraConfig, get_peft_model
 
-        lm = get_peft_model(lm, LoraConfig(r=2, target_modules="all-linear"))
-    wrapped = SupervisedLoss(lm)
+        model = get_peft_model(model, LoraConfig(r=2, target_modules="all-linear"))
+    wrapped = SupervisedLoss(model)
     assert wrapped._no_split_modules == ["LlamaDecoderLayer"]
     plugin = FullyShardedDataParallelPlugin(
         fsdp_version=2, auto_wrap_policy="transformer_based_wrap"
     )
     policy = fsdp2_prepare_auto_wrap_policy(plugin, wrapped)
     units = [type(m).__name__ for m in wrapped.modules() if policy(m)]
-    assert units == ["LlamaDecoderLayer"] * lm.config.num_hidden_layers
+    assert units == ["LlamaDecoderLayer"] * model.config.num_hidden_layers

@@ -19,7 +19,7 @@ from worker_data import config, data  # noqa: E402
 def test_a_run_that_saved_only_the_tokenizer_is_not_marked_trained(
     tiny_path, tmp_path, monkeypatch, method
 ):
-    def tokenizer_only(lm, state, tok, out, overlay=None):  # noqa: ANN001, ANN202
+    def tokenizer_only(model, state, tok, out, overlay=None):  # noqa: ANN001, ANN202
         out.mkdir(parents=True, exist_ok=True)
         tok.save_pretrained(out)
 
@@ -36,9 +36,9 @@ def test_a_partly_saved_adapter_is_not_marked_trained(tiny_path, tmp_path, monke
     short) is incomplete too."""
     real = ft.save
 
-    def short(lm, state, tok, out, overlay=None):  # noqa: ANN001, ANN202
+    def short(model, state, tok, out, overlay=None):  # noqa: ANN001, ANN202
         keep = dict(list(state.items())[: len(state) // 2])
-        real(lm, keep, tok, out, overlay)
+        real(model, keep, tok, out, overlay)
 
     monkeypatch.setattr(ft, "save", short)
     train, _ = data()
