@@ -98,9 +98,22 @@ def comparison(recipe: Recipe, out: Path, rows: list[dict[str, Any]], splits: li
     ood = ood_columns(splits)
     in_mean = ood_mean_splits(splits)
     cells_json = {c: StudyDir(out).cell(c).read() for c in scores.meta}
-    columns = ["arm", "method", "format", "budget", "k / n_train (seen)",
-               "labelled (train + held out + demos)", "seeds", "ID (test)", *ood,
-               "OOD mean", "log p(gold) ID", "log p(gold) OOD", "train FLOPs", "infer FLOPs/ex"]  # fmt: skip
+    columns = [
+        "arm",
+        "method",
+        "format",
+        "budget",
+        "k / n_train (seen)",
+        "labelled (train + held out + demos)",
+        "seeds",
+        "ID (test)",
+        *ood,
+        "OOD mean",
+        "log p(gold) ID",
+        "log p(gold) OOD",
+        "train FLOPs",
+        "infer FLOPs/ex",
+    ]
     table_rows, agg = [], {}
     order = {a.name: i for i, a in enumerate(recipe.arms)}
     budgets = {b: i for i, b in enumerate(recipe.budgets or [])}
@@ -130,12 +143,21 @@ def comparison(recipe: Recipe, out: Path, rows: list[dict[str, Any]], splits: li
             size = f"{size} (fixed set '{meta['demos']}', not from the pool)"
         if meta.get("demos_truncated"):
             size = f"{size} (of {meta['k_requested']}: context)"
-        agg[group] = {"id": id_ci, "ood": ood_ci, "method": meta["method"], "format": meta["format"],
-                      "flops": train_flops + infer * n_eval, "per": per, "logp": logp,
-                      "train_flops": train_flops, "infer": infer, "n_eval": n_eval,
-                      "train": cj[0]["train"],  # the first replicate's losses, for the plot
-                      "train_s": statistics.fmean(c["compute"].get("train_s", 0.0) for c in cj),
-                      "eval_s": statistics.fmean(c["compute"].get("eval_s", 0.0) for c in cj)}  # fmt: skip
+        agg[group] = {
+            "id": id_ci,
+            "ood": ood_ci,
+            "method": meta["method"],
+            "format": meta["format"],
+            "flops": train_flops + infer * n_eval,
+            "per": per,
+            "logp": logp,
+            "train_flops": train_flops,
+            "infer": infer,
+            "n_eval": n_eval,
+            "train": cj[0]["train"],  # the first replicate's losses, for the plot
+            "train_s": statistics.fmean(c["compute"].get("train_s", 0.0) for c in cj),
+            "eval_s": statistics.fmean(c["compute"].get("eval_s", 0.0) for c in cj),
+        }
         table_rows.append(
             [
                 arm,
@@ -152,7 +174,7 @@ def comparison(recipe: Recipe, out: Path, rows: list[dict[str, Any]], splits: li
                 logp["ood"],
                 train_flops or None,
                 infer,
-            ]  # fmt: skip
+            ]
         )
     return Table(columns, table_rows), agg, scores
 
@@ -174,9 +196,10 @@ def matched_pairs(recipe: Recipe, scores: Scores) -> list[tuple[Group, Group]]:
             continue
         n = scores.labelled(group)
         cands = [
-            g for g, im in icl.items()
+            g
+            for g, im in icl.items()
             if g[1] == group[1] and im.get("k", 0) > 0 and im["format"] in (m["format"], "answer")
-        ]  # fmt: skip
+        ]
         cands.sort(
             key=lambda g: (
                 not isinstance(n, int) or scores.labelled(g) != n,
@@ -197,9 +220,13 @@ def paired_table(pairs, scores: Scores, splits: list[str]) -> tuple[Table, list[
     rows, results = [], []
     for ft, icl in pairs:
         n_ft, n_icl = scores.labelled(ft), scores.labelled(icl)
-        res: dict[str, Any] = {"ft": ft, "icl": icl, "labelled": (n_ft, n_icl),
-                               "equal": isinstance(n_ft, int) and n_ft == n_icl,
-                               "has_ood": bool(ood)}  # fmt: skip
+        res: dict[str, Any] = {
+            "ft": ft,
+            "icl": icl,
+            "labelled": (n_ft, n_icl),
+            "equal": isinstance(n_ft, int) and n_ft == n_icl,
+            "has_ood": bool(ood),
+        }
         recorded = all(isinstance(n, int) for n in (n_ft, n_icl))
         cells = ["unequal budgets" if recorded else "not recorded"] * (3 if ood else 1)
         if res["equal"]:
@@ -219,8 +246,14 @@ def paired_table(pairs, scores: Scores, splits: list[str]) -> tuple[Table, list[
         rows.append(
             [f"{ft[0]}" + (f" @ {ft[1]}" if ft[1] is not None else ""), icl[0], labels] + cells
         )
-    cols = ["fine-tuned", "vs ICL", "labelled examples (FT / ICL)", "ID gain (FT - ICL)",
-            "OOD gain (FT - ICL)", "ID gain - OOD gain"][: 4 if not ood else 6]  # fmt: skip
+    cols = [
+        "fine-tuned",
+        "vs ICL",
+        "labelled examples (FT / ICL)",
+        "ID gain (FT - ICL)",
+        "OOD gain (FT - ICL)",
+        "ID gain - OOD gain",
+    ][: 4 if not ood else 6]
     return Table(cols, rows), results
 
 
@@ -235,13 +268,30 @@ def compute_table(agg: dict[Group, dict[str, Any]], pairs: list[tuple[Group, Gro
         if g in icl_of:
             saved = agg[icl_of[g]]["infer"] - a["infer"]  # FLOPs saved per query
             even = float(round(a["train_flops"] / saved)) if saved > 0 else math.inf
-        rows.append([
-            g[0], g[1], a["train_flops"] or None, a["infer"], a["flops"],
-            round(a["train_s"], 1) if a["train_flops"] else None, round(a["eval_s"], 1),
-            icl_of[g][0] if g in icl_of else None, even,
-        ])  # fmt: skip
-    cols = ["arm", "budget", "train FLOPs", "infer FLOPs/query", "total FLOPs (train + eval set)",
-            "train s", "eval s", "vs ICL", "break-even queries (inf: never)"]  # fmt: skip
+        rows.append(
+            [
+                g[0],
+                g[1],
+                a["train_flops"] or None,
+                a["infer"],
+                a["flops"],
+                round(a["train_s"], 1) if a["train_flops"] else None,
+                round(a["eval_s"], 1),
+                icl_of[g][0] if g in icl_of else None,
+                even,
+            ]
+        )
+    cols = [
+        "arm",
+        "budget",
+        "train FLOPs",
+        "infer FLOPs/query",
+        "total FLOPs (train + eval set)",
+        "train s",
+        "eval s",
+        "vs ICL",
+        "break-even queries (inf: never)",
+    ]
     return Table(cols, rows)
 
 
@@ -264,9 +314,11 @@ def matched_kshot(scores: Scores, fmt: str, k: int) -> Group | None:
         (m["format"] != fmt, -i, g)
         for i, (g, cells) in enumerate(scores.cells.items())
         for m in [scores.meta[cells[0]]]
-        if m["method"] == "icl" and m.get("k") == k and not m.get("demos_fixed")
+        if m["method"] == "icl"
+        and m.get("k") == k
+        and not m.get("demos_fixed")
         and m["format"] in (fmt, "answer")
-    ]  # fmt: skip
+    ]
     return min(found)[2] if found else None
 
 
@@ -292,7 +344,7 @@ def ft_then_icl_rows(rows: list[dict[str, Any]], splits: list[str]) -> list[dict
                 for kind in ("0", "k")
                 for o in (False, True)
             },
-        }  # fmt: skip
+        }
         for a in arms
     ]
 
@@ -317,5 +369,5 @@ def contamination(splits: dict[str, list[Example]], eval_splits: list[str]) -> T
                 r["mostly_seen"],
             ]
             for r in rows
-        ],  # fmt: skip
+        ],
     )
