@@ -116,8 +116,10 @@ def main() -> None:
     # finetune() draws this same epoch_order over the pool it is given; the HF side gets it.
     data = [encode_example(ex, args.format, tok, []) for ex in train]
     tokens = sum(len(data[i]["input_ids"]) for i in order)
-    print(f"[finetune] {cfg.steps} steps x batch {cfg.batch_size}, format {args.format}: "
-          f"{tokens} tokens per run ({len(order)} examples)")  # fmt: skip
+    print(
+        f"[finetune] {cfg.steps} steps x batch {cfg.batch_size}, format {args.format}: "
+        f"{tokens} tokens per run ({len(order)} examples)"
+    )
 
     runs: dict[str, list[dict]] = {"lab": [], "hf_trainer": []}
     for rep in range(args.repeats):
@@ -132,8 +134,10 @@ def main() -> None:
                 else:
                     losses = hf_trainer_run(resolved.path, data, order, cfg, seed, d)
             runs[side].append({"wall_s": t.s, "tokens_per_s": tokens / t.s, "losses": losses})
-            print(f"[finetune] repeat {rep} {side:>10}: {t.s:7.2f} s, {tokens / t.s:7.1f} tok/s, "
-                  f"losses {[round(x, 4) for x in losses]}")  # fmt: skip
+            print(
+                f"[finetune] repeat {rep} {side:>10}: {t.s:7.2f} s, {tokens / t.s:7.1f} tok/s, "
+                f"losses {[round(x, 4) for x in losses]}"
+            )
     lab_tps = median([r["tokens_per_s"] for r in runs["lab"]])
     hf_tps = median([r["tokens_per_s"] for r in runs["hf_trainer"]])
     diffs = [
@@ -141,13 +145,21 @@ def main() -> None:
         for a, b in zip(runs["lab"][0]["losses"], runs["hf_trainer"][0]["losses"], strict=True)
     ]
     info["lora"] = {
-        "steps": cfg.steps, "batch_size": cfg.batch_size, "format": args.format,
-        "tokens_per_run": tokens, "runs": runs, "lab_tokens_per_s": lab_tps,
-        "hf_tokens_per_s": hf_tps, "ratio": lab_tps / hf_tps, "goal": 1.0,
+        "steps": cfg.steps,
+        "batch_size": cfg.batch_size,
+        "format": args.format,
+        "tokens_per_run": tokens,
+        "runs": runs,
+        "lab_tokens_per_s": lab_tps,
+        "hf_tokens_per_s": hf_tps,
+        "ratio": lab_tps / hf_tps,
+        "goal": 1.0,
         "max_abs_loss_diff": max(diffs),
-    }  # fmt: skip
-    print(f"[finetune] LoRA tokens/s: lab {lab_tps:.1f} vs HF Trainer {hf_tps:.1f} = "
-          f"{lab_tps / hf_tps:.2f}x (goal >= 1.0x); max |loss diff| {max(diffs):.2e}")  # fmt: skip
+    }
+    print(
+        f"[finetune] LoRA tokens/s: lab {lab_tps:.1f} vs HF Trainer {hf_tps:.1f} = "
+        f"{lab_tps / hf_tps:.2f}x (goal >= 1.0x); max |loss diff| {max(diffs):.2e}"
+    )
 
     # Full FT: achieved FLOP/s of the training loop vs a measured matmul peak.
     peak = matmul_rate(args.dtype)
@@ -165,15 +177,21 @@ def main() -> None:
     achieved = res.flops / res.wall_s
     achieved_loop = res.flops / max(res.wall_s - save_and_load, 1e-9)
     info["full"] = {
-        "steps": full_cfg.steps, "flops": res.flops, "wall_s": res.wall_s,
-        "model_load_s": save_and_load, "matmul_peak_flops": peak,
-        "achieved_flops_per_s": achieved, "fraction_of_peak": achieved / peak,
+        "steps": full_cfg.steps,
+        "flops": res.flops,
+        "wall_s": res.wall_s,
+        "model_load_s": save_and_load,
+        "matmul_peak_flops": peak,
+        "achieved_flops_per_s": achieved,
+        "fraction_of_peak": achieved / peak,
         "achieved_excluding_load": achieved_loop,
         "fraction_of_peak_excluding_load": achieved_loop / peak,
-    }  # fmt: skip
-    print(f"[finetune] {args.dtype} matmul peak {peak / 1e9:.1f} GFLOP/s; full FT {res.flops / 1e9:.0f} "
-          f"GFLOP in {res.wall_s:.1f} s = {achieved / 1e9:.1f} GFLOP/s ({achieved / peak:.0%} of "
-          f"peak; {achieved_loop / peak:.0%} without the {save_and_load:.1f} s model load)")  # fmt: skip
+    }
+    print(
+        f"[finetune] {args.dtype} matmul peak {peak / 1e9:.1f} GFLOP/s; full FT {res.flops / 1e9:.0f} "
+        f"GFLOP in {res.wall_s:.1f} s = {achieved / 1e9:.1f} GFLOP/s ({achieved / peak:.0%} of "
+        f"peak; {achieved_loop / peak:.0%} without the {save_and_load:.1f} s model load)"
+    )
     info["dtype"] = args.dtype
     save(f"finetune_{args.dtype}" if args.dtype != "fp32" else "finetune", info)
 

@@ -57,10 +57,13 @@ def phase_env(ctx: dict[str, Any]) -> dict[str, Any]:
     import transformers
 
     info: dict[str, Any] = {
-        "python": sys.version.split()[0], "torch": torch.__version__,
-        "transformers": transformers.__version__, "accelerate": accelerate.__version__,
-        "cuda": torch.version.cuda, "cuda_available": torch.cuda.is_available(),
-    }  # fmt: skip
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "accelerate": accelerate.__version__,
+        "cuda": torch.version.cuda,
+        "cuda_available": torch.cuda.is_available(),
+    }
     try:
         import peft
 
@@ -69,8 +72,12 @@ def phase_env(ctx: dict[str, Any]) -> dict[str, Any]:
         info["peft"] = f"missing ({e})"
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
-        info.update(device=p.name, gpu_memory_gib=round(p.total_memory / 2**30, 1),
-                    bf16=torch.cuda.is_bf16_supported(), gpus=torch.cuda.device_count())  # fmt: skip
+        info.update(
+            device=p.name,
+            gpu_memory_gib=round(p.total_memory / 2**30, 1),
+            bf16=torch.cuda.is_bf16_supported(),
+            gpus=torch.cuda.device_count(),
+        )
     from lab.core import precision
 
     info["cpu_fast_bf16"] = precision.cpu_has_fast_bf16()
@@ -116,11 +123,18 @@ def phase_build(ctx: dict[str, Any]) -> dict[str, Any]:
         return out
     tok = AutoTokenizer.from_pretrained(tiny)
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=1024, intermediate_size=5504, num_hidden_layers=24,
-        num_attention_heads=16, num_key_value_heads=4, max_position_embeddings=4096,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
-    )  # fmt: skip
+        vocab_size=len(tok),
+        hidden_size=1024,
+        intermediate_size=5504,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        num_key_value_heads=4,
+        max_position_embeddings=4096,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = LlamaForCausalLM(config)
@@ -134,19 +148,35 @@ def phase_build(ctx: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def recipe(name: str, model: str, arms: list[dict], steps: int, batch: int, n_test: int,
-           eval_batch: int) -> dict[str, Any]:  # fmt: skip
+def recipe(
+    name: str, model: str, arms: list[dict], steps: int, batch: int, n_test: int, eval_batch: int
+) -> dict[str, Any]:
     return {
-        "name": f"gpu_check_{name}", "model": model, "precision": "bf16",
-        "task": {"name": "arithmetic", "seed": 0, "n_train": 1024, "n_dev": 32,
-                 "n_test": n_test, "params": {"ops": "+-"}},
-        "seeds": [0], "arms": arms,
-        "train": {"steps": steps, "batch_size": batch, "lr": 2e-3, "warmup_ratio": 0.1,
-                  "eval_every": max(1, steps // 2), "save_every": 0,
-                  "lora": {"r": 16, "alpha": 32, "dropout": 0.0}},
+        "name": f"gpu_check_{name}",
+        "model": model,
+        "precision": "bf16",
+        "task": {
+            "name": "arithmetic",
+            "seed": 0,
+            "n_train": 1024,
+            "n_dev": 32,
+            "n_test": n_test,
+            "params": {"ops": "+-"},
+        },
+        "seeds": [0],
+        "arms": arms,
+        "train": {
+            "steps": steps,
+            "batch_size": batch,
+            "lr": 2e-3,
+            "warmup_ratio": 0.1,
+            "eval_every": max(1, steps // 2),
+            "save_every": 0,
+            "lora": {"r": 16, "alpha": 32, "dropout": 0.0},
+        },
         "eval": {"batch_size": eval_batch, "max_new_tokens": {"answer": 8, "cot": 48, "code": 48}},
         "tracking": {"mode": "disabled"},
-    }  # fmt: skip
+    }
 
 
 LORA = {"name": "lora", "method": "lora", "format": "answer"}
@@ -154,8 +184,9 @@ FULL = {"name": "full", "method": "full", "format": "answer", "train": {"lr": 1e
 ICL = {"name": "icl8", "method": "icl", "format": "answer", "k": 8}
 
 
-def launch(ctx: dict[str, Any], name: str, rec: dict[str, Any], config: str | None,
-           timeout: float) -> dict[str, Any]:  # fmt: skip
+def launch(
+    ctx: dict[str, Any], name: str, rec: dict[str, Any], config: str | None, timeout: float
+) -> dict[str, Any]:
     """Run one study under `accelerate launch` (1 process) and collect its figures."""
     work = ctx["work"] / name
     shutil.rmtree(work, ignore_errors=True)
@@ -175,14 +206,21 @@ def launch(ctx: dict[str, Any], name: str, rec: dict[str, Any], config: str | No
 
 
 def run(cmd: list[str], log: Path, timeout: float, ctx: dict[str, Any]) -> None:
-    env = {**os.environ, "FTLAB_CACHE": str(ctx["work"] / "cache"), "WANDB_MODE": "disabled",
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "FTLAB_CACHE": str(ctx["work"] / "cache"),
+        "WANDB_MODE": "disabled",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
     if ctx["cpu"]:
         env.update(ACCELERATE_USE_CPU="true", CUDA_VISIBLE_DEVICES="")
     with open(log, "w") as f:
         try:
-            proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT,
-                                  timeout=max(timeout, 5))  # fmt: skip
+            proc = subprocess.run(
+                cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=max(timeout, 5)
+            )
         except subprocess.TimeoutExpired:
             raise RuntimeError(f"timed out after {timeout:.0f} s (log {log})") from None
     if ctx.get("out"):
@@ -215,8 +253,11 @@ def figures(ctx: dict[str, Any], out: Path) -> dict[str, Any]:
         cell["eval_s"] = c["compute"]["eval_s"]
         cell["eval_examples_per_s"] = n / max(c["compute"]["eval_s"], 1e-9)
         # in the lab's accounting (no shared-prefix cache), the rate `lab estimate` divides by
-        accounted = sum(m["n"] * m.get("flops_per_example", 0.0) for m in c["metrics"].values()
-                        if "flops_per_example" in m)  # fmt: skip
+        accounted = sum(
+            m["n"] * m.get("flops_per_example", 0.0)
+            for m in c["metrics"].values()
+            if "flops_per_example" in m
+        )
         cell["eval_accounted_flops_per_s"] = accounted / max(c["compute"]["eval_s"], 1e-9)
         cell["exact_match_test"] = next(
             (m["exact_match"] for k, m in c["metrics"].items() if k.endswith("/test")), None
@@ -279,8 +320,16 @@ def phase_agree(ctx: dict[str, Any]) -> dict[str, Any]:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     n, batch = (16, 16) if ctx["cpu"] else (128, 64)
-    cmd = [sys.executable, str(ROOT / "bench" / "gpu_agree.py"), base, ckpt, "full",
-           str(work / "agree.json"), str(n), str(batch)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(ROOT / "bench" / "gpu_agree.py"),
+        base,
+        ckpt,
+        "full",
+        str(work / "agree.json"),
+        str(n),
+        str(batch),
+    ]
     run(cmd, work / "log.txt", min(150, left()), ctx)
     return {"checkpoint": ckpt, **json.loads((work / "agree.json").read_text())}
 
@@ -362,8 +411,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cpu", action="store_true", help="the tiny model on the CPU (CI)")
     ap.add_argument("--work", default=os.environ.get("GPU_CHECK_DIR", "/tmp/gpu_check"))
-    ap.add_argument("--sharded", action="store_true",
-                    help="ZeRO-3, FSDP LoRA, FSDP resume (bench/gpu_sharded.py) instead")  # fmt: skip
+    ap.add_argument(
+        "--sharded",
+        action="store_true",
+        help="ZeRO-3, FSDP LoRA, FSDP resume (bench/gpu_sharded.py) instead",
+    )
     args = ap.parse_args(argv)
     phases = PHASES
     if args.sharded:
@@ -398,10 +450,16 @@ def main(argv: list[str] | None = None) -> int:
             r = {"status": "failed", "error": f"{type(e).__name__}: {e}"[:500]}
         r["seconds"] = time.time() - t
         results[name] = r
-        print(f"[gpu_check] {name}: {r['status']} ({r['seconds']:.0f} s) "
-              f"{r.get('error') or r.get('reason') or ''}", flush=True)  # fmt: skip
-    report = {"mode": ("cpu" if args.cpu else "gpu") + (" sharded" if args.sharded else ""), "total_s": time.time() - T0,
-              "phases": results}  # fmt: skip
+        print(
+            f"[gpu_check] {name}: {r['status']} ({r['seconds']:.0f} s) "
+            f"{r.get('error') or r.get('reason') or ''}",
+            flush=True,
+        )
+    report = {
+        "mode": ("cpu" if args.cpu else "gpu") + (" sharded" if args.sharded else ""),
+        "total_s": time.time() - T0,
+        "phases": results,
+    }
     text = json.dumps(report, indent=1, default=str)
     (work / "gpu_check.json").write_text(text)
     if out:

@@ -47,8 +47,14 @@ SMOKE_SHAPE = (2, 64, 4, 2, 16, 128, 512, 4096)  # layers, d, heads, kv, head, f
 # holds fp32 weights, grads and AdamW states (~25 GB) plus activations and the references'
 # logits at every position (~35 GB at 8,192 tokens): within an H100's 80 GB.
 TOKENS_PER_STEP = {"0.5b": 16384, "1.5b": 8192, "smoke": 128}
-GOALS = {"train_vs_reference": 1.0, "train_of_matmul_2048": 0.35, "ll_vs_lmeval": 3.0,
-         "gen_vs_lmeval": 2.0, "bf16_same_choice": 0.95, "bf16_same_output": 0.90}  # fmt: skip
+GOALS = {
+    "train_vs_reference": 1.0,
+    "train_of_matmul_2048": 0.35,
+    "ll_vs_lmeval": 3.0,
+    "gen_vs_lmeval": 2.0,
+    "bf16_same_choice": 0.95,
+    "bf16_same_output": 0.90,
+}
 T0 = time.time()
 
 
@@ -65,10 +71,18 @@ def qwen2_config(row: tuple[int, ...], ids: dict[str, int]) -> Any:
     layers, d, heads, kv, head_dim, ff, vocab, ctx = row
     assert d == heads * head_dim, (d, heads, head_dim)
     return Qwen2Config(
-        vocab_size=vocab, hidden_size=d, intermediate_size=ff, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=ctx,
-        rope_theta=1e6, tie_word_embeddings=True, use_sliding_window=False, **ids,
-    )  # fmt: skip
+        vocab_size=vocab,
+        hidden_size=d,
+        intermediate_size=ff,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        max_position_embeddings=ctx,
+        rope_theta=1e6,
+        tie_word_embeddings=True,
+        use_sliding_window=False,
+        **ids,
+    )
 
 
 def filler(n: int) -> list[str]:
@@ -91,11 +105,13 @@ def char_tokenizer(vocab: int) -> Any:
     chars = [c for c in string.printable if c not in "\r\x0b\x0c"]
     base = specials + chars
     words = base + filler(vocab - len(base))
-    tk = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(words)}, merges=[],
-                              unk_token="<unk>"))  # fmt: skip
+    tk = Tokenizer(
+        models.BPE(vocab={t: i for i, t in enumerate(words)}, merges=[], unk_token="<unk>")
+    )
     tk.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>", unk_token="<unk>")  # fmt: skip
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
 
 
 def long_examples(seq: int, n: int, seed: int = 0) -> list[Any]:
@@ -113,9 +129,17 @@ def long_examples(seq: int, n: int, seed: int = 0) -> list[Any]:
         s = "".join(rnd.choice(string.ascii_lowercase + string.digits + "  ") for _ in range(k))
         return "x" + s[1:-1] + "x"  # no leading/trailing blank
 
-    return [Example(id=f"long{seq}-{i:05d}", question=text(q_len), answer="0",
-                    rationale=text(r_len), program="print(0)", meta={"split": "train"})
-            for i in range(n)]  # fmt: skip
+    return [
+        Example(
+            id=f"long{seq}-{i:05d}",
+            question=text(q_len),
+            answer="0",
+            rationale=text(r_len),
+            program="print(0)",
+            meta={"split": "train"},
+        )
+        for i in range(n)
+    ]
 
 
 def batch_for(seq: int, tokens_per_step: int) -> int:
@@ -123,8 +147,9 @@ def batch_for(seq: int, tokens_per_step: int) -> int:
     return max(1, tokens_per_step // seq)
 
 
-def plan_jobs(shapes: list[str], seqs: list[int], methods: list[str], dtypes: list[str],
-              only: list[str]) -> list[tuple[str, str, str, tuple]]:  # fmt: skip
+def plan_jobs(
+    shapes: list[str], seqs: list[int], methods: list[str], dtypes: list[str], only: list[str]
+) -> list[tuple[str, str, str, tuple]]:
     """(key, shape, "train" | "eval", parameters) in the order they run: what the goals are
     about first (training at the longest sequence, bf16 evaluation) for every shape, then
     the shorter sequences and the fp32 agreement runs, so a spent time budget drops the
@@ -178,8 +203,11 @@ def build_model(name: str, work: Path) -> str:
         return str(path)
     row = shape_row(name)
     tok = char_tokenizer(row[6])
-    ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
-           "pad_token_id": tok.pad_token_id}  # fmt: skip
+    ids = {
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
     torch.manual_seed(0)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):  # fast init on a GPU
         model = AutoModelForCausalLM.from_config(qwen2_config(row, ids), dtype=torch.float32)
@@ -188,16 +216,22 @@ def build_model(name: str, work: Path) -> str:
     return str(path)
 
 
-def train_phase(args: argparse.Namespace, path: str, shape: str, seq: int, method: str,
-                rate: float) -> dict[str, Any]:  # fmt: skip
+def train_phase(
+    args: argparse.Namespace, path: str, shape: str, seq: int, method: str, rate: float
+) -> dict[str, Any]:
     from bench.common import median
     from bench.gpu_compare_train import SIDES, train_pair
     from lab.core.recipe import LoraCfg, TrainCfg
 
     batch = batch_for(seq, args.tokens_per_step or TOKENS_PER_STEP[shape])
     lr = 2e-4 if method == "lora" else 1e-5
-    cfg = TrainCfg(steps=args.steps, batch_size=batch, lr=lr, warmup_ratio=0.1,
-                   lora=LoraCfg(r=16, alpha=32, dropout=0.0))  # fmt: skip
+    cfg = TrainCfg(
+        steps=args.steps,
+        batch_size=batch,
+        lr=lr,
+        warmup_ratio=0.1,
+        lora=LoraCfg(r=16, alpha=32, dropout=0.0),
+    )
     examples = long_examples(seq, batch * args.steps)
     res = train_pair(path, examples, "cot", cfg, method, "bf16", SIDES, args.repeats)
     med = {s: median([r["tokens_per_s"] for r in rs]) for s, rs in res["runs"].items() if rs}
@@ -209,17 +243,31 @@ def train_phase(args: argparse.Namespace, path: str, shape: str, seq: int, metho
         {s: flops * v / res["tokens_per_run"] / rate for s, v in med.items()} if flops else {}
     )
     curves = {s: rs[0]["losses"] for s, rs in res["runs"].items() if rs}
-    loss_diff = {s: max(abs(a - b) for a, b in zip(curves["lab"], c, strict=False))
-                 for s, c in curves.items() if s != "lab" and "lab" in curves and c}  # fmt: skip
-    out = {"seq": seq, "method": method, "batch": batch, "steps": args.steps,
-           "tokens_per_s": med, "vs_faster_reference": ratio, "of_bf16_matmul": of_matmul,
-           "max_abs_loss_diff_vs_lab": loss_diff, **res}  # fmt: skip
+    loss_diff = {
+        s: max(abs(a - b) for a, b in zip(curves["lab"], c, strict=False))
+        for s, c in curves.items()
+        if s != "lab" and "lab" in curves and c
+    }
+    out = {
+        "seq": seq,
+        "method": method,
+        "batch": batch,
+        "steps": args.steps,
+        "tokens_per_s": med,
+        "vs_faster_reference": ratio,
+        "of_bf16_matmul": of_matmul,
+        "max_abs_loss_diff_vs_lab": loss_diff,
+        **res,
+    }
     goal = verdict(ratio, GOALS["train_vs_reference"])
     mm = verdict(of_matmul.get("lab"), GOALS["train_of_matmul_2048"]) if seq == 2048 else ""
-    print(f"[gpu_compare] train {method} seq {seq} batch {batch}: tok/s "
-          f"{ {s: round(v) for s, v in med.items()} }; lab vs faster reference {goal}; "
-          f"lab of bf16 matmul {mm or of_matmul.get('lab')}; max |loss diff| {loss_diff}; "
-          f"errors {res['errors'] or 'none'}", flush=True)  # fmt: skip
+    print(
+        f"[gpu_compare] train {method} seq {seq} batch {batch}: tok/s "
+        f"{ {s: round(v) for s, v in med.items()} }; lab vs faster reference {goal}; "
+        f"lab of bf16 matmul {mm or of_matmul.get('lab')}; max |loss diff| {loss_diff}; "
+        f"errors {res['errors'] or 'none'}",
+        flush=True,
+    )
     return out
 
 
@@ -245,20 +293,33 @@ def eval_phase(args: argparse.Namespace, path: str, dtype: str, rate: float) -> 
     train, test = splits["train"][:32], splits["test"]
     V.write_data("arith_mc", train, test)
     lm = LM(model, tok, batch_size=args.eval_batch, progress=False)
-    hflm = HFLM(pretrained=model, tokenizer=tok, batch_size=args.eval_batch,
-                softmax_dtype=torch.float32)  # fmt: skip
+    hflm = HFLM(
+        pretrained=model, tokenizer=tok, batch_size=args.eval_batch, softmax_dtype=torch.float32
+    )
     tm = TaskManager(include_path=str(V.TASKS))
     counter = flop_counter(model)
     n_tok = lambda s: len(tok(s).input_ids)  # noqa: E731
 
     reqs, _, _ = mc_requests(train, test[: args.n_mc], 8, False)
     mc_flops = sum(counter.forward(n_tok(p + q + c), n_tok(c)) for p, q, c in reqs)
-    mc = V.bench_ll(lm, hflm, tm, "lab_arith_mc", train, test, 8, args.n_mc, args.repeats,
-                    goal=GOALS["ll_vs_lmeval"])  # fmt: skip
+    mc = V.bench_ll(
+        lm,
+        hflm,
+        tm,
+        "lab_arith_mc",
+        train,
+        test,
+        8,
+        args.n_mc,
+        args.repeats,
+        goal=GOALS["ll_vs_lmeval"],
+    )
     cot = V.bench_cot(lm, hflm, tm, train, test, args.n_cot, args.repeats, args.max_new)
     prefix = demos_prefix(train[:8], "cot")
-    cot_flops = sum(counter.generate(n_tok(prefix + prompt(ex)), n_tok(o) or 1)
-                    for ex, o in zip(test[: args.n_cot], cot["lab_outputs"], strict=True))  # fmt: skip
+    cot_flops = sum(
+        counter.generate(n_tok(prefix + prompt(ex)), n_tok(o) or 1)
+        for ex, o in zip(test[: args.n_cot], cot["lab_outputs"], strict=True)
+    )
     for r, flops, n in ((mc, mc_flops, args.n_mc), (cot, cot_flops, args.n_cot)):
         r["useful_flops"] = flops
         r["of_matmul"] = {
@@ -267,11 +328,14 @@ def eval_phase(args: argparse.Namespace, path: str, dtype: str, rate: float) -> 
         }
     same = ("same_choice", "identical")
     goals = {"fp32": (1.0, 1.0), "bf16": (GOALS["bf16_same_choice"], GOALS["bf16_same_output"])}
-    print(f"[gpu_compare] eval {dtype}: MC {verdict(mc['ratio'], GOALS['ll_vs_lmeval'])}, same "
-          f"choice {verdict(mc[same[0]], goals[dtype][0])}; CoT "
-          f"{verdict(cot['ratio'], GOALS['gen_vs_lmeval'])}, identical "
-          f"{verdict(cot[same[1]], goals[dtype][1])}; of {dtype} matmul: MC {mc['of_matmul']}, "
-          f"CoT {cot['of_matmul']}", flush=True)  # fmt: skip
+    print(
+        f"[gpu_compare] eval {dtype}: MC {verdict(mc['ratio'], GOALS['ll_vs_lmeval'])}, same "
+        f"choice {verdict(mc[same[0]], goals[dtype][0])}; CoT "
+        f"{verdict(cot['ratio'], GOALS['gen_vs_lmeval'])}, identical "
+        f"{verdict(cot[same[1]], goals[dtype][1])}; of {dtype} matmul: MC {mc['of_matmul']}, "
+        f"CoT {cot['of_matmul']}",
+        flush=True,
+    )
     del lm, hflm, model
     return {"dtype": dtype, "mc": mc, "cot": cot}
 
@@ -307,13 +371,26 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     n, iters = (8192, 20) if device == "cuda" else (256, 4)
     rates = matmul_rates(device, n, iters)
-    report: dict[str, Any] = {"device": torch.cuda.get_device_name(0) if device == "cuda"
-                              else "cpu", "matmul_flops": rates, "goals": GOALS,
-                              "versions": versions(), "args": vars(args), "results": {}}  # fmt: skip
-    print(f"[gpu_compare] {report['device']}: matmul bf16 {rates['bf16'] / 1e12:.2f} TFLOP/s, "
-          f"fp32 {rates['fp32'] / 1e12:.2f}; {report['versions']}", flush=True)  # fmt: skip
-    jobs = plan_jobs(args.shapes.split(","), [int(x) for x in args.seqs.split(",")],
-                     args.methods.split(","), args.dtypes.split(","), args.only.split(","))  # fmt: skip
+    report: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
+        "matmul_flops": rates,
+        "goals": GOALS,
+        "versions": versions(),
+        "args": vars(args),
+        "results": {},
+    }
+    print(
+        f"[gpu_compare] {report['device']}: matmul bf16 {rates['bf16'] / 1e12:.2f} TFLOP/s, "
+        f"fp32 {rates['fp32'] / 1e12:.2f}; {report['versions']}",
+        flush=True,
+    )
+    jobs = plan_jobs(
+        args.shapes.split(","),
+        [int(x) for x in args.seqs.split(",")],
+        args.methods.split(","),
+        args.dtypes.split(","),
+        args.only.split(","),
+    )
     for key, shape, kind, params in jobs:
         if time.time() - T0 > args.budget_s:
             report["results"][key] = {"status": "skipped", "reason": "time budget spent"}

@@ -26,14 +26,28 @@ SIDES = ("lab", "hf_trainer", "trl_sft")
 
 def _reference_args(kind: str, cfg: Any, seed: int, out: str, bf16: bool) -> Any:
     common = dict(
-        output_dir=out, per_device_train_batch_size=cfg.batch_size // cfg.grad_accum,
-        gradient_accumulation_steps=cfg.grad_accum, max_steps=cfg.steps, learning_rate=cfg.lr,
-        lr_scheduler_type="linear", warmup_steps=math.ceil(cfg.warmup_ratio * cfg.steps),
-        weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm, logging_steps=1,
-        save_strategy="no", report_to=[], seed=seed, data_seed=seed, dataloader_num_workers=0,
-        disable_tqdm=True, use_cpu=not torch.cuda.is_available(), remove_unused_columns=False,
-        optim="adamw_torch_fused", bf16=bf16, gradient_checkpointing=cfg.gradient_checkpointing,
-    )  # fmt: skip
+        output_dir=out,
+        per_device_train_batch_size=cfg.batch_size // cfg.grad_accum,
+        gradient_accumulation_steps=cfg.grad_accum,
+        max_steps=cfg.steps,
+        learning_rate=cfg.lr,
+        lr_scheduler_type="linear",
+        warmup_steps=math.ceil(cfg.warmup_ratio * cfg.steps),
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=seed,
+        data_seed=seed,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+        remove_unused_columns=False,
+        optim="adamw_torch_fused",
+        bf16=bf16,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+    )
     if kind == "hf_trainer":
         from transformers import TrainingArguments
 
@@ -42,12 +56,21 @@ def _reference_args(kind: str, cfg: Any, seed: int, out: str, bf16: bool) -> Any
 
     # Pre-tokenised rows with their own labels: TRL's dataset preparation is skipped, the
     # same collator as the other sides builds the batches.
-    return SFTConfig(**common, packing=False, max_length=None,
-                     dataset_kwargs={"skip_prepare_dataset": True})  # fmt: skip
+    return SFTConfig(
+        **common, packing=False, max_length=None, dataset_kwargs={"skip_prepare_dataset": True}
+    )
 
 
-def reference_run(kind: str, path: str, data: list[dict], order: list[int], cfg: Any,
-                  method: str, seed: int, bf16: bool) -> dict[str, Any]:  # fmt: skip
+def reference_run(
+    kind: str,
+    path: str,
+    data: list[dict],
+    order: list[int],
+    cfg: Any,
+    method: str,
+    seed: int,
+    bf16: bool,
+) -> dict[str, Any]:
     """One reference training run ("hf_trainer" or "trl_sft"): loss per step, loop seconds."""
     from accelerate.utils import set_seed
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
@@ -81,9 +104,12 @@ def reference_run(kind: str, path: str, data: list[dict], order: list[int], cfg:
 
     with tempfile.TemporaryDirectory(prefix=f"gpu-compare-{kind}-") as out:
         trainer = InOrder(
-            model=model, args=_reference_args(kind, cfg, seed, out, bf16),
-            train_dataset=train_dataset, data_collator=lambda b: collate(b, pad_id), **extra,
-        )  # fmt: skip
+            model=model,
+            args=_reference_args(kind, cfg, seed, out, bf16),
+            train_dataset=train_dataset,
+            data_collator=lambda b: collate(b, pad_id),
+            **extra,
+        )
         t0 = time.perf_counter()
         metrics = trainer.train().metrics
         wall = time.perf_counter() - t0
@@ -92,19 +118,34 @@ def reference_run(kind: str, path: str, data: list[dict], order: list[int], cfg:
     return {"loop_s": float(metrics.get("train_runtime", wall)), "losses": losses}
 
 
-def lab_run(path: str, examples: list, fmt: str, cfg: Any, method: str, seed: int,
-            precision: str) -> dict[str, Any]:  # fmt: skip
+def lab_run(
+    path: str, examples: list, fmt: str, cfg: Any, method: str, seed: int, precision: str
+) -> dict[str, Any]:
     from train.finetune import finetune
 
     with tempfile.TemporaryDirectory(prefix="gpu-compare-lab-") as out:
-        res = finetune(path, examples, fmt, method, cfg, seed, out, progress=False,
-                       precision=precision)  # fmt: skip
-    return {"loop_s": res.loop_s, "losses": res.losses, "tokens": res.train_tokens,
-            "flops": res.flops}  # fmt: skip
+        res = finetune(
+            path, examples, fmt, method, cfg, seed, out, progress=False, precision=precision
+        )
+    return {
+        "loop_s": res.loop_s,
+        "losses": res.losses,
+        "tokens": res.train_tokens,
+        "flops": res.flops,
+    }
 
 
-def train_pair(path: str, examples: list, fmt: str, cfg: Any, method: str, precision: str,
-               sides: tuple[str, ...], repeats: int, seed: int = 0) -> dict[str, Any]:  # fmt: skip
+def train_pair(
+    path: str,
+    examples: list,
+    fmt: str,
+    cfg: Any,
+    method: str,
+    precision: str,
+    sides: tuple[str, ...],
+    repeats: int,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Every side trained `repeats` times, interleaved (lab, hf, trl, lab, ...): per side
     the runs, median tokens/s (the lab's token count: the same batches) and loss curves."""
     from transformers import AutoTokenizer
@@ -127,8 +168,9 @@ def train_pair(path: str, examples: list, fmt: str, cfg: Any, method: str, preci
                     r = lab_run(path, examples, fmt, cfg, method, seed, precision)
                     assert r["tokens"] == tokens, (r["tokens"], tokens)
                 else:
-                    r = reference_run(side, path, data, order, cfg, method, seed,
-                                      precision == "bf16")  # fmt: skip
+                    r = reference_run(
+                        side, path, data, order, cfg, method, seed, precision == "bf16"
+                    )
             except Exception as e:  # noqa: BLE001 - one side's failure is reported, not fatal
                 errors[side] = f"{type(e).__name__}: {e}"[:300]
                 continue

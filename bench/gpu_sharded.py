@@ -112,9 +112,15 @@ def phase_fsdp_resume(gc: Any, ctx: dict[str, Any]) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     (work / "recipe.yaml").write_text(__import__("json").dumps(rec, indent=1))
     cmd = launch_cmd("accelerate_config_fsdp.yaml", work, max(1, torch.cuda.device_count()))
-    env = {**os.environ, "FTLAB_CACHE": str(ctx["work"] / "cache"), "WANDB_MODE": "disabled",
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "GPU_STUDY_LOG": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "FTLAB_CACHE": str(ctx["work"] / "cache"),
+        "WANDB_MODE": "disabled",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "GPU_STUDY_LOG": "1",
+    }
     deadline = time.time() + min(120, gc.left())
     with open(work / "log.txt", "w") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -103,8 +103,12 @@ def main() -> None:
                 times[mode].append(t.s)
                 print(f"[invariance] {name:>5} {mode:>9} #{rep}: {t.s:6.1f} s  load {load_avg()}")
         fast, inv = median(times["fast"]), median(times["invariant"])
-        row: dict[str, Any] = {"batch_size": bs, "fast_s": times["fast"],
-                               "invariant_s": times["invariant"], "ratio": inv / fast}  # fmt: skip
+        row: dict[str, Any] = {
+            "batch_size": bs,
+            "fast_s": times["fast"],
+            "invariant_s": times["invariant"],
+            "ratio": inv / fast,
+        }
         if name in ("ll", "short"):  # how far batching moves the fast kernels' scores
             at1 = run(LM(model, tok, 1, progress=False))
             row["fast_max_abs_diff_batch1"] = max(
@@ -123,8 +127,11 @@ def main() -> None:
             row["same_outputs_as_fast"] = f"{same}/{len(outs['fast'])}"
         info["runs"][name] = row
         shown = {k: v for k, v in row.items() if "diff" in k or "same" in k}
-        print(f"[invariance] {name}: invariant / fast = {inv:.1f} s / {fast:.1f} s = "
-              f"{inv / fast:.2f}x  {shown}", flush=True)  # fmt: skip
+        print(
+            f"[invariance] {name}: invariant / fast = {inv:.1f} s / {fast:.1f} s = "
+            f"{inv / fast:.2f}x  {shown}",
+            flush=True,
+        )
     save(f"invariance_{args.dtype}", info)
 
 

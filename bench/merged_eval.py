@@ -45,8 +45,9 @@ def demo_recipe(arms: tuple[str, ...], precision: str) -> Any:
     return parse_recipe(data, profile="demo")
 
 
-def evaluate_cell(mode: str, cell: dict[str, Any], recipe: Any, splits: dict, base: str,
-                  probe_texts: list[str]) -> dict[str, Any]:  # fmt: skip
+def evaluate_cell(
+    mode: str, cell: dict[str, Any], recipe: Any, splits: dict, base: str, probe_texts: list[str]
+) -> dict[str, Any]:
     import torch
 
     from eval.evaluate import PromptSpec, evaluate_split
@@ -68,13 +69,22 @@ def evaluate_cell(mode: str, cell: dict[str, Any], recipe: Any, splits: dict, ba
     with Timer() as t_eval, torch.inference_mode():
         for name in ("test", "ood_digits", "ood_steps", "ood_phrasing"):
             preds[name], _ = evaluate_split(
-                lm, splits[name], spec, recipe.eval.max_new_tokens[arm.format],
-                recipe.eval.code_timeout_s, gold_logprob=False,
-            )  # fmt: skip
+                lm,
+                splits[name],
+                spec,
+                recipe.eval.max_new_tokens[arm.format],
+                recipe.eval.code_timeout_s,
+                gold_logprob=False,
+            )
     del lm, model
     gc.collect()
-    return {"load_s": t_load.s, "eval_s": t_eval.s, "merge": merge, "load_avg": load,
-            "preds": preds}  # fmt: skip
+    return {
+        "load_s": t_load.s,
+        "eval_s": t_eval.s,
+        "merge": merge,
+        "load_avg": load,
+        "preds": preds,
+    }
 
 
 def agreement(a: dict[str, list[dict]], b: dict[str, list[dict]]) -> dict[str, Any]:
@@ -115,13 +125,16 @@ def main() -> None:
     timed = args.arms.split(",")
     cells = [json.loads(p.read_text()) for p in sorted(study.glob("cells/*/cell.json"))]
     cells = [c for c in cells if c["cell"]["arm"] in timed]
-    print(f"[merged_eval] study (train + evaluate, merged path) {t_study.s:.0f} s; paths: "
-          + ", ".join(f"{c['cell']['arm']}: {c['train']['eval_merge']}" for c in cells))  # fmt: skip
+    print(
+        f"[merged_eval] study (train + evaluate, merged path) {t_study.s:.0f} s; paths: "
+        + ", ".join(f"{c['cell']['arm']}: {c['train']['eval_merge']}" for c in cells)
+    )
     base = resolve_model(recipe.model, args.cache_dir).path
     splits = build_task(recipe.task)
     probe_texts = [prompt(ex) for ex in splits["test"][:4]]  # the adapter-check prompts
-    runs: dict[str, dict[str, list[dict]]] = {c["cell"]["arm"]: {"unmerged": [], "merged": []}
-                                              for c in cells}  # fmt: skip
+    runs: dict[str, dict[str, list[dict]]] = {
+        c["cell"]["arm"]: {"unmerged": [], "merged": []} for c in cells
+    }
     for rep in range(args.repeats):
         for c in cells:
             arm = c["cell"]["arm"]
@@ -129,13 +142,18 @@ def main() -> None:
             for mode in order:
                 r = evaluate_cell(mode, c, recipe, splits, base, probe_texts)
                 runs[arm][mode].append(r)
-                print(f"[merged_eval] {arm:>11} {mode:>8} #{rep}: eval {r['eval_s']:6.1f} s, "
-                      f"load{'+merge' if mode == 'merged' else ''} {r['load_s']:4.1f} s "
-                      f"(load avg {r['load_avg']})", flush=True)  # fmt: skip
+                print(
+                    f"[merged_eval] {arm:>11} {mode:>8} #{rep}: eval {r['eval_s']:6.1f} s, "
+                    f"load{'+merge' if mode == 'merged' else ''} {r['load_s']:4.1f} s "
+                    f"(load avg {r['load_avg']})",
+                    flush=True,
+                )
     summary: dict[str, Any] = {}
     for arm, modes in runs.items():
-        med = {m: {k: median([r[k] for r in rs]) for k in ("eval_s", "load_s")}
-               for m, rs in modes.items()}  # fmt: skip
+        med = {
+            m: {k: median([r[k] for r in rs]) for k in ("eval_s", "load_s")}
+            for m, rs in modes.items()
+        }
         summary[arm] = {
             "median": med,
             "eval_speedup": med["unmerged"]["eval_s"] / med["merged"]["eval_s"],
@@ -145,23 +163,33 @@ def main() -> None:
             "agreement": agreement(modes["unmerged"][0]["preds"], modes["merged"][0]["preds"]),
         }
         s = summary[arm]
-        print(f"[merged_eval] {arm}: eval median unmerged {med['unmerged']['eval_s']:.1f} s, "
-              f"merged {med['merged']['eval_s']:.1f} s -> {s['eval_speedup']:.2f}x "
-              f"(with load/merge {s['total_speedup']:.2f}x); path {s['merge']['path']}, max "
-              f"|d log p| {s['merge'].get('max_abs_logprob_diff', 0):.3g}; same generation "
-              f"{s['agreement']['same_generation']}/{s['agreement']['examples']}, EM "
-              f"{s['agreement']['exact_match']}")  # fmt: skip
+        print(
+            f"[merged_eval] {arm}: eval median unmerged {med['unmerged']['eval_s']:.1f} s, "
+            f"merged {med['merged']['eval_s']:.1f} s -> {s['eval_speedup']:.2f}x "
+            f"(with load/merge {s['total_speedup']:.2f}x); path {s['merge']['path']}, max "
+            f"|d log p| {s['merge'].get('max_abs_logprob_diff', 0):.3g}; same generation "
+            f"{s['agreement']['same_generation']}/{s['agreement']['examples']}, EM "
+            f"{s['agreement']['exact_match']}"
+        )
     for modes in runs.values():
         for rs in modes.values():
             for r in rs:
                 r["preds"] = {k: [x["generation"] for x in v] for k, v in r["preds"].items()}
-    info.update(precision=args.precision, threads=args.threads, repeats=args.repeats,
-                study_s=t_study.s, study_eval_merge={c["cell"]["arm"]: c["train"]["eval_merge"]
-                                                     for c in cells},
-                study_eval_s={c["cell"]["arm"]: c["compute"]["eval_s"] for c in cells},
-                runs=runs, summary=summary)  # fmt: skip
-    save(f"merged_eval_{args.precision}" + ("" if set(timed) == set(ARMS) else "_" + "_".join(timed)),
-         info)  # fmt: skip
+    info.update(
+        precision=args.precision,
+        threads=args.threads,
+        repeats=args.repeats,
+        study_s=t_study.s,
+        study_eval_merge={c["cell"]["arm"]: c["train"]["eval_merge"] for c in cells},
+        study_eval_s={c["cell"]["arm"]: c["compute"]["eval_s"] for c in cells},
+        runs=runs,
+        summary=summary,
+    )
+    save(
+        f"merged_eval_{args.precision}"
+        + ("" if set(timed) == set(ARMS) else "_" + "_".join(timed)),
+        info,
+    )
 
 
 if __name__ == "__main__":

@@ -117,11 +117,15 @@ def report(
             lin = linear_rate(model, max(1, round(mean_batch))) / rate
             out[ph]["weight_streaming_ceiling"] = ceil
             out[ph]["linear_layers_alone"] = lin
-            mark += (f"; mean batch {mean_batch:.1f}, weight-streaming ceiling {ceil:.0%}, "
-                     f"its linear layers alone at that batch {lin:.0%}")  # fmt: skip
-        print(f"[phases] {name:>14} {ph:>7}: {int(p['calls']):4d} calls {int(p['tokens']):7d} tok "
-              f"{p['s']:7.2f} s {flops / 1e9:8.1f} GFLOP {flops / p['s'] / 1e9:7.1f} GFLOP/s "
-              f"= {frac:5.1%} of the matmul rate{mark}")  # fmt: skip
+            mark += (
+                f"; mean batch {mean_batch:.1f}, weight-streaming ceiling {ceil:.0%}, "
+                f"its linear layers alone at that batch {lin:.0%}"
+            )
+        print(
+            f"[phases] {name:>14} {ph:>7}: {int(p['calls']):4d} calls {int(p['tokens']):7d} tok "
+            f"{p['s']:7.2f} s {flops / 1e9:8.1f} GFLOP {flops / p['s'] / 1e9:7.1f} GFLOP/s "
+            f"= {frac:5.1%} of the matmul rate{mark}"
+        )
     return out
 
 

@@ -40,8 +40,18 @@ def run_once(mode: str, rep: int, args: argparse.Namespace) -> dict:
     env.pop("FTLAB_BASELINE", None)
     if mode == "before":
         env["FTLAB_BASELINE"] = "1"
-    cmd = [sys.executable, "-m", "lab", "run", "recipes/quickstart.yaml", "--profile",
-           args.profile, "--out", str(out), "--quiet"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "lab",
+        "run",
+        "recipes/quickstart.yaml",
+        "--profile",
+        args.profile,
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     if args.cache_dir:
         cmd += ["--cache-dir", args.cache_dir]
     with Timer() as t:
@@ -49,15 +59,17 @@ def run_once(mode: str, rep: int, args: argparse.Namespace) -> dict:
     cells = [json.loads(p.read_text()) for p in sorted(out.glob("cells/*/cell.json"))]
     train_s = sum(c.get("compute", {}).get("train_s", 0.0) for c in cells)
     eval_s = sum(c.get("compute", {}).get("eval_s", 0.0) for c in cells)
-    print(f"[quickstart] {mode:>6} #{rep}: {t.s:7.1f} s wall (train {train_s:.0f} s, eval "
-          f"{eval_s:.0f} s, {len(cells)} cells)", flush=True)  # fmt: skip
+    print(
+        f"[quickstart] {mode:>6} #{rep}: {t.s:7.1f} s wall (train {train_s:.0f} s, eval "
+        f"{eval_s:.0f} s, {len(cells)} cells)",
+        flush=True,
+    )
     return {"wall_s": t.s, "train_s": train_s, "eval_s": eval_s, "out": str(out)}
 
 
 def results(out: str) -> dict[tuple, float]:
     rows = [json.loads(x) for x in Path(out, "results.jsonl").read_text().splitlines() if x]
-    return {(r["cell"], r.get("variant"), r["split"], r["metric"]):
-            r["value"] for r in rows}  # fmt: skip
+    return {(r["cell"], r.get("variant"), r["split"], r["metric"]): r["value"] for r in rows}
 
 
 def main() -> None:
@@ -77,18 +89,28 @@ def main() -> None:
     em = [k for k in a if k[-1] == "exact_match"]
     em_same = sum(a[k] == b[k] for k in em)
     lp_diff = max((abs(a[k] - b[k]) for k in a if k[-1] == "gold_logprob"), default=0.0)
-    med = {m: {k: median([r[k] for r in runs[m]]) for k in ("wall_s", "train_s", "eval_s")}
-           for m in runs}  # fmt: skip
+    med = {
+        m: {k: median([r[k] for r in runs[m]]) for k in ("wall_s", "train_s", "eval_s")}
+        for m in runs
+    }
     info.update(
-        profile=args.profile, threads=args.threads, runs=runs, median=med,
+        profile=args.profile,
+        threads=args.threads,
+        runs=runs,
+        median=med,
         speedup=med["before"]["wall_s"] / med["after"]["wall_s"],
-        exact_match_rows_equal=f"{em_same}/{len(em)}", max_gold_logprob_diff=lp_diff,
-    )  # fmt: skip
+        exact_match_rows_equal=f"{em_same}/{len(em)}",
+        max_gold_logprob_diff=lp_diff,
+    )
     for m in ("before", "after"):
-        print(f"[quickstart] {m:>6}: median wall {med[m]['wall_s']:.1f} s (train "
-              f"{med[m]['train_s']:.0f} s, eval {med[m]['eval_s']:.0f} s)")  # fmt: skip
-    print(f"[quickstart] speed-up {info['speedup']:.2f}x; exact-match rows equal "
-          f"{em_same}/{len(em)}; max |log p(gold) diff| {lp_diff:.2e}")  # fmt: skip
+        print(
+            f"[quickstart] {m:>6}: median wall {med[m]['wall_s']:.1f} s (train "
+            f"{med[m]['train_s']:.0f} s, eval {med[m]['eval_s']:.0f} s)"
+        )
+    print(
+        f"[quickstart] speed-up {info['speedup']:.2f}x; exact-match rows equal "
+        f"{em_same}/{len(em)}; max |log p(gold) diff| {lp_diff:.2e}"
+    )
     save("quickstart", info)
 
 

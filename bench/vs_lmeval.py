@@ -42,7 +42,7 @@ from bench.common import (
     median,
     save,
     torch_dtype,
-)  # fmt: skip
+)
 from bench.workloads import choices_for, mc_requests, per_example_demos, short_examples
 from eval.lm import LM, GenRequest
 from eval.packed import unpacked
@@ -63,9 +63,17 @@ def write_data(stem: str, train: list[Example], test: list[Example], k_pe: int =
         for ex in exs:
             ch, gold = choices_for(ex)
             demos = demos_prefix(per_example_demos(train, ex, k_pe), "answer") if with_demos else ""
-            out.append({"id": ex.id, "question": ex.question, "answer": ex.answer,
-                        "rationale": ex.rationale, "choices": ch, "gold": gold,
-                        "demos": demos})  # fmt: skip
+            out.append(
+                {
+                    "id": ex.id,
+                    "question": ex.question,
+                    "answer": ex.answer,
+                    "rationale": ex.rationale,
+                    "choices": ch,
+                    "gold": gold,
+                    "demos": demos,
+                }
+            )
         return out
 
     atomic_write_jsonl(OUT / "data" / f"{stem}_train.jsonl", rows(train, False))
@@ -104,9 +112,16 @@ def run_lmeval(
 
     with unpacked(hflm.model):  # lm-eval runs the stock linear layers, as it would alone
         res = simple_evaluate(
-            model=hflm, tasks=[task], num_fewshot=k, limit=n, log_samples=True, task_manager=tm,
-            bootstrap_iters=0, verbosity="WARNING", gen_kwargs=gen_kwargs,
-        )  # fmt: skip
+            model=hflm,
+            tasks=[task],
+            num_fewshot=k,
+            limit=n,
+            log_samples=True,
+            task_manager=tm,
+            bootstrap_iters=0,
+            verbosity="WARNING",
+            gen_kwargs=gen_kwargs,
+        )
     return sorted(res["samples"][task], key=lambda s: s["doc_id"])
 
 
@@ -137,9 +152,18 @@ def argmax(xs: list[float]) -> int:
 
 
 def bench_ll(
-    lm: LM, hflm: Any, tm: Any, task: str, train, test, k: int, n: int, repeats: int,
-    per_example: bool = False, goal: float = 3.0,
-) -> dict:  # fmt: skip
+    lm: LM,
+    hflm: Any,
+    tm: Any,
+    task: str,
+    train,
+    test,
+    k: int,
+    n: int,
+    repeats: int,
+    per_example: bool = False,
+    goal: float = 3.0,
+) -> dict:
     test = test[:n]
     golds = [choices_for(ex)[1] for ex in test]
     label = f"{task} k={k}"
@@ -154,9 +178,11 @@ def bench_ll(
             samples = run_lmeval(hflm, tm, task, 0 if per_example else k, n)
         times["lm_eval"].append(t.s)
         times["lm_eval_model"].append(clock.s)
-        print(f"[{label}] repeat {rep}: lab {times['lab'][-1]:.2f} s, "
-              f"lm-eval {times['lm_eval'][-1]:.2f} s (in model calls "
-              f"{times['lm_eval_model'][-1]:.2f} s)")  # fmt: skip
+        print(
+            f"[{label}] repeat {rep}: lab {times['lab'][-1]:.2f} s, "
+            f"lm-eval {times['lm_eval'][-1]:.2f} s (in model calls "
+            f"{times['lm_eval_model'][-1]:.2f} s)"
+        )
     check_prompts(samples, mc_requests(train, test, k, per_example)[2])
     theirs = [[float(r[0][0]) for r in s["resps"]] for s in samples]
     acc_lab = sum(argmax(o) == g for o, g in zip(ours, golds, strict=True)) / n
@@ -168,16 +194,28 @@ def bench_ll(
     lab_s, lm_s = median(times["lab"]), median(times["lm_eval"])
     lm_model_s = median(times["lm_eval_model"])
     out = {
-        "task": task, "k": k, "per_example_demos": per_example, "n": n, "choices": 4, "times_s": times, "lab_ex_per_s": n / lab_s,
-        "lmeval_ex_per_s": n / lm_s, "ratio": lm_s / lab_s, "goal": goal,
+        "task": task,
+        "k": k,
+        "per_example_demos": per_example,
+        "n": n,
+        "choices": 4,
+        "times_s": times,
+        "lab_ex_per_s": n / lab_s,
+        "lmeval_ex_per_s": n / lm_s,
+        "ratio": lm_s / lab_s,
+        "goal": goal,
         "ratio_model_calls_only": lm_model_s / lab_s,
-        "acc_lab": acc_lab, "acc_lmeval": acc_lm, "same_choice": same_pick,
+        "acc_lab": acc_lab,
+        "acc_lmeval": acc_lm,
+        "same_choice": same_pick,
         "max_abs_loglik_diff": diff,
-    }  # fmt: skip
-    print(f"[{label}] n={n}: lab {n / lab_s:.2f} ex/s vs lm-eval {n / lm_s:.3f} ex/s = "
-          f"{lm_s / lab_s:.1f}x (goal >= {goal:g}x; {lm_model_s / lab_s:.1f}x counting only lm-eval's model "
-          f"calls); acc lab {acc_lab:.3f} vs lm-eval {acc_lm:.3f}; "
-          f"same choice {same_pick:.0%}; max |loglik diff| {diff:.1e}")  # fmt: skip
+    }
+    print(
+        f"[{label}] n={n}: lab {n / lab_s:.2f} ex/s vs lm-eval {n / lm_s:.3f} ex/s = "
+        f"{lm_s / lab_s:.1f}x (goal >= {goal:g}x; {lm_model_s / lab_s:.1f}x counting only lm-eval's model "
+        f"calls); acc lab {acc_lab:.3f} vs lm-eval {acc_lm:.3f}; "
+        f"same choice {same_pick:.0%}; max |loglik diff| {diff:.1e}"
+    )
     return out
 
 
@@ -194,9 +232,11 @@ def bench_cot(lm: LM, hflm: Any, tm: Any, train, test, n: int, repeats: int, max
             samples = run_lmeval(hflm, tm, "lab_arith_cot", 8, n, f"max_gen_toks={max_new}")
         times["lm_eval"].append(t.s)
         times["lm_eval_model"].append(clock.s)
-        print(f"[cot] repeat {rep}: lab {times['lab'][-1]:.2f} s, "
-              f"lm-eval {times['lm_eval'][-1]:.2f} s (in model calls "
-              f"{times['lm_eval_model'][-1]:.2f} s)")  # fmt: skip
+        print(
+            f"[cot] repeat {rep}: lab {times['lab'][-1]:.2f} s, "
+            f"lm-eval {times['lm_eval'][-1]:.2f} s (in model calls "
+            f"{times['lm_eval_model'][-1]:.2f} s)"
+        )
     check_prompts(samples, [demos_prefix(demos, "cot") + prompt(ex) for ex in test])
     theirs = [s["resps"][0][0] for s in samples]
     same = [a == b for a, b in zip(ours, theirs, strict=True)]
@@ -204,15 +244,25 @@ def bench_cot(lm: LM, hflm: Any, tm: Any, train, test, n: int, repeats: int, max
     lab_s, lm_s = median(times["lab"]), median(times["lm_eval"])
     lm_model_s = median(times["lm_eval_model"])
     out = {
-        "k": 8, "n": n, "max_new_tokens": max_new, "times_s": times,
-        "lab_ex_per_s": n / lab_s, "lmeval_ex_per_s": n / lm_s, "ratio": lm_s / lab_s,
+        "k": 8,
+        "n": n,
+        "max_new_tokens": max_new,
+        "times_s": times,
+        "lab_ex_per_s": n / lab_s,
+        "lmeval_ex_per_s": n / lm_s,
+        "ratio": lm_s / lab_s,
         "ratio_model_calls_only": lm_model_s / lab_s,
-        "goal": 3.0, "identical": sum(same) / n, "differences": diffs,
-        "lab_outputs": ours, "lmeval_outputs": theirs,
-    }  # fmt: skip
-    print(f"[cot] n={n}: lab {n / lab_s:.2f} ex/s vs lm-eval {n / lm_s:.3f} ex/s = "
-          f"{lm_s / lab_s:.1f}x (goal >= 3x; {lm_model_s / lab_s:.1f}x counting only lm-eval's model "
-          f"calls); identical outputs {sum(same)}/{n}")  # fmt: skip
+        "goal": 3.0,
+        "identical": sum(same) / n,
+        "differences": diffs,
+        "lab_outputs": ours,
+        "lmeval_outputs": theirs,
+    }
+    print(
+        f"[cot] n={n}: lab {n / lab_s:.2f} ex/s vs lm-eval {n / lm_s:.3f} ex/s = "
+        f"{lm_s / lab_s:.1f}x (goal >= 3x; {lm_model_s / lab_s:.1f}x counting only lm-eval's model "
+        f"calls); identical outputs {sum(same)}/{n}"
+    )
     for d in diffs:
         print(f"[cot]   differs: {json.dumps(d)}")
     return out

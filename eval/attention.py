@@ -80,9 +80,16 @@ def folded_sdpa(
     )
     if plain:
         return sdpa_attention_forward(
-            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-            is_causal=is_causal, **kwargs,
-        )  # fmt: skip
+            module,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=dropout,
+            scaling=scaling,
+            is_causal=is_causal,
+            **kwargs,
+        )
     mask = attention_mask
     if mask is not None:
         mask = mask[:, :, :, : key.shape[-2]]
@@ -94,9 +101,15 @@ def folded_sdpa(
 
 
 def _invariant(
-    module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-    mask: torch.Tensor | None, dropout: float, scaling: float | None, **kwargs: Any,
-) -> tuple[torch.Tensor, None]:  # fmt: skip
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor | None,
+    dropout: float,
+    scaling: float | None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """eval/invariant.py's attention, over the shared prefix's layer where there is one."""
     if dropout or kwargs.get("softcap") or kwargs.get("s_aux") is not None:
         raise RuntimeError("batch-invariant attention has no dropout, softcapping or sinks")

@@ -119,10 +119,15 @@ def is_adapter(model: Any) -> bool:
 
 
 def for_evaluation(
-    model: Any, tok: Any, base_path: str, checkpoint: str, precision: str,
-    probe_texts: list[str], tolerance: float | None = None,
+    model: Any,
+    tok: Any,
+    base_path: str,
+    checkpoint: str,
+    precision: str,
+    probe_texts: list[str],
+    tolerance: float | None = None,
     reload: Callable[[], Any] | None = None,
-) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+) -> tuple[Any, dict[str, Any]]:
     """(the model to evaluate, what was done): the fp32-merged copy of the unmerged LoRA
     `model` when its probe log-probabilities are within the tolerance of `model`'s, else
     `model` itself. The tolerance: `tolerance` when given, else the stated rule (module
@@ -159,13 +164,16 @@ def for_evaluation(
         merged = (reload() if model is None else model).to(device)
     _free(device)
     info = {
-        "path": "merged" if keep else "adapter", "tolerance": tolerance, **diff,
+        "path": "merged" if keep else "adapter",
+        "tolerance": tolerance,
+        **diff,
         # each model's distance from the exact (fp32-merged) fine-tuned model
         "vs_exact_max_abs_logprob_diff": {
-            "merged": differences(exact, got)["max_abs_logprob_diff"], "unmerged": noise,
+            "merged": differences(exact, got)["max_abs_logprob_diff"],
+            "unmerged": noise,
         },
         "merge_s": time.perf_counter() - t0,
-    }  # fmt: skip
+    }
     return merged, info
 
 

@@ -84,8 +84,13 @@ def evaluate_split_parallel(
     mine: list[dict[str, Any]] = []
     if idx:
         mine, _ = evaluate_split(
-            lm, [examples[i] for i in idx], spec, max_new_tokens, code_timeout_s,
-            f"{desc} [{state.process_index}]", gold_logprob,
-        )  # fmt: skip
+            lm,
+            [examples[i] for i in idx],
+            spec,
+            max_new_tokens,
+            code_timeout_s,
+            f"{desc} [{state.process_index}]",
+            gold_logprob,
+        )
     preds = gather_in_order(list(zip(idx, mine, strict=True)))
     return preds, summarize(preds)

@@ -133,9 +133,14 @@ def evaluate_task_probe(
     own scoring with the split's fixed prompt (sharded across processes like an eval split).
     The predictions keep the demos' ids, not the demos."""
     preds, metrics = evaluate_split_parallel(
-        lm, examples, task_probe_spec(examples), max_new_tokens, code_timeout_s, desc,
+        lm,
+        examples,
+        task_probe_spec(examples),
+        max_new_tokens,
+        code_timeout_s,
+        desc,
         gold_logprob,
-    )  # fmt: skip
+    )
     for p in preds:
         p["meta"] = {k: v for k, v in p["meta"].items() if k != "demos"}
     return preds, metrics

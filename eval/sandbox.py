@@ -88,13 +88,27 @@ def _launch(mode: str, code: str, tests: str, timeout_s: float) -> tuple:
     workdir = os.path.join(fs.tmp, f"ftlab-sandbox-{secrets.token_hex(6)}")
     env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "PYTHONHASHSEED": "0"}
     cfg = {
-        "mode": mode, "code": code, "tests": tests, "nonce": nonce, "report_fd": report_w,
-        "binds": fs.binds, "links": fs.links, "hide": fs.hide, "keep": fs.keep,
-        "stage": fs.tmp, "workdir": workdir, "env": env,
-        "userns": os.geteuid() != 0, "uid": _UID_BASE + secrets.randbelow(1 << 24),
-        "cpu_s": math.ceil(timeout_s) + 1, "memory_bytes": MEMORY_LIMIT, "pids": PIDS_LIMIT,
-        "file_bytes": FILE_LIMIT, "disk_bytes": DISK_LIMIT, "disk_files": FILES_LIMIT,
-    }  # fmt: skip
+        "mode": mode,
+        "code": code,
+        "tests": tests,
+        "nonce": nonce,
+        "report_fd": report_w,
+        "binds": fs.binds,
+        "links": fs.links,
+        "hide": fs.hide,
+        "keep": fs.keep,
+        "stage": fs.tmp,
+        "workdir": workdir,
+        "env": env,
+        "userns": os.geteuid() != 0,
+        "uid": _UID_BASE + secrets.randbelow(1 << 24),
+        "cpu_s": math.ceil(timeout_s) + 1,
+        "memory_bytes": MEMORY_LIMIT,
+        "pids": PIDS_LIMIT,
+        "file_bytes": FILE_LIMIT,
+        "disk_bytes": DISK_LIMIT,
+        "disk_files": FILES_LIMIT,
+    }
     with (
         tempfile.TemporaryFile() as cfg_f,
         tempfile.TemporaryFile("w+", errors="replace") as out_f,  # any bytes the program wrote
@@ -106,11 +120,22 @@ def _launch(mode: str, code: str, tests: str, timeout_s: float) -> tuple:
         try:
             try:
                 proc = subprocess.Popen(
-                    [os.path.realpath(sys.executable), "-I", "-S", "-c", _CHILD,
-                     str(cfg_f.fileno())],
-                    cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f,
-                    pass_fds=(cfg_f.fileno(), report_w), start_new_session=True,
-                )  # fmt: skip
+                    [
+                        os.path.realpath(sys.executable),
+                        "-I",
+                        "-S",
+                        "-c",
+                        _CHILD,
+                        str(cfg_f.fileno()),
+                    ],
+                    cwd="/",
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out_f,
+                    stderr=err_f,
+                    pass_fds=(cfg_f.fileno(), report_w),
+                    start_new_session=True,
+                )
             finally:
                 os.close(report_w)
             try:

@@ -96,9 +96,11 @@ class Scoring:
 
     @torch.no_grad()
     def next_token_logprobs(
-        self, requests: Sequence[tuple[str, str]], tokens: Sequence[Sequence[int]],
+        self,
+        requests: Sequence[tuple[str, str]],
+        tokens: Sequence[Sequence[int]],
         desc: str = "next-token logprobs",
-    ) -> list[list[float]]:  # fmt: skip
+    ) -> list[list[float]]:
         """For (prefix, context): log p(t | prefix + context) for every token id t in
         `tokens[i]`, from ONE forward pass over the request. The same numbers as
         `loglikelihood` for single-token continuations (e.g. the verbalizers " Yes" / " No"),

@@ -123,8 +123,10 @@ def check(recipe: str, base: Path, tmp: Path, runs: bool, cache: Path) -> bool:
     a, b = (json.loads(dumps[n].read_text()) for n in ("base", "now"))
     diff = _first_diff(a, b, "splits")
     n = sum(len(xs) for sizes in a.values() for xs in sizes.values())
-    print(f"{recipe}: splits {'IDENTICAL' if not diff else 'DIFFER'} ({n} examples)" +
-          (f": {diff}" if diff else ""))  # fmt: skip
+    print(
+        f"{recipe}: splits {'IDENTICAL' if not diff else 'DIFFER'} ({n} examples)"
+        + (f": {diff}" if diff else "")
+    )
     ok &= not diff
     if not runs:
         return ok
@@ -134,20 +136,36 @@ def check(recipe: str, base: Path, tmp: Path, runs: bool, cache: Path) -> bool:
         outs[name] = where / f"{Path(recipe).stem}-run-{name}"
         if name == "base" and (outs[name] / "results.jsonl").exists():
             continue
-        _run(code, ["-m", "lab", "run", str(code / recipe), "--smoke", "--quiet",
-                    "--out", str(outs[name])], {"WANDB_MODE": "disabled"})  # fmt: skip
+        _run(
+            code,
+            [
+                "-m",
+                "lab",
+                "run",
+                str(code / recipe),
+                "--smoke",
+                "--quiet",
+                "--out",
+                str(outs[name]),
+            ],
+            {"WANDB_MODE": "disabled"},
+        )
     FLOAT_DIFFS.clear()
     ra, rb = (_rows(outs[n] / "results.jsonl") for n in ("base", "now"))
     diff = _first_diff(ra, rb, "results.jsonl")
     pa, pb = _preds(outs["base"]), _preds(outs["now"])
     pdiff = _first_diff(pa, pb, "predictions")
     if FLOAT_DIFFS and not diff and not pdiff:
-        print(f"{recipe}: {len(FLOAT_DIFFS)} floats differ within --float-tol "
-              f"(largest relative difference {max(FLOAT_DIFFS):.2e}); everything else identical")  # fmt: skip
-    print(f"{recipe}: smoke results.jsonl {'IDENTICAL' if not diff else 'DIFFER'} "
-          f"({len(ra)} rows); predictions {'IDENTICAL' if not pdiff else 'DIFFER'} "
-          f"({sum(map(len, pa.values()))} in {len(pa)} files)" +
-          "".join(f": {d}" for d in (diff, pdiff) if d))  # fmt: skip
+        print(
+            f"{recipe}: {len(FLOAT_DIFFS)} floats differ within --float-tol "
+            f"(largest relative difference {max(FLOAT_DIFFS):.2e}); everything else identical"
+        )
+    print(
+        f"{recipe}: smoke results.jsonl {'IDENTICAL' if not diff else 'DIFFER'} "
+        f"({len(ra)} rows); predictions {'IDENTICAL' if not pdiff else 'DIFFER'} "
+        f"({sum(map(len, pa.values()))} in {len(pa)} files)"
+        + "".join(f": {d}" for d in (diff, pdiff) if d)
+    )
     return ok and not diff and not pdiff
 
 
@@ -158,16 +176,21 @@ def main() -> int:
     ap.add_argument("--no-runs", action="store_true", help="compare the splits only")
     ap.add_argument("--cache", help="keep the base's dumps and runs here and reuse them")
     ap.add_argument(
-        "--float-tol", type=float, default=0.0,
+        "--float-tol",
+        type=float,
+        default=0.0,
         help="relative tolerance for floats (fp32 reassociation: 1e-5); other values exact",
-    )  # fmt: skip
+    )
     args = ap.parse_args()
     global FLOAT_TOL
     FLOAT_TOL = args.float_tol
     base = subprocess.run(
         ["git", "rev-parse", args.base] if args.base else ["git", "merge-base", "HEAD", "main"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="smoke-identical-") as t:
         tmp = Path(t)
         code = tmp / "base"

@@ -17,10 +17,38 @@ import random
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "data" / "custom_example"
-ITEMS = ["pens", "pencils", "erasers", "markers", "notebooks", "stickers", "rulers", "clips",
-         "folders", "crayons", "batteries", "candles", "soaps", "cups", "plates", "spoons"]  # fmt: skip
-PRODUCTS = ["apples", "oranges", "lemons", "onions", "potatoes", "carrots", "peaches", "limes",
-            "pears", "plums", "melons", "mangoes"]  # fmt: skip
+ITEMS = [
+    "pens",
+    "pencils",
+    "erasers",
+    "markers",
+    "notebooks",
+    "stickers",
+    "rulers",
+    "clips",
+    "folders",
+    "crayons",
+    "batteries",
+    "candles",
+    "soaps",
+    "cups",
+    "plates",
+    "spoons",
+]
+PRODUCTS = [
+    "apples",
+    "oranges",
+    "lemons",
+    "onions",
+    "potatoes",
+    "carrots",
+    "peaches",
+    "limes",
+    "pears",
+    "plums",
+    "melons",
+    "mangoes",
+]
 
 
 def main() -> None:
@@ -33,8 +61,15 @@ def main() -> None:
             continue
         seen.add((item, pack, unit))
         part = "test" if len(rows) % 6 == 5 else "train"
-        rows.append({"qid": f"s{len(rows):03d}", "item": item, "pack": pack,
-                     "price": pack * unit, "part": part})  # fmt: skip
+        rows.append(
+            {
+                "qid": f"s{len(rows):03d}",
+                "item": item,
+                "pack": pack,
+                "price": pack * unit,
+                "part": part,
+            }
+        )
     with open(OUT / "shop.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()

@@ -17,8 +17,14 @@ BURN = (  # 1 s of CPU time, then the right answer: within a 2 s budget however 
     "import time\ndef f(x):\n    t = time.process_time()\n"
     "    while time.process_time() - t < 1.0:\n        pass\n    return 2 * x"
 )
-PROGRAMS = [BURN, BURN, "def f(x):\n    return 2 * x", "def f(x):\n    return 2 * x",
-            "def f(x):\n    return 0", "def f(x):\n    return 0"]  # fmt: skip
+PROGRAMS = [
+    BURN,
+    BURN,
+    "def f(x):\n    return 2 * x",
+    "def f(x):\n    return 2 * x",
+    "def f(x):\n    return 0",
+    "def f(x):\n    return 0",
+]
 TIMEOUT_S = 2.0
 
 
@@ -33,7 +39,7 @@ def code_case() -> list[Example]:
             "",
             meta={"tests": "assert f(1) == 2"},
             output_type="code",
-        )  # fmt: skip
+        )
         for i in range(len(PROGRAMS))
     ]
 

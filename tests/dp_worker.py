@@ -54,8 +54,15 @@ def main() -> None:
     tokens = sum_across(lm.counts["tokens"])
     if state.is_main_process:
         with open(out, "w") as f:
-            json.dump({"preds": preds, "metrics": metrics, "tokens": tokens,
-                       "world": state.num_processes}, f)  # fmt: skip
+            json.dump(
+                {
+                    "preds": preds,
+                    "metrics": metrics,
+                    "tokens": tokens,
+                    "world": state.num_processes,
+                },
+                f,
+            )
 
 
 if __name__ == "__main__":

@@ -24,12 +24,25 @@ def main() -> None:
     splits = build_task(TaskCfg(n_train=16, n_dev=4, n_test=2))
     calls: list[dict[str, float]] = []
     res = finetune(
-        resolve_model("tiny-random", cache).path, splits["train"][:8], "answer", "lora", CFG, 0,
-        f"{out}/ckpt", accelerator=acc, progress=False, dev_examples=splits["dev"],
+        resolve_model("tiny-random", cache).path,
+        splits["train"][:8],
+        "answer",
+        "lora",
+        CFG,
+        0,
+        f"{out}/ckpt",
+        accelerator=acc,
+        progress=False,
+        dev_examples=splits["dev"],
         on_log=calls.append,
-    )  # fmt: skip
-    result = {"calls": calls, "losses": res.losses, "dev_losses": res.dev_losses,
-              "train_tokens": res.train_tokens, "world": acc.num_processes}  # fmt: skip
+    )
+    result = {
+        "calls": calls,
+        "losses": res.losses,
+        "dev_losses": res.dev_losses,
+        "train_tokens": res.train_tokens,
+        "world": acc.num_processes,
+    }
     with open(f"{out}/rank{acc.process_index}.json", "w") as f:
         json.dump(result, f)
 

@@ -80,9 +80,12 @@ def force_fsdp(acc) -> None:  # noqa: ANN001
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
     plugin = FullyShardedDataParallelPlugin(
-        fsdp_version=2, auto_wrap_policy="transformer_based_wrap", reshard_after_forward=True,
-        state_dict_type="SHARDED_STATE_DICT", cpu_ram_efficient_loading=False,
-    )  # fmt: skip
+        fsdp_version=2,
+        auto_wrap_policy="transformer_based_wrap",
+        reshard_after_forward=True,
+        state_dict_type="SHARDED_STATE_DICT",
+        cpu_ram_efficient_loading=False,
+    )
     from accelerate.state import PartialState
 
     acc.state.fsdp_plugin = plugin
@@ -113,10 +116,18 @@ def main() -> None:
         seen = instrument(acc)
         norms = seen["grad_norms"] = []
         res = finetune(
-            path, train, "answer", method, config(method), 0, out_dir / method, accelerator=acc,
-            progress=False, dev_examples=dev,
+            path,
+            train,
+            "answer",
+            method,
+            config(method),
+            0,
+            out_dir / method,
+            accelerator=acc,
+            progress=False,
+            dev_examples=dev,
             on_log=partial(log_norm, norms),
-        )  # fmt: skip
+        )
         if acc.is_main_process:
             write(out_dir / method / "result.json", acc, res, seen)
 

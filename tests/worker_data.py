@@ -21,6 +21,12 @@ def config(method: str) -> TrainCfg:
     its own masks)."""
     lr = 0.1 if method == "lora" else 0.05
     return TrainCfg(
-        steps=6, batch_size=4, lr=lr, schedule="constant", eval_every=2, save_every=0,
-        max_grad_norm=0.05, lora={"r": 4, "alpha": 8, "dropout": 0.0},
-    )  # fmt: skip
+        steps=6,
+        batch_size=4,
+        lr=lr,
+        schedule="constant",
+        eval_every=2,
+        save_every=0,
+        max_grad_norm=0.05,
+        lora={"r": 4, "alpha": 8, "dropout": 0.0},
+    )

@@ -125,6 +125,11 @@ def train_adapter(
     flops = flop_counter(peft_model, "lora").train(tokens, head)
     merged = peft_model.merge_and_unload().to(dtype)  # merged in fp32, then cast
     merged.eval()
-    record = {"tasks": len(tasks), "steps": cfg.steps, "tokens": tokens, "flops": flops,
-              "losses": losses}  # fmt: skip
+    record = {
+        "tasks": len(tasks),
+        "steps": cfg.steps,
+        "tokens": tokens,
+        "flops": flops,
+        "losses": losses,
+    }
     return merged, record

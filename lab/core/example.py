@@ -103,8 +103,12 @@ def usable(examples: list[Example], fmt: str) -> list[Example]:
 def check_formats(arms: Iterable[Any], task: str, train: list[Example]) -> None:
     """A one-line error for the first arm whose format (answer, cot, code) no train example
     of the task supplies a target for (a task without rationales cannot train a CoT arm)."""
-    what = {"answer": "answer (`target`)", "cot": "rationale (`rationale`)",
-            "code": "program (`program`)", "cot_self": "answer (`target`)"}  # fmt: skip
+    what = {
+        "answer": "answer (`target`)",
+        "cot": "rationale (`rationale`)",
+        "code": "program (`program`)",
+        "cot_self": "answer (`target`)",
+    }
     has = [f for f in _FORMAT_FIELD if usable(train, f)]
     for arm in arms:
         if arm.format not in has:

@@ -172,8 +172,15 @@ def sample_formats(n: int, seed: int | str) -> list[PromptFormat]:
         casing, wrap = rng.choice(CASINGS), rng.choice(OPTION_WRAPPERS)
         if "\n" in sep and "\n" not in spacing:
             continue
-        f = PromptFormat(name=f"s{len(out) + 1}", question=q, answer=a, casing=casing,
-                         separator=sep, spacing=spacing, options=wrap)  # fmt: skip
+        f = PromptFormat(
+            name=f"s{len(out) + 1}",
+            question=q,
+            answer=a,
+            casing=casing,
+            separator=sep,
+            spacing=spacing,
+            options=wrap,
+        )
         key = f.model_dump(exclude={"name"}).__repr__()
         if key not in seen:
             seen.add(key)
@@ -190,7 +197,7 @@ NAMED: dict[str, PromptFormat] = {
         PromptFormat(name="input_output", question="Input", answer="Output", spacing=" || "),
         PromptFormat(
             name="newline", question="Problem", answer="Solution", separator=":\n", spacing="\n"
-        ),  # fmt: skip
+        ),
     )
 }
 

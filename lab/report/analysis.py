@@ -15,7 +15,6 @@ import numpy as np
 from eval.contamination import TEMPLATE_SHARE, contamination_table, example_text, seen_texts
 from eval.stats import bootstrap_ci
 from lab.core import fairness
-from lab.core.compute import break_even
 from lab.core.example import ID_EVAL_SPLIT, Example, is_ood, ood_mean_splits
 from lab.core.formats import MAIN, format_variant
 from lab.core.layout import StudyDir
@@ -100,9 +99,22 @@ def comparison(recipe: Recipe, out: Path, rows: list[dict[str, Any]], splits: li
     ood = ood_columns(splits)
     in_mean = ood_mean_splits(splits)
     cells_json = {c: StudyDir(out).cell(c).read() for c in scores.meta}
-    columns = ["arm", "method", "format", "budget", "k / n_train (seen)",
-               "labelled (train + held out + demos)", "seeds", "ID (test)", *ood,
-               "OOD mean", "log p(gold) ID", "log p(gold) OOD", "train FLOPs", "infer FLOPs/ex"]  # fmt: skip
+    columns = [
+        "arm",
+        "method",
+        "format",
+        "budget",
+        "k / n_train (seen)",
+        "labelled (train + held out + demos)",
+        "seeds",
+        "ID (test)",
+        *ood,
+        "OOD mean",
+        "log p(gold) ID",
+        "log p(gold) OOD",
+        "train FLOPs",
+        "infer FLOPs/ex",
+    ]
     table_rows, agg = [], {}
     order = {a.name: i for i, a in enumerate(recipe.arms)}
     budgets = {b: i for i, b in enumerate(recipe.budgets or [])}
@@ -145,13 +157,23 @@ def comparison(recipe: Recipe, out: Path, rows: list[dict[str, Any]], splits: li
             size = f"{size} (fixed set '{meta['demos']}', not from the pool)"
         if meta.get("demos_truncated"):
             size = f"{size} (of {meta['k_requested']}: context)"
-        agg[group] = {"id": id_ci, "ood": ood_ci, "method": meta["method"], "format": meta["format"],
-                      "flops": train_flops + infer * n_eval, "per": per, "logp": logp,
-                      "train_flops": train_flops, "infer": infer, "n_eval": n_eval,
-                      "infer_cached": cached, "prefix_flops": prefix,
-                      "train": cj[0]["train"],  # the first replicate's losses, for the plot
-                      "train_s": statistics.fmean(c["compute"].get("train_s", 0.0) for c in cj),
-                      "eval_s": statistics.fmean(c["compute"].get("eval_s", 0.0) for c in cj)}  # fmt: skip
+        agg[group] = {
+            "id": id_ci,
+            "ood": ood_ci,
+            "method": meta["method"],
+            "format": meta["format"],
+            "flops": train_flops + infer * n_eval,
+            "per": per,
+            "logp": logp,
+            "train_flops": train_flops,
+            "infer": infer,
+            "n_eval": n_eval,
+            "infer_cached": cached,
+            "prefix_flops": prefix,
+            "train": cj[0]["train"],  # the first replicate's losses, for the plot
+            "train_s": statistics.fmean(c["compute"].get("train_s", 0.0) for c in cj),
+            "eval_s": statistics.fmean(c["compute"].get("eval_s", 0.0) for c in cj),
+        }
         table_rows.append(
             [
                 arm,
@@ -168,7 +190,7 @@ def comparison(recipe: Recipe, out: Path, rows: list[dict[str, Any]], splits: li
                 logp["ood"],
                 train_flops or None,
                 infer,
-            ]  # fmt: skip
+            ]
         )
     return Table(columns, table_rows), agg, scores
 
@@ -190,9 +212,10 @@ def matched_pairs(recipe: Recipe, scores: Scores) -> list[tuple[Group, Group]]:
             continue
         n = scores.labelled(group)
         cands = [
-            g for g, im in icl.items()
+            g
+            for g, im in icl.items()
             if g[1] == group[1] and im.get("k", 0) > 0 and im["format"] in (m["format"], "answer")
-        ]  # fmt: skip
+        ]
         cands.sort(
             key=lambda g: (
                 not isinstance(n, int) or scores.labelled(g) != n,
@@ -214,9 +237,13 @@ def paired_table(pairs, scores: Scores, splits: list[str]) -> tuple[Table, list[
     rows, results = [], []
     for ft, icl in pairs:
         n_ft, n_icl = scores.labelled(ft), scores.labelled(icl)
-        res: dict[str, Any] = {"ft": ft, "icl": icl, "labelled": (n_ft, n_icl),
-                               "equal": isinstance(n_ft, int) and n_ft == n_icl,
-                               "has_ood": bool(ood)}  # fmt: skip
+        res: dict[str, Any] = {
+            "ft": ft,
+            "icl": icl,
+            "labelled": (n_ft, n_icl),
+            "equal": isinstance(n_ft, int) and n_ft == n_icl,
+            "has_ood": bool(ood),
+        }
         recorded = all(isinstance(n, int) for n in (n_ft, n_icl))
         cells = ["unequal budgets" if recorded else "not recorded"] * (3 if ood else 1)
         if res["equal"]:
@@ -236,37 +263,15 @@ def paired_table(pairs, scores: Scores, splits: list[str]) -> tuple[Table, list[
         rows.append(
             [f"{ft[0]}" + (f" @ {ft[1]}" if ft[1] is not None else ""), icl[0], labels] + cells
         )
-    cols = ["fine-tuned", "vs ICL", "labelled examples (FT / ICL)", "ID gain (FT - ICL)",
-            "OOD gain (FT - ICL)", "ID gain - OOD gain"][: 4 if not ood else 6]  # fmt: skip
+    cols = [
+        "fine-tuned",
+        "vs ICL",
+        "labelled examples (FT / ICL)",
+        "ID gain (FT - ICL)",
+        "OOD gain (FT - ICL)",
+        "ID gain - OOD gain",
+    ][: 4 if not ood else 6]
     return Table(cols, rows), results
-
-
-def compute_table(agg: dict[Group, dict[str, Any]], pairs: list[tuple[Group, Group]]) -> Table:
-    """The cost view: what each arm costs to build and to query, and — for each FT arm vs its
-    matched k-shot arm — after how many queries fine-tuning's training FLOPs are paid back by
-    its shorter (demo-free) prompts: each prompt run whole (the 2N count), and with the demo
-    prefix computed once and cached (eval/lm.py: the prefix a one-off cost, each query then
-    paying its own tokens and their attention to the prefix; lab/core/compute.py)."""
-    icl_of = dict(pairs)
-    rows = []
-    for g, a in agg.items():
-        even = cached = None  # numbers (W&B sorts them); never paid back: inf
-        if g in icl_of:
-            b = agg[icl_of[g]]
-            even = break_even(a["train_flops"], a["infer"], 0.0, b["infer"])
-            own = a["train_flops"] + a.get("prefix_flops", 0.0)
-            cached = break_even(own, a["infer_cached"], b["prefix_flops"], b["infer_cached"])
-        rows.append([
-            g[0], g[1], a["train_flops"] or None, a["infer"], a.get("prefix_flops") or None,
-            a.get("infer_cached"), a["flops"],
-            round(a["train_s"], 1) if a["train_flops"] else None, round(a["eval_s"], 1),
-            icl_of[g][0] if g in icl_of else None, even, cached,
-        ])  # fmt: skip
-    cols = ["arm", "budget", "train FLOPs", "infer FLOPs/query", "prefix FLOPs (once)",
-            "infer FLOPs/query, prefix cached", "total FLOPs (train + eval set)", "train s",
-            "eval s", "vs ICL", "break-even queries (inf: never)",
-            "break-even, prefix cached"]  # fmt: skip
-    return Table(cols, rows)
 
 
 def answer_arms(recipe: Recipe) -> list[str]:
@@ -288,10 +293,12 @@ def matched_kshot(scores: Scores, fmt: str, k: int) -> Group | None:
         (m["format"] != fmt, -i, g)
         for i, (g, cells) in enumerate(scores.cells.items())
         for m in [scores.meta[cells[0]]]
-        if m["method"] == "icl" and m.get("k") == k and not m.get("demos_fixed")
+        if m["method"] == "icl"
+        and m.get("k") == k
+        and not m.get("demos_fixed")
         and m.get("demos") != "knn"
         and m["format"] in (fmt, "answer")
-    ]  # fmt: skip
+    ]
     return min(found)[2] if found else None
 
 
@@ -317,7 +324,7 @@ def ft_then_icl_rows(rows: list[dict[str, Any]], splits: list[str]) -> list[dict
                 for kind in ("0", "k")
                 for o in (False, True)
             },
-        }  # fmt: skip
+        }
         for a in arms
     ]
 
@@ -342,5 +349,5 @@ def contamination(splits: dict[str, list[Example]], eval_splits: list[str]) -> T
                 r["mostly_seen"],
             ]
             for r in rows
-        ],  # fmt: skip
+        ],
     )

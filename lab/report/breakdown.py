@@ -50,10 +50,13 @@ def breakdowns(
                 count[str(p["meta"][key])] += 1
             columns = [key, "n", *[group_name(g) for g in groups]]
             rows = [
-                [v, count[v], *[statistics.fmean(acc[(g, v)]) if acc[(g, v)] else None
-                                for g in groups]]
+                [
+                    v,
+                    count[v],
+                    *[statistics.fmean(acc[(g, v)]) if acc[(g, v)] else None for g in groups],
+                ]
                 for v in sorted(count)
-            ]  # fmt: skip
+            ]
             out.append((f"`{split}` accuracy per {key}", columns, rows))
     return out
 

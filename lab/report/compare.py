@@ -67,15 +67,22 @@ def load(path: str) -> list[Study]:
     for f in _summaries(out):
         s = read_json(f)
         if "paired" not in s:
-            raise LabError(f"{out}: its report predates `lab compare`; rebuild it with "
-                           f"`python -m lab report {out}`")  # fmt: skip
+            raise LabError(
+                f"{out}: its report predates `lab compare`; rebuild it with "
+                f"`python -m lab report {out}`"
+            )
         cols = s["paired"]["columns"]
-        found.append(Study(
-            out, s.get("study_id") or info.get("study_id") or out.name, s["model"], s["task"],
-            s.get("budgets"), ((info.get("recipe") or {}).get("tracking") or {}).get(
-                "project", "ft-vs-icl"),
-            [dict(zip(cols, r, strict=True)) for r in s["paired"]["rows"]],
-        ))  # fmt: skip
+        found.append(
+            Study(
+                out,
+                s.get("study_id") or info.get("study_id") or out.name,
+                s["model"],
+                s["task"],
+                s.get("budgets"),
+                ((info.get("recipe") or {}).get("tracking") or {}).get("project", "ft-vs-icl"),
+                [dict(zip(cols, r, strict=True)) for r in s["paired"]["rows"]],
+            )
+        )
     if not found:
         raise LabError(
             f"{out}: no report yet; finish the study or run `python -m lab report {out}`"
@@ -103,9 +110,18 @@ def table(studies: list[Study]) -> Table:
                     marks.append("unequal labelled examples: not tested")
                 if len(grids) > 1:
                     marks.append("budget grid differs within the block: compare equal budgets")
-                rows.append([chr(65 + i % 26), s.study_id, str(s.out), model, task,
-                             *[p.get(c) for c in PAIRED[:17]], json.dumps(s.budgets),
-                             "; ".join(marks) or None])  # fmt: skip
+                rows.append(
+                    [
+                        chr(65 + i % 26),
+                        s.study_id,
+                        str(s.out),
+                        model,
+                        task,
+                        *[p.get(c) for c in PAIRED[:17]],
+                        json.dumps(s.budgets),
+                        "; ".join(marks) or None,
+                    ]
+                )
     return Table(list(COLUMNS), rows)
 
 
@@ -156,13 +172,28 @@ def log_wandb(mode: str, studies: list[Study], page: Path, t: Table, figs: dict[
     ids = sorted(f"{s.study_id}|{s.out.resolve()}" for s in studies)
     group = "compare-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:8]
     run = wandb.init(
-        project=studies[0].project, group=group, job_type="compare", name=group, mode=mode,
-        dir=str(page.parent), reinit="create_new", settings=wandb.Settings(console="off", silent=True),
-        config={"studies": [{"study_id": s.study_id, "out_dir": str(s.out.resolve()),
-                             "model": s.model, "task": s.task, "budgets": s.budgets}
-                            for s in studies]},
+        project=studies[0].project,
+        group=group,
+        job_type="compare",
+        name=group,
+        mode=mode,
+        dir=str(page.parent),
+        reinit="create_new",
+        settings=wandb.Settings(console="off", silent=True),
+        config={
+            "studies": [
+                {
+                    "study_id": s.study_id,
+                    "out_dir": str(s.out.resolve()),
+                    "model": s.model,
+                    "task": s.task,
+                    "budgets": s.budgets,
+                }
+                for s in studies
+            ]
+        },
         tags=["compare", *sorted({f"task:{s.task}"[:64] for s in studies})],
-    )  # fmt: skip
+    )
     run.log({"compare": summary_table(t.columns, t.rows)})
     run.log({f"forest_{k}": wandb.Image(str(v)) for k, v in figs.items()})
     run.log({"page": wandb.Html(page.read_text(encoding="utf-8"))})

@@ -13,8 +13,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-QUANTITIES = [("id", "ID gain", "tab:blue"), ("ood", "OOD gain", "tab:orange"),
-              ("gap", "ID gain - OOD gain", "tab:gray")]  # fmt: skip
+QUANTITIES = [
+    ("id", "ID gain", "tab:blue"),
+    ("ood", "OOD gain", "tab:orange"),
+    ("gap", "ID gain - OOD gain", "tab:gray"),
+]
 Row = dict[str, Any]  # label, note (None: tested), and per quantity (estimate, lo, hi) or None
 
 
@@ -51,16 +54,32 @@ def forest(rows: list[Row], path: Path, title: str = "FT minus ICL (paired, 95% 
             if est is None:
                 continue
             d, lo, hi = est
-            ax.errorbar(d, y + offsets[q], xerr=[[d - lo], [hi - d]], fmt="o", color=color,
-                        ms=4, capsize=2, label=None if q in drawn else label)  # fmt: skip
+            ax.errorbar(
+                d,
+                y + offsets[q],
+                xerr=[[d - lo], [hi - d]],
+                fmt="o",
+                color=color,
+                ms=4,
+                capsize=2,
+                label=None if q in drawn else label,
+            )
             drawn.add(q)
     if not drawn:
         ax.set_xlim(-0.5, 0.5)
     ax.axvline(0.0, color="black", lw=0.8)
     mid = sum(ax.get_xlim()) / 2
     for y, note in notes:  # named where its estimates would be, not drawn
-        ax.text(mid, y, note, ha="center", va="center", fontsize=8, color="dimgray",
-                bbox={"facecolor": "white", "edgecolor": "none"})  # fmt: skip
+        ax.text(
+            mid,
+            y,
+            note,
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="dimgray",
+            bbox={"facecolor": "white", "edgecolor": "none"},
+        )
     ax.set_yticks(range(n))
     ax.set_yticklabels([r["label"] for r in reversed(rows)] or [""], fontsize=8)
     ax.set_ylim(-0.6, n - 0.4)

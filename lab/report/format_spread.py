@@ -32,8 +32,14 @@ def over_formats(values: dict[str, float | None]) -> dict[str, Any] | None:
     if not got:
         return None
     lo, hi = min(got, key=got.__getitem__), max(got, key=got.__getitem__)
-    return {"mean": statistics.fmean(got.values()), "min": got[lo], "min_format": lo,
-            "max": got[hi], "max_format": hi, "n_formats": len(got)}  # fmt: skip
+    return {
+        "mean": statistics.fmean(got.values()),
+        "min": got[lo],
+        "min_format": lo,
+        "max": got[hi],
+        "max_format": hi,
+        "n_formats": len(got),
+    }
 
 
 def spread(
@@ -56,18 +62,30 @@ def spread(
             }
             for n in names
         }
-        arms.append({
-            "group": group, "method": meta["method"], "format": meta["format"], "acc": acc,
-            "id": over_formats({n: a["id"] for n, a in acc.items()}),
-            "ood": over_formats({n: a["ood"] for n, a in acc.items()}),
-            "shift": meta["method"] != "icl",  # trained in the main format only
-        })  # fmt: skip
+        arms.append(
+            {
+                "group": group,
+                "method": meta["method"],
+                "format": meta["format"],
+                "acc": acc,
+                "id": over_formats({n: a["id"] for n, a in acc.items()}),
+                "ood": over_formats({n: a["ood"] for n, a in acc.items()}),
+                "shift": meta["method"] != "icl",  # trained in the main format only
+            }
+        )
     tested = []
     for pair in pairs:
         results = {n: paired_table([pair], per[n], splits)[1][0] for n in names}
         words = {n: verdict.decision(r) for n, r in results.items()}
-        tested.append({"ft": pair[0], "icl": pair[1], "results": results, "words": words,
-                       "holds": len(set(words.values())) == 1})  # fmt: skip
+        tested.append(
+            {
+                "ft": pair[0],
+                "icl": pair[1],
+                "results": results,
+                "words": words,
+                "holds": len(set(words.values())) == 1,
+            }
+        )
     return {"formats": names, "arms": arms, "pairs": tested}
 
 

@@ -17,11 +17,37 @@ from typing import Any
 from lab.core.formats import MAIN, PromptFormat
 from lab.report.table import Table
 
-SPREAD = ["arm", "budget", "method", "formats", "id_mean", "id_min", "id_min_format", "id_max",
-          "id_max_format", "ood_mean", "ood_min", "ood_min_format", "ood_max", "ood_max_format",
-          "format_shift"]  # fmt: skip
-VERDICTS = ["arm", "baseline", "budget", "prompt_format", "id_gain", "id_p", "ood_gain", "ood_p",
-            "gap", "gap_p", "verdict", "same_as_main"]  # fmt: skip
+SPREAD = [
+    "arm",
+    "budget",
+    "method",
+    "formats",
+    "id_mean",
+    "id_min",
+    "id_min_format",
+    "id_max",
+    "id_max_format",
+    "ood_mean",
+    "ood_min",
+    "ood_min_format",
+    "ood_max",
+    "ood_max_format",
+    "format_shift",
+]
+VERDICTS = [
+    "arm",
+    "baseline",
+    "budget",
+    "prompt_format",
+    "id_gain",
+    "id_p",
+    "ood_gain",
+    "ood_p",
+    "gap",
+    "gap_p",
+    "verdict",
+    "same_as_main",
+]
 
 
 def formats_table(names: list[str], known: list[PromptFormat]) -> Table:
@@ -41,12 +67,19 @@ def _stats(x: dict[str, Any] | None) -> list[Any]:
 
 def spread_table(data: dict[str, Any]) -> Table:
     rows = [
-        [a["group"][0], a["group"][1], a["method"], len(data["formats"]), *_stats(a["id"]),
-         *_stats(a["ood"]),
-         "trained in the main format: the others are a prompt-format shift" if a["shift"]
-         else "prompted in each format"]
+        [
+            a["group"][0],
+            a["group"][1],
+            a["method"],
+            len(data["formats"]),
+            *_stats(a["id"]),
+            *_stats(a["ood"]),
+            "trained in the main format: the others are a prompt-format shift"
+            if a["shift"]
+            else "prompted in each format",
+        ]
         for a in data["arms"]
-    ]  # fmt: skip
+    ]
     return Table(list(SPREAD), rows)
 
 
@@ -67,8 +100,17 @@ def verdicts_table(data: dict[str, Any]) -> Table:
             for q in ("id", "ood", "gap"):
                 x = res.get(q) if res["equal"] else None
                 nums += [float(x["diff"]), float(x["p_value"])] if x else [None, None]
-            rows.append([p["ft"][0], p["icl"][0], p["ft"][1], n, *nums, p["words"][n],
-                         p["words"][n] == p["words"][MAIN]])  # fmt: skip
+            rows.append(
+                [
+                    p["ft"][0],
+                    p["icl"][0],
+                    p["ft"][1],
+                    n,
+                    *nums,
+                    p["words"][n],
+                    p["words"][n] == p["words"][MAIN],
+                ]
+            )
     return Table(list(VERDICTS), rows)
 
 
@@ -76,10 +118,14 @@ def holds_table(data: dict[str, Any]) -> Table:
     """One row per pair: its verdict under each format (columns) and whether it holds."""
     names = data["formats"]
     rows = [
-        [p["ft"][0] + (f" @ {p['ft'][1]}" if p["ft"][1] is not None else ""), p["icl"][0],
-         *[p["words"][n] for n in names], "yes" if p["holds"] else "no"]
+        [
+            p["ft"][0] + (f" @ {p['ft'][1]}" if p["ft"][1] is not None else ""),
+            p["icl"][0],
+            *[p["words"][n] for n in names],
+            "yes" if p["holds"] else "no",
+        ]
         for p in data["pairs"]
-    ]  # fmt: skip
+    ]
     return Table(["fine-tuned", "vs ICL", *names, "holds under every format"], rows)
 
 
@@ -87,14 +133,20 @@ def markdown(data: dict[str, Any], known: list[PromptFormat]) -> list[str]:
     """The report's section on the spread (lines of report.md)."""
     n = len(data["formats"])
     return [
-        "## Prompt-format spread (eval.formats)", "",
+        "## Prompt-format spread (eval.formats)",
+        "",
         f"Every arm evaluated in {n} prompt formats: the main one (`{MAIN}`, the lab's template) "
         "and the others of `eval.formats` (lab/core/formats.py). Prompted arms see demos and "
         "question in each format; fine-tuned arms were trained in the main format only, so "
         "their other formats are also a prompt-format shift. Accuracy: mean over the study's "
-        "cells; min and max name their format.", "",
-        formats_table(data["formats"], known).render(), "",
-        spread_table(data).render(), "",
-        "Paired verdict (the same paired bootstrap as above) under each format:", "",
-        holds_table(data).render() if data["pairs"] else "(no FT/ICL pair in this study)", "",
-    ]  # fmt: skip
+        "cells; min and max name their format.",
+        "",
+        formats_table(data["formats"], known).render(),
+        "",
+        spread_table(data).render(),
+        "",
+        "Paired verdict (the same paired bootstrap as above) under each format:",
+        "",
+        holds_table(data).render() if data["pairs"] else "(no FT/ICL pair in this study)",
+        "",
+    ]

@@ -51,10 +51,17 @@ def _models(out: Path, recipe: Recipe, rows: list[dict[str, Any]]) -> list[dict[
     for i, m in enumerate(recipe.models):
         rows_m = [r for r in rows if r["model"] == m]
         if rows_m:
-            found.append({"index": i, "model": m, "tag": model_tag(i, m), "rows": rows_m,
-                          "n_params": rows_m[0]["n_params"],
-                          "fingerprint": rows_m[0]["model_fingerprint"],
-                          "scores": Scores(out, rows_m)})  # fmt: skip
+            found.append(
+                {
+                    "index": i,
+                    "model": m,
+                    "tag": model_tag(i, m),
+                    "rows": rows_m,
+                    "n_params": rows_m[0]["n_params"],
+                    "fingerprint": rows_m[0]["model_fingerprint"],
+                    "scores": Scores(out, rows_m),
+                }
+            )
     return sorted(found, key=lambda m: (m["n_params"], m["index"]))
 
 
@@ -105,13 +112,29 @@ def metrics_table(points: dict) -> tuple[Table, dict[str, Any]]:
                     continue
                 m = scaling_metrics([p[0] for p in pts], [p[1] for p in pts])
                 curve = " → ".join(f"{p[1]:.3f}" for p in sorted(pts, key=lambda p: p[0]))
-                rows.append([arm, split, metric, m["linearity"], m["breakthroughness"],
-                             m["improvement"], curve])  # fmt: skip
+                rows.append(
+                    [
+                        arm,
+                        split,
+                        metric,
+                        m["linearity"],
+                        m["breakthroughness"],
+                        m["improvement"],
+                        curve,
+                    ]
+                )
                 for k in ("linearity", "breakthroughness"):
                     v = m[k]
                     values[f"ladder/{arm}/{split}/{metric}/{k}"] = v if math.isfinite(v) else str(v)
-    cols = ["arm", "split", "metric", "linearity L", "breakthroughness B", "I_y",
-            "curve (small → large)"]  # fmt: skip
+    cols = [
+        "arm",
+        "split",
+        "metric",
+        "linearity L",
+        "breakthroughness B",
+        "I_y",
+        "curve (small → large)",
+    ]
     return Table(cols, rows), values
 
 
@@ -171,11 +194,23 @@ def results_table(recipe: Recipe, points: dict, models: list[dict[str, Any]]) ->
     rows = []
     for arm in recipe.arms:
         for m in models:
-            cis = [get(arm.name, metric, split, m["model"])
-                   for metric in ("exact_match", "gold_logprob") for split in ("ID", "OOD")]  # fmt: skip
+            cis = [
+                get(arm.name, metric, split, m["model"])
+                for metric in ("exact_match", "gold_logprob")
+                for split in ("ID", "OOD")
+            ]
             rows.append([arm.name, arm.method, arm.format, m["tag"], human(m["n_params"]), *cis])
-    cols = ["arm", "method", "format", "model", "params", "ID exact match", "OOD exact match",
-            "ID log p(gold)", "OOD log p(gold)"]  # fmt: skip
+    cols = [
+        "arm",
+        "method",
+        "format",
+        "model",
+        "params",
+        "ID exact match",
+        "OOD exact match",
+        "ID log p(gold)",
+        "OOD log p(gold)",
+    ]
     return Table(cols, rows)
 
 
@@ -248,33 +283,59 @@ def write_ladder_report(
         for m in models
     ]
     md = [
-        f"# {recipe.name} (model ladder)", "", recipe.description.strip(), "",
-        f"**Summary.** {head}" if head else "", "",
-        "## Models (smallest first; every model runs the same cells: data, seeds, budgets)", "",
-        *model_lines, "",
+        f"# {recipe.name} (model ladder)",
+        "",
+        recipe.description.strip(),
+        "",
+        f"**Summary.** {head}" if head else "",
+        "",
+        "## Models (smallest first; every model runs the same cells: data, seeds, budgets)",
+        "",
+        *model_lines,
+        "",
         f"- task: `{recipe.task.name}`; data seeds {recipe.seeds}; budgets {recipe.budgets or '-'}; "
         "each arm at its largest budget; mean [95% bootstrap CI over seeds and examples]",
-        "", "## Accuracy and log p(gold) per arm and model", "", table.render(), "",
-        "## BIG-bench scaling metrics (Srivastava et al. 2022, App. B; eval/scaling.py)", "",
+        "",
+        "## Accuracy and log p(gold) per arm and model",
+        "",
+        table.render(),
+        "",
+        "## BIG-bench scaling metrics (Srivastava et al. 2022, App. B; eval/scaling.py)",
+        "",
         f"L = I_y / RMS(steps), B = I_y / root-median-square(steps), I_y = signed range. {note}",
-        "", mtable.render() if mtable.rows else "(needs at least 2 models)", "",
-        "## CoT gain vs size (CoT - direct answer, exact match, paired bootstrap)", "",
-        gtable.render() if gtable.rows else "(no CoT / direct-answer arm pair in this study)", "",
-        "## Per model: the one-sentence answer and the results table", "",
-    ]  # fmt: skip
+        "",
+        mtable.render() if mtable.rows else "(needs at least 2 models)",
+        "",
+        "## CoT gain vs size (CoT - direct answer, exact match, paired bootstrap)",
+        "",
+        gtable.render() if gtable.rows else "(no CoT / direct-answer arm pair in this study)",
+        "",
+        "## Per model: the one-sentence answer and the results table",
+        "",
+    ]
     for m in models:
         s = subs[m["model"]]
-        md += [f"### {m['tag']} ({m['model']})", "", f"**Answer.** {s.headline}" if s.headline
-               else "", "", s.table.render(), ""]  # fmt: skip
+        md += [
+            f"### {m['tag']} ({m['model']})",
+            "",
+            f"**Answer.** {s.headline}" if s.headline else "",
+            "",
+            s.table.render(),
+            "",
+        ]
     md += ["## Plots", "", *[f"![{k}](plots/{Path(v).name})" for k, v in figs.items()], ""]
     atomic_write_text(rdir / "report.md", "\n".join(md))
     atomic_write_text(
         rdir / "index.html",
         _html(recipe, head, table, mtable, gtable, note, subs, models, figs),
     )
-    data = {"headline": head, "models": [{k: m[k] for k in ("model", "tag", "n_params",
-            "fingerprint")} for m in models], "points": points, "gains": gains,
-            "scaling_metrics": {"columns": mtable.columns, "rows": mtable.rows}}  # fmt: skip
+    data = {
+        "headline": head,
+        "models": [{k: m[k] for k in ("model", "tag", "n_params", "fingerprint")} for m in models],
+        "points": points,
+        "gains": gains,
+        "scaling_metrics": {"columns": mtable.columns, "rows": mtable.rows},
+    }
     atomic_write_text(rdir / "ladder.json", json.dumps(data, default=str, indent=1))
     tables = {"scaling_metrics": mtable, "cot_gain": gtable}
     for m in models:
@@ -283,8 +344,17 @@ def write_ladder_report(
     tables = {k: t for k, t in tables.items() if t.rows}
     cells = [c for s in subs.values() for c in s.cells]
     first = next(iter(subs.values()))
-    return Summary(table, head, figs, None, tables, values, cells=cells, notes=first.notes,
-                   verdicts=[f"{m['tag']}: {v}" for m in models for v in subs[m["model"]].verdicts])  # fmt: skip
+    return Summary(
+        table,
+        head,
+        figs,
+        None,
+        tables,
+        values,
+        cells=cells,
+        notes=first.notes,
+        verdicts=[f"{m['tag']}: {v}" for m in models for v in subs[m["model"]].verdicts],
+    )
 
 
 def _html(recipe, head, table, mtable, gtable, note, subs, models, figs) -> str:

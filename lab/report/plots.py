@@ -48,11 +48,16 @@ def id_vs_ood(points: list[dict[str, Any]], path: Path, styles: Styles) -> Path:
     for p in points:
         st = styles[p["label"]]
         ax.errorbar(
-            p["id"][0], p["ood"][0],
+            p["id"][0],
+            p["ood"][0],
             xerr=[[p["id"][0] - p["id"][1]], [p["id"][2] - p["id"][0]]],
             yerr=[[p["ood"][0] - p["ood"][1]], [p["ood"][2] - p["ood"][0]]],
-            fmt=st["marker"], color=st["color"], capsize=3, ms=7, label=p["label"],
-        )  # fmt: skip
+            fmt=st["marker"],
+            color=st["color"],
+            capsize=3,
+            ms=7,
+            label=p["label"],
+        )
     ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=0.8, label="OOD = ID")
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
@@ -145,8 +150,11 @@ def ft_then_icl(rows: list[dict[str, Any]], path: Path) -> Path:
     ax.set_xticks(range(len(rows)), labels, rotation=20, ha="right")
     ax.set_ylim(0, 1)
     ax.set_ylabel("exact match")
-    ax.set_title("Does fine-tuning keep in-context learning?\n(FT model at k = 0 vs with k demos; "
-                 "dotted: the base model k-shot, ID)", fontsize=10)  # fmt: skip
+    ax.set_title(
+        "Does fine-tuning keep in-context learning?\n(FT model at k = 0 vs with k demos; "
+        "dotted: the base model k-shot, ID)",
+        fontsize=10,
+    )
     ax.legend(fontsize=8)
     return _save(fig, path)
 
@@ -156,8 +164,13 @@ def training_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], path:
     for arm, c in curves.items():
         (line,) = ax.plot(*zip(*c["train"], strict=True), label=f"{arm} train", alpha=0.6)
         if c.get("dev"):
-            ax.plot(*zip(*c["dev"], strict=True), marker="o", ls="--", color=line.get_color(),
-                    label=f"{arm} ID dev")  # fmt: skip
+            ax.plot(
+                *zip(*c["dev"], strict=True),
+                marker="o",
+                ls="--",
+                color=line.get_color(),
+                label=f"{arm} ID dev",
+            )
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (answer tokens)")
     ax.set_title("Training and ID-dev loss (checkpoint selection uses ID dev only)")

@@ -25,7 +25,6 @@ from lab.report.analysis import (
     Scores,
     answer_arms,
     comparison,
-    compute_table,
     contamination,
     ft_then_icl_rows,
     headline,
@@ -35,6 +34,7 @@ from lab.report.analysis import (
     paired_table,
 )
 from lab.report.breakdown import breakdowns, brier_table, calibration_table
+from lab.report.cost import compute_table
 from lab.report.probe_tables import probe_table
 from lab.report.table import CSS, Summary, Table
 
@@ -48,12 +48,24 @@ def _figures(
     top = {}  # arm -> its group at the largest budget
     for g in agg:
         top[g[0]] = g
-    pts = [{"label": a, "method": agg[g]["method"], "id": agg[g]["id"], "ood": agg[g]["ood"]}
-           for a, g in top.items() if agg[g]["ood"]]  # fmt: skip
+    pts = [
+        {"label": a, "method": agg[g]["method"], "id": agg[g]["id"], "ood": agg[g]["ood"]}
+        for a, g in top.items()
+        if agg[g]["ood"]
+    ]
     if pts:
         figs["id_vs_ood"] = str(plots.id_vs_ood(pts, fig_dir / "id_vs_ood.png", styles))
-        cost = [{"label": g[0], "method": a["method"], "flops": a["flops"], "id": a["id"][0],
-                 "ood": a["ood"][0]} for g, a in agg.items() if a["ood"]]  # fmt: skip
+        cost = [
+            {
+                "label": g[0],
+                "method": a["method"],
+                "flops": a["flops"],
+                "id": a["id"][0],
+                "ood": a["ood"][0],
+            }
+            for g, a in agg.items()
+            if a["ood"]
+        ]
         figs["cost_matched"] = str(plots.cost_matched(cost, fig_dir / "cost_matched.png", styles))
     bars = {
         a: {"ID": agg[g]["id"][0], **{s: agg[g]["per"][s][0] for s in agg[g]["per"]}}
@@ -98,8 +110,14 @@ def _figures(
     return figs
 
 
-def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: dict[str, Any],
-                 splits: dict[str, list[Example]], rdir: Path | None = None) -> Summary:  # fmt: skip
+def write_report(
+    out: Path,
+    recipe: Recipe,
+    rows: list[dict[str, Any]],
+    info: dict[str, Any],
+    splits: dict[str, list[Example]],
+    rdir: Path | None = None,
+) -> Summary:
     """The report of one base model's study, in `rdir` (default OUT/report)."""
     rdir = rdir or out / "report"
     eval_splits = info["eval_splits"]
@@ -121,10 +139,18 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
     if head and spread_pick:
         head += " " + verdict.formats_clause(spread_pick["words"], MAIN)
     spread_md = format_tables.markdown(spread, recipe.prompt_formats()) if spread else []
-    spread_sections = [
-        ("format_spread", "Prompt-format spread (eval.formats)", format_tables.spread_table(spread)),
-        ("format_holds", "Verdict under each prompt format", format_tables.holds_table(spread)),
-    ] if spread else []  # fmt: skip
+    spread_sections = (
+        [
+            (
+                "format_spread",
+                "Prompt-format spread (eval.formats)",
+                format_tables.spread_table(spread),
+            ),
+            ("format_holds", "Verdict under each prompt format", format_tables.holds_table(spread)),
+        ]
+        if spread
+        else []
+    )
     contam = contamination(splits, eval_splits)
     sizes = ", ".join(f"{k}={v}" for k, v in info["split_sizes"].items())
     breakdown = _breakdown_tables(scores, eval_splits)
@@ -132,33 +158,58 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
     probes = Table(*probe_table(rows, arm_names))
     task_probes = Table(*probe_table(rows, arm_names, cross_task=True))
     probe_sections = [
-        (probes, "Generic-reasoning probes",
-         "Exact match per subtask and the macro average over subtasks (mean over cells). "
-         "BBH: the standard 3-shot CoT prompts, whatever the arm's demos or weights."),
-        (task_probes, "Cross-task probes",
-         "Exact match on eval splits of other tasks of the lab, scored as those tasks score "
-         "them, and the macro average over each probed task's splits (mean over cells). One "
-         "fixed prompt per probed task (its k demos from its own train pool) for every arm: "
-         "does fine-tuning on this task help or hurt the others?"),
-    ]  # fmt: skip
+        (
+            probes,
+            "Generic-reasoning probes",
+            "Exact match per subtask and the macro average over subtasks (mean over cells). "
+            "BBH: the standard 3-shot CoT prompts, whatever the arm's demos or weights.",
+        ),
+        (
+            task_probes,
+            "Cross-task probes",
+            "Exact match on eval splits of other tasks of the lab, scored as those tasks score "
+            "them, and the macro average over each probed task's splits (mean over cells). One "
+            "fixed prompt per probed task (its k demos from its own train pool) for every arm: "
+            "does fine-tuning on this task help or hurt the others?",
+        ),
+    ]
     probe_sections = [(t, title, text) for t, title, text in probe_sections if t.rows]
     in_mean = ood_mean_splits(eval_splits)
     second = [s for s in ood_columns(eval_splits) if s not in in_mean]
-    mean_md = [
-        "- OOD mean: pooled over the examples of " + ", ".join(f"`{s}`" for s in in_mean)
-        + "".join(f"; `{s}` has its column but is not in the mean (it scores the problems of "
-                  f"`{SECOND_SCORINGS[s]}` a second way)" for s in second)
-    ] if second else []  # fmt: skip
+    mean_md = (
+        [
+            "- OOD mean: pooled over the examples of "
+            + ", ".join(f"`{s}`" for s in in_mean)
+            + "".join(
+                f"; `{s}` has its column but is not in the mean (it scores the problems of "
+                f"`{SECOND_SCORINGS[s]}` a second way)"
+                for s in second
+            )
+        ]
+        if second
+        else []
+    )
     probe_md = [
         line
         for t, title, text in probe_sections
-        for line in (f"## {title} (every arm, each probe's own fixed prompt)", "", text, "",
-                     t.render(), "")
-    ]  # fmt: skip
+        for line in (
+            f"## {title} (every arm, each probe's own fixed prompt)",
+            "",
+            text,
+            "",
+            t.render(),
+            "",
+        )
+    ]
     top = [f"- {v}" for v in verdicts] + (["", "![forest](plots/forest.png)"] if verdicts else [])
     md = [
-        f"# {recipe.name}", "", *(["## Verdict per compared pair", "", *top, ""] if top else []),
-        f"**Answer.** {head}" if head else "", "", recipe.description.strip(), "",
+        f"# {recipe.name}",
+        "",
+        *(["## Verdict per compared pair", "", *top, ""] if top else []),
+        f"**Answer.** {head}" if head else "",
+        "",
+        recipe.description.strip(),
+        "",
         f"- model: `{recipe.model}` (weights fingerprint `{info['model']['fingerprint']}`, the same for every arm)",
         f"- task: `{recipe.task.name}` (seed {recipe.task.seed}; {sizes}; train pool {info.get('pool_size')})",
         f"- data seeds {recipe.seeds}; train seeds {recipe.train_seeds or 'same as data'}; "
@@ -168,58 +219,112 @@ def write_report(out: Path, recipe: Recipe, rows: list[dict[str, Any]], info: di
         "- log p(gold): mean log-probability of ' <gold answer>' right after the prompt: the smooth "
         "metric; for CoT and code arms it measures answering directly, without the rationale",
         *mean_md,
-        "", "## Fairness", "", *fairness.guarantees(recipe),
-        "", "## Splits", "", *[f"- `{k}`: {v}" for k, v in info["task"]["splits"].items()],
-        "", "## Results", "", table.render(), "",
+        "",
+        "## Fairness",
+        "",
+        *fairness.guarantees(recipe),
+        "",
+        "## Splits",
+        "",
+        *[f"- `{k}`: {v}" for k, v in info["task"]["splits"].items()],
+        "",
+        "## Results",
+        "",
+        table.render(),
+        "",
         *probe_md,
-        "## Fine-tuning vs prompting (paired bootstrap on the same examples)", "",
-        ptable.render() if ptable.rows else "(no FT/ICL pair in this study)", "",
+        "## Fine-tuning vs prompting (paired bootstrap on the same examples)",
+        "",
+        ptable.render() if ptable.rows else "(no FT/ICL pair in this study)",
+        "",
         *spread_md,
-        "## Compute (means per cell; FLOPs counted as in lab/core/compute.py, LoRA honestly)", "",
-        ctable.render(), "",
-        "## Contamination (word 8-grams of eval examples in what the model saw)", "",
+        "## Compute (means per cell; FLOPs counted as in lab/core/compute.py, LoRA honestly)",
+        "",
+        ctable.render(),
+        "",
+        "## Contamination (word 8-grams of eval examples in what the model saw)",
+        "",
         "Eval examples (question, answer, rationale, program) against everything the model may "
         "have seen: the train pool, the dev split, fixed demo sets. Words present in at least "
         f"{TEMPLATE_SHARE:.0%} of those texts are the task's template and are dropped first, "
         "so that only 8-grams made at least half of varying content (numbers, names, the words "
         "of a problem) count. `70%+ seen`: examples with at least 70% of their 8-grams in what "
-        "the model saw (near-copies).", "",
-        contam.render(), "",
+        "the model saw (near-copies).",
+        "",
+        contam.render(),
+        "",
         *[x for _k, title, t in breakdown for x in (f"## {title}", "", t.render(), "")],
-        "## Plots", "", *[f"![{k}](plots/{Path(v).name})" for k, v in figs.items()], "",
-    ]  # fmt: skip
+        "## Plots",
+        "",
+        *[f"![{k}](plots/{Path(v).name})" for k, v in figs.items()],
+        "",
+    ]
     atomic_write_text(rdir / "report.md", "\n".join(md))
     page = _html(
-        recipe, head, verdicts, table, ptable, ctable, contam, figs, md,
-        [*spread_sections, *breakdown], probe_sections,
-    )  # fmt: skip
+        recipe,
+        head,
+        verdicts,
+        table,
+        ptable,
+        ctable,
+        contam,
+        figs,
+        md,
+        [*spread_sections, *breakdown],
+        probe_sections,
+    )
     atomic_write_text(rdir / "index.html", page)
-    study = {"study_id": info.get("study_id"), "name": recipe.name, "model": str(recipe.model),
-             "task": recipe.task.name, "budgets": recipe.budgets}  # fmt: skip
-    data = {"headline": head, "verdicts": verdicts, "columns": table.columns, "rows": table.rows,
-            **study, "paired": {"columns": typed.columns, "rows": typed.rows}}  # fmt: skip
+    study = {
+        "study_id": info.get("study_id"),
+        "name": recipe.name,
+        "model": str(recipe.model),
+        "task": recipe.task.name,
+        "budgets": recipe.budgets,
+    }
+    data = {
+        "headline": head,
+        "verdicts": verdicts,
+        "columns": table.columns,
+        "rows": table.rows,
+        **study,
+        "paired": {"columns": typed.columns, "rows": typed.rows},
+    }
     atomic_write_text(rdir / "summary.json", json.dumps(data, default=str, indent=1))
-    extra = {"results": summary_tables.results_long(scores, list(agg), eval_splits),
-             "paired": typed, "compute": ctable, "contamination": contam,
-             "disagreements": summary_tables.disagreements(scores, presults, eval_splits)}  # fmt: skip
+    extra = {
+        "results": summary_tables.results_long(scores, list(agg), eval_splits),
+        "paired": typed,
+        "compute": ctable,
+        "contamination": contam,
+        "disagreements": summary_tables.disagreements(scores, presults, eval_splits),
+    }
     extra |= {key: t for key, _title, t in breakdown}
     extra |= {"probes": probes, "task_probes": task_probes}
     if spread:
-        extra |= {"formats": format_tables.formats_table(spread["formats"], recipe.prompt_formats()),
-                  "format_spread": format_tables.spread_table(spread),
-                  "format_scores": format_tables.scores_table(spread),
-                  "format_verdicts": format_tables.verdicts_table(spread)}  # fmt: skip
+        extra |= {
+            "formats": format_tables.formats_table(spread["formats"], recipe.prompt_formats()),
+            "format_spread": format_tables.spread_table(spread),
+            "format_scores": format_tables.scores_table(spread),
+            "format_verdicts": format_tables.verdicts_table(spread),
+        }
     values = summary_tables.answer_values(pick)
     if spread_pick:
-        values |= {"answer/holds_under_every_format": bool(spread_pick["holds"]),
-                   "answer/prompt_formats": len(spread["formats"])}  # fmt: skip
+        values |= {
+            "answer/holds_under_every_format": bool(spread_pick["holds"]),
+            "answer/prompt_formats": len(spread["formats"]),
+        }
     return Summary(
-        table, head, figs, ptable, {k: t for k, t in extra.items() if t.rows},
+        table,
+        head,
+        figs,
+        ptable,
+        {k: t for k, t in extra.items() if t.rows},
         values,
         probes=probes if probes.rows else None,
-        task_probes=task_probes if task_probes.rows else None, cells=list(scores.meta),
-        verdicts=verdicts, notes={t: [x for x in _section(md, t) if x] for t in ("Fairness", "Splits")},
-    )  # fmt: skip
+        task_probes=task_probes if task_probes.rows else None,
+        cells=list(scores.meta),
+        verdicts=verdicts,
+        notes={t: [x for x in _section(md, t) if x] for t in ("Fairness", "Splits")},
+    )
 
 
 def _breakdown_tables(scores: Scores, splits: list[str]) -> list[tuple[str, str, Table]]:
@@ -257,10 +362,12 @@ def _section(md: list[str], title: str) -> list[str]:
     return md[start:end]
 
 
-def _html(recipe, head, verdicts, table, ptable, ctable, contam, figs, md, extra=(),
-          probes=()) -> str:  # fmt: skip
-    imgs = "".join(f"<h3>{html.escape(k)}</h3>{_img(k, v)}" for k, v in figs.items()
-                   if k != "forest")  # fmt: skip
+def _html(
+    recipe, head, verdicts, table, ptable, ctable, contam, figs, md, extra=(), probes=()
+) -> str:
+    imgs = "".join(
+        f"<h3>{html.escape(k)}</h3>{_img(k, v)}" for k, v in figs.items() if k != "forest"
+    )
     notes = [
         x for x in md[: md.index("## Fairness")] if x.startswith("- ") and x[2:] not in verdicts
     ]

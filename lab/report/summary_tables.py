@@ -27,12 +27,45 @@ from lab.report import verdict
 from lab.report.analysis import Group, Scores, ood_columns
 from lab.report.table import Table
 
-LONG = ["arm", "budget", "seed", "train_seed", "split", "metric", "mean", "lo", "hi", "n",
-        "method", "format", "labelled"]  # fmt: skip
-PAIRED = ["arm", "baseline", "budget", "id_gain", "id_lo", "id_hi", "id_p", "ood_gain",
-          "ood_lo", "ood_hi", "ood_p", "gap", "gap_lo", "gap_hi", "gap_p", "holm_p",
-          "equal_budget", "labelled_ft", "labelled_icl", "format", "baseline_format",
-          "verdict"]  # fmt: skip
+LONG = [
+    "arm",
+    "budget",
+    "seed",
+    "train_seed",
+    "split",
+    "metric",
+    "mean",
+    "lo",
+    "hi",
+    "n",
+    "method",
+    "format",
+    "labelled",
+]
+PAIRED = [
+    "arm",
+    "baseline",
+    "budget",
+    "id_gain",
+    "id_lo",
+    "id_hi",
+    "id_p",
+    "ood_gain",
+    "ood_lo",
+    "ood_hi",
+    "ood_p",
+    "gap",
+    "gap_lo",
+    "gap_hi",
+    "gap_p",
+    "holm_p",
+    "equal_budget",
+    "labelled_ft",
+    "labelled_icl",
+    "format",
+    "baseline_format",
+    "verdict",
+]
 # paired quantity -> its column prefix in PAIRED and in the `answer/*` scalars
 NAMES = {"id": ("id", "id_gain"), "ood": ("ood", "ood_gain"), "gap": ("gap", "gap")}
 OOD_MEAN = "ood_mean"
@@ -67,14 +100,30 @@ def results_long(scores: Scores, groups: list[Group], splits: list[str]) -> Tabl
                 runs = [(None, None, whole)]  # every seed pooled
                 if len(cells) > 1:
                     runs += [
-                        (scores.meta[c]["data_seed"], scores.meta[c]["train_seed"],
-                         _cell_matrix(scores, c, pooled, field))
+                        (
+                            scores.meta[c]["data_seed"],
+                            scores.meta[c]["train_seed"],
+                            _cell_matrix(scores, c, pooled, field),
+                        )
                         for c in cells
-                    ]  # fmt: skip
+                    ]
                 for seed, train_seed, m in runs:
                     mean, lo, hi = bootstrap_ci(m)
-                    rows.append([arm, budget, seed, train_seed, name, metric, float(mean),
-                                 float(lo), float(hi), int(m.shape[1]), *common])  # fmt: skip
+                    rows.append(
+                        [
+                            arm,
+                            budget,
+                            seed,
+                            train_seed,
+                            name,
+                            metric,
+                            float(mean),
+                            float(lo),
+                            float(hi),
+                            int(m.shape[1]),
+                            *common,
+                        ]
+                    )
     return Table(list(LONG), rows)
 
 
@@ -103,11 +152,20 @@ def paired_rows(results: list[dict[str, Any]], scores: Scores) -> Table:
             x = r.get(q) if r["equal"] else None
             nums += [x["diff"], x["lo"], x["hi"], x["p_value"]] if x else [None] * 4
         fmt = [scores.meta[scores.cells[g][0]]["format"] for g in (r["ft"], r["icl"])]
-        rows.append([arm, icl, budget, *[None if v is None else float(v) for v in nums],
-                     holm.get(i), bool(r["equal"]),
-                     n_ft if isinstance(n_ft, int) else None,
-                     n_icl if isinstance(n_icl, int) else None, *fmt,
-                     verdict.one_line(r)])  # fmt: skip
+        rows.append(
+            [
+                arm,
+                icl,
+                budget,
+                *[None if v is None else float(v) for v in nums],
+                holm.get(i),
+                bool(r["equal"]),
+                n_ft if isinstance(n_ft, int) else None,
+                n_icl if isinstance(n_icl, int) else None,
+                *fmt,
+                verdict.one_line(r),
+            ]
+        )
     return Table(list(PAIRED), rows)
 
 
@@ -116,17 +174,22 @@ def answer_values(pair: dict[str, Any] | None) -> dict[str, Any]:
     if pair is None:
         return {}
     out: dict[str, Any] = {
-        "answer/arm": pair["ft"][0], "answer/baseline": pair["icl"][0],
-        "answer/budget": pair["ft"][1], "answer/equal_budget": bool(pair["equal"]),
+        "answer/arm": pair["ft"][0],
+        "answer/baseline": pair["icl"][0],
+        "answer/budget": pair["ft"][1],
+        "answer/equal_budget": bool(pair["equal"]),
         "answer/verdict": verdict.one_line(pair),
-    }  # fmt: skip
+    }
     if pair["equal"]:
         for q, (_col, name) in NAMES.items():
             if q in pair:
                 x = pair[q]
-                out |= {f"answer/{name}": float(x["diff"]), f"answer/{name}_lo": float(x["lo"]),
-                        f"answer/{name}_hi": float(x["hi"]),
-                        f"answer/{name}_p": float(x["p_value"])}  # fmt: skip
+                out |= {
+                    f"answer/{name}": float(x["diff"]),
+                    f"answer/{name}_lo": float(x["lo"]),
+                    f"answer/{name}_hi": float(x["hi"]),
+                    f"answer/{name}_p": float(x["p_value"]),
+                }
     return out
 
 
@@ -135,8 +198,19 @@ def disagreements(
 ) -> Table:
     """Per compared pair and eval split, the examples (joined on id) whose correctness the
     FT and ICL arms disagree on (mean over seeds), at most `limit` per pair and split."""
-    cols = ["arm", "baseline", "budget", "split", "id", "question", "gold", "pred",
-            "baseline_pred", "correct", "baseline_correct"]  # fmt: skip
+    cols = [
+        "arm",
+        "baseline",
+        "budget",
+        "split",
+        "id",
+        "question",
+        "gold",
+        "pred",
+        "baseline_pred",
+        "correct",
+        "baseline_correct",
+    ]
     rows = []
     for r in results:
         ft, icl = r["ft"], r["icl"]
@@ -152,8 +226,19 @@ def disagreements(
             idx = [j for j in range(len(ids)) if ca[j] != cb[j]][:limit]
             for j in idx:
                 p, q = first_ft[j], first_icl[j]
-                rows.append([ft[0], icl[0], ft[1], split, ids[j],
-                             str(p.get("question") or "")[:300], str(p.get("gold")),
-                             str(p.get("pred")), str(q.get("pred")), float(ca[j]),
-                             float(cb[j])])  # fmt: skip
+                rows.append(
+                    [
+                        ft[0],
+                        icl[0],
+                        ft[1],
+                        split,
+                        ids[j],
+                        str(p.get("question") or "")[:300],
+                        str(p.get("gold")),
+                        str(p.get("pred")),
+                        str(q.get("pred")),
+                        float(ca[j]),
+                        float(cb[j]),
+                    ]
+                )
     return Table(cols, rows)

@@ -75,8 +75,11 @@ def verdict(res: dict[str, Any]) -> str:
         return "fine-tuning improves ID accuracy without a significant OOD change" + (
             ", and its OOD gain is significantly smaller than its ID gain" if sg > 0 else ""
         )
-    ood = {1: "fine-tuning is better out of distribution", -1: "fine-tuning is worse out of "
-           "distribution", 0: "no significant OOD difference"}[so]  # fmt: skip
+    ood = {
+        1: "fine-tuning is better out of distribution",
+        -1: "fine-tuning is worse out of distribution",
+        0: "no significant OOD difference",
+    }[so]
     if si < 0:
         return f"prompting beats fine-tuning in distribution; {ood}"
     if so == 0:
@@ -92,8 +95,11 @@ def decision(res: dict[str, Any]) -> str:
         return "not tested"
     if "gap" in res:
         return verdict(res)
-    return {1: "fine-tuning is better in distribution", -1: "prompting is better in "
-            "distribution", 0: "no significant ID difference"}[_sign(res["id"])]  # fmt: skip
+    return {
+        1: "fine-tuning is better in distribution",
+        -1: "prompting is better in distribution",
+        0: "no significant ID difference",
+    }[_sign(res["id"])]
 
 
 def formats_clause(words: dict[str, str], main: str) -> str:

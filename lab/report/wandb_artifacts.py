@@ -68,8 +68,9 @@ def base_model(spec: str, path: str, source: str, fingerprint: str) -> Any:
     return art
 
 
-def weights(study_id: str, cell: str, method: str, checkpoint: Path, max_mb: float,
-            metadata: dict[str, Any]) -> Any:  # fmt: skip
+def weights(
+    study_id: str, cell: str, method: str, checkpoint: Path, max_mb: float, metadata: dict[str, Any]
+) -> Any:
     """The selected checkpoint of a fine-tuned cell (its top-level files: a `best/`
     subdirectory is another checkpoint)."""
     import wandb

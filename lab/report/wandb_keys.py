@@ -165,13 +165,21 @@ def cell_config(recipe: Recipe, cell: Any, model: Any, study: str) -> dict[str, 
     checkpoint...) is added when it finishes."""
     arm = cell.arm
     cfg = {
-        "study_id": study, "cell": cell.key, "arm": arm.name, "method": arm.method,
-        "format": arm.format, "budget": cell.budget, "arm_budget": f"{arm.name}@{cell.budget}",
-        "data_seed": cell.data_seed, "train_seed": cell.train_seed, "model": model.spec,
-        "model_fingerprint": model.fingerprint, "task": recipe.task.model_dump(mode="json"),
+        "study_id": study,
+        "cell": cell.key,
+        "arm": arm.name,
+        "method": arm.method,
+        "format": arm.format,
+        "budget": cell.budget,
+        "arm_budget": f"{arm.name}@{cell.budget}",
+        "data_seed": cell.data_seed,
+        "train_seed": cell.train_seed,
+        "model": model.spec,
+        "model_fingerprint": model.fingerprint,
+        "task": recipe.task.model_dump(mode="json"),
         "eval": recipe.eval.model_dump(mode="json"),
         **{k: v for k, v in arm.model_dump(mode="json").items() if k not in ("name", "train")},
-    }  # fmt: skip
+    }
     if arm.method not in ("icl", "ttt"):  # ttt: its adapter's settings are `ttt` (above)
         cfg["train"] = recipe.train_for(arm).model_dump(mode="json")
     return cfg

@@ -222,6 +222,8 @@ def publish(path: Path) -> str | None:
         report.save()
         return str(report.url)
     except Exception as e:  # noqa: BLE001 - never lose the study over the report
-        print(f"[lab] warning: W&B Report not saved ({type(e).__name__}: {e}); publish later "
-              f"with `python {path}`")  # fmt: skip
+        print(
+            f"[lab] warning: W&B Report not saved ({type(e).__name__}: {e}); publish later "
+            f"with `python {path}`"
+        )
         return None

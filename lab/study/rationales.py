@@ -113,8 +113,13 @@ def with_rationales(runner: Any, plan: CellPlan, cell_dir: CellDir) -> tuple[Cel
         fit = getattr(runner, "fit_demos", None)
         demos = tuple(fit(kept, arm) if fit is not None and kept else kept)
         spec = PromptSpec("cot", demos, arm.trigger)
-        new = replace(plan, demos=demos, k_requested=len(kept),
-                      variants=(Variant("prompted", None, spec),), read=tuple(budget))  # fmt: skip
+        new = replace(
+            plan,
+            demos=demos,
+            k_requested=len(kept),
+            variants=(Variant("prompted", None, spec),),
+            read=tuple(budget),
+        )
         return new, info
     ids = {ex.id: ex for ex in kept}
     train_set = tuple(ids[ex.id] for ex in plan.train_set if ex.id in ids)
@@ -122,8 +127,14 @@ def with_rationales(runner: Any, plan: CellPlan, cell_dir: CellDir) -> tuple[Cel
     if not train_set:
         runner.log(f"[lab]   {cell.key}: no self-written rationale kept: nothing to train on")
         spec = PromptSpec("cot", (), arm.trigger)
-        new = replace(plan, train=None, train_set=(), held_out=(), read=tuple(budget),
-                      variants=(Variant("prompted", None, spec),))  # fmt: skip
+        new = replace(
+            plan,
+            train=None,
+            train_set=(),
+            held_out=(),
+            read=tuple(budget),
+            variants=(Variant("prompted", None, spec),),
+        )
         return new, info | {"trained": False, "selected": "prompted", "n_train": 0}
     return replace(plan, train_set=train_set, held_out=held_out, read=tuple(budget)), info
 
@@ -145,12 +156,22 @@ def cached_rationales(
     model, tok = base.load()
     lm = LM(model, tok, r.eval.batch_size, progress=runner.progress, invariant=r.eval.invariant)
     written = write_rationales(
-        lm, examples, r.eval.max_new_tokens["cot"], r.eval.code_timeout_s,
+        lm,
+        examples,
+        r.eval.max_new_tokens["cot"],
+        r.eval.code_timeout_s,
         desc=f"rationales {cell.key}",
-    )  # fmt: skip
+    )
     if runner.acc.is_main_process:
-        atomic_write_json(path, {"ids": ids, "model_fingerprint": fingerprint,
-                                 "trigger": ZERO_SHOT_COT_TRIGGER, "written": written})  # fmt: skip
+        atomic_write_json(
+            path,
+            {
+                "ids": ids,
+                "model_fingerprint": fingerprint,
+                "trigger": ZERO_SHOT_COT_TRIGGER,
+                "written": written,
+            },
+        )
     kept = sum(w["correct"] and w["stopped"] != "length" for w in written)
     runner.log(f"[lab]   {cell.key}: {kept} of {len(written)} self-written rationales kept")
     return written

@@ -359,7 +359,13 @@ def split_rows(task: Any, split: str) -> list[dict[str, Any]]:
     ops). Take them whole (`sample: all`): the generator already sampled them."""
     cfg = config_from_task(task)
     return [
-        {**ex.meta, "id": ex.id, "question": ex.question, "answer": ex.answer,
-         "rationale": ex.rationale, "program": ex.program}
+        {
+            **ex.meta,
+            "id": ex.id,
+            "question": ex.question,
+            "answer": ex.answer,
+            "rationale": ex.rationale,
+            "program": ex.program,
+        }
         for ex in _built(cfg)[split]
-    ]  # fmt: skip
+    ]

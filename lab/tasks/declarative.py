@@ -129,8 +129,11 @@ class SplitBuilder:
                 f"{self.where}: no `output_type`; say how it is scored: generate, "
                 "multiple_choice or code"
             )
-        need = {"generate": ("input", "target"), "multiple_choice": ("input", "target", "choices"),
-                "code": ("input", "tests")}[s.output_type]  # fmt: skip
+        need = {
+            "generate": ("input", "target"),
+            "multiple_choice": ("input", "target", "choices"),
+            "code": ("input", "tests"),
+        }[s.output_type]
         for key in need:
             if getattr(s, key) is None:
                 raise LabError(f"{self.where}: output_type {s.output_type} needs `{key}`; add it")
@@ -152,8 +155,13 @@ class SplitBuilder:
             tpl.compile_check("where", s.where, self.where, expression=True)
 
     def ctx(self, row: int, r: dict[str, Any], split: str | None = None) -> dict[str, Any]:
-        lab = {"row": row, "split": split or self.name, "seed": self.cfg.seed,
-               "task": self.spec.name, "params": self.params}  # fmt: skip
+        lab = {
+            "row": row,
+            "split": split or self.name,
+            "seed": self.cfg.seed,
+            "task": self.spec.name,
+            "params": self.params,
+        }
         return tpl.context(r, lab)
 
     def example(self, row: int, r: dict[str, Any], split: str | None = None) -> Example:
@@ -258,8 +266,10 @@ def build_declarative(spec: TaskSpec, cfg: TaskCfg) -> dict[str, list[Example]]:
     params = resolve_params(spec, cfg)
     spec = with_params(spec, params)
     cfg = cfg.model_copy(update={"params": params})
-    order = sorted(spec.splits, key=lambda s: ["train", "dev", "test", "ood", "demos"].index(
-        split_role(s) or "demos"))  # fmt: skip
+    order = sorted(
+        spec.splits,
+        key=lambda s: ["train", "dev", "test", "ood", "demos"].index(split_role(s) or "demos"),
+    )
     builders = {name: SplitBuilder(spec, name, cfg, params) for name in order}
     pools = {name: b.pool() for name, b in builders.items()}
     out: dict[str, list[Example]] = {}

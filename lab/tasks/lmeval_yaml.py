@@ -30,15 +30,34 @@ import yaml
 from lab.core.errors import LabError
 
 _USED = {
-    "dataset_path", "dataset_name", "dataset_kwargs", "training_split", "validation_split",
-    "test_split", "fewshot_split", "doc_to_text", "doc_to_target", "doc_to_choice",
+    "dataset_path",
+    "dataset_name",
+    "dataset_kwargs",
+    "training_split",
+    "validation_split",
+    "test_split",
+    "fewshot_split",
+    "doc_to_text",
+    "doc_to_target",
+    "doc_to_choice",
     "output_type",
-}  # fmt: skip
+}
 _IGNORED = {
-    "task", "tag", "group", "description", "num_fewshot", "metric_list", "generation_kwargs",
-    "target_delimiter", "fewshot_delimiter", "fewshot_config", "metadata",
-    "should_decontaminate", "doc_to_decontamination_query", "repeats",
-}  # fmt: skip
+    "task",
+    "tag",
+    "group",
+    "description",
+    "num_fewshot",
+    "metric_list",
+    "generation_kwargs",
+    "target_delimiter",
+    "fewshot_delimiter",
+    "fewshot_config",
+    "metadata",
+    "should_decontaminate",
+    "doc_to_decontamination_query",
+    "repeats",
+}
 _OUTPUT = {"multiple_choice": "multiple_choice", "generate_until": "generate"}
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
@@ -91,8 +110,12 @@ def lm_eval_keys(file: str, split: str, base: Path, where: str) -> dict[str, Any
             f"{where}: lm-eval keys {unknown} are not supported; declare this split in the "
             "lab's format (see lab/tasks/declarative.py) or remove them"
         )
-    split_key = {"test": "test_split", "validation": "validation_split",
-                 "training": "training_split", "fewshot": "fewshot_split"}[split]  # fmt: skip
+    split_key = {
+        "test": "test_split",
+        "validation": "validation_split",
+        "training": "training_split",
+        "fewshot": "fewshot_split",
+    }[split]
     if not doc.get("dataset_path") or not doc.get(split_key):
         raise LabError(
             f"{where}: needs dataset_path and {split_key}; add them or pick another split"
@@ -107,8 +130,13 @@ def lm_eval_keys(file: str, split: str, base: Path, where: str) -> dict[str, Any
     data_files = dkw.pop("data_files", None)
     if isinstance(data_files, str) and not Path(data_files).is_absolute():
         data_files = str(path.parent / data_files)
-    source = {"path": doc["dataset_path"], "name": doc.get("dataset_name"),
-              "split": doc[split_key], "data_files": data_files, "kwargs": dkw}  # fmt: skip
+    source = {
+        "path": doc["dataset_path"],
+        "name": doc.get("dataset_name"),
+        "split": doc[split_key],
+        "data_files": data_files,
+        "kwargs": dkw,
+    }
     for key in ("doc_to_text", "doc_to_target"):
         if key not in doc:
             raise LabError(f"{where}: {key} is missing; add it")

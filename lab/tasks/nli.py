@@ -47,9 +47,12 @@ def sample_hans(pairs: list[Any], n: int, tag: str) -> list[Any]:
 
     def slot(sub: str) -> tuple[int, int, str]:
         p = pairs[by[sub][0]]
-        same = sorted(s for s in by if pairs[by[s][0]].meta.get("heuristic") ==
-                      p.meta.get("heuristic") and pairs[by[s][0]].meta["label"] ==
-                      p.meta["label"])  # fmt: skip
+        same = sorted(
+            s
+            for s in by
+            if pairs[by[s][0]].meta.get("heuristic") == p.meta.get("heuristic")
+            and pairs[by[s][0]].meta["label"] == p.meta["label"]
+        )
         return (same.index(sub), p.meta["label"] != "entailment", p.meta.get("heuristic", ""))
 
     ranked = []

@@ -48,17 +48,32 @@ _BBH_RAW = f"https://raw.githubusercontent.com/suzgunmirac/BIG-Bench-Hard/{BBH_C
 _NUMERIC = {"object_counting", "multistep_arithmetic_two"}
 _TEXT = {"dyck_languages", "word_sorting"}
 _LABEL = {
-    "boolean_expressions", "causal_judgement", "formal_fallacies", "navigate",
-    "sports_understanding", "web_of_lies",
-}  # fmt: skip
+    "boolean_expressions",
+    "causal_judgement",
+    "formal_fallacies",
+    "navigate",
+    "sports_understanding",
+    "web_of_lies",
+}
 _CHOICE = {
-    "date_understanding", "disambiguation_qa", "geometric_shapes", "hyperbaton",
-    "logical_deduction_five_objects", "logical_deduction_seven_objects",
-    "logical_deduction_three_objects", "movie_recommendation", "penguins_in_a_table",
-    "reasoning_about_colored_objects", "ruin_names", "salient_translation_error_detection",
-    "snarks", "temporal_sequences", "tracking_shuffled_objects_five_objects",
-    "tracking_shuffled_objects_seven_objects", "tracking_shuffled_objects_three_objects",
-}  # fmt: skip
+    "date_understanding",
+    "disambiguation_qa",
+    "geometric_shapes",
+    "hyperbaton",
+    "logical_deduction_five_objects",
+    "logical_deduction_seven_objects",
+    "logical_deduction_three_objects",
+    "movie_recommendation",
+    "penguins_in_a_table",
+    "reasoning_about_colored_objects",
+    "ruin_names",
+    "salient_translation_error_detection",
+    "snarks",
+    "temporal_sequences",
+    "tracking_shuffled_objects_five_objects",
+    "tracking_shuffled_objects_seven_objects",
+    "tracking_shuffled_objects_three_objects",
+}
 BBH_TASKS: tuple[str, ...] = tuple(sorted(_NUMERIC | _TEXT | _LABEL | _CHOICE))
 BBH_TRIGGER = "Let's think step by step."
 _BBH_OPTIONS = {"n_per_task", "tasks", "max_new_tokens"}
@@ -174,7 +189,7 @@ def build_bbh(opts: Any, cfg: TaskCfg) -> dict[str, list[Example]]:
                     "prefix": prefix,
                     "trigger": BBH_TRIGGER,
                 },
-            )  # fmt: skip
+            )
             for i in sorted(pick[:n])
         ]
     return out

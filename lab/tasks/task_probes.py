@@ -170,9 +170,15 @@ def build_task_probes(
         opts = _options(task, raw, known, cfg.name)
         seed = cfg.seed if opts["seed"] is None else opts["seed"]
         probed = TaskCfg(
-            name=task, seed=seed, n_train=PROBE_POOL, n_dev=0, n_test=opts["n"],
-            source=cfg.source, data_dir=cfg.data_dir, params=opts["params"],
-        )  # fmt: skip
+            name=task,
+            seed=seed,
+            n_train=PROBE_POOL,
+            n_dev=0,
+            n_test=opts["n"],
+            source=cfg.source,
+            data_dir=cfg.data_dir,
+            params=opts["params"],
+        )
         try:
             splits = build_task(probed)
         except LabError as e:
@@ -186,17 +192,24 @@ def build_task_probes(
                 )
         fmt = _format(task, opts["format"], splits["train"])
         demos = _demos(task, splits["train"], fmt, opts["k"], seed)
-        extra: dict[str, Any] = {"probe": task, "probe_format": fmt,
-                                 "demo_ids": [d.id for d in demos], "demos": demos}  # fmt: skip
+        extra: dict[str, Any] = {
+            "probe": task,
+            "probe_format": fmt,
+            "demo_ids": [d.id for d in demos],
+            "demos": demos,
+        }
         if opts["max_new_tokens"] is not None:
             extra["max_new_tokens"] = opts["max_new_tokens"]
         for s in dict.fromkeys(opts["splits"] or evals):
             name = f"probe_{task}_{s}"
             out[name] = [
-                replace(ex, id=f"probe_{task}_{ex.id}",
-                        meta={**ex.meta, "split": name, "probed_split": s, **extra})
+                replace(
+                    ex,
+                    id=f"probe_{task}_{ex.id}",
+                    meta={**ex.meta, "split": name, "probed_split": s, **extra},
+                )
                 for ex in splits[s]
-            ]  # fmt: skip
+            ]
     return out
 
 

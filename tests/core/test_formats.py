@@ -24,11 +24,22 @@ from lab.core.prompts import STOP, demos_prefix, prompt, target
 from lab.core.recipe import TaskCfg, load_recipe
 from lab.tasks import build_task, yaml_tasks
 
-EX = Example(id="t-0", question="Take 5 and add 4.", answer="9",
-             rationale="5 + 4 = 9. The answer is 9.", program="s1 = 5 + 4\nprint(s1)")  # fmt: skip
+EX = Example(
+    id="t-0",
+    question="Take 5 and add 4.",
+    answer="9",
+    rationale="5 + 4 = 9. The answer is 9.",
+    program="s1 = 5 + 4\nprint(s1)",
+)
 OPTS = {"A": "4", "B": "7"}
-MC = Example(id="m-0", question="How many? Answer Choices: (A) 4 (B) 7", answer="B",
-             rationale="", program="", meta={"options": OPTS})  # fmt: skip
+MC = Example(
+    id="m-0",
+    question="How many? Answer Choices: (A) 4 (B) 7",
+    answer="B",
+    rationale="",
+    program="",
+    meta={"options": OPTS},
+)
 
 
 # The template as lab/core/prompts.py wrote it before prompt formats (e82f6a1), verbatim.
@@ -89,8 +100,9 @@ def test_grammar_refuses_a_newline_separator_without_a_newline_spacing():
 
 
 def test_a_format_renders_question_target_and_stops_alike():
-    f = PromptFormat(name="x", question="Q", answer="Sol", casing="upper", separator=" - ",
-                     spacing=" || ")  # fmt: skip
+    f = PromptFormat(
+        name="x", question="Q", answer="Sol", casing="upper", separator=" - ", spacing=" || "
+    )
     assert prompt(EX, None, f) == "Q - Take 5 and add 4. || SOL -"
     assert prompt(EX, "Think.", f) == "Q - Take 5 and add 4. || SOL - Think."
     assert target(EX, "answer", f) == " 9" and target(EX, "code", f) == "\n" + EX.program
@@ -136,8 +148,15 @@ def test_resolve_names_counts_and_inline_formats():
 
 
 def test_a_task_with_its_own_pattern_refuses_a_spread():
-    nli = Example(id="n", question="p h", answer="Yes", rationale="", program="",
-                  prompt="p question: h Yes or No? answer:", choices=(" Yes", " No"))  # fmt: skip
+    nli = Example(
+        id="n",
+        question="p h",
+        answer="Yes",
+        rationale="",
+        program="",
+        prompt="p question: h Yes or No? answer:",
+        choices=(" Yes", " No"),
+    )
     check_applies([DEFAULT], {"test": [nli]})  # no spread: fine
     with pytest.raises(LabError, match="own prompt pattern"):
         check_applies(resolve(2, 0), {"test": [nli]})

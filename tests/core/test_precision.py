@@ -119,8 +119,18 @@ def test_bf16_training_keeps_fp32_masters_and_optimizer_states(
     """LoRA: bf16 frozen base, fp32 adapter; full FT: fp32 weights. Optimizer states fp32;
     the forward runs in bf16 (losses close to fp32's, not equal)."""
     acc = Spy()
-    res = finetune(tiny_path, train_set, "answer", method, CFG, 0, tmp_path / "b",
-                   accelerator=acc, progress=False, precision="bf16")  # fmt: skip
+    res = finetune(
+        tiny_path,
+        train_set,
+        "answer",
+        method,
+        CFG,
+        0,
+        tmp_path / "b",
+        accelerator=acc,
+        progress=False,
+        precision="bf16",
+    )
     module, optim = acc.prepared[0], acc.prepared[1]
     trainable = {p.dtype for p in module.parameters() if p.requires_grad}
     frozen = {p.dtype for p in module.parameters() if not p.requires_grad}
@@ -128,8 +138,7 @@ def test_bf16_training_keeps_fp32_masters_and_optimizer_states(
     assert frozen == ({torch.bfloat16} if method == "lora" else set())
     states = [t for s in optim.optimizer.state.values() for t in s.values() if t.ndim > 0]
     assert states and {t.dtype for t in states} == {torch.float32}
-    fp32 = finetune(tiny_path, train_set, "answer", method, CFG, 0, tmp_path / "f",
-                    progress=False)  # fmt: skip
+    fp32 = finetune(tiny_path, train_set, "answer", method, CFG, 0, tmp_path / "f", progress=False)
     assert res.losses != fp32.losses  # bf16 compute happened
     assert res.losses == pytest.approx(fp32.losses, rel=2e-2)
 

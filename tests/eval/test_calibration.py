@@ -43,8 +43,14 @@ def test_ece_equal_mass_by_hand():
 def test_choice_split_metrics_carry_ece_of_the_top_label():
     def pred(probs, gold):
         best = max(range(len(probs)), key=lambda i: probs[i])
-        return {"choice_probs": probs, "pred_index": best, "correct": best == gold,
-                "prompt_tokens": 1, "gold_logprob": -1.0, "brier": 0.0}  # fmt: skip
+        return {
+            "choice_probs": probs,
+            "pred_index": best,
+            "correct": best == gold,
+            "prompt_tokens": 1,
+            "gold_logprob": -1.0,
+            "brier": 0.0,
+        }
 
     preds = [pred([0.2, 0.8], 1), pred([0.9, 0.1], 1), pred([0.3, 0.7], 0)]
     m = summarize_choices(preds)

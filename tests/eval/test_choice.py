@@ -33,8 +33,16 @@ def nli():
 
 
 def _ex(answer="Yes", choices=(" Yes", " No"), **kw):
-    return Example(id="x-0", question="p h", answer=answer, rationale="", program="",
-                   prompt="P question: H Yes or No? answer:", choices=choices, **kw)  # fmt: skip
+    return Example(
+        id="x-0",
+        question="p h",
+        answer=answer,
+        rationale="",
+        program="",
+        prompt="P question: H Yes or No? answer:",
+        choices=choices,
+        **kw,
+    )
 
 
 def test_choice_probs_and_brier_by_hand():

@@ -48,8 +48,13 @@ def test_normalisation():
 def test_copy_is_contaminated_and_paraphrase_is_not():
     r = ngram_overlap(TRAIN, [COPY, PARAPHRASE])
     assert r == {
-        "n": 8, "examples": 2, "contaminated": 1, "rate": 0.5, "max_overlap": 1.0, "mostly_seen": 1
-    }  # fmt: skip
+        "n": 8,
+        "examples": 2,
+        "contaminated": 1,
+        "rate": 0.5,
+        "max_overlap": 1.0,
+        "mostly_seen": 1,
+    }
 
 
 def test_case_and_punctuation_do_not_hide_a_copy():
@@ -126,8 +131,10 @@ TEMPLATE = "Start with {a}. Add {b}, then subtract {c}. What is the final number
 
 def _pool(n: int = 200, seed: int = 1) -> list[str]:
     rng = random.Random(seed)
-    return [TEMPLATE.format(a=rng.randint(1, 99), b=rng.randint(1, 99), c=rng.randint(1, 99))
-            for _ in range(n)]  # fmt: skip
+    return [
+        TEMPLATE.format(a=rng.randint(1, 99), b=rng.randint(1, 99), c=rng.randint(1, 99))
+        for _ in range(n)
+    ]
 
 
 def test_shared_template_is_not_contamination_but_a_copy_is():
@@ -179,8 +186,10 @@ def test_a_copied_dev_example_or_demo_program_is_contamination():
         "dev": [_ex("d0", "How many pears does Maria keep after giving seven to Ann today?")],
         "demos_x": [_ex("w0", "sum of squares", program=long_program)],
     }
-    evals = {"copy_of_dev": [example_text(splits["dev"][0])],
-             "copy_of_demo_program": [f"write it\n{long_program}"]}  # fmt: skip
+    evals = {
+        "copy_of_dev": [example_text(splits["dev"][0])],
+        "copy_of_demo_program": [f"write it\n{long_program}"],
+    }
     rows = contamination_table(seen_texts(splits), evals, template_share=0.05)
     assert [r["contaminated"] for r in rows] == [1, 1]
     train_only = [example_text(e) for e in splits["train"]]  # the old check's pool

@@ -138,8 +138,9 @@ def _score_on_one_core(programs: list[str], world: int, monkeypatch) -> list[lis
         os.sched_setaffinity(0, {core})  # this thread, and the programs it starts
         mine = list(range(r, len(programs), world))
         start.wait()
-        got = evaluate.score_all([programs[i] for i in mine], [xs[i] for i in mine], "answer",
-                                 False, 2.0)  # fmt: skip
+        got = evaluate.score_all(
+            [programs[i] for i in mine], [xs[i] for i in mine], "answer", False, 2.0
+        )
         rows.extend([i, g["passed"], g["error"]] for i, g in zip(mine, got, strict=True))
 
     threads = [threading.Thread(target=rank, args=(r,)) for r in range(world)]

@@ -13,12 +13,23 @@ from lab.core.example import Example
 from lab.core.formats import NAMED, PromptFormat
 from lab.core.prompts import demos_prefix, prompt
 
-EX = Example(id="e0", question="Take 5 and add 4.", answer="9",
-             rationale="5 + 4 = 9. The answer is 9.", program="print(5 + 4)")  # fmt: skip
-EX2 = Example(id="e1", question="Take 2 and add 2.", answer="4",
-              rationale="2 + 2 = 4. The answer is 4.", program="print(2 + 2)")  # fmt: skip
-QA = PromptFormat(name="x", question="Q", answer="Sol", casing="upper", separator=" - ",
-                  spacing=" || ")  # fmt: skip
+EX = Example(
+    id="e0",
+    question="Take 5 and add 4.",
+    answer="9",
+    rationale="5 + 4 = 9. The answer is 9.",
+    program="print(5 + 4)",
+)
+EX2 = Example(
+    id="e1",
+    question="Take 2 and add 2.",
+    answer="4",
+    rationale="2 + 2 = 4. The answer is 4.",
+    program="print(2 + 2)",
+)
+QA = PromptFormat(
+    name="x", question="Q", answer="Sol", casing="upper", separator=" - ", spacing=" || "
+)
 
 
 class _Recording(LM):
@@ -35,8 +46,9 @@ class _Recording(LM):
 
 def test_requests_carry_the_formats_demos_question_and_stops(tiny_model):
     lm = _Recording(*tiny_model)
-    preds, m = evaluate_split(lm, [EX], PromptSpec("code", (EX2,), prompt_format=QA), 4,
-                              gold_logprob=False)  # fmt: skip
+    preds, m = evaluate_split(
+        lm, [EX], PromptSpec("code", (EX2,), prompt_format=QA), 4, gold_logprob=False
+    )
     (req,) = lm.requests
     assert (
         req.prefix
@@ -56,8 +68,14 @@ def test_a_program_is_cut_at_the_next_question_in_the_format():
 
 def test_choices_are_scored_with_the_formats_answer_lead(tiny_model):
     lm = LM(*tiny_model, progress=False)
-    ex = Example(id="c0", question="Is 4 even?", answer="Yes", rationale="", program="",
-                 choices=(" Yes", " No"))  # fmt: skip
+    ex = Example(
+        id="c0",
+        question="Is 4 even?",
+        answer="Yes",
+        rationale="",
+        program="",
+        choices=(" Yes", " No"),
+    )
     f = NAMED["newline"]  # "Solution:\n" ends the prompt; the choice follows without a space
     preds, _m = evaluate_choices(lm, [ex], "", prompt_format=f)
     want = lm.loglikelihood([("", prompt(ex, None, f), "Yes"), ("", prompt(ex, None, f), "No")])

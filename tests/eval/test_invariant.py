@@ -203,13 +203,25 @@ def test_two_processes_give_the_bits_of_one(tiny_cache, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = tmp_path / "dp.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
-           "ACCELERATE_USE_CPU": "true"}  # fmt: skip
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT),
+        "ACCELERATE_USE_CPU": "true",
+    }
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", str(port), str(ROOT / "tests" / "dp_worker.py"), str(tiny_cache),
-        str(out), "invariant",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+        str(ROOT / "tests" / "dp_worker.py"),
+        str(tiny_cache),
+        str(out),
+        "invariant",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(out.read_text())

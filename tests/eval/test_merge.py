@@ -26,8 +26,9 @@ CFG = TrainCfg(steps=4, batch_size=4, lr=3e-2, lora={"r": 4, "alpha": 8, "dropou
 @pytest.fixture(scope="module")
 def adapter(tiny_path, splits, tmp_path_factory):
     out = tmp_path_factory.mktemp("lora")
-    return finetune(tiny_path, splits["train"][:8], "answer", "lora", CFG, 0, out,
-                    progress=False).checkpoint  # fmt: skip
+    return finetune(
+        tiny_path, splits["train"][:8], "answer", "lora", CFG, 0, out, progress=False
+    ).checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +61,9 @@ def test_merged_matches_the_unmerged_adapter_within_the_tolerance(
     model, info = for_evaluation(unmerged, tok, tiny_path, adapter, precision, texts)
     assert info["path"] == "merged" and not is_adapter(model)
     assert not any("lora_" in n for n, _ in model.named_parameters())
-    assert {p.dtype for p in model.parameters()} == {torch.float32 if precision == "fp32"
-                                                     else torch.bfloat16}  # fmt: skip
+    assert {p.dtype for p in model.parameters()} == {
+        torch.float32 if precision == "fp32" else torch.bfloat16
+    }
     assert (
         info["tolerance"] == TOLERANCE["fp32"]
         if precision == "fp32"
@@ -82,12 +84,14 @@ def test_merged_matches_the_unmerged_adapter_within_the_tolerance(
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_the_unmerged_adapter_is_kept_beyond_the_tolerance(tiny_path, adapter, texts, precision):
     unmerged, tok = load_finetuned(tiny_path, adapter, "lora", precision, unmerged=True)
-    model, info = for_evaluation(unmerged, tok, tiny_path, adapter, precision, texts,
-                                 tolerance=1e-12)  # fmt: skip
+    model, info = for_evaluation(
+        unmerged, tok, tiny_path, adapter, precision, texts, tolerance=1e-12
+    )
     assert info["max_abs_logprob_diff"] > 1e-12  # the merge rounds: the fallback is taken
     assert info["path"] == "adapter" and model is unmerged and is_adapter(model)
-    model, info = for_evaluation(unmerged, tok, tiny_path, adapter, precision, texts,
-                                 tolerance=-1.0)  # fmt: skip
+    model, info = for_evaluation(
+        unmerged, tok, tiny_path, adapter, precision, texts, tolerance=-1.0
+    )
     assert info["path"] == "adapter" and model is unmerged
 
 
@@ -108,12 +112,15 @@ def test_the_adapter_check_fires_for_a_merged_noop_adapter(
     ).save_pretrained(tmp_path / "noop")
     _, tok0 = load_model(tiny_path)
     tok0.save_pretrained(tmp_path / "noop")
-    checker = StudyBase(ResolvedModel("tiny-random", tiny_path, "tiny", "x"), "cpu", precision,
-                        splits["test"])  # fmt: skip
-    unmerged, tok = load_finetuned(tiny_path, str(tmp_path / "noop"), "lora", precision,
-                                   unmerged=True)  # fmt: skip
-    model, info = for_evaluation(unmerged, tok, tiny_path, str(tmp_path / "noop"), precision,
-                                 checker.check_texts)  # fmt: skip
+    checker = StudyBase(
+        ResolvedModel("tiny-random", tiny_path, "tiny", "x"), "cpu", precision, splits["test"]
+    )
+    unmerged, tok = load_finetuned(
+        tiny_path, str(tmp_path / "noop"), "lora", precision, unmerged=True
+    )
+    model, info = for_evaluation(
+        unmerged, tok, tiny_path, str(tmp_path / "noop"), precision, checker.check_texts
+    )
     assert info["path"] == "merged" and info["max_abs_logit_diff"] == 0.0
     with pytest.raises(RuntimeError, match="were not applied"):
         checker.output_delta(model, tok)

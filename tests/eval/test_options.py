@@ -190,14 +190,17 @@ def test_evaluate_split_with_the_tiny_model(tiny_model, gen_split, fmt):
     for ex, p in zip(gen_split, preds, strict=True):
         again = extract_option(p["generation"], fmt, ex.meta["options"])
         assert (p["pred"], p["match"], p["number"]) == (
-            again["pred"], again["match"], again["number"]
-        )  # fmt: skip
+            again["pred"],
+            again["match"],
+            again["number"],
+        )
         assert p["match"] in MATCH_KINDS and (p["pred"] is None) == (p["match"] == "none")
         assert p["correct"] == (p["pred"] == ex.answer) and p["gold"] == ex.answer
     assert m["no_answer"] == sum(p["pred"] is None for p in preds) / len(preds)
     # the smooth metric: log p(" <gold option's text>") after the same prompt
-    want = lm.loglikelihood([("", prompt(ex), f" {ex.meta['options'][ex.answer]}")
-                             for ex in gen_split])  # fmt: skip
+    want = lm.loglikelihood(
+        [("", prompt(ex), f" {ex.meta['options'][ex.answer]}") for ex in gen_split]
+    )
     assert [p["gold_logprob"] for p in preds] == pytest.approx([w[0] for w in want], abs=1e-4)
 
 
@@ -221,8 +224,9 @@ def test_evaluate_split_records_the_letter_and_how_it_was_read(tiny_model, gen_s
     texts = [f" So it is {value}. The answer is {value}.", f" The answer is ({wrong})."]
     preds, m = evaluate_split(_Scripted(model, tok, texts), exs, PromptSpec("cot"), 6)
     assert [(p["pred"], p["match"], p["correct"]) for p in preds] == [
-        (exs[0].answer, "number", True), (wrong, "letter", False)
-    ]  # fmt: skip
+        (exs[0].answer, "number", True),
+        (wrong, "letter", False),
+    ]
     assert preds[0]["number"] == value and m["exact_match"] == 0.5 and m["no_answer"] == 0.0
 
 
@@ -240,9 +244,12 @@ def test_a_second_scoring_is_not_in_the_ood_mean():
 
 def test_wandb_ood_mean_leaves_the_second_scoring_out():
     flat = {
-        "eval/test/exact_match": 0.9, "eval/ood_svamp/exact_match": 0.5,
-        "eval/ood_aqua/exact_match": 0.3, "eval/ood_aqua_gen/exact_match": 0.0,
-        "eval/ood_aqua/gold_logprob": -3.0, "eval/probe_bbh/exact_match": 1.0,
-    }  # fmt: skip
+        "eval/test/exact_match": 0.9,
+        "eval/ood_svamp/exact_match": 0.5,
+        "eval/ood_aqua/exact_match": 0.3,
+        "eval/ood_aqua_gen/exact_match": 0.0,
+        "eval/ood_aqua/gold_logprob": -3.0,
+        "eval/probe_bbh/exact_match": 1.0,
+    }
     assert ood_mean(flat) == pytest.approx(0.4)
     assert ood_mean({"eval/test/exact_match": 0.9}) is None

@@ -91,8 +91,16 @@ def test_retrieved_choice_scoring_groups_by_demo_set(tiny_model):
 
     def nli(i: int, words: str) -> Example:
         answer = "Yes" if i % 2 else "No"
-        return Example(f"train-{i}", words, answer, "", "", prompt=f"{words} Yes or No? answer:",
-                       choices=(" Yes", " No"), output_type="multiple_choice")  # fmt: skip
+        return Example(
+            f"train-{i}",
+            words,
+            answer,
+            "",
+            "",
+            prompt=f"{words} Yes or No? answer:",
+            choices=(" Yes", " No"),
+            output_type="multiple_choice",
+        )
 
     index = [
         nli(i, w) for i, w in enumerate(["a cat sat", "a dog ran", "the cat ran", "birds fly"])

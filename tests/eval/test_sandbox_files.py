@@ -26,11 +26,14 @@ def planted():
     /work; (folder, file, secret) each, removed afterwards."""
     tag = uuid.uuid4().hex[:12]
     places = [
-        ROOT.parent / f"ftlab-sibling-{tag}", Path("/opt") / f"ftlab-{tag}",
-        Path("/srv") / f"ftlab-{tag}", Path("/var") / f"ftlab-{tag}",
-        Path("/etc") / f"ftlab-{tag}", Path("/usr/local") / f"ftlab-{tag}",
+        ROOT.parent / f"ftlab-sibling-{tag}",
+        Path("/opt") / f"ftlab-{tag}",
+        Path("/srv") / f"ftlab-{tag}",
+        Path("/var") / f"ftlab-{tag}",
+        Path("/etc") / f"ftlab-{tag}",
+        Path("/usr/local") / f"ftlab-{tag}",
         Path("/") / f"ftlab-shared-{tag}",
-    ]  # fmt: skip
+    ]
     made = []
     try:
         for i, d in enumerate(places):
@@ -80,8 +83,18 @@ def test_the_root_holds_only_the_allowlist():
     root, dev, etc, tmp, work = map(json.loads, res.stdout.splitlines())
     assert set(root) <= tops | {"dev", "etc", "proc", "tmp"}, root
     assert not {"work", "opt", "srv", "var", "home", "mnt", "media"} & set(root)
-    assert set(dev) <= {"null", "zero", "full", "random", "urandom", "shm", "fd",
-                        "stdin", "stdout", "stderr"}  # fmt: skip
+    assert set(dev) <= {
+        "null",
+        "zero",
+        "full",
+        "random",
+        "urandom",
+        "shm",
+        "fd",
+        "stdin",
+        "stdout",
+        "stderr",
+    }
     assert set(etc) <= {"ld.so.cache", "localtime"}
     if os.path.realpath("/tmp") == fs.tmp:  # the working directory is the only thing there
         assert tmp == [work], tmp

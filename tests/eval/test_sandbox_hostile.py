@@ -150,9 +150,17 @@ def test_nothing_outside_the_working_directory_is_writable():
     folders around the project and the temp folder are all read-only inside."""
     name = f"pwned-{uuid.uuid4().hex}"
     targets = [
-        os.path.dirname(os.__file__), sysconfig.get_paths()["purelib"], "/etc", "/dev/shm",
-        "/var/tmp", "/tmp", "/", str(ROOT), str(ROOT.parent), os.path.expanduser("~"),
-    ]  # fmt: skip
+        os.path.dirname(os.__file__),
+        sysconfig.get_paths()["purelib"],
+        "/etc",
+        "/dev/shm",
+        "/var/tmp",
+        "/tmp",
+        "/",
+        str(ROOT),
+        str(ROOT.parent),
+        os.path.expanduser("~"),
+    ]
     code = (
         f"import os\nfor d in {targets!r}:\n    p = os.path.join(d, {name!r})\n    try:\n"
         "        open(p, 'w').write('x')\n        print('WROTE', p)\n"

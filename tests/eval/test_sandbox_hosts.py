@@ -88,9 +88,13 @@ def test_an_unprivileged_user_gets_the_same_guarantees(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(ROOT)}
     cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-c"]
     res = subprocess.run(
-        [*cmd, UNPRIVILEGED.format(root=str(ROOT))], env=env, cwd=home, capture_output=True,
-        text=True, timeout=120,
-    )  # fmt: skip
+        [*cmd, UNPRIVILEGED.format(root=str(ROOT))],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert lines[0] == "42"

@@ -21,8 +21,18 @@ def study(tmp_path_factory, tiny_cache) -> Path:
     mp = pytest.MonkeyPatch()
     offline(mp)
     try:
-        argv = ["run", str(path), "--profile", "tiny", "--smoke", "--out", str(out),
-                "--cache-dir", str(tiny_cache), "--quiet"]  # fmt: skip
+        argv = [
+            "run",
+            str(path),
+            "--profile",
+            "tiny",
+            "--smoke",
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(tiny_cache),
+            "--quiet",
+        ]
         assert main(argv) == 0
     finally:
         mp.undo()

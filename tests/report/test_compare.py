@@ -87,15 +87,33 @@ def test_bad_folders_say_so_in_one_line_and_write_nothing(studies, tmp_path, cap
 
 def _study(name: str, model: str, budgets: list[int], equal: bool) -> Study:
     row = {"arm": "lora", "baseline": "kshot", "budget": 4, "equal_budget": equal}
-    nums = ["id_gain", "id_lo", "id_hi", "id_p", "ood_gain", "ood_lo", "ood_hi", "ood_p", "gap",
-            "gap_lo", "gap_hi", "gap_p", "holm_p"]  # fmt: skip
+    nums = [
+        "id_gain",
+        "id_lo",
+        "id_hi",
+        "id_p",
+        "ood_gain",
+        "ood_lo",
+        "ood_hi",
+        "ood_p",
+        "gap",
+        "gap_lo",
+        "gap_hi",
+        "gap_p",
+        "holm_p",
+    ]
     row |= {c: (0.1 if equal else None) for c in nums}
     return Study(Path(name), name, model, "arithmetic", budgets, "p", [row])
 
 
 def test_unequal_budgets_and_budget_grids_are_marked_and_models_are_blocks():
-    t = table([_study("s1", "m1", [4], True), _study("s2", "m1", [2, 4], False),
-               _study("s3", "m2", [4], True)])  # fmt: skip
+    t = table(
+        [
+            _study("s1", "m1", [4], True),
+            _study("s2", "m1", [2, 4], False),
+            _study("s3", "m2", [4], True),
+        ]
+    )
     rows = [dict(zip(t.columns, r, strict=True)) for r in t.rows]
     assert [r["block"] for r in rows] == ["A", "A", "B"]
     assert "budget grid differs" in rows[0]["mark"]

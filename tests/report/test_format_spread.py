@@ -27,14 +27,30 @@ def _study(tmp: Path, correct: dict[tuple[str, str, str], list[int]]) -> list[di
             name = format_variant(variant, fmt)
             for split in SPLITS:
                 got = correct[(cell, fmt, split)]
-                preds = [{"id": f"{split}-{i}", "correct": bool(c), "pred": str(c), "gold": "1"}
-                         for i, c in enumerate(got)]  # fmt: skip
+                preds = [
+                    {"id": f"{split}-{i}", "correct": bool(c), "pred": str(c), "gold": "1"}
+                    for i, c in enumerate(got)
+                ]
                 study.cell(cell).write_predictions(name, split, preds)
-                rows.append({"cell": cell, "arm": arm, "method": method, "budget": 8, "k": 8,
-                             "format": "answer", "variant": name, "selected": "last"
-                             if method != "icl" else None, "labelled_examples": 8,
-                             "split": split, "metric": "exact_match", "prompt_format": fmt,
-                             "value": sum(got) / N, "data_seed": 0, "train_seed": 0})  # fmt: skip
+                rows.append(
+                    {
+                        "cell": cell,
+                        "arm": arm,
+                        "method": method,
+                        "budget": 8,
+                        "k": 8,
+                        "format": "answer",
+                        "variant": name,
+                        "selected": "last" if method != "icl" else None,
+                        "labelled_examples": 8,
+                        "split": split,
+                        "metric": "exact_match",
+                        "prompt_format": fmt,
+                        "value": sum(got) / N,
+                        "data_seed": 0,
+                        "train_seed": 0,
+                    }
+                )
     return rows
 
 
@@ -44,10 +60,16 @@ class _Recipe:
 
 def _run(tmp: Path, s1_ft_id: list[int]):
     ones, zeros, half = [1] * N, [0] * N, [i % 2 for i in range(N)]
-    correct = {("ft", MAIN, "test"): ones, ("p", MAIN, "test"): zeros,
-               ("ft", MAIN, "ood_x"): half, ("p", MAIN, "ood_x"): half,
-               ("ft", "s1", "test"): s1_ft_id, ("p", "s1", "test"): zeros,
-               ("ft", "s1", "ood_x"): half, ("p", "s1", "ood_x"): half}  # fmt: skip
+    correct = {
+        ("ft", MAIN, "test"): ones,
+        ("p", MAIN, "test"): zeros,
+        ("ft", MAIN, "ood_x"): half,
+        ("p", MAIN, "ood_x"): half,
+        ("ft", "s1", "test"): s1_ft_id,
+        ("p", "s1", "test"): zeros,
+        ("ft", "s1", "ood_x"): half,
+        ("p", "s1", "ood_x"): half,
+    }
     rows = _study(tmp, correct)
     pairs = matched_pairs(_Recipe(), Scores(tmp, rows))
     return rows, pairs, spread(tmp, rows, SPLITS, pairs)
@@ -107,5 +129,11 @@ def test_decision_words_and_stats_of_untested_and_id_only_pairs():
     )
     assert over_formats({"a": None}) is None
     got = over_formats({"a": 0.2, "b": 0.6, "c": None})
-    assert got == {"mean": 0.4, "min": 0.2, "min_format": "a", "max": 0.6, "max_format": "b",
-                   "n_formats": 2}  # fmt: skip
+    assert got == {
+        "mean": 0.4,
+        "min": 0.2,
+        "min_format": "a",
+        "max": 0.6,
+        "max_format": "b",
+        "n_formats": 2,
+    }

@@ -95,8 +95,13 @@ def test_cot_pairs_match_k_and_method():
 @pytest.fixture(scope="module")
 def smoke_ladder(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ladder")
-    recipe = {**BASE, "model": ["any-small", "any-large"], "seeds": [0], "budgets": None,
-              "tracking": {"mode": "disabled"}}  # fmt: skip
+    recipe = {
+        **BASE,
+        "model": ["any-small", "any-large"],
+        "seeds": [0],
+        "budgets": None,
+        "tracking": {"mode": "disabled"},
+    }
     recipe["arms"] = [a for a in BASE["arms"] if a["name"] != "zs"]
     path = tmp / "ladder.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -165,10 +170,16 @@ def test_gpu_hours_estimate_from_the_flop_accounting(monkeypatch, tmp_path):
     pub = param_counts("EleutherAI/pythia-70m")  # not cached here: the published count
     assert pub.source == "published" and pub.total == 70_426_624
     assert pub.body == 18_915_328  # Pythia README: non-embedding parameters of pythia-70m
-    recipe = parse_recipe({"name": "e", "model": ["tiny-random", "tiny-random-d96"],
-                           "task": {"n_train": 64, "n_dev": 8, "n_test": 4},
-                           "seeds": [0], "arms": [{"name": "zs", "method": "icl"}],
-                           "eval": {"gold_logprob": False}})  # fmt: skip
+    recipe = parse_recipe(
+        {
+            "name": "e",
+            "model": ["tiny-random", "tiny-random-d96"],
+            "task": {"n_train": 64, "n_dev": 8, "n_test": 4},
+            "seeds": [0],
+            "arms": [{"name": "zs", "method": "icl"}],
+            "eval": {"gold_logprob": False},
+        }
+    )
     cache = str(tmp_path / "models")
     small, large = estimate(recipe, 1e12, 1e10, chars_per_token=1.0, cache_dir=cache)
     assert small.source == "config" and small.tokens == "tokenizer" and small.params < large.params
@@ -196,9 +207,14 @@ def test_gpu_hours_estimate_counts_probe_splits(tmp_path):
     from lab.study.estimate import estimate, param_counts
     from lab.tasks import build_task
 
-    base = {"name": "e", "model": "tiny-random", "task": {"n_train": 64, "n_dev": 8, "n_test": 4},
-            "seeds": [0], "arms": [{"name": "zs", "method": "icl"}],
-            "eval": {"gold_logprob": False}}  # fmt: skip
+    base = {
+        "name": "e",
+        "model": "tiny-random",
+        "task": {"n_train": 64, "n_dev": 8, "n_test": 4},
+        "seeds": [0],
+        "arms": [{"name": "zs", "method": "icl"}],
+        "eval": {"gold_logprob": False},
+    }
     bbh = {"bbh": {"n_per_task": 2, "max_new_tokens": 8, "tasks": ["sports_understanding"]}}
     probed = parse_recipe(base | {"task": base["task"] | {"params": {"probes": bbh}}})
     cache = str(tmp_path / "models")

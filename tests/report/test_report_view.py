@@ -17,8 +17,11 @@ def test_report_panels_only_for_what_was_logged():
     base = {**RECIPE, "profiles": {}, "smoke": {}}
     full = logged(parse_recipe(base))
     assert full["metrics"] == ["exact_match", "gold_logprob"] and "dev/loss" in full["curves"]
-    off = {**base, "eval": {**RECIPE["eval"], "gold_logprob": False},
-           "train": {**RECIPE["train"], "select": "last"}}  # fmt: skip
+    off = {
+        **base,
+        "eval": {**RECIPE["eval"], "gold_logprob": False},
+        "train": {**RECIPE["train"], "select": "last"},
+    }
     less = logged(parse_recipe(off))
     assert less["metrics"] == ["exact_match"] and "dev/loss" not in less["curves"]
     icl_only = logged(parse_recipe({**base, "arms": RECIPE["arms"][:2]}))

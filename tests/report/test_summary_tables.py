@@ -14,23 +14,42 @@ from lab.report.markup import bullets, inline
 from lab.report.summary_tables import disagreements, paired_rows, results_long
 
 ROWS = [
-    {"cell": c, "arm": a, "budget": 4, "method": m, "format": "answer", "variant": v,
-     "selected": "last" if m != "icl" else None, "labelled_examples": 4, "data_seed": d,
-     "train_seed": d}
-    for c, a, m, v, d in (("ft0", "lora", "lora", "last", 0), ("ft1", "lora", "lora", "last", 1),
-                          ("p0", "kshot", "icl", "prompted", 0), ("p1", "kshot", "icl", "prompted", 1))
-]  # fmt: skip
+    {
+        "cell": c,
+        "arm": a,
+        "budget": 4,
+        "method": m,
+        "format": "answer",
+        "variant": v,
+        "selected": "last" if m != "icl" else None,
+        "labelled_examples": 4,
+        "data_seed": d,
+        "train_seed": d,
+    }
+    for c, a, m, v, d in (
+        ("ft0", "lora", "lora", "last", 0),
+        ("ft1", "lora", "lora", "last", 1),
+        ("p0", "kshot", "icl", "prompted", 0),
+        ("p1", "kshot", "icl", "prompted", 1),
+    )
+]
 # (id, correct) per cell, in another order than the ids': the join is on ids
-CORRECT = {"ft0": {"b": 1, "a": 1, "c": 0}, "ft1": {"c": 0, "a": 1, "b": 0},
-           "p0": {"a": 1, "b": 0, "c": 0}, "p1": {"a": 1, "c": 1, "b": 0}}  # fmt: skip
+CORRECT = {
+    "ft0": {"b": 1, "a": 1, "c": 0},
+    "ft1": {"c": 0, "a": 1, "b": 0},
+    "p0": {"a": 1, "b": 0, "c": 0},
+    "p1": {"a": 1, "c": 1, "b": 0},
+}
 
 
 class MemoryScores(Scores):
     """Scores whose predictions are given, not read from a study folder."""
 
     def preds(self, cell: str, split: str) -> list[dict[str, Any]]:
-        got = [{"id": i, "correct": bool(v), "pred": f"{cell}-{i}", "gold": "7",
-                "question": f"q {i}"} for i, v in CORRECT[cell].items()]  # fmt: skip
+        got = [
+            {"id": i, "correct": bool(v), "pred": f"{cell}-{i}", "gold": "7", "question": f"q {i}"}
+            for i, v in CORRECT[cell].items()
+        ]
         return sorted(got, key=lambda p: p["id"])
 
 
@@ -41,7 +60,9 @@ def test_disagreements_join_the_arms_on_example_id():
     rows = [dict(zip(t.columns, r, strict=True)) for r in t.rows]
     # a: both right on both seeds; b: FT 1/2 vs ICL 0/2; c: FT 0/2 vs ICL 1/2
     assert [(r["id"], r["correct"], r["baseline_correct"]) for r in rows] == [
-        ("b", 0.5, 0.0), ("c", 0.0, 0.5)]  # fmt: skip
+        ("b", 0.5, 0.0),
+        ("c", 0.0, 0.5),
+    ]
     assert rows[0]["pred"] == "ft0-b" and rows[0]["baseline_pred"] == "p0-b"
     assert all(r["arm"] == "lora" and r["baseline"] == "kshot" and r["budget"] == 4 for r in rows)
 
@@ -49,8 +70,16 @@ def test_disagreements_join_the_arms_on_example_id():
 def test_paired_rows_are_numbers_and_an_untested_pair_is_empty_not_text():
     scores = MemoryScores(Path("."), ROWS)
     q = {"diff": 0.25, "lo": -0.1, "hi": 0.6, "p_value": 0.02}
-    tested = {"ft": ("lora", 4), "icl": ("kshot", 4), "equal": True, "labelled": (4, 4),
-              "has_ood": True, "id": q, "ood": q, "gap": {**q, "p_value": 0.3}}  # fmt: skip
+    tested = {
+        "ft": ("lora", 4),
+        "icl": ("kshot", 4),
+        "equal": True,
+        "labelled": (4, 4),
+        "has_ood": True,
+        "id": q,
+        "ood": q,
+        "gap": {**q, "p_value": 0.3},
+    }
     untested = {**tested, "equal": False, "labelled": (4, 2)}
     t = paired_rows([tested, untested], scores)
     a, b = (dict(zip(t.columns, r, strict=True)) for r in t.rows)

@@ -39,8 +39,14 @@ def pair(id_ft: float, id_icl: float, ood_ft: float, ood_icl: float, arm="lora_a
     res = paired_gains(
         planted(id_ft, 1), planted(id_icl, 2), [planted(ood_ft, 3)], [planted(ood_icl, 4)]
     )
-    return {"ft": (arm, 8), "icl": ("icl", 8), "labelled": (8, 8), "equal": True,
-            "has_ood": True, **res}  # fmt: skip
+    return {
+        "ft": (arm, 8),
+        "icl": ("icl", 8),
+        "labelled": (8, 8),
+        "equal": True,
+        "has_ood": True,
+        **res,
+    }
 
 
 @pytest.mark.parametrize(
@@ -70,16 +76,27 @@ def test_the_gap_is_tested_not_read_off_point_estimates():
 
 
 def test_unequal_budgets_get_no_verdict():
-    res = {"ft": ("lora_answer", 8), "icl": ("icl", 8), "labelled": (10, 8), "equal": False,
-           "has_ood": True}  # fmt: skip
+    res = {
+        "ft": ("lora_answer", 8),
+        "icl": ("icl", 8),
+        "labelled": (10, 8),
+        "equal": False,
+        "has_ood": True,
+    }
     text = headline(RECIPE, [res])
     assert "unequal budgets: no paired verdict" in text
     assert "lora_answer (10 labelled examples) and icl (8)" in text
 
 
 def test_no_ood_split_no_headline():
-    res = {"ft": ("lora_answer", 8), "icl": ("icl", 8), "labelled": (8, 8), "equal": True,
-           "has_ood": False, **paired_gains(planted(0.5, 1), planted(0.5, 2))}  # fmt: skip
+    res = {
+        "ft": ("lora_answer", 8),
+        "icl": ("icl", 8),
+        "labelled": (8, 8),
+        "equal": True,
+        "has_ood": False,
+        **paired_gains(planted(0.5, 1), planted(0.5, 2)),
+    }
     assert headline(RECIPE, [res]) is None
 
 
@@ -89,9 +106,16 @@ def q(diff: float, p: float) -> dict[str, float]:
 
 def test_strongest_arm_is_exploratory_with_holm_adjusted_p_values():
     def res(arm, id_p, id_diff):
-        return {"ft": (arm, 8), "icl": ("icl", 8), "labelled": (8, 8), "equal": True,
-                "has_ood": True, "id": q(id_diff, id_p), "ood": q(0.01, 0.8),
-                "gap": q(id_diff - 0.01, 0.5)}  # fmt: skip
+        return {
+            "ft": (arm, 8),
+            "icl": ("icl", 8),
+            "labelled": (8, 8),
+            "equal": True,
+            "has_ood": True,
+            "id": q(id_diff, id_p),
+            "ood": q(0.01, 0.8),
+            "gap": q(id_diff - 0.01, 0.5),
+        }
 
     primary = res("lora_answer", 0.001, 0.10)
     strongest = res("lora_cot", 0.03, 0.30)  # significant alone, not after Holm (0.06)
@@ -120,14 +144,24 @@ def test_holm():
 
 
 def test_the_only_tested_pair_is_reported_when_the_primary_has_unequal_budgets():
-    unequal = {"ft": ("lora_answer", 8), "icl": ("icl", 8), "labelled": (10, 8),
-               "equal": False, "has_ood": True}  # fmt: skip
+    unequal = {
+        "ft": ("lora_answer", 8),
+        "icl": ("icl", 8),
+        "labelled": (10, 8),
+        "equal": False,
+        "has_ood": True,
+    }
     text = headline(RECIPE, [unequal, pair(0.9, 0.2, 0.6, 0.4, arm="lora_cot")])
     assert "unequal budgets: no paired verdict" in text
     assert "Exploratory" in text and "lora_cot vs icl" in text
 
 
 def test_a_study_without_labelled_counts_gets_no_verdict():
-    old = {"ft": ("lora_answer", 8), "icl": ("icl", 8), "labelled": ("not recorded", 8),
-           "equal": False, "has_ood": True}  # fmt: skip
+    old = {
+        "ft": ("lora_answer", 8),
+        "icl": ("icl", 8),
+        "labelled": ("not recorded", 8),
+        "equal": False,
+        "has_ood": True,
+    }
     assert "labelled examples not recorded" in headline(RECIPE, [old])

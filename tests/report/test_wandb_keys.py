@@ -55,7 +55,9 @@ def test_summary_tables_hold_numbers_as_numbers(runs):
     summary = runs["summary"]
     long = _table_rows(summary, "results")
     assert {(r["arm"], r["split"], r["metric"]) for r in long} >= {
-        ("lora", "test", "exact_match"), ("kshot", "ood_mean", "gold_logprob")}  # fmt: skip
+        ("lora", "test", "exact_match"),
+        ("kshot", "ood_mean", "gold_logprob"),
+    }
     for r in long:
         for col in ("mean", "lo", "hi", "n"):
             assert isinstance(r[col], float | int) and not isinstance(r[col], bool), (col, r)
@@ -63,11 +65,23 @@ def test_summary_tables_hold_numbers_as_numbers(runs):
         assert r["budget"] is None or isinstance(r["budget"], float | int)
     paired = _table_rows(summary, "paired")
     assert {(r["arm"], r["baseline"], r["budget"]) for r in paired} == {
-        (a, "kshot", b) for a in ("lora", "full") for b in (2, 4)}  # fmt: skip
+        (a, "kshot", b) for a in ("lora", "full") for b in (2, 4)
+    }
     for r in paired:
         assert r["equal_budget"] is True
-        for col in ("id_gain", "id_lo", "id_hi", "id_p", "ood_gain", "ood_p", "gap", "gap_lo",
-                    "gap_hi", "gap_p", "holm_p"):  # fmt: skip
+        for col in (
+            "id_gain",
+            "id_lo",
+            "id_hi",
+            "id_p",
+            "ood_gain",
+            "ood_p",
+            "gap",
+            "gap_lo",
+            "gap_hi",
+            "gap_p",
+            "holm_p",
+        ):
             assert isinstance(r[col], float), (col, r)
         assert r["id_lo"] <= r["id_gain"] <= r["id_hi"] and r["gap_p"] <= r["holm_p"] <= 1
     compute = _table_rows(summary, "compute")
@@ -81,8 +95,10 @@ def test_headline_scalars_are_the_numbers_of_report_mds_sentence(study, runs):
     (answer,) = [line for line in md.splitlines() if line.startswith("**Answer.**")]
     assert v["answer"] in answer
     for name in ("id_gain", "ood_gain", "gap"):
-        said = (f"{v[f'answer/{name}']:+.3f} (95% CI {v[f'answer/{name}_lo']:+.3f} to "
-                f"{v[f'answer/{name}_hi']:+.3f}, p={v[f'answer/{name}_p']:.2g})")  # fmt: skip
+        said = (
+            f"{v[f'answer/{name}']:+.3f} (95% CI {v[f'answer/{name}_lo']:+.3f} to "
+            f"{v[f'answer/{name}_hi']:+.3f}, p={v[f'answer/{name}_p']:.2g})"
+        )
         assert said in answer, name
     assert f"{v['answer/arm']} vs {v['answer/baseline']}" in answer
     assert f"at budget {v['answer/budget']}" in answer and v["answer/equal_budget"] is True

@@ -89,8 +89,11 @@ def test_eval_metrics_are_logged_as_each_split_finishes(study, runs):
         cell = read_json(study / "cells" / key / "cell.json")
         variant = "prompted" if cell["cell"]["method"] == "icl" else cell["cell"]["selected"]
         train = cell["train"]
-        step = {"prompted": 0, "last": train.get("steps"),
-                "best": train.get("best_step") or train.get("steps")}[variant]  # fmt: skip
+        step = {
+            "prompted": 0,
+            "last": train.get("steps"),
+            "best": train.get("best_step") or train.get("steps"),
+        }[variant]
         splits = ["test", "ood_digits", "ood_steps", "ood_phrasing"]
         logged = []
         for split in splits:
@@ -165,16 +168,23 @@ def test_artifacts_weights_by_size_predictions_and_the_study(study, runs):
         if key == "summary":
             continue
         (pred,) = run.artifact("predictions")
-        want = {str(p.relative_to(study / "cells" / key / "predictions"))
-                for p in (study / "cells" / key / "predictions").rglob("*.jsonl")}  # fmt: skip
+        want = {
+            str(p.relative_to(study / "cells" / key / "predictions"))
+            for p in (study / "cells" / key / "predictions").rglob("*.jsonl")
+        }
         assert want and want <= {c.path for c in pred.manifest.contents}
         staged = [c.local_path for c in pred.manifest.contents]  # kept with the study, not in ~
         assert all(p.startswith(str(study.resolve() / "wandb" / "data")) for p in staged)
     summary = runs["summary"]
     (art,) = summary.artifact("study")
     paths = {c.path for c in art.manifest.contents}
-    assert {"results.jsonl", "study.json", "recipe.yaml", "report/report.md",
-            "report/index.html"} <= paths  # fmt: skip
+    assert {
+        "results.jsonl",
+        "study.json",
+        "recipe.yaml",
+        "report/report.md",
+        "report/index.html",
+    } <= paths
     assert summary.summary["report"]["_type"] == "html-file"  # the HTML report as wandb.Html
     assert summary.summary["answer"] == read_json(study / "report" / "summary.json")["headline"]
     for table in ("results", "paired", "compute", "contamination"):
@@ -200,8 +210,15 @@ def test_report_definition_has_the_reports_sections_and_filters_on_the_study_id(
     assert f"ENTITY, PROJECT, STUDY = None, 'ft-vs-icl', {sid!r}" in text
     assert f"OUT_DIR = {str(study.resolve())!r}" in text
     assert "Config('study_id') == '{STUDY}' and Config('out_dir') == '{OUT_DIR}'" in text
-    for title in ("Results: means with 95% bootstrap CIs", "paired bootstrap tests",
-                  "Budget curves", "Compute", "Contamination", "Fairness", "Splits"):  # fmt: skip
+    for title in (
+        "Results: means with 95% bootstrap CIs",
+        "paired bootstrap tests",
+        "Budget curves",
+        "Compute",
+        "Contamination",
+        "Fairness",
+        "Splits",
+    ):
         assert title in text, title
     done = subprocess.run(
         [sys.executable, str(definition), "--dry-run"], capture_output=True, text=True, timeout=120
@@ -222,13 +239,21 @@ def test_report_definition_has_the_reports_sections_and_filters_on_the_study_id(
     bars = [p for g in grids for p in g.panels if type(p).__name__ == "BarPlot"]
     assert bars and all(p.groupby == wr.Config("arm_budget") for p in bars)
     assert {m for p in bars for m in p.metrics} == {
-        f"eval/{s}/{m}" for s in ("test", "ood_digits", "ood_steps", "ood_phrasing")
-        for m in ("exact_match", "gold_logprob")}  # fmt: skip
+        f"eval/{s}/{m}"
+        for s in ("test", "ood_digits", "ood_steps", "ood_phrasing")
+        for m in ("exact_match", "gold_logprob")
+    }
 
 
 def test_report_sections_follow_the_summary_tables_ladders_included():
-    tables = ["scaling_metrics", "cot_gain", "results_m0-a", "paired_m0-a", "compute_m0-a",
-              "brier_m0-a"]  # fmt: skip
+    tables = [
+        "scaling_metrics",
+        "cot_gain",
+        "results_m0-a",
+        "paired_m0-a",
+        "compute_m0-a",
+        "brier_m0-a",
+    ]
     ladder = sections(tables, ["vs_params", "cot_gain", "forest"])
     assert ladder == [
         (
@@ -259,8 +284,11 @@ def test_a_failed_cell_shows_failed_with_its_config(tmp_path, tiny_cache, monkey
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="simulated crash"):
         main(["run", str(path), "--out", str(out), "--cache-dir", str(tiny_cache), "--quiet"])
-    (failed,) = [r for d in (out / "wandb").glob("offline-run-*")
-                 if (r := OfflineRun(d)).name == "kshot__b2__d0"]  # fmt: skip
+    (failed,) = [
+        r
+        for d in (out / "wandb").glob("offline-run-*")
+        if (r := OfflineRun(d)).name == "kshot__b2__d0"
+    ]
     assert failed.exit_codes == [1]
     assert failed.init_config["arm"] == "kshot" and failed.init_config["budget"] == 2
     assert failed.group == read_json(out / "study.json")["study_id"]

@@ -36,14 +36,27 @@ ARMS = [
     {"name": "knn", "method": "icl", "k": 3, "demos": "knn"},
     {"name": "lora", "method": "lora"},
     {"name": "icft", "method": "lora", "train_k": 3},
-    {"name": "icft_cot", "method": "full", "format": "cot", "train_k": 2,
-     "train": {"select": "best_dev"}},
-]  # fmt: skip
+    {
+        "name": "icft_cot",
+        "method": "full",
+        "format": "cot",
+        "train_k": 2,
+        "train": {"select": "best_dev"},
+    },
+]
 
 
 def recipe(arms=ARMS, **over):
-    return parse_recipe({"name": "x", "model": "tiny-random", "seeds": [0, 1],
-                         "budgets": [8, 16], "arms": arms, **over})  # fmt: skip
+    return parse_recipe(
+        {
+            "name": "x",
+            "model": "tiny-random",
+            "seeds": [0, 1],
+            "budgets": [8, 16],
+            "arms": arms,
+            **over,
+        }
+    )
 
 
 def _plans(r):
@@ -124,16 +137,22 @@ def test_new_key_at_its_default_keeps_the_hash():
 
 def test_tiny_study_rows_count_the_budget_and_knn_logs_each_querys_demos(tmp_path, tiny_cache):
     r = {
-        "name": "arms", "model": "tiny-random", "seeds": [0], "budgets": [6], "precision": "fp32",
+        "name": "arms",
+        "model": "tiny-random",
+        "seeds": [0],
+        "budgets": [6],
+        "precision": "fp32",
         "task": {"n_train": 24, "n_dev": 2, "n_test": 3},
         "train": {"steps": 2, "batch_size": 2},
         "eval": {"batch_size": 4, "max_new_tokens": {"answer": 3, "cot": 4, "code": 4}},
         "tracking": {"mode": "disabled"},
-        "arms": [{"name": "icl", "method": "icl", "k": 6},
-                 {"name": "many", "method": "icl", "k": "all"},
-                 {"name": "knn", "method": "icl", "k": 2, "demos": "knn"},
-                 {"name": "icft", "method": "lora", "train_k": 2}],
-    }  # fmt: skip
+        "arms": [
+            {"name": "icl", "method": "icl", "k": 6},
+            {"name": "many", "method": "icl", "k": "all"},
+            {"name": "knn", "method": "icl", "k": 2, "demos": "knn"},
+            {"name": "icft", "method": "lora", "train_k": 2},
+        ],
+    }
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(r))
     out = tmp_path / "out"
@@ -167,8 +186,10 @@ def test_context_cuts_knn_k_and_refuses_an_icft_input_that_cannot_fit(tiny_path)
     from lab.tasks import build_task
 
     splits = build_task(TaskCfg(n_train=160, n_dev=2, n_test=3))
-    arms = [{"name": "knn", "method": "icl", "k": 150, "demos": "knn"},
-            {"name": "icft", "method": "lora", "train_k": 120}]  # fmt: skip
+    arms = [
+        {"name": "knn", "method": "icl", "k": 150, "demos": "knn"},
+        {"name": "icft", "method": "lora", "train_k": 120},
+    ]
     r = recipe(arms=arms, budgets=[150], seeds=[0])
     data = study_data(r, splits)
     fit = ContextFit(r, data, tiny_path)

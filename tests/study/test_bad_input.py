@@ -186,8 +186,11 @@ def test_the_recipe_as_written_is_validated_before_smoke_or_a_profile(how, tmp_p
     """`--smoke` and profiles override sizes: a recipe whose own value the real run refuses
     (here `eval.max_new_tokens.answer: 0`, replaced by --smoke's sizes) is refused by them
     too, with one line and exit 2: a smoke test tells the user the recipe is valid."""
-    recipe = {**BASE, "eval": {"max_new_tokens": {"answer": 0}},
-              "profiles": {"small": {"eval": {"max_new_tokens": {"answer": 4}}}}}  # fmt: skip
+    recipe = {
+        **BASE,
+        "eval": {"max_new_tokens": {"answer": 0}},
+        "profiles": {"small": {"eval": {"max_new_tokens": {"answer": 4}}}},
+    }
     path, out = tmp_path / "r.yaml", tmp_path / "out"
     path.write_text(yaml.safe_dump(recipe))
     code = main(["run", str(path), "--out", str(out), "--quiet", *how])

@@ -35,15 +35,21 @@ def _seed_rationales(out: Path, cache: str) -> list[str]:
     budget, ft = cell_data(recipe, data.pool, cell, data.splits)
     budget = budget or ft
     written = [
-        {"id": ex.id, "generation": f"Step by step: {ex.answer if i % 2 == 0 else 'no'}. "
-         f"The answer is {ex.answer if i % 2 == 0 else 'none'}.", "pred": None,
-         "correct": i % 2 == 0, "stopped": "stop"}
+        {
+            "id": ex.id,
+            "generation": f"Step by step: {ex.answer if i % 2 == 0 else 'no'}. "
+            f"The answer is {ex.answer if i % 2 == 0 else 'none'}.",
+            "pred": None,
+            "correct": i % 2 == 0,
+            "stopped": "stop",
+        }
         for i, ex in enumerate(budget)
-    ]  # fmt: skip
+    ]
     path = StudyDir(out).cell(cell.key).rationales("d0__n6")
     fingerprint = resolve_model("tiny-random", cache).fingerprint
-    atomic_write_json(path, {"ids": [e.id for e in budget], "model_fingerprint": fingerprint,
-                             "written": written})  # fmt: skip
+    atomic_write_json(
+        path, {"ids": [e.id for e in budget], "model_fingerprint": fingerprint, "written": written}
+    )
     return [w["id"] for w in written if w["correct"]]
 
 

@@ -112,11 +112,23 @@ def test_a_live_holder_in_another_pid_namespace_keeps_its_claim(tmp_path):
     userns = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
     lease = 1.0
     holder = subprocess.Popen(
-        ["unshare", *userns, "--pid", "--fork", "--mount-proc", sys.executable, "-c", HOLDER,
-         str(tmp_path), str(lease)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [
+            "unshare",
+            *userns,
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            sys.executable,
+            "-c",
+            HOLDER,
+            str(tmp_path),
+            str(lease),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONPATH": str(root)},
-    )  # fmt: skip
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         assert json.loads((tmp_path / "cell.0.lock").read_text())["pid"] == 1  # its own PID 1

@@ -20,8 +20,18 @@ def _run(name: str, tmp_path_factory, cache) -> Path:
     mp = pytest.MonkeyPatch()
     mp.setenv("WANDB_MODE", "disabled")
     try:
-        code = main(["run", str(ROOT / "recipes" / f"{name}.yaml"), "--smoke", "--out", str(out),
-                     "--cache-dir", cache, "--force"])  # fmt: skip
+        code = main(
+            [
+                "run",
+                str(ROOT / "recipes" / f"{name}.yaml"),
+                "--smoke",
+                "--out",
+                str(out),
+                "--cache-dir",
+                cache,
+                "--force",
+            ]
+        )
     finally:
         mp.undo()
     assert code == 0
@@ -59,8 +69,14 @@ def test_gsm8k_reasoning_smoke_fixed_demos_and_bbh_on_every_arm(gsm):
         assert mine == {f"probe_bbh_{t}" for t in subtasks} | {"probe_bbh"}, arm
     macro = [r for r in probe if r["split"] == "probe_bbh"]
     assert all(r["aggregate"] == "macro" and r["n"] == 8 for r in macro)
-    preds = read_jsonl(gsm / "cells" / "lora_cot__d0" / "predictions" / "last" /
-                       "probe_bbh_date_understanding.jsonl")  # fmt: skip
+    preds = read_jsonl(
+        gsm
+        / "cells"
+        / "lora_cot__d0"
+        / "predictions"
+        / "last"
+        / "probe_bbh_date_understanding.jsonl"
+    )
     assert len(preds) == 2 and "prefix" not in preds[0]["meta"]
     assert preds[0]["prompt_tokens"] > 500  # the 3-shot CoT prompt was in front
     report = (gsm / "report" / "report.md").read_text()
@@ -92,8 +108,13 @@ def test_gsm8k_reasoning_smoke_scores_aqua_two_ways_and_counts_it_once(gsm):
     assert "ood_aqua_gen" in cols and "ood_aqua" in cols
     in_mean = [s for s in splits if s.startswith("ood_") and s != "ood_aqua_gen"]
     for arm in ("zero_shot", "zero_shot_cot"):  # one cell each: the mean is easy to redo
-        preds = [p for s in in_mean for p in read_jsonl(
-            gsm / "cells" / f"{arm}__d0" / "predictions" / "prompted" / f"{s}.jsonl")]  # fmt: skip
+        preds = [
+            p
+            for s in in_mean
+            for p in read_jsonl(
+                gsm / "cells" / f"{arm}__d0" / "predictions" / "prompted" / f"{s}.jsonl"
+            )
+        ]
         mean = sum(p["correct"] for p in preds) / len(preds)
         assert by_arm[arm][cols.index("OOD mean")].startswith(f"{mean:.3f} ")
     report = (gsm / "report" / "report.md").read_text()
@@ -105,8 +126,9 @@ def test_mbpp_humaneval_smoke(mbpp):
     em = [r for r in rows if r["metric"] == "exact_match" and not r.get("probe")]
     assert {r["split"] for r in em} == {"test", "ood_humaneval"}
     assert {r["arm"] for r in em} == {"zero_shot", "icl_3shot_mbpp", "icl_3shot", "lora_code"}
-    preds = read_jsonl(mbpp / "cells" / "zero_shot__d0" / "predictions" / "prompted" /
-                       "ood_humaneval.jsonl")  # fmt: skip
+    preds = read_jsonl(
+        mbpp / "cells" / "zero_shot__d0" / "predictions" / "prompted" / "ood_humaneval.jsonl"
+    )
     assert all(p["correct"] is False and p["error"] for p in preds)  # a random model fails
     fixed = read_json(mbpp / "cells" / "icl_3shot_mbpp__d0" / "cell.json")["cell"]
     assert fixed["demo_ids"] == ["demos_mbpp-0002", "demos_mbpp-0003", "demos_mbpp-0004"]
@@ -161,8 +183,17 @@ def test_gsm8k_reasoning_probes_code_on_every_arm(gsm):
     rows = read_jsonl(gsm / "results.jsonl")
     for arm in {r["arm"] for r in rows}:
         splits = {r["split"] for r in _main(rows, arm) if r.get("probe") == "mbpp_humaneval"}
-        assert splits == {"probe_mbpp_humaneval_test", "probe_mbpp_humaneval_ood_humaneval",
-                          "probe_mbpp_humaneval"}, arm  # fmt: skip
-    preds = read_jsonl(gsm / "cells" / "lora_code__d0" / "predictions" / "last" /
-                       "probe_mbpp_humaneval_ood_humaneval.jsonl")  # fmt: skip
+        assert splits == {
+            "probe_mbpp_humaneval_test",
+            "probe_mbpp_humaneval_ood_humaneval",
+            "probe_mbpp_humaneval",
+        }, arm
+    preds = read_jsonl(
+        gsm
+        / "cells"
+        / "lora_code__d0"
+        / "predictions"
+        / "last"
+        / "probe_mbpp_humaneval_ood_humaneval.jsonl"
+    )
     assert preds[0]["error"] and "check(" in preds[0]["meta"]["tests"]  # ran in the sandbox

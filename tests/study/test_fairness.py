@@ -140,9 +140,18 @@ def _plant(out: Path, cell: str, variant: str, ids: list[str], correct: list[int
 
 def _row(cell, arm, method, labelled, **kw):
     variant = "prompted" if method == "icl" else "last"
-    return {"cell": cell, "arm": arm, "method": method, "budget": 8, "variant": variant,
-            "selected": None if method == "icl" else "last", "format": "answer",
-            "k": 8 if method == "icl" else 0, "labelled_examples": labelled, **kw}  # fmt: skip
+    return {
+        "cell": cell,
+        "arm": arm,
+        "method": method,
+        "budget": 8,
+        "variant": variant,
+        "selected": None if method == "icl" else "last",
+        "format": "answer",
+        "k": 8 if method == "icl" else 0,
+        "labelled_examples": labelled,
+        **kw,
+    }
 
 
 def _planted_study(tmp_path, ft_labelled=8, icl_ids=None, ft_format="answer"):
@@ -153,9 +162,14 @@ def _planted_study(tmp_path, ft_labelled=8, icl_ids=None, ft_format="answer"):
         _row("lora__b8__d0", "lora", "lora", ft_labelled, format=ft_format),
         _row("icl__b8__d0", "icl", "icl", 8),
     ]
-    r = parse_recipe({"name": "p", "model": "tiny-random", "budgets": [8],
-                      "arms": [{"name": "icl", "method": "icl", "k": 8},
-                               {"name": "lora", "method": "lora"}]})  # fmt: skip
+    r = parse_recipe(
+        {
+            "name": "p",
+            "model": "tiny-random",
+            "budgets": [8],
+            "arms": [{"name": "icl", "method": "icl", "k": 8}, {"name": "lora", "method": "lora"}],
+        }
+    )
     scores = analysis.Scores(tmp_path, rows)
     return r, scores, analysis.matched_pairs(r, scores)
 
@@ -203,15 +217,21 @@ def test_replicates_must_be_the_same_examples(tmp_path):
 # -- end to end on the tiny model --------------------------------------------------------------
 def _tiny(tmp_path, **over):
     recipe = {
-        "name": "fair", "model": "tiny-random", "seeds": [0], "budgets": [4],
+        "name": "fair",
+        "model": "tiny-random",
+        "seeds": [0],
+        "budgets": [4],
         "task": {"n_train": 32, "n_dev": 4, "n_test": 3},
         "train": {"steps": 2, "batch_size": 2, "eval_every": 1, "select": "best_dev"},
-        "eval": {"batch_size": 4, "max_new_tokens": {"answer": 4, "cot": 6, "code": 6},
-                 "ft_then_icl_k": 6},
+        "eval": {
+            "batch_size": 4,
+            "max_new_tokens": {"answer": 4, "cot": 6, "code": 6},
+            "ft_then_icl_k": 6,
+        },
         "tracking": {"mode": "disabled"},
         "arms": [{"name": "icl", "method": "icl", "k": 4}, {"name": "lora", "method": "lora"}],
         **over,
-    }  # fmt: skip
+    }
     return parse_recipe(recipe)
 
 
@@ -236,8 +256,13 @@ def test_every_row_counts_its_labelled_examples_and_best_dev_stays_in_budget(tmp
 
 
 def test_resume_recomputes_predictions_stored_for_other_examples(tmp_path, tiny_cache):
-    r = _tiny(tmp_path, arms=[{"name": "lora", "method": "lora"}], budgets=None,
-              train={"steps": 3, "batch_size": 2}, eval={"batch_size": 4})  # fmt: skip
+    r = _tiny(
+        tmp_path,
+        arms=[{"name": "lora", "method": "lora"}],
+        budgets=None,
+        train={"steps": 3, "batch_size": 2},
+        eval={"batch_size": 4},
+    )
     out = tmp_path / "out"
     run_study(r, out, progress=False, cache_dir=str(tiny_cache))
     cell = out / "cells" / "lora__d0"
@@ -273,8 +298,9 @@ def test_every_evaluated_checkpoint_must_change_the_outputs(tmp_path, tiny_cache
 
     monkeypatch.setattr(ft, "finetune", finetune)
     monkeypatch.setattr(ft, "load_finetuned", load_finetuned)
-    r = _tiny(tmp_path, arms=[{"name": "lora", "method": "lora"}], budgets=None,
-              eval={"batch_size": 4})  # fmt: skip
+    r = _tiny(
+        tmp_path, arms=[{"name": "lora", "method": "lora"}], budgets=None, eval={"batch_size": 4}
+    )
     with pytest.raises(RuntimeError, match="were not applied"):
         run_study(r, tmp_path / "out", progress=False, cache_dir=str(tiny_cache))
     assert last  # trained, then the unapplied last checkpoint was caught
@@ -282,9 +308,17 @@ def test_every_evaluated_checkpoint_must_change_the_outputs(tmp_path, tiny_cache
 
 def test_cli_best_dev_budget_error_is_one_line(tmp_path, capsys):
     path = tmp_path / "r.json"
-    path.write_text(json.dumps({"name": "x", "model": "tiny-random", "budgets": [1],
-                                "train": {"select": "best_dev"},
-                                "arms": [{"name": "lora", "method": "lora"}]}))  # fmt: skip
+    path.write_text(
+        json.dumps(
+            {
+                "name": "x",
+                "model": "tiny-random",
+                "budgets": [1],
+                "train": {"select": "best_dev"},
+                "arms": [{"name": "lora", "method": "lora"}],
+            }
+        )
+    )
     assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "train.select: last" in err

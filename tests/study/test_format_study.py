@@ -29,7 +29,7 @@ RECIPE = {
         "batch_size": 4,
         "max_new_tokens": {"answer": 3, "cot": 4, "code": 4},
         "formats": 2,
-    },  # fmt: skip
+    },
     "tracking": {"mode": "disabled"},
 }
 SPLITS = {"test", "ood_digits", "ood_steps", "ood_phrasing"}
@@ -55,13 +55,20 @@ def test_rows_and_predictions_per_format(study):
     names = ["default", *[f.name for f in sample_formats(2, 0)]]  # task.seed 0
     assert names == ["default", "s1", "s2"]
     got = {(r["arm"], r["variant"], r["prompt_format"], r["split"]) for r in rows}
-    want = {(a, v if f == "default" else f"{v}@{f}", f, s) for a, v in
-            (("kshot", "prompted"), ("lora", "last")) for f in names for s in SPLITS}  # fmt: skip
+    want = {
+        (a, v if f == "default" else f"{v}@{f}", f, s)
+        for a, v in (("kshot", "prompted"), ("lora", "last"))
+        for f in names
+        for s in SPLITS
+    }
     assert got == want and len(rows) == len(want)
     for cell, variant in (("kshot__b2__d0", "prompted"), ("lora__b2__d0", "last")):
         pred_dir = out / "cells" / cell / "predictions"
-        assert sorted(p.name for p in pred_dir.iterdir()) == [variant, f"{variant}@s1",
-                                                              f"{variant}@s2"]  # fmt: skip
+        assert sorted(p.name for p in pred_dir.iterdir()) == [
+            variant,
+            f"{variant}@s1",
+            f"{variant}@s2",
+        ]
         main_ids = [p["id"] for p in read_jsonl(pred_dir / variant / "test.jsonl")]
         for f in ("s1", "s2"):
             got_ids = [p["id"] for p in read_jsonl(pred_dir / f"{variant}@{f}" / "test.jsonl")]
@@ -76,8 +83,9 @@ def test_report_has_the_spread_and_the_answer_says_whether_it_holds(study):
     assert "| s1 " in section and "| s2 " in section and "prompt-format shift" in section
     assert "holds under every format" in section
     answer = report.split("**Answer.**", 1)[1].split("\n", 1)[0]
-    assert "prompt formats" in answer and ("holds under every one of the 3" in answer
-                                           or "does not hold under every" in answer)  # fmt: skip
+    assert "prompt formats" in answer and (
+        "holds under every one of the 3" in answer or "does not hold under every" in answer
+    )
     summary = json.loads((study / "out" / "report" / "summary.json").read_text())
     assert "prompt formats" in summary["headline"]
     html = (study / "out" / "report" / "index.html").read_text()

@@ -47,17 +47,35 @@ def test_gpu_check_cpu_mode_without_datasets_wandb_gguf(tmp_path):
     block.mkdir()
     (block / "sitecustomize.py").write_text(BLOCK)
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(block), "OUT": str(out),
-           "GPU_CHECK_DIR": str(tmp_path / "work"), "OMP_NUM_THREADS": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "PYTHONPATH": str(block),
+        "OUT": str(out),
+        "GPU_CHECK_DIR": str(tmp_path / "work"),
+        "OMP_NUM_THREADS": "1",
+    }
     proc = subprocess.run(
         ["bash", str(ROOT / "bench" / "gpu_check.sh"), "--cpu"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=480,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=480,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     report = json.loads((out / "gpu_check.json").read_text())
     status = {name: r["status"] for name, r in report["phases"].items()}
-    assert status == {"env": "ok", "matmul": "ok", "build": "ok", "tiny": "ok",
-                      "lora": "skipped", "full": "skipped", "fsdp": "skipped", "agree": "ok"}  # fmt: skip
+    assert status == {
+        "env": "ok",
+        "matmul": "ok",
+        "build": "ok",
+        "tiny": "ok",
+        "lora": "skipped",
+        "full": "skipped",
+        "fsdp": "skipped",
+        "agree": "ok",
+    }
     assert "| tiny | ok |" in proc.stdout  # the summary table
     ph = report["phases"]
     assert ph["matmul"]["figures"]["bf16_tflops"] > 0

@@ -67,10 +67,17 @@ def test_batches_and_verdicts():
 
 
 def test_the_goals_pairs_run_first():
-    jobs = plan_jobs(["0.5b", "1.5b"], [512, 2048], ["lora", "full"], ["bf16", "fp32"],
-                     ["train", "eval"])  # fmt: skip
+    jobs = plan_jobs(
+        ["0.5b", "1.5b"], [512, 2048], ["lora", "full"], ["bf16", "fp32"], ["train", "eval"]
+    )
     keys = [k for k, *_ in jobs]
     assert len(keys) == len(set(keys)) == 2 * (2 * 2 + 2)
-    assert keys[:6] == ["0.5b/train/lora/2048", "0.5b/train/full/2048", "0.5b/eval/bf16",
-                        "1.5b/train/lora/2048", "1.5b/train/full/2048", "1.5b/eval/bf16"]  # fmt: skip
+    assert keys[:6] == [
+        "0.5b/train/lora/2048",
+        "0.5b/train/full/2048",
+        "0.5b/eval/bf16",
+        "1.5b/train/lora/2048",
+        "1.5b/train/full/2048",
+        "1.5b/eval/bf16",
+    ]
     assert [k for k, *_ in plan_jobs(["s"], [64], ["lora"], ["fp32"], ["eval"])] == ["s/eval/fp32"]

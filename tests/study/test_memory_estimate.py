@@ -15,12 +15,18 @@ from lab.study.cli import main
 from lab.study.estimate import estimate, measured_rates, param_counts
 
 BASE = {
-    "name": "m", "model": "tiny-random", "seeds": [0], "precision": "bf16",
+    "name": "m",
+    "model": "tiny-random",
+    "seeds": [0],
+    "precision": "bf16",
     "task": {"n_train": 64, "n_dev": 8, "n_test": 4},
     "train": {"batch_size": 8},
-    "arms": [{"name": "icl", "method": "icl", "k": 4}, {"name": "lora", "method": "lora"},
-             {"name": "full", "method": "full"}],
-}  # fmt: skip
+    "arms": [
+        {"name": "icl", "method": "icl", "k": 4},
+        {"name": "lora", "method": "lora"},
+        {"name": "full", "method": "full"},
+    ],
+}
 
 
 @pytest.fixture(scope="module")

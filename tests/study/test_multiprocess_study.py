@@ -40,19 +40,33 @@ def write_recipe(
         "name": "mp-small",
         "model": "tiny-random",
         "precision": "fp32",
-        "task": {"name": "arithmetic", "seed": 0, "n_train": 32, "n_dev": 4, "n_test": 4,
-                 "params": {"ops": "+-"}},
+        "task": {
+            "name": "arithmetic",
+            "seed": 0,
+            "n_train": 32,
+            "n_dev": 4,
+            "n_test": 4,
+            "params": {"ops": "+-"},
+        },
         "seeds": [0],
         "budgets": [8],
-        "train": {"steps": 6, "batch_size": 4, "grad_accum": 2, "lr": 1.0e-3, "eval_every": 2,
-                  "save_every": 2, "select": "best_dev", "max_grad_norm": 0.5,
-                  "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
+        "train": {
+            "steps": 6,
+            "batch_size": 4,
+            "grad_accum": 2,
+            "lr": 1.0e-3,
+            "eval_every": 2,
+            "save_every": 2,
+            "select": "best_dev",
+            "max_grad_norm": 0.5,
+            "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+        },
         "arms": [all_arms[a] for a in arms],
         "eval": {"batch_size": 4, "max_new_tokens": {"answer": 6, "cot": 12, "code": 12}},
         "tracking": {"mode": "disabled"},
         "smoke": {"train": {"steps": 6}},  # --smoke's defaults would make it 3
         **extra,
-    }  # fmt: skip
+    }
     path.write_text(yaml.safe_dump(r))
     return path
 
@@ -76,8 +90,13 @@ def zero3_config(tmp: Path) -> Path:
 def start(recipe: Path, out: Path, cache: Path, config: Path | None = None, **env_extra: str):
     """`accelerate launch` (ZeRO-3 with `config`, else DDP over gloo) of 2 processes running
     tests/launched_study.py (`python -m lab run` + the faults `env_extra` names)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled",
-           "PYTHONPATH": str(ROOT), **env_extra}  # fmt: skip
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "WANDB_MODE": "disabled",
+        "PYTHONPATH": str(ROOT),
+        **env_extra,
+    }
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", _port()]
     if config is not None:
         cmd += ["--config_file", str(config)]

@@ -63,9 +63,15 @@ def test_mnli_hans_smoke_rows_predictions_and_breakdowns(mnli):
     assert cell["train"]["dev_losses"] and len(cell["train"]["held_out_ids"]) == 1
     assert {r["labelled_examples"] for r in cell["rows"]} == {4}
     report = (mnli / "report" / "report.md").read_text()
-    for title in ("Brier score", "Expected calibration error", "`ood_hans` accuracy per heuristic",
-                  "`ood_hans` accuracy per subcase", "`ood_hans` accuracy per label",
-                  "`test` accuracy per label", "`ood_mnli_mm` accuracy per label"):  # fmt: skip
+    for title in (
+        "Brier score",
+        "Expected calibration error",
+        "`ood_hans` accuracy per heuristic",
+        "`ood_hans` accuracy per subcase",
+        "`ood_hans` accuracy per label",
+        "`test` accuracy per label",
+        "`ood_mnli_mm` accuracy per label",
+    ):
         assert title in report, title
     assert "non-entailment" in report and "lexical_overlap" in report
 

@@ -48,9 +48,15 @@ def _runner(recipe, data):
         raise AssertionError("the stored rationales should have been reused")
 
     base = SimpleNamespace(resolved=SimpleNamespace(fingerprint=FINGERPRINT), load=no_model)
-    return SimpleNamespace(recipe=recipe, data=data, base=base, progress=False,
-                           acc=SimpleNamespace(is_main_process=True), log=lambda *_: None,
-                           fit_demos=None)  # fmt: skip
+    return SimpleNamespace(
+        recipe=recipe,
+        data=data,
+        base=base,
+        progress=False,
+        acc=SimpleNamespace(is_main_process=True),
+        log=lambda *_: None,
+        fit_demos=None,
+    )
 
 
 def _written(examples, correct):
@@ -62,8 +68,9 @@ def _written(examples, correct):
         n_ok += ok
         gen = f"We compute it.\nThe answer is {ex.answer if ok else 'x'}."
         stopped = "length" if ok and n_ok == 3 else "stop"
-        out.append({"id": ex.id, "generation": gen, "pred": None, "correct": ok,
-                    "stopped": stopped})  # fmt: skip
+        out.append(
+            {"id": ex.id, "generation": gen, "pred": None, "correct": ok, "stopped": stopped}
+        )
     return out
 
 
@@ -79,8 +86,9 @@ def _store(recipe, data, sd, correct):
     budget, _ = cell_data(recipe, data.pool, cell, data.splits)
     written = _written(budget, correct)
     path = sd.cell(cell.key).rationales("d0__n8")
-    atomic_write_json(path, {"ids": [e.id for e in budget], "model_fingerprint": FINGERPRINT,
-                             "written": written})  # fmt: skip
+    atomic_write_json(
+        path, {"ids": [e.id for e in budget], "model_fingerprint": FINGERPRINT, "written": written}
+    )
     return budget, written
 
 
@@ -163,8 +171,15 @@ def test_written_by_the_tiny_model_kept_only_when_its_scoring_says_correct(split
 
 
 def test_choice_tasks_are_generated_and_read_as_cot():
-    ex = Example("n1", "", "Yes", "", "", prompt="A. question: B? Yes or No? answer:",
-                 choices=(" Yes", " No"))  # fmt: skip
+    ex = Example(
+        "n1",
+        "",
+        "Yes",
+        "",
+        "",
+        prompt="A. question: B? Yes or No? answer:",
+        choices=(" Yes", " No"),
+    )
     (gen,) = as_generated([ex])
     assert gen.choices == () and gen.extractor == "exact"
     assert score_generation("B follows from A, so the answer is yes.", gen, "cot", True, 5)[

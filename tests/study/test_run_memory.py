@@ -81,8 +81,12 @@ def test_smoke_rows_say_fp32(tmp_path, tiny_cache, setting):
 
     quick = Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml"
     data = yaml.safe_load(quick.read_text())
-    data["smoke"] = {"seeds": [0], "budgets": [4], "tracking": {"mode": "disabled"},
-                     "arms": [{"name": "zero_shot", "method": "icl"}]}  # fmt: skip
+    data["smoke"] = {
+        "seeds": [0],
+        "budgets": [4],
+        "tracking": {"mode": "disabled"},
+        "arms": [{"name": "zero_shot", "method": "icl"}],
+    }
     path = tmp_path / "q.yaml"
     path.write_text(yaml.safe_dump(data))
     out = tmp_path / "out"

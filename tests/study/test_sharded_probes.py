@@ -32,9 +32,10 @@ def run_ranks(monkeypatch, world: int, call, reset=lambda: None):  # noqa: ANN00
             reset()
         for rank in range(world):
             monkeypatch.setattr(
-                parallel, "_state",
+                parallel,
+                "_state",
                 lambda r=rank: SimpleNamespace(num_processes=world, process_index=r),
-            )  # fmt: skip
+            )
 
             def gather(pairs, r=rank, second=second):  # noqa: ANN001, ANN202
                 if not second:

@@ -210,14 +210,19 @@ def test_report_has_compute_view_and_a_buildable_wandb_report(smoke):
 
 def test_ft_then_icl_probe_rows_and_plot(tmp_path, cache):
     recipe = {
-        "name": "probe", "model": "tiny-random", "seeds": [0],
+        "name": "probe",
+        "model": "tiny-random",
+        "seeds": [0],
         "task": {"n_train": 32, "n_dev": 4, "n_test": 3},
         "train": {"steps": 2, "batch_size": 4},
-        "eval": {"batch_size": 4, "max_new_tokens": {"answer": 4, "cot": 6, "code": 6},
-                 "ft_then_icl_k": 2},
+        "eval": {
+            "batch_size": 4,
+            "max_new_tokens": {"answer": 4, "cot": 6, "code": 6},
+            "ft_then_icl_k": 2,
+        },
         "tracking": {"mode": "disabled"},
         "arms": [{"name": "icl2", "method": "icl", "k": 2}, {"name": "lora", "method": "lora"}],
-    }  # fmt: skip
+    }
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))
     out = tmp_path / "out"

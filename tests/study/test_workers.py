@@ -23,13 +23,15 @@ from lab.study.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE: dict[str, Any] = {
-    "name": "workers", "model": "tiny-random", "seeds": [0, 1],
+    "name": "workers",
+    "model": "tiny-random",
+    "seeds": [0, 1],
     "task": {"n_train": 32, "n_dev": 4, "n_test": 3},
     "train": {"steps": 40, "batch_size": 4, "save_every": 5},  # LoRA cells of a few seconds
     "eval": {"batch_size": 4, "max_new_tokens": {"answer": 4, "cot": 6, "code": 6}},
     "tracking": {"mode": "disabled"},
     "arms": [{"name": "zs", "method": "icl"}, {"name": "lora", "method": "lora"}],
-}  # fmt: skip
+}
 N_CELLS = 1 + 2  # zs once, lora per data seed
 CELL_START = re.compile(r"\[lab\] cell \d+/\d+ (\S+) \(")  # "[lab] cell 2/3 lora__d0 (lora..."
 

@@ -37,8 +37,14 @@ def _numbers(ex: Example) -> tuple[int, list[tuple[str, int]]]:
 
 
 def _arith(n_train: int = 300, n_dev: int = 20, n_test: int = 64, **params) -> dict:
-    cfg = TaskCfg(name="arithmetic", seed=0, n_train=n_train, n_dev=n_dev, n_test=n_test,
-                  params={"ops": "+-", **params})  # fmt: skip
+    cfg = TaskCfg(
+        name="arithmetic",
+        seed=0,
+        n_train=n_train,
+        n_dev=n_dev,
+        n_test=n_test,
+        params={"ops": "+-", **params},
+    )
     return build_task(cfg)
 
 
@@ -66,8 +72,9 @@ def test_default_build_equals_the_old_generator(cfg: ArithmeticConfig, digest: s
 
 def test_quickstart_task_as_declared_is_unchanged() -> None:
     """The shipped task (YAML spec + hook) at the quickstart recipe's task settings."""
-    cfg = TaskCfg(name="arithmetic", seed=0, n_train=2000, n_dev=40, n_test=16,
-                  params={"ops": "+-"})  # fmt: skip
+    cfg = TaskCfg(
+        name="arithmetic", seed=0, n_train=2000, n_dev=40, n_test=16, params={"ops": "+-"}
+    )
     want = "f88de9658fe7f1ae9631b3842bc8ce83119b0c11945b028fb386796045dc1158"
     assert split_digest(build_task(cfg)) == want
     explicit = cfg.model_copy(update={"params": {"ops": "+-", "digits": 2, "steps": 2}})
@@ -136,8 +143,9 @@ def test_steps_sets_chain_lengths_and_renders_one_step() -> None:
 def test_no_leaks_and_deterministic_at_new_sizes(params: dict) -> None:
     out = _arith(**params)
     assert split_digest(out) == split_digest(_arith(**params))
-    sigs = {name: [(_numbers(ex)[0], tuple(_numbers(ex)[1])) for ex in exs]
-            for name, exs in out.items()}  # fmt: skip
+    sigs = {
+        name: [(_numbers(ex)[0], tuple(_numbers(ex)[1])) for ex in exs] for name, exs in out.items()
+    }
     for name, s in sigs.items():
         assert len(set(s)) == len(s), name
     taken = set(sigs["train"])
@@ -188,10 +196,12 @@ def test_bad_digits_in_a_recipe_exits_2_and_writes_nothing(
 ) -> None:
     monkeypatch.setenv("WANDB_MODE", "disabled")
     recipe = {
-        "name": "bad", "model": "tiny-random",
+        "name": "bad",
+        "model": "tiny-random",
         "task": {"n_train": 16, "n_dev": 4, "n_test": 3, "params": {"digits": 9}},
-        "arms": [{"name": "zs", "method": "icl"}], "tracking": {"mode": "disabled"},
-    }  # fmt: skip
+        "arms": [{"name": "zs", "method": "icl"}],
+        "tracking": {"mode": "disabled"},
+    }
     path, out = tmp_path / "bad.yaml", tmp_path / "out"
     path.write_text(yaml.safe_dump(recipe))
     code = main(["run", str(path), "--out", str(out), "--cache-dir", str(tiny_cache), "--quiet"])

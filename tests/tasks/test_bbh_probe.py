@@ -41,13 +41,15 @@ def test_sampling_is_seeded_nested_and_in_file_order():
     b = probes(n_per_task=6, tasks=["navigate"])["probe_bbh_navigate"]
     assert {e.id for e in a} <= {e.id for e in b}
     assert [e.meta["row"] for e in b] == sorted(e.meta["row"] for e in b)
-    assert [e.id for e in a] == [e.id for e in probes(n_per_task=3, tasks=["navigate"])[
-        "probe_bbh_navigate"]]  # fmt: skip
+    assert [e.id for e in a] == [
+        e.id for e in probes(n_per_task=3, tasks=["navigate"])["probe_bbh_navigate"]
+    ]
 
 
 def test_the_gsm8k_task_takes_probes_as_a_param():
-    splits = build_task(TaskCfg(**GSM, params={"probes": {"bbh": {"n_per_task": 1,
-                                                                  "tasks": ["snarks"]}}}))  # fmt: skip
+    splits = build_task(
+        TaskCfg(**GSM, params={"probes": {"bbh": {"n_per_task": 1, "tasks": ["snarks"]}}})
+    )
     assert [s for s in splits if s.startswith("probe_")] == ["probe_bbh_snarks"]
     assert "probe_bbh_snarks" not in [s for s in splits if s.startswith("ood_")]
 

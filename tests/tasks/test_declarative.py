@@ -38,12 +38,27 @@ def _csv(path: Path, rows: list[dict]) -> str:
 @pytest.fixture
 def data(tmp_path):
     """Capitals: a CSV with its own column names; the OOD split in a second file."""
-    rows = [{"key": f"k{i}", "country_name": f"Land{i}", "capital_city": f"City{i}",
-             "continent": "north" if i % 2 else "south", "gold": "yes" if i % 3 else "no"}
-            for i in range(40)]  # fmt: skip
+    rows = [
+        {
+            "key": f"k{i}",
+            "country_name": f"Land{i}",
+            "capital_city": f"City{i}",
+            "continent": "north" if i % 2 else "south",
+            "gold": "yes" if i % 3 else "no",
+        }
+        for i in range(40)
+    ]
     _csv(tmp_path / "capitals.csv", rows)
-    ood = [{"key": f"o{i}", "country_name": f"Isle{i}", "capital_city": f"Port{i}",
-            "continent": "sea", "gold": "yes"} for i in range(12)]  # fmt: skip
+    ood = [
+        {
+            "key": f"o{i}",
+            "country_name": f"Isle{i}",
+            "capital_city": f"Port{i}",
+            "continent": "sea",
+            "gold": "yes",
+        }
+        for i in range(12)
+    ]
     _csv(tmp_path / "islands.csv", ood)
     return tmp_path
 
@@ -96,10 +111,15 @@ def test_spec_builds_splits_of_examples(data):
 
 def test_multiple_choice_with_label_map_and_index_targets(data):
     mc = spec()
-    mc["defaults"] = {**mc["defaults"], "output_type": "multiple_choice", "extract": None,
-                      "prompt": "Is {{ capital_city }} in {{ country_name }}? Answer:",
-                      "target": "{{ gold }}", "choices": ["Yes", "No"],
-                      "label_map": {"yes": "Yes", "no": "No"}}  # fmt: skip
+    mc["defaults"] = {
+        **mc["defaults"],
+        "output_type": "multiple_choice",
+        "extract": None,
+        "prompt": "Is {{ capital_city }} in {{ country_name }}? Answer:",
+        "target": "{{ gold }}",
+        "choices": ["Yes", "No"],
+        "label_map": {"yes": "Yes", "no": "No"},
+    }
     mc["defaults"] = {k: v for k, v in mc["defaults"].items() if v is not None}
     s = build_task(task(data, mc))
     ex = s["train"][0]
@@ -153,8 +173,12 @@ def test_empty_split(data):
 
 def test_label_outside_the_choices(data):
     bad = spec()
-    bad["defaults"] = {**bad["defaults"], "output_type": "multiple_choice", "target": "{{ gold }}",
-                       "choices": ["Yes", "No"]}  # fmt: skip
+    bad["defaults"] = {
+        **bad["defaults"],
+        "output_type": "multiple_choice",
+        "target": "{{ gold }}",
+        "choices": ["Yes", "No"],
+    }
     del bad["defaults"]["extract"]
     msg = _error(data, bad)
     assert "gold label 'yes' is not one of the choices ['Yes', 'No']" in msg
@@ -185,10 +209,17 @@ def test_missing_output_type_and_file(data):
 def test_arm_format_the_task_cannot_supply(data):
     from lab.study.plan import validate
 
-    r = parse_recipe({"name": "x", "model": "tiny-random", "task": task(data, spec()).model_dump(),
-                      "arms": [{"name": "lora_cot", "method": "lora", "format": "cot"}]})  # fmt: skip
-    with pytest.raises(LabError, match="arm 'lora_cot' uses format cot, but task 'capitals' has "
-                       "no rationale"):  # fmt: skip
+    r = parse_recipe(
+        {
+            "name": "x",
+            "model": "tiny-random",
+            "task": task(data, spec()).model_dump(),
+            "arms": [{"name": "lora_cot", "method": "lora", "format": "cot"}],
+        }
+    )
+    with pytest.raises(
+        LabError, match="arm 'lora_cot' uses format cot, but task 'capitals' has no rationale"
+    ):
         validate(r, build_task(r.task))
 
 
@@ -221,8 +252,10 @@ def test_custom_example_recipe(monkeypatch):
     s = build_task(r.task)
     assert {k: len(v) for k, v in s.items()} == {"train": 64, "dev": 8, "test": 6, "ood_market": 6}
     ex = s["ood_market"][0]
-    assert ex.answer == str(int(ex.program.split("total = ")[1].split()[0]) // int(
-        ex.program.split("units = ")[1].split()[0]))  # fmt: skip
+    assert ex.answer == str(
+        int(ex.program.split("total = ")[1].split()[0])
+        // int(ex.program.split("units = ")[1].split()[0])
+    )
 
 
 def test_task_yaml_file_and_shipped_name(data, tmp_path):
@@ -246,8 +279,10 @@ def test_recipe_hash_unchanged_without_a_spec():
 
 
 def _lm_eval(tmp_path: Path, extra: str = "") -> Path:
-    rows = [{"q": f"Which is larger, {i} or {i + 3}?", "opts": [str(i), str(i + 3)], "label": 1}
-            for i in range(10)]  # fmt: skip
+    rows = [
+        {"q": f"Which is larger, {i} or {i + 3}?", "opts": [str(i), str(i + 3)], "label": 1}
+        for i in range(10)
+    ]
     (tmp_path / "larger.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     path = tmp_path / "larger.yaml"
     path.write_text(
@@ -304,8 +339,12 @@ def test_eval_uses_the_explicit_output_type_not_the_fields():
 
 def test_extractors():
     regex = _ex("42", output_type="generate", extractor=r"regex:#(\d+)")
-    letter = _ex("B", output_type="generate", extractor="option_letter",
-                 meta={"options": {"A": "3", "B": "5"}})  # fmt: skip
+    letter = _ex(
+        "B",
+        output_type="generate",
+        extractor="option_letter",
+        meta={"options": {"A": "3", "B": "5"}},
+    )
     number = _ex("7", output_type="generate", extractor="number")
     gens = [" value #42 here", " The answer is (B).", " 7 apples"]
     preds, _m = evaluate_split(
@@ -315,27 +354,50 @@ def test_extractors():
     assert preds[1]["match"] == "letter"
     cot = _ex("Lyon", output_type="generate", extractor="exact")
     preds, _m = evaluate_split(
-        _LM([" It is in France. The answer is Lyon."]), [cot], PromptSpec("cot"), 8,
+        _LM([" It is in France. The answer is Lyon."]),
+        [cot],
+        PromptSpec("cot"),
+        8,
         gold_logprob=False,
-    )  # fmt: skip
+    )
     assert preds[0]["correct"]
 
 
 def test_params_when_set_and_column_renames(data):
     """A param a recipe sets under task.params: read by templates, and its `when_set` keys
     (here: another file, with its columns renamed) merged over the spec."""
-    _csv(data / "extra.csv", [{"k": f"e{i}", "land": f"Far{i}", "city": f"Town{i}"}
-                              for i in range(8)])  # fmt: skip
+    _csv(
+        data / "extra.csv",
+        [{"k": f"e{i}", "land": f"Far{i}", "city": f"Town{i}"} for i in range(8)],
+    )
     s = spec()
     s["params"] = {
         "style": {"default": "plain", "choices": ["plain", "polite"]},
-        "extra": {"default": False, "when_set": {"splits": {"ood_islands": {"source": {
-            "path": "csv", "data_files": "{{ 'extra' }}.csv",
-            "columns": {"key": "k", "country_name": "land", "capital_city": "city",
-                        "continent": "k"}}}}}},
-    }  # fmt: skip
-    s["defaults"] = {**s["defaults"], "input": "{{ 'Please: ' if lab.params.style == 'polite' }}"
-                     "What is the capital of {{ country_name }}?"}  # fmt: skip
+        "extra": {
+            "default": False,
+            "when_set": {
+                "splits": {
+                    "ood_islands": {
+                        "source": {
+                            "path": "csv",
+                            "data_files": "{{ 'extra' }}.csv",
+                            "columns": {
+                                "key": "k",
+                                "country_name": "land",
+                                "capital_city": "city",
+                                "continent": "k",
+                            },
+                        }
+                    }
+                }
+            },
+        },
+    }
+    s["defaults"] = {
+        **s["defaults"],
+        "input": "{{ 'Please: ' if lab.params.style == 'polite' }}"
+        "What is the capital of {{ country_name }}?",
+    }
     plain = build_task(task(data, s))
     assert plain["ood_islands"][0].question.startswith("What is the capital of Isle")
     polite = build_task(task(data, s, params={"style": "polite", "extra": True}))
@@ -367,8 +429,12 @@ def test_hub_source_offline_is_one_line(data):
     """A hub id is the same `source` as a local file; without network (HF_DATASETS_OFFLINE)
     its load fails with one line naming the source and the fix."""
     s = spec()
-    s["splits"] = {**s["splits"], "ood_hub": {"source": {"path": "no-such-org/no-such-set",
-                                                         "split": "test", "revision": "main"}}}  # fmt: skip
+    s["splits"] = {
+        **s["splits"],
+        "ood_hub": {
+            "source": {"path": "no-such-org/no-such-set", "split": "test", "revision": "main"}
+        },
+    }
     msg = _error(data, s)
     assert "split ood_hub: could not load 'no-such-org/no-such-set'" in msg
     assert msg.endswith("fix the source (a local file, or a hub id with network access)")
@@ -380,8 +446,12 @@ def test_fixed_demo_sets_are_kept_whole(data):
     s = spec()
     s["splits"] = {**s["splits"], "demos_fixed": {"where": "key in ('k1', 'k3', 'k5', 'k7')"}}
     out = build_task(task(data, s).model_copy(update={"n_test": 2}))
-    assert [e.id for e in out["demos_fixed"]] == ["demos_fixed-k1", "demos_fixed-k3",
-                                                  "demos_fixed-k5", "demos_fixed-k7"]  # fmt: skip
+    assert [e.id for e in out["demos_fixed"]] == [
+        "demos_fixed-k1",
+        "demos_fixed-k3",
+        "demos_fixed-k5",
+        "demos_fixed-k7",
+    ]
     assert len(out["test"]) == 2
 
 
@@ -394,12 +464,18 @@ def test_source_hook_the_arithmetic_generator():
     split = {"source": {"hook": "lab.tasks.arithmetic:split_rows", "args": {"split": "x"}}}
     names = ["train", "dev", "test", "ood_digits", "ood_steps", "ood_phrasing"]
     s = {
-        "defaults": {"sample": "all", "output_type": "generate", "id": "{{ id }}",
-                     "input": "{{ question }}", "target": "{{ answer }}",
-                     "rationale": "{{ rationale }}", "program": "{{ program }}",
-                     "meta": {k: f"{{{{ {k} }}}}" for k in ("steps", "digits", "template", "ops")}},
+        "defaults": {
+            "sample": "all",
+            "output_type": "generate",
+            "id": "{{ id }}",
+            "input": "{{ question }}",
+            "target": "{{ answer }}",
+            "rationale": "{{ rationale }}",
+            "program": "{{ program }}",
+            "meta": {k: f"{{{{ {k} }}}}" for k in ("steps", "digits", "template", "ops")},
+        },
         "splits": {n: {"source": {**split["source"], "args": {"split": n}}} for n in names},
-    }  # fmt: skip
+    }
     sizes = {"n_train": 30, "n_dev": 5, "n_test": 7, "seed": 2}
     got = build_task(TaskCfg(name="arith_yaml", spec=s, **sizes))
     want = build_arithmetic(ArithmeticConfig(2, 30, 5, 7))

@@ -46,9 +46,14 @@ def test_split_sizes_and_order(full):
     # before the AQuA splits: only the eval splits' order matters to a run, and it is kept)
     assert list(small) == ["train", "dev", "test", *OOD, "ood_aqua", "ood_aqua_gen", "demos_wei"]
     assert {k: len(v) for k, v in small.items()} == {
-        "train": 40, "dev": 10, "test": 12, **{s: 12 for s in OOD}, "demos_wei": 8,
-        "ood_aqua": 12, "ood_aqua_gen": 12,
-    }  # fmt: skip
+        "train": 40,
+        "dev": 10,
+        "test": 12,
+        **{s: 12 for s in OOD},
+        "demos_wei": 8,
+        "ood_aqua": 12,
+        "ood_aqua_gen": 12,
+    }
     sizes = {k: len(v) for k, v in full.items()}
     assert sizes == {
         "train": 7473 - 30,
@@ -125,26 +130,39 @@ def test_task_rejects_params():
 # `output_type` / `extractor`, which the Python builder did not set): computed with the
 # Python builder at 3670e5d (lab/tasks/gsm8k.py, lab/tasks/aqua.py) and equal for the YAML.
 FINGERPRINT_FULL = {
-    "demos_wei": "72f94ffbb3b52823", "dev": "dac548a30ed36166", "ood_addsub": "fdeb12a16b43857f",
-    "ood_aqua": "133e57b54a3841f7", "ood_aqua_gen": "b9175c6797741a3a",
-    "ood_asdiv": "7c241536d4aa404c", "ood_multiarith": "be3007e49637b8bb",
-    "ood_singleeq": "4e2a8b3485380621", "ood_svamp": "b76320a3804325f6",
-    "test": "cdd524f6423c854a", "train": "02552fbc94d231bd",
-}  # fmt: skip
+    "demos_wei": "72f94ffbb3b52823",
+    "dev": "dac548a30ed36166",
+    "ood_addsub": "fdeb12a16b43857f",
+    "ood_aqua": "133e57b54a3841f7",
+    "ood_aqua_gen": "b9175c6797741a3a",
+    "ood_asdiv": "7c241536d4aa404c",
+    "ood_multiarith": "be3007e49637b8bb",
+    "ood_singleeq": "4e2a8b3485380621",
+    "ood_svamp": "b76320a3804325f6",
+    "test": "cdd524f6423c854a",
+    "train": "02552fbc94d231bd",
+}
 FINGERPRINT_SEED3 = {
-    "demos_wei": "72f94ffbb3b52823", "dev": "668607c84ad35bf4", "ood_addsub": "271ef2cde276980e",
-    "ood_aqua": "e6c276b3533ea7d9", "ood_aqua_gen": "d773478302d4089b",
-    "ood_asdiv": "950891f21c370b8a", "ood_multiarith": "100ce04f619d0886",
-    "ood_singleeq": "2e15f83fcee56bc7", "ood_svamp": "908c0a825a2339dd",
-    "test": "1c3e23237bdf6c99", "train": "33c3b06728c656e2",
-}  # fmt: skip
+    "demos_wei": "72f94ffbb3b52823",
+    "dev": "668607c84ad35bf4",
+    "ood_addsub": "271ef2cde276980e",
+    "ood_aqua": "e6c276b3533ea7d9",
+    "ood_aqua_gen": "d773478302d4089b",
+    "ood_asdiv": "950891f21c370b8a",
+    "ood_multiarith": "100ce04f619d0886",
+    "ood_singleeq": "2e15f83fcee56bc7",
+    "ood_svamp": "908c0a825a2339dd",
+    "test": "1c3e23237bdf6c99",
+    "train": "33c3b06728c656e2",
+}
 
 
 def fingerprint(splits: dict) -> dict[str, str]:
     out = {}
     for name, xs in sorted(splits.items()):
-        rows = [{k: v for k, v in vars(e).items() if k not in ("output_type", "extractor")}
-                for e in xs]  # fmt: skip
+        rows = [
+            {k: v for k, v in vars(e).items() if k not in ("output_type", "extractor")} for e in xs
+        ]
         blob = json.dumps(rows, sort_keys=True, default=list).encode()
         out[name] = hashlib.sha256(blob).hexdigest()[:16]
     return out
@@ -159,8 +177,9 @@ def test_splits_equal_the_stored_fingerprint(full):
     scoring = {(s, e.output_type, e.extractor) for s, xs in full.items() for e in xs}
     assert scoring == {
         *((s, "generate", "number") for s in ["train", "dev", "test", *OOD, "demos_wei"]),
-        ("ood_aqua", "multiple_choice", ""), ("ood_aqua_gen", "generate", "option_letter"),
-    }  # fmt: skip
+        ("ood_aqua", "multiple_choice", ""),
+        ("ood_aqua_gen", "generate", "option_letter"),
+    }
 
 
 # ------------------------------------------------------------------------- CoT format
@@ -325,9 +344,13 @@ def test_recipe_validates_with_and_without_smoke():
         r = load_recipe(path, smoke=smoke)
         assert r.task.name == "gsm8k"
         assert {a.name for a in r.arms} == {
-            "zero_shot", "icl_8shot_cot", "zero_shot_cot", "lora_answer", "lora_cot",
+            "zero_shot",
+            "icl_8shot_cot",
+            "zero_shot_cot",
+            "lora_answer",
+            "lora_cot",
             "lora_code",
-        }  # fmt: skip
+        }
     assert load_recipe(path).model == "smollm2-135m-instruct"
     arm = next(a for a in load_recipe(path).arms if a.name == "icl_8shot_cot")
     assert (arm.k, arm.demos) == (8, "wei")  # the standard Wei et al. exemplars

@@ -31,15 +31,28 @@ def cfg(**kw) -> TaskCfg:
 
 
 def test_data_files_match_the_checksums_in_data_readme():
-    rows = re.findall(r"^\| `([^`]+)` \| (\d+) \|[ \d]*\| `([0-9a-f]{64})` \|$",
-                      (DATA / "README.md").read_text(), re.M)  # fmt: skip
+    rows = re.findall(
+        r"^\| `([^`]+)` \| (\d+) \|[ \d]*\| `([0-9a-f]{64})` \|$",
+        (DATA / "README.md").read_text(),
+        re.M,
+    )
     assert len(rows) >= 16
     for rel, size, sha in rows:
         blob = (DATA / rel).read_bytes()
         assert len(blob) == int(size), rel
         assert hashlib.sha256(blob).hexdigest() == sha, rel
-    for folder in ("gsm8k", "svamp", "ASDiv", "MultiArith", "AddSub", "SingleEq", "AQuA",
-                   "bbh", "mbpp", "humaneval"):  # fmt: skip
+    for folder in (
+        "gsm8k",
+        "svamp",
+        "ASDiv",
+        "MultiArith",
+        "AddSub",
+        "SingleEq",
+        "AQuA",
+        "bbh",
+        "mbpp",
+        "humaneval",
+    ):
         assert any(p.name.startswith("LICENSE") for p in (DATA / folder).iterdir()), folder
 
 
@@ -136,8 +149,12 @@ def test_hub_source_maps_the_hub_fields(monkeypatch):
         ("ChilleD/MultiArith", None): {"train": [{"question": "M?", "final_ans": "39"}],
                                        "test": []},
     }  # fmt: skip
-    aqua = {"question": "Q?", "options": ["A)1", "B)2", "C)3", "D)4", "E)5"], "correct": "B",
-            "rationale": ""}  # fmt: skip
+    aqua = {
+        "question": "Q?",
+        "options": ["A)1", "B)2", "C)3", "D)4", "E)5"],
+        "correct": "B",
+        "rationale": "",
+    }
     kojima = {"iIndex": 1, "lEquations": [], "lSolutions": ["43"], "sQuestion": " Joan ? "}
 
     def load_dataset(path, name=None, data_files=None, **kw):

@@ -37,7 +37,12 @@ def test_standard_splits(full):
     assert [e.meta["task_id"] for e in full["demos_mbpp"]] == [2, 3, 4]
     small = build_task(cfg())
     assert {k: len(v) for k, v in small.items()} == {
-        "train": 8, "dev": 4, "test": 6, "ood_humaneval": 6, "demos_mbpp": 3}  # fmt: skip
+        "train": 8,
+        "dev": 4,
+        "test": 6,
+        "ood_humaneval": 6,
+        "demos_mbpp": 3,
+    }
     assert {e.id for e in small["test"]} <= {e.id for e in full["test"]}
 
 
@@ -116,8 +121,14 @@ def test_answer_format_arms_are_refused(tmp_path):
     from lab.core.recipe import parse_recipe
     from lab.study.plan import validate
 
-    r = parse_recipe({"name": "x", "model": "tiny-random", "task": cfg().model_dump(),
-                      "arms": [{"name": "a", "method": "lora", "format": "answer"}]})  # fmt: skip
+    r = parse_recipe(
+        {
+            "name": "x",
+            "model": "tiny-random",
+            "task": cfg().model_dump(),
+            "arms": [{"name": "a", "method": "lora", "format": "answer"}],
+        }
+    )
     with pytest.raises(LabError, match=r"has targets for \['code'\]"):
         validate(r, build_task(cfg()))
 

@@ -34,14 +34,21 @@ def test_licences_are_in_the_project():
 
 @pytest.mark.parametrize(
     ("name", "ood"),
-    [("mnli_hans", ["ood_hans", "ood_mnli_mm"]), ("rte_hans", ["ood_hans"]),
-     ("qqp_paws", ["ood_paws_qqp"])],
-)  # fmt: skip
+    [
+        ("mnli_hans", ["ood_hans", "ood_mnli_mm"]),
+        ("rte_hans", ["ood_hans"]),
+        ("qqp_paws", ["ood_paws_qqp"]),
+    ],
+)
 def test_splits_sizes_and_determinism(name, ood):
     a, b = build_task(cfg(name)), build_task(cfg(name))
     assert list(a) == ["train", "dev", "test", *ood]
-    assert {k: len(v) for k, v in a.items()} == {"train": 40, "dev": 10, "test": 12,
-                                                 **{s: 12 for s in ood}}  # fmt: skip
+    assert {k: len(v) for k, v in a.items()} == {
+        "train": 40,
+        "dev": 10,
+        "test": 12,
+        **{s: 12 for s in ood},
+    }
     assert [e.id for s in a.values() for e in s] == [e.id for s in b.values() for e in s]
     assert not {e.meta["row"] for e in a["train"]} & {e.meta["row"] for e in a["dev"]}
     other = build_task(cfg(name, seed=1))
@@ -68,23 +75,33 @@ def test_full_sizes_and_binary_label_mapping(mnli):
     per_sub = Counter(e.meta["subcase"] for e in mnli["ood_hans"])
     assert len(per_sub) == 30 and set(per_sub.values()) == {1000}
     assert Counter(e.meta["heuristic"] for e in mnli["ood_hans"]) == {
-        "lexical_overlap": 10000, "subsequence": 10000, "constituent": 10000}  # fmt: skip
+        "lexical_overlap": 10000,
+        "subsequence": 10000,
+        "constituent": 10000,
+    }
 
 
 def test_merge_maps_neutral_to_no():
     s = build_task(cfg(params={"labels": "merge"}, n_test=100_000))
     assert len(s["test"]) == 9815
     assert Counter((e.meta["label"], e.answer) for e in s["test"]) == {
-        ("entailment", "Yes"): 3479, ("neutral", "No"): 3123, ("contradiction", "No"): 3213}  # fmt: skip
+        ("entailment", "Yes"): 3479,
+        ("neutral", "No"): 3123,
+        ("contradiction", "No"): 3213,
+    }
 
 
 def test_rte_and_qqp_label_mapping():
     rte = build_task(cfg("rte_hans", n_test=1000))
     assert Counter((e.meta["label"], e.answer) for e in rte["test"]) == {
-        ("entailment", "Yes"): 146, ("not_entailment", "No"): 131}  # fmt: skip
+        ("entailment", "Yes"): 146,
+        ("not_entailment", "No"): 131,
+    }
     qqp = build_task(cfg("qqp_paws", n_test=1000))
     assert Counter((e.meta["label"], e.answer) for e in qqp["test"]) == {
-        ("1", "Yes"): 377, ("0", "No"): 623}  # fmt: skip
+        ("1", "Yes"): 377,
+        ("0", "No"): 623,
+    }
     assert Counter(e.answer for e in qqp["ood_paws_qqp"][:0]) == Counter()
     paws = build_task(cfg("qqp_paws", n_test=1000))["ood_paws_qqp"]
     assert Counter(e.answer for e in paws) == {"No": 486, "Yes": 191}
@@ -141,8 +158,16 @@ def test_hub_source_maps_integer_labels(monkeypatch):
     import datasets
 
     mnli = [{"premise": f"P{i}.", "hypothesis": f"H{i}.", "label": i % 3} for i in range(30)]
-    hans = [{"premise": "A .", "hypothesis": "B .", "label": i % 2, "heuristic": "subsequence",
-             "subcase": f"s{i % 2}"} for i in range(10)]  # fmt: skip
+    hans = [
+        {
+            "premise": "A .",
+            "hypothesis": "B .",
+            "label": i % 2,
+            "heuristic": "subsequence",
+            "subcase": f"s{i % 2}",
+        }
+        for i in range(10)
+    ]
 
     def load_dataset(path, name=None, split=None, **kw):
         if path == "nyu-mll/multi_nli":  # each split its own sentences, as on the hub
@@ -152,9 +177,13 @@ def test_hub_source_maps_integer_labels(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     s = build_task(cfg(source="hub", n_train=5, n_dev=2, n_test=4))
     assert {(e.meta["label"], e.answer) for e in s["test"]} <= {
-        ("entailment", "Yes"), ("contradiction", "No")}  # fmt: skip
+        ("entailment", "Yes"),
+        ("contradiction", "No"),
+    }
     assert {(e.meta["label"], e.answer) for e in s["ood_hans"]} == {
-        ("entailment", "Yes"), ("non-entailment", "No")}  # fmt: skip
+        ("entailment", "Yes"),
+        ("non-entailment", "No"),
+    }
 
 
 def test_aqua_is_a_multiple_choice_ood_split_of_gsm8k():
@@ -199,10 +228,15 @@ def test_balanced_sampling_prefixes_are_class_balanced_and_nest():
 
     pool = build_task(TaskCfg(name="mnli_hans", n_train=200, n_dev=8, n_test=8))["train"]
     recipe = parse_recipe(
-        {"name": "b", "model": "tiny-random", "task": {"name": "mnli_hans"},
-         "sampling": "balanced", "arms": [{"name": "a", "method": "icl", "k": 4}]},
+        {
+            "name": "b",
+            "model": "tiny-random",
+            "task": {"name": "mnli_hans"},
+            "sampling": "balanced",
+            "arms": [{"name": "a", "method": "icl", "k": 4}],
+        },
         where="test",
-    )  # fmt: skip
+    )
     rand = data_order(recipe.model_copy(update={"sampling": "random"}), pool, 0)
     bal = data_order(recipe, pool, 0)
     assert sorted(e.id for e in bal) == sorted(e.id for e in pool)

@@ -31,8 +31,12 @@ def splits():
 
 def test_probe_splits_follow_the_task_splits_named_and_sized(splits):
     probes = [s for s in splits if s.startswith("probe_")]
-    assert probes == ["probe_gsm8k_test", "probe_gsm8k_ood_svamp", "probe_mnli_hans_test",
-                      "probe_mnli_hans_ood_hans"]  # fmt: skip
+    assert probes == [
+        "probe_gsm8k_test",
+        "probe_gsm8k_ood_svamp",
+        "probe_mnli_hans_test",
+        "probe_mnli_hans_ood_hans",
+    ]
     assert [len(splits[s]) for s in probes] == [5, 5, 6, 6]
     assert list(splits)[:5] == ["train", "dev", "test", "ood_humaneval", "demos_mbpp"]
     for s in probes:
@@ -50,8 +54,10 @@ def test_probe_examples_are_the_probed_tasks_own_sample(splits):
     problems (its splits are seeded prefixes), so the numbers compare."""
     own = build_task(TaskCfg(name="gsm8k", seed=0, n_train=8, n_dev=2, n_test=5))
     for s in ("test", "ood_svamp"):
-        got = [(x.id.removeprefix("probe_gsm8k_"), x.question, x.answer)
-               for x in splits[f"probe_gsm8k_{s}"]]  # fmt: skip
+        got = [
+            (x.id.removeprefix("probe_gsm8k_"), x.question, x.answer)
+            for x in splits[f"probe_gsm8k_{s}"]
+        ]
         assert got == [(x.id, x.question, x.answer) for x in own[s]]
 
 
@@ -74,12 +80,25 @@ def test_one_fixed_prompt_from_the_probed_train_pool(splits):
 
 
 def test_defaults_every_eval_split_and_the_tasks_own_format():
-    s = build_task(TaskCfg(name="arithmetic", n_train=8, n_dev=2, n_test=2,
-                           params={"ops": "+-", "probes": {"tasks": {
-                               "rte_hans": {"n": 3}, "mbpp_humaneval": {"n": 2, "k": 1}}}}))  # fmt: skip
+    s = build_task(
+        TaskCfg(
+            name="arithmetic",
+            n_train=8,
+            n_dev=2,
+            n_test=2,
+            params={
+                "ops": "+-",
+                "probes": {"tasks": {"rte_hans": {"n": 3}, "mbpp_humaneval": {"n": 2, "k": 1}}},
+            },
+        )
+    )
     probes = [x for x in s if x.startswith("probe_")]
-    assert probes == ["probe_rte_hans_test", "probe_rte_hans_ood_hans",
-                      "probe_mbpp_humaneval_test", "probe_mbpp_humaneval_ood_humaneval"]  # fmt: skip
+    assert probes == [
+        "probe_rte_hans_test",
+        "probe_rte_hans_ood_hans",
+        "probe_mbpp_humaneval_test",
+        "probe_mbpp_humaneval_ood_humaneval",
+    ]
     he = s["probe_mbpp_humaneval_ood_humaneval"][0]
     assert he.meta["probe_format"] == "code" and "check(" in he.meta["tests"]
     assert s["probe_rte_hans_test"][0].meta["probe_format"] == "answer"

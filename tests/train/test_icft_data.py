@@ -14,8 +14,13 @@ from train.icft_data import draw_demos, held_out_inputs, training_inputs
 
 
 def ex(i: int, q: str | None = None) -> Example:
-    return Example(f"train-{i}", q or f"What is {i} plus 1?", str(i + 1),
-                   f"{i} + 1 = {i + 1}. The answer is {i + 1}.", f"print({i} + 1)")  # fmt: skip
+    return Example(
+        f"train-{i}",
+        q or f"What is {i} plus 1?",
+        str(i + 1),
+        f"{i} + 1 = {i + 1}. The answer is {i + 1}.",
+        f"print({i} + 1)",
+    )
 
 
 TRAIN = [ex(i) for i in range(8)]

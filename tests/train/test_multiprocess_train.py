@@ -39,13 +39,26 @@ def _free_port() -> int:
 
 def _launch(out: Path, cache: Path, **env_extra: str) -> Path:
     """LoRA and full FT of the case in tests/worker_data.py, by 2 CPU processes."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true",
-           "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", **env_extra}  # fmt: skip
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "ACCELERATE_USE_CPU": "true",
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
+        **env_extra,
+    }
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", str(_free_port()),
-        str(ROOT / "tests" / "train_worker.py"), str(cache), str(out), "lora,full",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        str(ROOT / "tests" / "train_worker.py"),
+        str(cache),
+        str(out),
+        "lora,full",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
@@ -75,9 +88,17 @@ def test_fsdp_two_processes_train_what_one_trains(fsdp_two_processes, tiny_path,
     train, _ = data()
     norms: list[float] = []
     one = finetune(
-        tiny_path, train, "answer", method, config(method), 0, tmp_path, progress=False,
-        dev_examples=data()[1], on_log=lambda d: norms.append(d.get("train/grad_norm")),
-    )  # fmt: skip
+        tiny_path,
+        train,
+        "answer",
+        method,
+        config(method),
+        0,
+        tmp_path,
+        progress=False,
+        dev_examples=data()[1],
+        on_log=lambda d: norms.append(d.get("train/grad_norm")),
+    )
     norms = [x for x in norms if x is not None]
     assert two["losses"] == pytest.approx(one.losses, rel=1e-5)
     assert len(norms) == len(two["grad_norms"]) == len(one.losses)
@@ -97,9 +118,17 @@ def test_two_processes_train_what_one_trains(two_processes, tiny_path, tmp_path,
     acc = Accelerator()
     seen = instrument(acc)
     one = finetune(
-        tiny_path, train, "answer", method, config(method), 0, tmp_path, accelerator=acc,
-        progress=False, dev_examples=dev,
-    )  # fmt: skip
+        tiny_path,
+        train,
+        "answer",
+        method,
+        config(method),
+        0,
+        tmp_path,
+        accelerator=acc,
+        progress=False,
+        dev_examples=dev,
+    )
     assert two["world"] == 2 and "MULTI_CPU" in two["distributed_type"]
     assert two["losses"] == pytest.approx(one.losses, rel=1e-5)
     assert [s for s, _ in two["dev_losses"]] == [s for s, _ in one.dev_losses]
@@ -161,9 +190,16 @@ def test_clipping_acts_on_the_prepared_parameters(tiny_path, tmp_path, method):
     acc = ResharingAccelerator()
     seen = instrument(acc)
     resharded = finetune(
-        tiny_path, train, "answer", method, cfg, 0, tmp_path / "b", accelerator=acc,
+        tiny_path,
+        train,
+        "answer",
+        method,
+        cfg,
+        0,
+        tmp_path / "b",
+        accelerator=acc,
         progress=False,
-    )  # fmt: skip
+    )
     assert seen["clips"] == cfg.steps and seen["clip_mismatch"] == 0
     assert resharded.losses == pytest.approx(plain.losses, rel=1e-6)
 

@@ -25,12 +25,22 @@ def _free_port() -> int:
 
 def _run(cache: Path, out: Path, procs: int) -> list[dict]:
     out.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
-           "ACCELERATE_USE_CPU": "true"}  # fmt: skip
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT),
+        "ACCELERATE_USE_CPU": "true",
+    }
     cmd = [sys.executable, str(WORKER), str(cache), str(out)]
     if procs > 1:
-        cmd[1:1] = ["-m", "torch.distributed.run", "--nproc_per_node", str(procs),
-                    "--master_port", str(_free_port())]  # fmt: skip
+        cmd[1:1] = [
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(procs),
+            "--master_port",
+            str(_free_port()),
+        ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return [json.loads((out / f"rank{i}.json").read_text()) for i in range(procs)]
