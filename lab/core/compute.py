@@ -53,12 +53,16 @@ def cached_query_flops(
 
 def break_even(one_off: float, per_query: float, other_one_off: float, other: float) -> float:
     """Queries after which a build-once arm (one-off cost, cost per query) costs less than
-    another (its one-off cost, its cost per query): inf when it never does, 0 at once."""
+    another (its one-off cost, its cost per query) for good: 0 at once, inf never. An arm
+    that costs more per query never does, whatever it saves up front (test-time training:
+    nothing one-off, a costlier query)."""
     saved = other - per_query
     extra = one_off - other_one_off
+    if saved < 0 or (saved == 0 and extra > 0):
+        return math.inf
     if extra <= 0:
         return 0.0
-    return float(round(extra / saved)) if saved > 0 else math.inf
+    return float(round(extra / saved))
 
 
 def attention_flops(model: Any) -> int:

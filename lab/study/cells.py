@@ -88,10 +88,11 @@ class CellRunner:
         }
         result = CellResult(info, [], {}, {}, {}, 0.0)
         if plan.train is None:
-            if plan.k_requested > len(plan.demos):
+            k = info["k"]  # knn: per query, after the context cut (plan.describe)
+            if info["demos_truncated"]:
                 self.log(
-                    f"[lab]   {cell.key}: only {len(plan.demos)} of {plan.k_requested} demos "
-                    f"fit the context; using {len(plan.demos)}"
+                    f"[lab]   {cell.key}: only {k} of {plan.k_requested} demos fit the "
+                    f"context; using {k}"
                 )
             info["demo_ids"] = [d.id for d in plan.demos or plan.index]  # knn: its index
             t_eval = time.time()

@@ -135,7 +135,9 @@ def test_new_key_at_its_default_keeps_the_hash():
     assert recipe(arms=[plain]).hash() != recipe(arms=[{**plain, "train_k": 1}]).hash()
 
 
-def test_tiny_study_rows_count_the_budget_and_knn_logs_each_querys_demos(tmp_path, tiny_cache):
+def test_tiny_study_rows_count_the_budget_and_knn_logs_each_querys_demos(
+    tmp_path, tiny_cache, capsys
+):
     r = {
         "name": "arms",
         "model": "tiny-random",
@@ -156,9 +158,9 @@ def test_tiny_study_rows_count_the_budget_and_knn_logs_each_querys_demos(tmp_pat
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(r))
     out = tmp_path / "out"
-    assert (
-        main(["run", str(path), "--out", str(out), "--cache-dir", str(tiny_cache), "--quiet"]) == 0
-    )
+    assert main(["run", str(path), "--out", str(out), "--cache-dir", str(tiny_cache)]) == 0
+    log = capsys.readouterr().out
+    assert "[lab] cell" in log and "demos fit the context" not in log  # knn's 2 fit: no cut
     rows = [x for x in read_jsonl(out / "results.jsonl") if not x.get("probe")]
     assert {x["arm"] for x in rows} == {"icl", "many", "knn", "icft"}
     assert all(x["labelled_examples"] == 6 for x in rows)
@@ -215,4 +217,8 @@ def test_break_even_with_and_without_a_cached_prefix():
     assert break_even(1000.0, 10.0, 0.0, 20.0) == 100  # 1000 FLOPs paid back 10 per query
     assert break_even(1000.0, 10.0, 400.0, 20.0) == 60  # the ICL arm's prefix is one-off too
     assert break_even(1000.0, 30.0, 0.0, 20.0) == float("inf")  # never
-    assert break_even(100.0, 30.0, 200.0, 20.0) == 0  # cheaper from the first query
+    assert break_even(100.0, 10.0, 200.0, 20.0) == 0  # cheaper from the first query on
+    # cheaper up front but dearer per query (test-time training: its adapter is paid per
+    # query) is behind for good after a few queries: never paid back, not "at once"
+    assert break_even(100.0, 30.0, 200.0, 20.0) == float("inf")
+    assert break_even(0.0, 90.0, 0.0, 50.0) == float("inf")
