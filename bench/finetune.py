@@ -49,7 +49,7 @@ def hf_trainer_run(path: str, data: list, order: list[int], cfg: TrainCfg, seed:
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     model.config.use_cache = False
-    model = lora_model(model, cfg)
+    model = lora_model(model, cfg.lora)
     args = TrainingArguments(
         output_dir=out,
         per_device_train_batch_size=cfg.batch_size,

@@ -86,7 +86,7 @@ def reference_run(
     model = AutoModelForCausalLM.from_pretrained(path, dtype=load).to(device)
     model.config.use_cache = False
     if method == "lora":
-        model = lora_model(model, cfg)
+        model = lora_model(model, cfg.lora)
     rows = [data[i] for i in order]
     if kind == "trl_sft":
         from datasets import Dataset

@@ -137,7 +137,7 @@ def finetune(
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if method == "lora":
-        model = lora_model(model, cfg)
+        model = lora_model(model, cfg.lora)
     trainable = sum(numel(p) for p in model.parameters() if p.requires_grad)
     total = sum(numel(p) for p in model.parameters())
     counter = flop_counter(model, method)

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.core.recipe import TrainCfg
+from lab.core.recipe import LoraCfg
 
 
-def lora_model(model: Any, cfg: TrainCfg) -> Any:
-    """`model` with the recipe's LoRA adapter on it (peft; the base weights frozen)."""
+def lora_model(model: Any, lora: LoraCfg) -> Any:
+    """`model` with the recipe's LoRA adapter on it (peft; the base weights frozen): an
+    arm's (`train.lora`) or a test-time adapter's (`ttt.lora`)."""
     from peft import LoraConfig, get_peft_model
 
     lcfg = LoraConfig(
-        r=cfg.lora.r,
-        lora_alpha=cfg.lora.alpha,
-        lora_dropout=cfg.lora.dropout,
-        target_modules=cfg.lora.target_modules,
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lcfg)

@@ -34,6 +34,7 @@ from lab.core.prompts import bos_prefix
 from lab.core.recipe import TttCfg
 from train.data import IGNORE, collate, encode_example, epoch_order
 from train.loss import SupervisedLoss
+from train.optim import lora_model
 
 Task = tuple[tuple[Example, ...], Example]  # (context demos in order, held-out target)
 
@@ -86,8 +87,6 @@ def train_adapter(
 ) -> tuple[Any, dict[str, Any]]:
     """(a copy of `model` with a freshly trained test-time adapter merged in, its record:
     tasks, steps, tokens, training FLOPs, losses). `model` itself is not modified."""
-    from peft import LoraConfig, get_peft_model
-
     if not demos:
         raise ValueError("test-time training needs at least one demo")
     dtype = next(model.parameters()).dtype
@@ -95,14 +94,7 @@ def train_adapter(
     work.train()
     seed_int = int(hashlib.sha256(str(seed).encode()).hexdigest()[:8], 16)
     torch.manual_seed(seed_int)  # the adapter's initialisation
-    lcfg = LoraConfig(
-        r=cfg.lora.r,
-        lora_alpha=cfg.lora.alpha,
-        lora_dropout=cfg.lora.dropout,
-        target_modules=cfg.lora.target_modules,
-        task_type="CAUSAL_LM",
-    )
-    peft_model = get_peft_model(work, lcfg)
+    peft_model = lora_model(work, cfg.lora)
     loss_fn = SupervisedLoss(peft_model)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)

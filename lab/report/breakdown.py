@@ -61,15 +61,24 @@ def breakdowns(
     return out
 
 
+def choice_splits(
+    cells: dict[Group, list[str]], preds: Preds, splits: Sequence[str], key: str
+) -> list[str]:
+    """The splits some arm scored by choices (its predictions carry `key`): an arm that
+    generates on a choice split (format cot_self) has none, whatever the arms' order."""
+    return [
+        s
+        for s in splits
+        if any(key in p for cs in cells.values() for c in cs[:1] for p in preds(c, s))
+    ]
+
+
 def brier_table(
     cells: dict[Group, list[str]], preds: Preds, splits: Sequence[str]
 ) -> tuple[list[str], list[list[Any]]] | None:
     """Mean Brier score (probabilities normalised over the choices) per arm and split, for
     the splits scored by choices; None when there are none."""
-    groups = list(cells)
-    if not groups:
-        return None
-    scored = [s for s in splits if any("brier" in p for p in preds(cells[groups[0]][0], s))]
+    groups, scored = list(cells), choice_splits(cells, preds, splits, "brier")
     if not scored:
         return None
     rows = []
@@ -90,10 +99,7 @@ def calibration_table(
     (the predicted choice's probability over the choices), 15 equal-width bins and 15
     equal-mass bins, each cell's ECE averaged over the group's cells (seeds); None when no
     split is scored by choices."""
-    groups = list(cells)
-    if not groups:
-        return None
-    scored = [s for s in splits if any("choice_probs" in p for p in preds(cells[groups[0]][0], s))]
+    groups, scored = list(cells), choice_splits(cells, preds, splits, "choice_probs")
     if not scored:
         return None
     rows = []
@@ -102,13 +108,14 @@ def calibration_table(
         for s in scored:
             per_cell = []
             for c in cells[g]:
-                ps = preds(c, s)
+                ps = [p for p in preds(c, s) if "choice_probs" in p]  # cot_self generates
                 conf = [p["choice_probs"][p["pred_index"]] for p in ps]
                 hits = [bool(p["correct"]) for p in ps]
-                per_cell.append((ece(conf, hits), ece_mass(conf, hits)))
+                if ps:
+                    per_cell.append((ece(conf, hits), ece_mass(conf, hits)))
             row += [
-                statistics.fmean(e for e, _m in per_cell),
-                statistics.fmean(m for _e, m in per_cell),
+                statistics.fmean(e for e, _m in per_cell) if per_cell else None,
+                statistics.fmean(m for _e, m in per_cell) if per_cell else None,
             ]
         rows.append(row)
     return ["arm", *[f"{s} {kind}" for s in scored for kind in ("ECE", "ECE (mass)")]], rows

@@ -10,70 +10,23 @@ from sharp import sharpen
 
 import eval.attention as attention
 import eval.lm as lm_mod
-from eval.kv_cache import SharedPrefixLayer, share
+from bench import gpu_split
+from eval.kv_cache import share
 from eval.lm import LM, GenRequest
 from lab.core.prompts import demos_prefix, prompt, target
 from lab.study.models import load_model
 
 
-def _layer(pk, pv, ok, ov):
-    """A SharedPrefixLayer holding prefix (1, kv, P, d) and own keys (n, kv, T, d)."""
-    from transformers.cache_utils import DynamicLayer
-
-    prefix = DynamicLayer()
-    prefix.lazy_initialization(pk, pv)
-    prefix.keys, prefix.values = pk, pv
-    layer = SharedPrefixLayer(prefix, 0)
-    layer.update(ok, ov)
-    return layer
-
-
-def _reference(q, pk, pv, ok, ov, mask, scale):
-    """Stock sdpa over each row's whole keys: the prefix repeated per row, kv heads repeated."""
-    n, h = q.shape[:2]
-    g = h // pk.shape[1]
-    k = torch.cat([pk.expand(n, -1, -1, -1), ok], dim=2).repeat_interleave(g, dim=1)
-    v = torch.cat([pv.expand(n, -1, -1, -1), ov], dim=2).repeat_interleave(g, dim=1)
-    if mask is None:  # causal over the own part, aligned at the end
-        qn, t = q.shape[2], ok.shape[2]
-        mask = torch.ones(qn, pk.shape[2] + t, dtype=torch.bool).tril(pk.shape[2] + t - qn)
-        mask = mask.expand(n, 1, qn, -1)
-    out = torch.nn.functional.scaled_dot_product_attention(
-        q.float(), k.float(), v.float(), attn_mask=mask, scale=scale
-    )
-    return out.transpose(1, 2)
-
-
 @pytest.mark.parametrize("dtype, atol", [(torch.float32, 2e-6), (torch.bfloat16, 2e-2)])
-@pytest.mark.parametrize("case", ["decode", "decode_padded", "prefill_causal", "tree", "pads"])
+@pytest.mark.parametrize("case", gpu_split.CASES)
 def test_split_attention_equals_one_call_over_the_whole_row(dtype, atol, case):
-    gen = torch.Generator().manual_seed(1)
-    n, h, kv, d, p = 3, 6, 2, 16, 11
-    q_len = 1 if case.startswith("decode") else 5
-    t = 7 if case.startswith("decode") else q_len + 2
-
-    def r(*shape):
-        return torch.randn(*shape, generator=gen).to(dtype)
-
-    q, pk, pv, ok, ov = (
-        r(n, h, q_len, d),
-        r(1, kv, p, d),
-        r(1, kv, p, d),
-        r(n, kv, t, d),
-        r(n, kv, t, d),
-    )
-    mask = None
-    if case != "decode" and case != "prefill_causal":
-        mask = torch.rand(n, 1, q_len, p + t, generator=gen) > 0.3
-        mask[..., -1] = True
-        if case == "decode_padded":
-            mask[..., :p] = True
-        if case == "pads":  # a query (a pad position) that sees none of its row's own keys
-            mask[..., :p] = True
-            mask[0, :, 1, p:] = False
-    got = attention.split_sdpa(q, _layer(pk, pv, ok, ov), mask, 0.25)
-    want = _reference(q, pk, pv, ok, ov, mask, 0.25)
-    assert got.shape == (n, q_len, h, d) and got.dtype == dtype
+    """Decoding and prefill steps, with and without padding and tree masks, and a pad
+    query that sees none of its row's own keys (bench/gpu_split.py builds the same cases
+    for the GPU check)."""
+    q, pk, pv, ok, ov, mask = gpu_split.case_tensors(case, dtype, "cpu")
+    got = attention.split_sdpa(q, gpu_split.prefix_layer(pk, pv, ok, ov), mask, 0.25)
+    want = gpu_split.whole_row(q, pk, pv, ok, ov, mask, 0.25)
+    assert got.shape == (3, q.shape[2], 6, 16) and got.dtype == dtype
     assert torch.allclose(got.float(), want, atol=atol), (got.float() - want).abs().max()
 
 
@@ -172,7 +125,9 @@ def test_layers_grow_past_their_reserve_and_keep_every_token():
     gen = torch.Generator().manual_seed(2)
     parts = [torch.randn(2, 1, t, 4, generator=gen) for t in (3, 1, 5)]
     want = torch.cat(parts, dim=2)
-    shared = _layer(torch.zeros(1, 1, 2, 4), torch.zeros(1, 1, 2, 4), parts[0], parts[0])
+    shared = gpu_split.prefix_layer(
+        torch.zeros(1, 1, 2, 4), torch.zeros(1, 1, 2, 4), parts[0], parts[0]
+    )
     for p in parts[1:]:
         shared.update(p, p)
     assert torch.equal(shared.keys, want) and torch.equal(shared.values, want)
