@@ -75,6 +75,7 @@ def test_gpu_check_cpu_mode_without_datasets_wandb_gguf(tmp_path):
         "full": "skipped",
         "fsdp": "skipped",
         "agree": "ok",
+        "split": "ok",  # bench/gpu_split.py on the CPU kernel
     }
     assert "| tiny | ok |" in proc.stdout  # the summary table
     ph = report["phases"]
