@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import tempfile
 
 import torch
@@ -35,8 +34,9 @@ from lab.tasks import build_task
 def hf_trainer_run(path: str, data: list, order: list[int], cfg: TrainCfg, seed: int, out: str):
     """The reference: transformers.Trainer on the same data, order, batches and LoRA."""
     from accelerate.utils import set_seed
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
 
+    from bench.gpu_compare_train import trainer_args
     from train.data import collate
     from train.optim import lora_model
 
@@ -50,26 +50,7 @@ def hf_trainer_run(path: str, data: list, order: list[int], cfg: TrainCfg, seed:
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     model.config.use_cache = False
     model = lora_model(model, cfg.lora)
-    args = TrainingArguments(
-        output_dir=out,
-        per_device_train_batch_size=cfg.batch_size,
-        max_steps=cfg.steps,
-        learning_rate=cfg.lr,
-        lr_scheduler_type="linear",
-        warmup_steps=math.ceil(cfg.warmup_ratio * cfg.steps),
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        seed=seed,
-        data_seed=seed,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available(),
-        remove_unused_columns=False,
-        optim="adamw_torch_fused",  # as train/finetune.py
-    )
+    args = trainer_args("hf_trainer", cfg, seed, out, bf16=False)  # as gpu_compare_train
     trainer = InOrderTrainer(
         model=model,
         args=args,

@@ -24,7 +24,9 @@ import torch
 SIDES = ("lab", "hf_trainer", "trl_sft")
 
 
-def _reference_args(kind: str, cfg: Any, seed: int, out: str, bf16: bool) -> Any:
+def trainer_args(kind: str, cfg: Any, seed: int, out: str, bf16: bool) -> Any:
+    """The reference trainer's arguments ("hf_trainer": TrainingArguments, "trl_sft":
+    SFTConfig) for the lab's training settings `cfg`: the same batches, schedule, optimizer."""
     common = dict(
         output_dir=out,
         per_device_train_batch_size=cfg.batch_size // cfg.grad_accum,
@@ -105,7 +107,7 @@ def reference_run(
     with tempfile.TemporaryDirectory(prefix=f"gpu-compare-{kind}-") as out:
         trainer = InOrder(
             model=model,
-            args=_reference_args(kind, cfg, seed, out, bf16),
+            args=trainer_args(kind, cfg, seed, out, bf16),
             train_dataset=train_dataset,
             data_collator=lambda b: collate(b, pad_id),
             **extra,

@@ -7,11 +7,51 @@ from typing import Any
 
 import torch
 
-from lab.core.chat import chat_frame, chat_target, end_of_turn
+from lab.core.chat import Frame, chat_frame, chat_target, end_of_turn
 from lab.core.example import Example
 from lab.core.prompts import demos_prefix, prompt, target
 
 IGNORE = -100
+
+
+class Encoder:
+    """Writes a study's training inputs: input_ids = bos + [demos +] prompt + target + eos,
+    labels masking everything but target + eos.
+
+    Prompt and target are tokenised separately, exactly as the evaluator sees the prompt
+    alone and the model then produces the target tokens. Chat style (lab/core/chat.py): the
+    prompt is the chat frame of the demos around the plain prompt (ending with the
+    assistant's generation prompt), the target the assistant's content, then the end-of-turn
+    token. The zero-demo frame and the end-of-turn token are rendered once per encoder, not
+    per example; a call with demos (in-context fine-tuning, train/icft_data.py; test-time
+    tasks, train/ttt.py) renders its own frame, in the k-shot layout.
+    """
+
+    def __init__(
+        self,
+        fmt: str,
+        tokenizer: Any,
+        bos: list[int],
+        style: str = "plain",
+        turns: str = "single_turn",
+    ) -> None:
+        self.fmt, self.tokenizer, self.bos = fmt, tokenizer, bos
+        self.chat, self.multi_turn = style == "chat", turns == "multi_turn"
+        self.alone = self._frame(())  # the frame of a prompt without demos
+        self.eos = end_of_turn(tokenizer) if self.chat else tokenizer.eos_token_id
+
+    def _frame(self, demos: Sequence[Example]) -> Frame:
+        if self.chat:
+            return chat_frame(self.tokenizer, demos, self.fmt, multi_turn=self.multi_turn)
+        return Frame(demos_prefix(demos, self.fmt))
+
+    def __call__(self, ex: Example, demos: Sequence[Example] = ()) -> dict[str, list[int]]:
+        fr = self._frame(demos) if demos else self.alone
+        answer = chat_target(ex, self.fmt) if self.chat else target(ex, self.fmt)
+        tokenize = self.tokenizer
+        p = self.bos + tokenize(fr.prefix + fr.wrap(prompt(ex)), add_special_tokens=False).input_ids
+        t = tokenize(answer, add_special_tokens=False).input_ids + [self.eos]
+        return {"input_ids": p + t, "labels": [IGNORE] * len(p) + t}
 
 
 def encode_example(
@@ -23,28 +63,9 @@ def encode_example(
     demos: Sequence[Example] = (),
     turns: str = "single_turn",
 ) -> dict[str, list[int]]:
-    """input_ids = bos + [demos +] prompt + target + eos; labels mask everything but
-    target + eos.
-
-    Prompt and target are tokenised separately, exactly as the evaluator sees the prompt
-    alone and the model then produces the target tokens. Chat style (lab/core/chat.py): the
-    prompt is the chat frame of the demos around the plain prompt (ending with the
-    assistant's generation prompt), the target the assistant's content, then the end-of-turn
-    token. `demos`: in-context fine-tuning's (train/icft_data.py), in the k-shot layout.
-    """
-    if style == "chat":
-        fr = chat_frame(tokenizer, demos, fmt, multi_turn=turns == "multi_turn")
-        text, answer, eos = (
-            fr.prefix + fr.wrap(prompt(ex)),
-            chat_target(ex, fmt),
-            end_of_turn(tokenizer),
-        )
-    else:
-        text = demos_prefix(demos, fmt) + prompt(ex)
-        answer, eos = target(ex, fmt), tokenizer.eos_token_id
-    p = bos + tokenizer(text, add_special_tokens=False).input_ids
-    t = tokenizer(answer, add_special_tokens=False).input_ids + [eos]
-    return {"input_ids": p + t, "labels": [IGNORE] * len(p) + t}
+    """One example encoded by a one-off `Encoder` (tests, benches); loops build one
+    `Encoder` and call it per example."""
+    return Encoder(fmt, tokenizer, bos, style, turns)(ex, demos)
 
 
 def collate(batch: Sequence[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:

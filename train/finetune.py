@@ -37,7 +37,7 @@ from lab.core.prompts import bos_prefix
 from lab.core.recipe import TrainCfg
 from train import zero3
 from train.batching import collate_micro
-from train.data import IGNORE, collate, epoch_order
+from train.data import IGNORE, Encoder, collate, epoch_order
 from train.icft_data import held_out_inputs, training_inputs
 from train.loss import SupervisedLoss, held_out_loss
 from train.optim import lora_model, param_groups
@@ -146,7 +146,10 @@ def finetune(
     micro = cfg.micro_batch(acc.num_processes)
     order = epoch_order(len(examples), cfg.steps * cfg.batch_size, seed)
     # one input per draw (in-context FT draws its demos per draw: train/icft_data.py)
-    data = training_inputs(examples, order, fmt, tok, bos, context_k, seed, style, turns)
+    encode = Encoder(
+        fmt, tok, bos, style, turns
+    )  # the prompt as evaluated + target (train/data.py)
+    data = training_inputs(examples, order, encode, context_k, seed)
     # Supervised tokens of each optimizer step (all micro-batches, all processes): the loss
     # is the step's token-weighted mean whatever the process count or grad_accum, so 1 and N
     # processes compute the same gradient (up to float summation order).
@@ -177,9 +180,7 @@ def finetune(
     sched = get_scheduler(
         name[cfg.schedule], optim, num_warmup_steps=warmup, num_training_steps=cfg.steps
     )
-    dev = held_out_inputs(
-        dev_examples or [], examples, fmt, tok, bos, context_k, seed, style, turns
-    )
+    dev = held_out_inputs(dev_examples or [], examples, encode, context_k, seed)
     dev_batches = [collate(dev[i : i + micro], pad_id) for i in range(0, len(dev), micro)]
     dev_tokens = sum(int(b["attention_mask"].sum()) for b in dev_batches)
     dev_head = sum(int((b["labels"] != IGNORE).sum()) for b in dev_batches)

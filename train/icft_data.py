@@ -10,7 +10,7 @@ itself (by index and by content: an example never demonstrates its own answer), 
 random order: deterministic from the training seed and the draw's position, so a resumed or
 multi-process run sees the same inputs. The prefix and the prompt are tokenised together, as
 the evaluator tokenises `demos + prompt`
-(train/data.py `encode_example`, in the study's prompt style).
+(train/data.py `Encoder`, in the study's prompt style).
 
 What differs from the papers at this scale: no prequential hyperparameter selection (the
 recipe fixes them, or `train.select: best_dev` picks a checkpoint inside the budget); loss
@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any
 
 from lab.core.example import Example
 from lab.core.fairness import content_key
-from train.data import encode_example
+from train.data import Encoder
 
 
 def draw_demos(keys: Sequence[str], target_index: int, k: int, rng: random.Random) -> list[int]:
@@ -46,46 +45,46 @@ def draw_demos(keys: Sequence[str], target_index: int, k: int, rng: random.Rando
 def training_inputs(
     examples: Sequence[Example],
     order: Sequence[int],
-    fmt: str,
-    tokenizer: Any,
-    bos: list[int],
+    encode: Encoder,
     k: int = 0,
     seed: int = 0,
-    style: str = "plain",
-    turns: str = "single_turn",
 ) -> list[dict[str, list[int]]]:
     """One encoded input per draw of `order` (indices into `examples`): the example alone
     (k = 0: plain fine-tuning, each example encoded once) or with k demos drawn for this
     draw (`draw_demos`, seeded by the seed and the draw's position)."""
     if k == 0:
-        encoded = [encode_example(ex, fmt, tokenizer, bos, style) for ex in examples]
+        encoded = [encode(ex) for ex in examples]
         return [encoded[i] for i in order]
-    keys, out = [content_key(ex) for ex in examples], []
-    for j, i in enumerate(order):
-        rng = random.Random(f"icft-{seed}-{j}")
-        demos = [examples[d] for d in draw_demos(keys, i, k, rng)]
-        out.append(encode_example(examples[i], fmt, tokenizer, bos, style, demos, turns))
-    return out
+    keys = [content_key(ex) for ex in examples]
+    return [
+        encode(examples[i], _demos(examples, keys, i, k, f"icft-{seed}-{j}"))
+        for j, i in enumerate(order)
+    ]
 
 
 def held_out_inputs(
     held_out: Sequence[Example],
     train: Sequence[Example],
-    fmt: str,
-    tokenizer: Any,
-    bos: list[int],
+    encode: Encoder,
     k: int = 0,
     seed: int = 0,
-    style: str = "plain",
-    turns: str = "single_turn",
 ) -> list[dict[str, list[int]]]:
     """The checkpoint-selection examples encoded as the arm is evaluated: alone (k = 0) or
     after k demos from the training set (seeded per held-out example; never itself)."""
     if k == 0:
-        return [encode_example(ex, fmt, tokenizer, bos, style) for ex in held_out]
-    keys, out = [content_key(ex) for ex in train], []
-    for j, ex in enumerate(held_out):
-        rng = random.Random(f"icft-dev-{seed}-{j}")
-        demos = [train[d] for d in draw_demos([*keys, content_key(ex)], len(train), k, rng)]
-        out.append(encode_example(ex, fmt, tokenizer, bos, style, demos, turns))
-    return out
+        return [encode(ex) for ex in held_out]
+    keys = [content_key(ex) for ex in train]
+    return [
+        encode(
+            ex,
+            _demos([*train, ex], [*keys, content_key(ex)], len(train), k, f"icft-dev-{seed}-{j}"),
+        )
+        for j, ex in enumerate(held_out)
+    ]
+
+
+def _demos(
+    pool: Sequence[Example], keys: Sequence[str], target: int, k: int, draw: str
+) -> list[Example]:
+    """The k demos of `pool[target]` for the draw named `draw` (its seed)."""
+    return [pool[d] for d in draw_demos(keys, target, k, random.Random(draw))]

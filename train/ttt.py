@@ -32,7 +32,7 @@ from lab.core.compute import flop_counter
 from lab.core.example import Example
 from lab.core.prompts import bos_prefix
 from lab.core.recipe import TttCfg
-from train.data import IGNORE, collate, encode_example, epoch_order
+from train.data import IGNORE, Encoder, collate, epoch_order
 from train.loss import SupervisedLoss
 from train.optim import lora_model
 
@@ -54,14 +54,12 @@ def loo_tasks(demos: Sequence[Example], permutations: int, seed: int | str) -> l
     return tasks
 
 
-def encode_task(
-    task: Task, fmt: str, tokenizer: Any, bos: list[int], style: str = "plain", turns: str = ""
-) -> dict[str, list[int]]:
+def encode_task(task: Task, encode: Encoder) -> dict[str, list[int]]:
     """input_ids = bos + context demos + the target's prompt + its answer + eos; labels
     on the answer and eos only. The context and prompt are tokenised together, as an
     evaluation prompt with demos is, in the study's prompt style (train/data.py)."""
     context, held = task
-    return encode_example(held, fmt, tokenizer, bos, style, context, turns or "single_turn")
+    return encode(held, context)
 
 
 def weights_checksum(model: Any) -> str:
@@ -100,7 +98,8 @@ def train_adapter(
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     bos = bos_prefix(tokenizer)
     loo = loo_tasks(demos, cfg.permutations, seed)
-    tasks = [encode_task(t, fmt, tokenizer, bos, style, turns) for t in loo]
+    encode = Encoder(fmt, tokenizer, bos, style, turns or "single_turn")
+    tasks = [encode_task(t, encode) for t in loo]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = epoch_order(len(tasks), cfg.steps * cfg.batch_size, seed_int)
     tokens = head = 0

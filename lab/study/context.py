@@ -48,6 +48,7 @@ class ContextFit:
         self.limit = context_length(SimpleNamespace(config=config))
         self._longest: dict[Any, int] = {}
         self._blocks: dict[tuple[str, str], int] = {}
+        self._demo_blocks: dict[tuple[tuple[str, ...], str], int] = {}
         self.formats = recipe.prompt_formats()  # eval.formats: every prompt must fit in each
         self.prompt_cfg = recipe.prompt
         if self.prompt_cfg.style == "chat" and not has_chat_template(self.tok):
@@ -66,10 +67,15 @@ class ContextFit:
         return self.frame(demos, arm.format).prefix
 
     def demo_tokens(self, demos: list[Example], arm: ArmCfg) -> int:
-        """Tokens of the block in front of each question, in its longest prompt format."""
-        return max(
-            self.prefix_tokens(self.frame(demos, arm.format, f).prefix) for f in self.formats
-        )
+        """Tokens of the block in front of each question, in its longest prompt format
+        (memoised per demo list and answer format: the fit, the checks and every seed's
+        order ask again for the same lists)."""
+        key = (tuple(d.id for d in demos), arm.format)
+        if key not in self._demo_blocks:
+            self._demo_blocks[key] = max(
+                self.prefix_tokens(self.frame(demos, arm.format, f).prefix) for f in self.formats
+            )
+        return self._demo_blocks[key]
 
     def head_tokens(self, arm: ArmCfg) -> int:
         """Chat: the template's tokens in front of a zero-shot question (0 in plain style)."""

@@ -44,7 +44,7 @@ from typing import Any
 from lab.core.compute import FlopCounter
 from lab.core.errors import LabError
 from lab.core.recipe import Recipe
-from lab.study.model_sizes import param_counts, token_counter
+from lab.study.model_sizes import frame_tokens, param_counts, token_counter
 
 # what bench/gpu_check.sh measured, at the project's root (lab/study/estimate.py -> ../../)
 DEFAULT_RATES = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.json"
@@ -95,12 +95,13 @@ def estimate(
 ) -> list[Estimate]:
     """Per model of the recipe: FLOPs and GPU hours of the whole study (all its cells)."""
     from lab.core.fairness import held_out_size
-    from lab.core.prompts import demos_prefix, prompt, target, written_as
+    from lab.core.prompts import prompt, target, written_as
     from lab.study.plan import budget_size, plan_one_model, study_data
 
     data = study_data(recipe)
     splits, pool, evals, probes = data.splits, data.pool, data.eval_splits, data.probe_splits
     cells = plan_one_model(recipe)
+    style = recipe.prompt  # plain or chat: the text around each question (model_sizes.py)
 
     out = []
     for spec in recipe.models:
@@ -132,7 +133,7 @@ def estimate(
                     t = arm.ttt
                     adapters = sum(len(splits[s]) for s in evals) if t.per_query else len(evals)
                     counter = FlopCounter(body, head, t.lora.r * sz.linear_io, "lora")
-                    seq = tok(demos_prefix(pool[: max(k - 1, 0)], fmt)) + mean_tokens(
+                    seq = frame_tokens(tok, style, pool[: max(k - 1, 0)], fmt) + mean_tokens(
                         [prompt(e) + target(e, fmt) for e in pool[:500]]
                     )
                     tgt = mean_tokens([target(e, fmt) for e in pool[:500]])
@@ -144,6 +145,7 @@ def estimate(
                 counter = FlopCounter(body, head, lora, arm.method)
                 ex_tok = mean_tokens([prompt(e) + target(e, fmt) for e in pool[:500]])
                 ex_tok *= 1 + arm.train_k  # in-context FT: train_k demos before each target
+                ex_tok += frame_tokens(tok, style, [], fmt)  # chat: the template's turns
                 tgt_tok = mean_tokens([target(e, fmt) for e in pool[:500]])
                 n_ex = cfg.steps * cfg.batch_size
                 train += counter.train(int(n_ex * ex_tok), int(n_ex * tgt_tok))
@@ -160,7 +162,7 @@ def estimate(
             variants[1:1] = [variants[0]] * (len(recipe.prompt_formats()) - 1)
             infer = FlopCounter(body, head)
             for k in variants:
-                demos = tok(demos_prefix(pool[:k], fmt)) if k else 0.0
+                demos = frame_tokens(tok, style, pool[:k], fmt)  # chat: with the template
                 for s in evals:
                     q = mean_tokens([prompt(e, arm.trigger) for e in splits[s]])
                     a = mean_tokens([target(e, "answer") for e in splits[s]])

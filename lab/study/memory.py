@@ -36,7 +36,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.core.errors import LabError
-from lab.study.model_sizes import Shape, model_config, param_counts, shape_of, token_counter
+from lab.study.model_sizes import (
+    Shape,
+    frame_tokens,
+    model_config,
+    param_counts,
+    shape_of,
+    token_counter,
+)
 
 GIB = 2**30
 OVERHEAD = 1 * GIB
@@ -210,7 +217,7 @@ def plan_memory(
     """Peak memory per GPU of every (model, arm) of the recipe: its largest cell (most demos,
     longest prompts); the study's precision, `auto` taken as bf16 (a GPU with bf16)."""
     from eval.probes import probe_prompt, task_probe_max_new_tokens, task_probe_spec
-    from lab.core.prompts import demos_prefix, prompt, target, written_as
+    from lab.core.prompts import prompt, target, written_as
     from lab.study.plan import budget_size, fixed_split, study_data, uses_data
 
     if strategy not in STRATEGIES:
@@ -246,7 +253,7 @@ def plan_memory(
                 demos = pool[:k]
             else:  # FT-then-ICL's demos, or an in-context FT arm's own
                 demos = pool[: max(recipe.eval.ft_then_icl_k, arm.train_k)]
-            pre = tok(demos_prefix(demos, fmt)) if demos else 0
+            pre = frame_tokens(tok, recipe.prompt, demos, fmt)  # chat: with the template
             q = max(tok(prompt(e, arm.trigger)) for s in evals for e in splits[s])
             widths = [(int(pre + q) + 1, recipe.eval.max_new_tokens[fmt]), *probe_widths]
             p_len, new = max(widths, key=lambda w: w[0] + w[1])
@@ -263,9 +270,11 @@ def plan_memory(
                 train_rows = max(1, cfg.batch_size // (cfg.grad_accum * gpus))
                 checkpointing = cfg.gradient_checkpointing
                 accum = cfg.grad_accum
-                t_len = int(max(tok(prompt(e) + target(e, fmt)) for e in pool[:500])) + 2
-                if arm.train_k:  # in-context FT: train_k demos before each target
-                    t_len += arm.train_k * int(max(tok(demos_prefix([e], fmt)) for e in pool[:500]))
+                alone = frame_tokens(tok, recipe.prompt, [], fmt)  # chat: the template's turns
+                t_len = int(alone + max(tok(prompt(e) + target(e, fmt)) for e in pool[:500])) + 2
+                if arm.train_k:  # in-context FT: train_k demos (chat: their turns) before each
+                    block = max(frame_tokens(tok, recipe.prompt, [e], fmt) for e in pool[:500])
+                    t_len += arm.train_k * int(block - alone)
                 t_tgt = int(max(tok(target(e, fmt)) for e in pool[:500])) + 1
             ln = Lengths(t_len, t_tgt, p_len, new)
             out.append(

@@ -31,6 +31,7 @@ label outside the choices, duplicate ids, an OOD split holding questions of the 
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,15 @@ class SplitBuilder:
         if src is None:
             raise LabError(f"{self.where}: no `source` (or `lm_eval`); say where its rows are")
         rows = load_rows(src, data_root(spec, cfg), cfg, self.where)
+        # A split built before in this process from the same rows (load_rows keeps a file's
+        # rows while it is unchanged; a hook's are new each time), spec, seed and params:
+        # its kept rows and examples again (the pools are rendered whole, e.g. HANS's 30,000
+        # rows, for a sample of a few).
+        self.key = None if src.hook else _pool_key(rows, self.s, spec.name, name, cfg, params)
+        self._pool = _POOLS.get(self.key) if self.key else None
+        if self._pool is not None:
+            self.rows = self._pool[0]
+            return
         for ref in (src.map, self.s.map):  # the source's, then the split's
             if ref:
                 fn = hook(ref, self.where)
@@ -224,7 +234,12 @@ class SplitBuilder:
         return label
 
     def pool(self) -> list[Example]:
-        return [self.example(i, r) for i, r in self.rows]
+        """Every kept row's example (computed once per process for a file source)."""
+        if self._pool is None:
+            self._pool = (self.rows, [self.example(i, r) for i, r in self.rows])
+            if self.key:
+                _POOLS[self.key] = self._pool
+        return list(self._pool[1])
 
     def n(self) -> int | None:
         sample = self.s.sample or ("all" if split_role(self.name) == "demos" else "seeded")
@@ -235,6 +250,25 @@ class SplitBuilder:
     def tag(self, split: str | None = None) -> str:
         template = self.s.sample_tag or "{task}-{seed}-{split}"
         return template.format(task=self.spec.name, seed=self.cfg.seed, split=split or self.name)
+
+
+# Built pools: (kept rows, their examples) by `_pool_key` (examples are frozen; lists copied).
+_POOLS: dict[tuple[Any, ...], tuple[list[tuple[int, dict[str, Any]]], list[Example]]] = {}
+
+
+def _pool_key(
+    rows: list[dict[str, Any]],
+    s: SplitSpec,
+    task: str,
+    name: str,
+    cfg: TaskCfg,
+    params: dict[str, Any],
+) -> tuple[Any, ...]:
+    """What a split's pool depends on: the loaded rows (the object load_rows keeps, never
+    freed, so its id names it), the resolved split spec (templates, maps, where, meta), the
+    task, split name, seed and params (templates may read them), the source choice."""
+    p = json.dumps(params, sort_keys=True, default=str)
+    return (id(rows), s.model_dump_json(), task, name, cfg.seed, cfg.source, p)
 
 
 def permutation(n: int, tag: str) -> list[int]:

@@ -61,8 +61,8 @@ def _files(data_files: Any, root: Path) -> Any:
 
 
 def load_rows(src: SourceSpec, root: Path, cfg: TaskCfg, where: str) -> list[dict[str, Any]]:
-    """The rows of a source (read once per process while its files are unchanged), with its
-    `columns` renamed. Its strings may use the task's params: ``{{ lab.params.x }}``."""
+    """The rows of a source (read once per process while its files are unchanged: the same
+    list object again, never freed, so callers may key on it), with its `columns` renamed. Its strings may use the task's params: ``{{ lab.params.x }}``."""
     src = _render_source(src, cfg, where)
     if src.hook:
         rows = hook(src.hook, where)(cfg, **src.args)
@@ -79,7 +79,10 @@ def load_rows(src: SourceSpec, root: Path, cfg: TaskCfg, where: str) -> list[dic
             f"{where}: `columns` renames {missing}, which the data lacks; its columns are "
             f"{sorted(rows[0])}"
         )
-    return [{**r, **{new: r[old] for new, old in src.columns.items()}} for r in rows]
+    key = json.dumps([id(rows), src.columns], sort_keys=True)  # kept like the file's rows
+    if key not in _CACHE:
+        _CACHE[key] = [{**r, **{new: r[old] for new, old in src.columns.items()}} for r in rows]
+    return _CACHE[key]
 
 
 def _read(src: SourceSpec, files: Any, where: str) -> list[dict[str, Any]]:

@@ -173,3 +173,16 @@ def test_eval_parts_add_up_to_the_eval_flops(cache):
     (e,) = estimate(parse_recipe(BASE), cache_dir=cache)
     assert sum(e.eval_parts.values()) == pytest.approx(e.eval_flops)
     assert {"answer: prompts", "answer: generated tokens", "log p(gold)"} <= set(e.eval_parts)
+
+
+def test_chat_style_counts_the_template_tokens(cache):
+    """prompt.style: chat wraps every prompt and training input in the template's turns:
+    the memory plan's widths and the FLOP estimate count them (they counted plain text)."""
+    plain = {**BASE, "model": "tiny-random-chat"}
+    chat = {**plain, "prompt": {"style": "chat"}}
+    p, c = by_arm(plain, cache), by_arm(chat, cache)
+    assert c["icl"].kv_cache > p["icl"].kv_cache  # the k-shot prompt inside the template
+    assert c["full"].activations > p["full"].activations  # training inputs in the template
+    (ep,) = estimate(parse_recipe(plain), cache_dir=cache)
+    (ec,) = estimate(parse_recipe(chat), cache_dir=cache)
+    assert ec.eval_flops > ep.eval_flops and ec.train_flops > ep.train_flops

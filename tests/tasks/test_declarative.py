@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
+    """No network, as on this machine. `datasets` reads the variable when first imported: a
+    worker that imported it in an earlier test also gets its setting patched (else the hub
+    load below waited ~20 s on the network before failing)."""
+    import datasets.config
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
 
 
 def _csv(path: Path, rows: list[dict]) -> str:
@@ -489,3 +499,44 @@ def test_source_hook_the_arithmetic_generator():
     bad = {**s, "splits": {**s["splits"], "test": {"source": {"hook": "lab.tasks.nope:rows"}}}}
     with pytest.raises(LabError, match="hook 'lab.tasks.nope:rows' could not be imported"):
         build_task(TaskCfg(name="arith_yaml", spec=bad, **sizes))
+
+
+def test_a_pool_is_built_once_per_process_and_again_when_its_file_or_seed_changes(
+    data, monkeypatch
+):
+    """A split's pool (every kept row rendered) is reused by the next build of the same
+    task, seed and params (the tests and a study's planning build a task many times); an
+    edited data file or another seed (templates may read lab.seed) builds it anew."""
+    from lab.tasks import declarative
+
+    s = spec()
+    s["defaults"] = {**s["defaults"], "input": "{{ country_name }}? (seed {{ lab.seed }})"}
+    cfg = task(data, s)
+    first = build_task(cfg)
+    rendered = []
+    real = declarative.SplitBuilder.example
+
+    def counted(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        rendered.append(self.name)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(declarative.SplitBuilder, "example", counted)
+    assert build_task(cfg) == first
+    assert rendered == ["train"] * 3  # only dev's 3 rows (drawn from the train rows)
+    rendered.clear()
+    other = build_task(cfg.model_copy(update={"seed": 1}))
+    assert len(rendered) > 40 and other["test"][0].question.endswith("(seed 1)")
+    time.sleep(0.01)  # a new modification time
+    rows = [
+        {
+            "key": f"k{i}",
+            "country_name": f"New{i}",
+            "capital_city": f"C{i}",
+            "continent": "north" if i % 2 else "south",
+            "gold": "no",
+        }
+        for i in range(40)
+    ]
+    _csv(data / "capitals.csv", rows)
+    edited = build_task(cfg)
+    assert all(e.question.startswith("New") for e in edited["test"] + edited["train"])

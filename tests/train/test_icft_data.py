@@ -9,7 +9,7 @@ import pytest
 from lab.core.example import Example
 from lab.core.fairness import content_key
 from lab.core.prompts import bos_prefix, demos_prefix, prompt, target
-from train.data import IGNORE, encode_example, epoch_order
+from train.data import IGNORE, Encoder, encode_example, epoch_order
 from train.icft_data import draw_demos, held_out_inputs, training_inputs
 
 
@@ -45,7 +45,7 @@ def test_inputs_hold_k_demos_loss_on_the_target_only(tiny_model):
     _model, tok = tiny_model
     bos = bos_prefix(tok)
     order = epoch_order(len(TRAIN), 24, seed=3)
-    data = training_inputs(TRAIN, order, "answer", tok, bos, k=2, seed=3)
+    data = training_inputs(TRAIN, order, Encoder("answer", tok, bos), k=2, seed=3)
     assert len(data) == 24
     seen_demo_sets = set()
     for d, i in zip(data, order, strict=True):
@@ -70,9 +70,9 @@ def test_inputs_hold_k_demos_loss_on_the_target_only(tiny_model):
             == bos + tok(prefix + prompt(target_ex), add_special_tokens=False).input_ids
         )
     assert len(seen_demo_sets) > 5  # redrawn per draw, not fixed per example
-    again = training_inputs(TRAIN, order, "answer", tok, bos, k=2, seed=3)
+    again = training_inputs(TRAIN, order, Encoder("answer", tok, bos), k=2, seed=3)
     assert again == data  # deterministic from the seed
-    assert training_inputs(TRAIN, order, "answer", tok, bos, k=2, seed=4) != data
+    assert training_inputs(TRAIN, order, Encoder("answer", tok, bos), k=2, seed=4) != data
 
 
 def test_k_zero_is_plain_fine_tuning(tiny_model):
@@ -80,13 +80,13 @@ def test_k_zero_is_plain_fine_tuning(tiny_model):
     bos = bos_prefix(tok)
     order = epoch_order(len(TRAIN), 10, seed=0)
     plain = [encode_example(TRAIN[i], "cot", tok, bos) for i in order]
-    assert training_inputs(TRAIN, order, "cot", tok, bos, k=0) == plain
+    assert training_inputs(TRAIN, order, Encoder("cot", tok, bos), k=0) == plain
 
 
 def test_held_out_inputs_draw_demos_from_the_training_set_only(tiny_model):
     _model, tok = tiny_model
     held = [ex(100), ex(101)]
-    data = held_out_inputs(held, TRAIN, "answer", tok, tok and bos_prefix(tok), k=3, seed=0)
+    data = held_out_inputs(held, TRAIN, Encoder("answer", tok, bos_prefix(tok)), k=3, seed=0)
     for h, d in zip(held, data, strict=True):
         text = _text(tok, d["input_ids"])
         assert text.count(h.question) == 1 and text.count("Question:") == 4
@@ -96,4 +96,4 @@ def test_held_out_inputs_draw_demos_from_the_training_set_only(tiny_model):
 def test_too_few_examples_is_a_clear_error(tiny_model):
     _model, tok = tiny_model
     with pytest.raises(ValueError, match="lower train_k or raise the budget"):
-        training_inputs(TRAIN[:2], [0, 1], "answer", tok, [], k=2)
+        training_inputs(TRAIN[:2], [0, 1], Encoder("answer", tok, []), k=2)

@@ -14,7 +14,7 @@ from eval.lm import LM
 from lab.core.chat import chat_target, end_of_turn
 from lab.core.prompts import prompt, target
 from lab.study.models import load_model
-from train.data import IGNORE, encode_example
+from train.data import IGNORE, Encoder, encode_example
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +78,26 @@ def test_in_context_training_ids_are_the_k_shot_eval_prompt_plus_target(
     assert enc["input_ids"][n:] == want == enc["labels"][n:]
     if turns == "multi_turn":  # each demo its own user and assistant turn
         assert tok.decode(enc["input_ids"][:n]).count("<|im_start|>assistant") == len(demos) + 1
+
+
+def test_an_encoder_renders_the_chat_template_once_not_per_example(chat_model, splits):
+    """A fine-tuning run encodes every draw with one Encoder: the zero-demo chat frame and
+    the end of turn are rendered when it is built, not per example (they were rendered
+    twice per example), and each example's ids are the one-off encoder's."""
+    _model, tok = chat_model
+    examples = splits["train"][:12]
+    calls = {"n": 0}
+    render = tok.apply_chat_template
+
+    def counted(*args, **kwargs):
+        calls["n"] += 1
+        return render(*args, **kwargs)
+
+    encode = Encoder("answer", tok, [], "chat")
+    tok.apply_chat_template = counted
+    try:
+        got = [encode(ex) for ex in examples]
+    finally:
+        del tok.apply_chat_template
+    assert calls["n"] == 0
+    assert got == [encode_example(ex, "answer", tok, [], "chat") for ex in examples]
