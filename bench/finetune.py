@@ -5,7 +5,7 @@
 
 Both sides train SmolLM2-135M-Instruct (loaded from the lab's cache) on the same arithmetic
 examples in the same order (`train.data.epoch_order`), tokenised and padded by the same code
-(`train.data.encode_example`, `collate`), with the same LoRA config (lab.core.recipe defaults,
+(`train.data.Encoder`, `collate`), with the same LoRA config (lab.core.recipe defaults,
 dropout 0 so that the two loss curves are comparable), AdamW, lr, linear warmup/decay,
 grad clipping and seed. The only difference is the training loop: `train.finetune.finetune`
 (LM head and loss on the supervised tokens only) vs `transformers.Trainer` (the model's own
@@ -82,7 +82,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from lab.study.models import resolve_model
-    from train.data import encode_example, epoch_order
+    from train.data import Encoder, epoch_order
     from train.finetune import finetune
 
     info = header("finetune")
@@ -95,7 +95,8 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(resolved.path)
     order = epoch_order(len(train), cfg.steps * cfg.batch_size, seed)
     # finetune() draws this same epoch_order over the pool it is given; the HF side gets it.
-    data = [encode_example(ex, args.format, tok, []) for ex in train]
+    encode = Encoder(args.format, tok, [])
+    data = [encode(ex) for ex in train]
     tokens = sum(len(data[i]["input_ids"]) for i in order)
     print(
         f"[finetune] {cfg.steps} steps x batch {cfg.batch_size}, format {args.format}: "

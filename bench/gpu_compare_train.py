@@ -153,10 +153,11 @@ def train_pair(
     from transformers import AutoTokenizer
 
     from lab.core.prompts import bos_prefix
-    from train.data import encode_example, epoch_order
+    from train.data import Encoder, epoch_order
 
     tok = AutoTokenizer.from_pretrained(path)
-    data = [encode_example(ex, fmt, tok, bos_prefix(tok)) for ex in examples]
+    encode = Encoder(fmt, tok, bos_prefix(tok))
+    data = [encode(ex) for ex in examples]
     order = epoch_order(len(examples), cfg.steps * cfg.batch_size, seed)
     tokens = sum(len(data[i]["input_ids"]) for i in order)
     runs: dict[str, list[dict[str, Any]]] = {s: [] for s in sides}

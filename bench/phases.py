@@ -221,13 +221,14 @@ def main() -> None:
     for name, fn in work.items():
         if not args.only or name in args.only:
             results[name] = run_eval(lm, name, fn, model, rate, bandwidth)
-    from train.data import encode_example
+    from train.data import Encoder
 
     for fmt in ("answer", "cot"):
         name = f"train_{fmt}"
         if args.only and name not in args.only:
             continue
-        data = [encode_example(ex, fmt, tok, lm.bos) for ex in arith["train"]]
+        encode = Encoder(fmt, tok, lm.bos)
+        data = [encode(ex) for ex in arith["train"]]
         need = (args.train_steps + 1) * args.batch_size
         data = (data * (need // len(data) + 1))[:need]
         phases, tmodel = run_train(
