@@ -48,24 +48,10 @@ class Encoder:
     def __call__(self, ex: Example, demos: Sequence[Example] = ()) -> dict[str, list[int]]:
         fr = self._frame(demos) if demos else self.alone
         answer = chat_target(ex, self.fmt) if self.chat else target(ex, self.fmt)
-        tokenize = self.tokenizer
-        p = self.bos + tokenize(fr.prefix + fr.wrap(prompt(ex)), add_special_tokens=False).input_ids
-        t = tokenize(answer, add_special_tokens=False).input_ids + [self.eos]
+        text = fr.prefix + fr.wrap(prompt(ex))
+        p = self.bos + self.tokenizer(text, add_special_tokens=False).input_ids
+        t = self.tokenizer(answer, add_special_tokens=False).input_ids + [self.eos]
         return {"input_ids": p + t, "labels": [IGNORE] * len(p) + t}
-
-
-def encode_example(
-    ex: Example,
-    fmt: str,
-    tokenizer: Any,
-    bos: list[int],
-    style: str = "plain",
-    demos: Sequence[Example] = (),
-    turns: str = "single_turn",
-) -> dict[str, list[int]]:
-    """One example encoded by a one-off `Encoder` (tests, benches); loops build one
-    `Encoder` and call it per example."""
-    return Encoder(fmt, tokenizer, bos, style, turns)(ex, demos)
 
 
 def collate(batch: Sequence[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:

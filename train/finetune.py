@@ -146,9 +146,8 @@ def finetune(
     micro = cfg.micro_batch(acc.num_processes)
     order = epoch_order(len(examples), cfg.steps * cfg.batch_size, seed)
     # one input per draw (in-context FT draws its demos per draw: train/icft_data.py)
-    encode = Encoder(
-        fmt, tok, bos, style, turns
-    )  # the prompt as evaluated + target (train/data.py)
+    # the prompt as it is evaluated + the target (train/data.py)
+    encode = Encoder(fmt, tok, bos, style, turns)
     data = training_inputs(examples, order, encode, context_k, seed)
     # Supervised tokens of each optimizer step (all micro-batches, all processes): the loss
     # is the step's token-weighted mean whatever the process count or grad_accum, so 1 and N

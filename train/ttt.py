@@ -54,14 +54,6 @@ def loo_tasks(demos: Sequence[Example], permutations: int, seed: int | str) -> l
     return tasks
 
 
-def encode_task(task: Task, encode: Encoder) -> dict[str, list[int]]:
-    """input_ids = bos + context demos + the target's prompt + its answer + eos; labels
-    on the answer and eos only. The context and prompt are tokenised together, as an
-    evaluation prompt with demos is, in the study's prompt style (train/data.py)."""
-    context, held = task
-    return encode(held, context)
-
-
 def weights_checksum(model: Any) -> str:
     """sha256 over every parameter and buffer (name, dtype, bytes): equal before and after
     test-time training when the base model was left untouched."""
@@ -98,8 +90,11 @@ def train_adapter(
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     bos = bos_prefix(tokenizer)
     loo = loo_tasks(demos, cfg.permutations, seed)
+    # Each task: bos + its context demos + the target's prompt + its answer + eos, loss on the
+    # answer and eos; context and prompt tokenised together, as an evaluation prompt with
+    # demos is, in the study's prompt style (train/data.py).
     encode = Encoder(fmt, tokenizer, bos, style, turns or "single_turn")
-    tasks = [encode_task(t, encode) for t in loo]
+    tasks = [encode(held, context) for context, held in loo]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = epoch_order(len(tasks), cfg.steps * cfg.batch_size, seed_int)
     tokens = head = 0

@@ -101,7 +101,6 @@ def estimate(
     data = study_data(recipe)
     splits, pool, evals, probes = data.splits, data.pool, data.eval_splits, data.probe_splits
     cells = plan_one_model(recipe)
-    style = recipe.prompt  # plain or chat: the text around each question (model_sizes.py)
 
     out = []
     for spec in recipe.models:
@@ -133,9 +132,9 @@ def estimate(
                     t = arm.ttt
                     adapters = sum(len(splits[s]) for s in evals) if t.per_query else len(evals)
                     counter = FlopCounter(body, head, t.lora.r * sz.linear_io, "lora")
-                    seq = frame_tokens(tok, style, pool[: max(k - 1, 0)], fmt) + mean_tokens(
-                        [prompt(e) + target(e, fmt) for e in pool[:500]]
-                    )
+                    seq = frame_tokens(
+                        tok, recipe.prompt, pool[: max(k - 1, 0)], fmt
+                    ) + mean_tokens([prompt(e) + target(e, fmt) for e in pool[:500]])
                     tgt = mean_tokens([target(e, fmt) for e in pool[:500]])
                     n = t.steps * t.batch_size * adapters
                     train += counter.train(int(n * seq), int(n * tgt))
@@ -145,7 +144,7 @@ def estimate(
                 counter = FlopCounter(body, head, lora, arm.method)
                 ex_tok = mean_tokens([prompt(e) + target(e, fmt) for e in pool[:500]])
                 ex_tok *= 1 + arm.train_k  # in-context FT: train_k demos before each target
-                ex_tok += frame_tokens(tok, style, [], fmt)  # chat: the template's turns
+                ex_tok += frame_tokens(tok, recipe.prompt, [], fmt)  # chat: the template's turns
                 tgt_tok = mean_tokens([target(e, fmt) for e in pool[:500]])
                 n_ex = cfg.steps * cfg.batch_size
                 train += counter.train(int(n_ex * ex_tok), int(n_ex * tgt_tok))
@@ -162,7 +161,7 @@ def estimate(
             variants[1:1] = [variants[0]] * (len(recipe.prompt_formats()) - 1)
             infer = FlopCounter(body, head)
             for k in variants:
-                demos = frame_tokens(tok, style, pool[:k], fmt)  # chat: with the template
+                demos = frame_tokens(tok, recipe.prompt, pool[:k], fmt)  # chat: with the template
                 for s in evals:
                     q = mean_tokens([prompt(e, arm.trigger) for e in splits[s]])
                     a = mean_tokens([target(e, "answer") for e in splits[s]])

@@ -186,21 +186,16 @@ def token_counter(spec: str, cache_dir: str | None, chars_per_token: float):  # 
     return count
 
 
-def study_frame(count: Any, prompt_cfg: Any, demos: list[Any], fmt: str) -> Any:
-    """What surrounds each question in the study's prompt style, for counting tokens
-    (`count` from `token_counter`): the chat template's frame (lab/core/chat.py) when the
-    model's tokenizer is at hand and has one, else the plain frame (the demos)."""
+def frame_tokens(count: Any, prompt_cfg: Any, demos: list[Any], fmt: str) -> float:
+    """Tokens the study's prompt style adds around each question (`count` from
+    `token_counter`): the demos, and in chat style the template's turns (lab/core/chat.py),
+    counted with the model's special tokens; plain text where the model's tokenizer is not
+    at hand or has no template."""
     from lab.core.chat import frame, has_chat_template
 
     tk = getattr(count, "tokenizer", None)
     chat = prompt_cfg.style == "chat" and tk is not None and has_chat_template(tk)
-    return frame(tk, demos, fmt, "chat" if chat else "plain", prompt_cfg.demos)
-
-
-def frame_tokens(count: Any, prompt_cfg: Any, demos: list[Any], fmt: str) -> float:
-    """Tokens the study's prompt style adds around each question: the demos, and in chat
-    style the template's turns (counted with the model's special tokens)."""
-    fr = study_frame(count, prompt_cfg, demos, fmt)
+    fr = frame(tk, demos, fmt, "chat" if chat else "plain", prompt_cfg.demos)
     return count(fr.prefix + fr.tail)
 
 

@@ -62,7 +62,8 @@ def _files(data_files: Any, root: Path) -> Any:
 
 def load_rows(src: SourceSpec, root: Path, cfg: TaskCfg, where: str) -> list[dict[str, Any]]:
     """The rows of a source (read once per process while its files are unchanged: the same
-    list object again, never freed, so callers may key on it), with its `columns` renamed. Its strings may use the task's params: ``{{ lab.params.x }}``."""
+    list object again, never freed, so callers may key on it), with its `columns` renamed.
+    Its strings may use the task's params: ``{{ lab.params.x }}``."""
     src = _render_source(src, cfg, where)
     if src.hook:
         rows = hook(src.hook, where)(cfg, **src.args)

@@ -17,7 +17,7 @@ from lab.core.prompts import demos_prefix, prompt, target
 from lab.core.recipe import TaskCfg
 from lab.study.models import load_model
 from lab.tasks import build_task
-from train.data import IGNORE, encode_example
+from train.data import IGNORE, Encoder
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_pattern_is_the_prompt_for_demos_ft_and_eval(nli, tiny_model):
     d = nli["train"][0]
     assert demos_prefix([d], "answer") == f"{d.prompt} {d.answer}\n\n"
     model, tok = tiny_model
-    enc = encode_example(ex, "answer", tok, [])
+    enc = Encoder("answer", tok, [])(ex)
     supervised = [
         t for t, lab in zip(enc["input_ids"], enc["labels"], strict=True) if lab != IGNORE
     ]

@@ -19,7 +19,7 @@ from bench.gpu_compare import (
     verdict,
 )
 from lab.core.prompts import bos_prefix
-from train.data import encode_example
+from train.data import Encoder
 
 
 @pytest.mark.parametrize(
@@ -53,7 +53,7 @@ def test_training_examples_are_exactly_the_sequence_length(seq):
     exs = long_examples(seq, 3)
     assert len({ex.question for ex in exs}) == 3
     for ex in exs:
-        row = encode_example(ex, "cot", tok, bos_prefix(tok))
+        row = Encoder("cot", tok, bos_prefix(tok))(ex)
         assert len(row["input_ids"]) == seq
         target = sum(x != -100 for x in row["labels"])
         assert target == seq - seq // 2  # half prompt, half supervised target

@@ -19,7 +19,7 @@ from train.batching import (
     packing,
     padding_fraction,
 )
-from train.data import IGNORE, collate, encode_example
+from train.data import IGNORE, Encoder, collate
 from train.finetune import finetune
 from train.loss import SupervisedLoss
 
@@ -29,7 +29,7 @@ def mixed(splits, tiny_model):
     """8 encoded examples of very different lengths (answer and CoT formats mixed)."""
     _, tok = tiny_model
     return [
-        encode_example(ex, "cot" if i % 3 == 0 else "answer", tok, [])
+        Encoder("cot" if i % 3 == 0 else "answer", tok, [])(ex)
         for i, ex in enumerate(splits["train"][:8])
     ]
 

@@ -9,7 +9,7 @@ import pytest
 from lab.core.example import Example
 from lab.core.fairness import content_key
 from lab.core.prompts import bos_prefix, demos_prefix, prompt, target
-from train.data import IGNORE, Encoder, encode_example, epoch_order
+from train.data import IGNORE, Encoder, epoch_order
 from train.icft_data import draw_demos, held_out_inputs, training_inputs
 
 
@@ -79,7 +79,7 @@ def test_k_zero_is_plain_fine_tuning(tiny_model):
     _model, tok = tiny_model
     bos = bos_prefix(tok)
     order = epoch_order(len(TRAIN), 10, seed=0)
-    plain = [encode_example(TRAIN[i], "cot", tok, bos) for i in order]
+    plain = [Encoder("cot", tok, bos)(TRAIN[i]) for i in order]
     assert training_inputs(TRAIN, order, Encoder("cot", tok, bos), k=0) == plain
 
 

@@ -14,7 +14,7 @@ from eval.lm import LM
 from lab.core.chat import chat_target, end_of_turn
 from lab.core.prompts import prompt, target
 from lab.study.models import load_model
-from train.data import IGNORE, Encoder, encode_example
+from train.data import IGNORE, Encoder
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def test_training_ids_are_the_eval_prompt_plus_target(chat_model, splits, fmt, s
     ex = splits["train"][0]
     fr = PromptSpec(fmt, (), None, style=style).frame(tok)
     eval_ids = lm.prompt_ids(fr.prefix, fr.wrap(prompt(ex)))
-    enc = encode_example(ex, fmt, tok, lm.bos, style)
+    enc = Encoder(fmt, tok, lm.bos, style)(ex)
     ids, labels = enc["input_ids"], enc["labels"]
     n = len(eval_ids)
     assert ids[:n] == eval_ids  # the prompt: the same tokens, BOS included
@@ -69,7 +69,7 @@ def test_in_context_training_ids_are_the_k_shot_eval_prompt_plus_target(
     ex, demos = splits["train"][0], tuple(splits["train"][1:4])
     fr = PromptSpec(fmt, demos, None, style=style, turns=turns).frame(tok)
     eval_ids = lm.prompt_ids(fr.prefix, fr.wrap(prompt(ex)))
-    enc = encode_example(ex, fmt, tok, lm.bos, style, demos, turns)
+    enc = Encoder(fmt, tok, lm.bos, style, turns)(ex, demos)
     n = len(eval_ids)
     assert enc["input_ids"][:n] == eval_ids and enc["labels"][:n] == [IGNORE] * n
     answer = chat_target(ex, fmt) if style == "chat" else target(ex, fmt)
@@ -83,7 +83,7 @@ def test_in_context_training_ids_are_the_k_shot_eval_prompt_plus_target(
 def test_an_encoder_renders_the_chat_template_once_not_per_example(chat_model, splits):
     """A fine-tuning run encodes every draw with one Encoder: the zero-demo chat frame and
     the end of turn are rendered when it is built, not per example (they were rendered
-    twice per example), and each example's ids are the one-off encoder's."""
+    twice per example), and each example's ids are those of an encoder built for it alone."""
     _model, tok = chat_model
     examples = splits["train"][:12]
     calls = {"n": 0}
@@ -100,4 +100,4 @@ def test_an_encoder_renders_the_chat_template_once_not_per_example(chat_model, s
     finally:
         del tok.apply_chat_template
     assert calls["n"] == 0
-    assert got == [encode_example(ex, "answer", tok, [], "chat") for ex in examples]
+    assert got == [Encoder("answer", tok, [], "chat")(ex) for ex in examples]

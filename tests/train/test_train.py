@@ -11,7 +11,7 @@ import torch
 from lab.core.errors import LabError
 from lab.core.prompts import prompt, target
 from lab.core.recipe import TrainCfg
-from train.data import IGNORE, collate, encode_example, epoch_order
+from train.data import IGNORE, Encoder, collate, epoch_order
 from train.finetune import finetune, load_finetuned
 from train.loss import SupervisedLoss
 
@@ -24,14 +24,14 @@ def ids(tok, text):
     return tok(text, add_special_tokens=False).input_ids
 
 
-# ------------------------------------------------------------------------- encode_example
+# -------------------------------------------------------------------------------- Encoder
 
 
 @pytest.mark.parametrize("fmt", ["answer", "cot", "code"])
-def test_encode_example_masks_prompt_and_supervises_target_and_eos(tiny_model, splits, fmt):
+def test_encoder_masks_prompt_and_supervises_target_and_eos(tiny_model, splits, fmt):
     _, tok = tiny_model
     ex = splits["train"][0]
-    enc = encode_example(ex, fmt, tok, [])
+    enc = Encoder(fmt, tok, [])(ex)
     p, t = ids(tok, prompt(ex)), ids(tok, target(ex, fmt))
     assert enc["input_ids"] == p + t + [tok.eos_token_id]
     assert enc["labels"] == [IGNORE] * len(p) + t + [tok.eos_token_id]
@@ -40,11 +40,11 @@ def test_encode_example_masks_prompt_and_supervises_target_and_eos(tiny_model, s
     assert supervised[-1] == tok.eos_token_id
 
 
-def test_encode_example_with_bos(tiny_model, splits):
+def test_encoder_with_bos(tiny_model, splits):
     _, tok = tiny_model
     ex = splits["train"][1]
-    plain = encode_example(ex, "answer", tok, [])
-    enc = encode_example(ex, "answer", tok, [tok.bos_token_id])
+    plain = Encoder("answer", tok, [])(ex)
+    enc = Encoder("answer", tok, [tok.bos_token_id])(ex)
     assert enc["input_ids"] == [tok.bos_token_id] + plain["input_ids"]
     assert enc["labels"] == [IGNORE] + plain["labels"]
 
@@ -96,7 +96,7 @@ def test_epoch_order_reshuffles_between_epochs():
 
 
 def supervised_loss(model, tok, examples, fmt="answer"):
-    data = [encode_example(ex, fmt, tok, []) for ex in examples]
+    data = [Encoder(fmt, tok, [])(ex) for ex in examples]
     batch = collate(data, tok.pad_token_id)
     with torch.no_grad():
         return float(SupervisedLoss(model)(**batch))
@@ -136,7 +136,7 @@ def test_finetune_loss_decreases(request, run):
 def test_finetune_result_counts(request, run, tiny_model, train_set):
     res = request.getfixturevalue(run)
     _, tok = tiny_model
-    data = [encode_example(ex, "answer", tok, []) for ex in train_set]
+    data = [Encoder("answer", tok, [])(ex) for ex in train_set]
     order = epoch_order(len(data), 8 * 4, seed=0)
     assert res.examples_seen == 32
     assert res.train_tokens == sum(len(data[i]["input_ids"]) for i in order)
@@ -187,7 +187,7 @@ def test_baseline_loss_head_everywhere_is_the_same_loss(tiny_model, train_set, m
     """FTLAB_BASELINE=1 applies the LM head at every position (a plain causal-LM loss);
     the supervised-positions-only head gives the same loss and gradient."""
     model, tok = tiny_model
-    batch = collate([encode_example(ex, "cot", tok, []) for ex in train_set], tok.pad_token_id)
+    batch = collate([Encoder("cot", tok, [])(ex) for ex in train_set], tok.pad_token_id)
 
     def loss_and_grad():
         model.zero_grad()

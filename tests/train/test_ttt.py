@@ -12,7 +12,7 @@ from lab.core.prompts import bos_prefix, target
 from lab.core.recipe import TttCfg
 from lab.study.ttt_eval import evaluate_split_ttt
 from train.data import IGNORE, Encoder
-from train.ttt import encode_task, loo_tasks, train_adapter, weights_checksum
+from train.ttt import loo_tasks, train_adapter, weights_checksum
 
 CFG = TttCfg(steps=2, batch_size=2, permutations=2)
 
@@ -36,7 +36,7 @@ def test_task_loss_is_on_the_held_out_answer_only(splits, tiny_model):
     _model, tok = tiny_model
     demos = splits["train"][:3]
     context, held = loo_tasks(demos, 1, seed=0)[0]
-    enc = encode_task((context, held), Encoder("answer", tok, bos_prefix(tok)))
+    enc = Encoder("answer", tok, bos_prefix(tok))(held, context)
     scored = [t for t, lab in zip(enc["input_ids"], enc["labels"], strict=True) if lab != IGNORE]
     assert tok.decode(scored[:-1]) == target(held, "answer")
     assert scored[-1] == tok.eos_token_id
