@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from sharp import sharpen
+from torchrun import torchrun
 
 from eval import invariant
 from eval.evaluate import evaluate_split
@@ -26,7 +22,6 @@ from lab.core.prompts import demos_prefix, prompt
 from lab.study.models import load_model
 
 BATCHES = (1, 7, 32)
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -199,31 +194,8 @@ def test_two_processes_give_the_bits_of_one(tiny_cache, tmp_path):
     for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         lm = LM(copy.deepcopy(model).to(dt), tok, batch_size=7, progress=False, invariant=True)
         want[name] = json.loads(json.dumps(evaluate_split(lm, *case(), 8)[0]))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = tmp_path / "dp.json"
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": str(ROOT),
-        "ACCELERATE_USE_CPU": "true",
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(port),
-        str(ROOT / "tests" / "dp_worker.py"),
-        str(tiny_cache),
-        str(out),
-        "invariant",
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun("dp_worker.py", tiny_cache, out, "invariant", timeout=400)
     got = json.loads(out.read_text())
     assert got["world"] == 2
     for name in ("fp32", "bf16"):

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from torchrun import torchrun
 
 from eval.evaluate import PromptSpec, evaluate_split
 from eval.lm import LM
 from eval.parallel import evaluate_split_parallel, gather_in_order, shard
 
-ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).parents[1]))  # the tests' helpers
 from code_dp_worker import TIMEOUT_S, ProgramWriter, code_case, verdicts  # noqa: E402
 from dp_worker import case, sharp_model  # noqa: E402
@@ -40,12 +38,6 @@ def test_one_process_is_evaluate_split(tiny_cache):
     assert evaluate_split_parallel(LM(model, tok, 4, progress=False), examples, spec, 8) == want
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow  # ~45 s on the shared 2-core machine (2 processes import torch)
 def test_two_processes_match_one(tiny_cache, tmp_path):
     """2 CPU processes (torchrun + accelerate): every prediction equal to one process's, in the
@@ -58,26 +50,7 @@ def test_two_processes_match_one(tiny_cache, tmp_path):
     # What `accelerate launch --multi_gpu` runs (torchrun), made CPU processes: on CPU,
     # `accelerate launch --cpu --num_processes 2` wants mpirun, and --multi_gpu sets
     # ACCELERATE_USE_CPU=false. accelerate's PartialState then sets up gloo (MULTI_CPU).
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": str(ROOT),
-        "ACCELERATE_USE_CPU": "true",
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(_free_port()),
-        str(ROOT / "tests" / "dp_worker.py"),
-        str(tiny_cache),
-        str(out),
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun("dp_worker.py", tiny_cache, out)
     got = json.loads(out.read_text())
     assert got["world"] == 2
     assert [p["id"] for p in got["preds"]] == [ex.id for ex in examples]
@@ -107,26 +80,7 @@ def test_two_processes_on_one_core_score_code_as_one(tmp_path):
         os.sched_setaffinity(0, mask)
     assert [c for _, c, _ in verdicts(want)] == [True, True, True, True, False, False]
     out = tmp_path / "code.json"
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": str(ROOT),
-        "ACCELERATE_USE_CPU": "true",
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(_free_port()),
-        str(ROOT / "tests" / "code_dp_worker.py"),
-        str(core),
-        str(out),
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun("code_dp_worker.py", core, out, timeout=600)
     got = json.loads(out.read_text())
     assert got["world"] == 2
     assert got["verdicts"] == verdicts(want)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from torchrun import free_port
 
 from lab.study.cli import main
 
@@ -71,12 +71,6 @@ def write_recipe(
     return path
 
 
-def _port() -> str:
-    with socket.socket() as s:  # a free port: other studies may be running on this machine
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
-
-
 def zero3_config(tmp: Path) -> Path:
     """accelerate_config_zero3.yaml as it ships, set to 2 CPU processes, no mixed precision."""
     c = yaml.safe_load((ROOT / "accelerate_config_zero3.yaml").read_text())
@@ -97,7 +91,13 @@ def start(recipe: Path, out: Path, cache: Path, config: Path | None = None, **en
         "PYTHONPATH": str(ROOT),
         **env_extra,
     }
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", _port()]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--main_process_port",
+        str(free_port()),
+    ]
     if config is not None:
         cmd += ["--config_file", str(config)]
         env["DS_ACCELERATOR"] = "cpu"

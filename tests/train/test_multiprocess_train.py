@@ -13,54 +13,24 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 from accelerate import Accelerator
+from torchrun import torchrun
 
 from train.finetune import SupervisedLoss, finetune
 
-ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).parents[1]))  # the tests' helpers
 from train_worker import instrument  # noqa: E402
 from worker_data import config, data  # noqa: E402
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(out: Path, cache: Path, **env_extra: str) -> Path:
     """LoRA and full FT of the case in tests/worker_data.py, by 2 CPU processes."""
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "ACCELERATE_USE_CPU": "true",
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
-        **env_extra,
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(_free_port()),
-        str(ROOT / "tests" / "train_worker.py"),
-        str(cache),
-        str(out),
-        "lora,full",
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun("train_worker.py", cache, out, "lora,full", timeout=600, **env_extra)
     return out
 
 

@@ -5,44 +5,15 @@ and 2 processes (torchrun on CPU, as `accelerate launch` starts them)."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-WORKER = ROOT / "tests" / "ft_log_worker.py"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from torchrun import torchrun
 
 
 def _run(cache: Path, out: Path, procs: int) -> list[dict]:
     out.mkdir()
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": str(ROOT),
-        "ACCELERATE_USE_CPU": "true",
-    }
-    cmd = [sys.executable, str(WORKER), str(cache), str(out)]
-    if procs > 1:
-        cmd[1:1] = [
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            str(procs),
-            "--master_port",
-            str(_free_port()),
-        ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun("ft_log_worker.py", cache, out, procs=procs)
     return [json.loads((out / f"rank{i}.json").read_text()) for i in range(procs)]
 
 
