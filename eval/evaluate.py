@@ -108,18 +108,7 @@ def evaluate_split(
     if spec.chat:  # the answer is an assistant turn: it ends at the template's end of turn
         lm.eos_ids = lm.eos_ids | {end_of_turn(lm.tok)}
     if any(output_type(ex) == "multiple_choice" for ex in examples):
-        if spec.retriever is not None:
-            return _choices_by_demo_set(lm, examples, spec, desc)
-        return evaluate_choices(
-            lm,
-            examples,
-            fr.prefix,
-            spec.trigger,
-            desc=desc,
-            tail=fr.tail,
-            chat=spec.chat,
-            prompt_format=spec.prompt_format,
-        )
+        return _choices_by_demo_set(lm, examples, spec, fr, desc)
     tok = lm.tok if spec.chat else None
     frames = [spec.frame_for(ex, tok, fr) for ex in examples]
     requests = [
@@ -172,15 +161,16 @@ def _retrieved(spec: PromptSpec, ex: Example) -> dict[str, Any]:
 
 
 def _choices_by_demo_set(
-    lm: LM, examples: Sequence[Example], spec: PromptSpec, desc: str
+    lm: LM, examples: Sequence[Example], spec: PromptSpec, shared: Frame, desc: str
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """Choice scoring with retrieved demos: the examples grouped by their demo set, each
-    group scored on its own prefix (one cache per distinct demo set), then put back in
-    order. An example's scores do not depend on its group (eval/lm.py)."""
+    """Choice scoring: the examples grouped by their frame (one group, `shared`, unless
+    the demos are retrieved per query), each group scored on its own prefix (one cache per
+    distinct demo set) in the spec's prompt format, then put back in order. An example's
+    scores do not depend on its group (eval/lm.py)."""
     tok = lm.tok if spec.chat else None
     groups: dict[Frame, list[int]] = {}
     for i, ex in enumerate(examples):
-        groups.setdefault(spec.frame_for(ex, tok), []).append(i)
+        groups.setdefault(spec.frame_for(ex, tok, shared), []).append(i)
     preds: list[dict[str, Any]] = [{}] * len(examples)
     for fr, idx in groups.items():
         got, _m = evaluate_choices(
@@ -191,6 +181,7 @@ def _choices_by_demo_set(
             desc=desc,
             tail=fr.tail,
             chat=spec.chat,
+            prompt_format=spec.prompt_format,
         )
         for i, p in zip(idx, got, strict=True):
             preds[i] = p | _retrieved(spec, examples[i])

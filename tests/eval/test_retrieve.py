@@ -12,6 +12,7 @@ from eval.lm import LM
 from eval.retrieve import Retriever
 from lab.core.example import Example
 from lab.core.fairness import content_key
+from lab.core.formats import DEFAULT, PromptFormat
 
 
 def ex(i: int | str, q: str, a: str = "1") -> Example:
@@ -84,9 +85,15 @@ def test_retrieved_evaluation_scores_each_query_as_prompted_alone(tiny_model, sp
         assert (q["generation"], q["gold_logprob"]) == (p["generation"], p["gold_logprob"])
 
 
-def test_retrieved_choice_scoring_groups_by_demo_set(tiny_model):
+# A prompt format other than the lab's template, the answer on a new line: choices are scored
+# without the leading space (retrieved demos' choices were scored in the default format).
+OTHER = PromptFormat(name="x", question="Q", answer="Sol", separator=":\n", spacing="\n")
+
+
+@pytest.mark.parametrize("pf", [DEFAULT, OTHER], ids=["default", "other_format"])
+def test_retrieved_choice_scoring_groups_by_demo_set(tiny_model, pf):
     """Classification (choices scored by log-likelihood): grouped by retrieved demo set,
-    each example scores as it does alone with its demos."""
+    each example scores as it does alone with its demos, in the spec's prompt format."""
     model, tok = tiny_model
 
     def nli(i: int, words: str) -> Example:
@@ -106,7 +113,7 @@ def test_retrieved_choice_scoring_groups_by_demo_set(tiny_model):
         nli(i, w) for i, w in enumerate(["a cat sat", "a dog ran", "the cat ran", "birds fly"])
     ]
     queries = [nli(10, "a cat ran"), nli(11, "birds sat"), nli(12, "a cat ran")]
-    spec = PromptSpec("answer", (), None, retriever=Retriever(index, 2))
+    spec = PromptSpec("answer", (), None, retriever=Retriever(index, 2), prompt_format=pf)
     lm = LM(model, tok, batch_size=4, progress=False, invariant=True)
     preds, metrics = evaluate_split(lm, queries, spec, max_new_tokens=2)
     assert [p["id"] for p in preds] == ["train-10", "train-11", "train-12"]
@@ -114,5 +121,6 @@ def test_retrieved_choice_scoring_groups_by_demo_set(tiny_model):
     for q, p in zip(queries, preds, strict=True):
         demos = spec.demos_for(q)
         assert p["demo_ids"] == [d.id for d in demos] and len(demos) == 2
-        (alone,), _ = evaluate_split(lm, [q], PromptSpec("answer", demos), max_new_tokens=2)
+        one = PromptSpec("answer", demos, prompt_format=pf)
+        (alone,), _ = evaluate_split(lm, [q], one, max_new_tokens=2)
         assert alone["choice_logprobs"] == p["choice_logprobs"]
