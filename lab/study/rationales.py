@@ -40,6 +40,7 @@ from lab.core.example import Example
 from lab.core.io import atomic_write_json, read_json
 from lab.core.layout import CellDir
 from lab.core.prompts import ZERO_SHOT_COT_TRIGGER
+from lab.study.format_eval import with_formats
 from lab.study.plan import CellPlan, Variant, cell_data
 
 _STATES_ANSWER = re.compile(r"answer is", re.IGNORECASE)
@@ -112,12 +113,11 @@ def with_rationales(runner: Any, plan: CellPlan, cell_dir: CellDir) -> tuple[Cel
     if arm.method == "icl":
         fit = getattr(runner, "fit_demos", None)
         demos = tuple(fit(kept, arm) if fit is not None and kept else kept)
-        spec = PromptSpec("cot", demos, arm.trigger)
         new = replace(
             plan,
             demos=demos,
             k_requested=len(kept),
-            variants=(Variant("prompted", None, spec),),
+            variants=_with_demos(plan.variants, demos),
             read=tuple(budget),
         )
         return new, info
@@ -126,17 +126,22 @@ def with_rationales(runner: Any, plan: CellPlan, cell_dir: CellDir) -> tuple[Cel
     held_out = tuple(ids[ex.id] for ex in plan.held_out if ex.id in ids)
     if not train_set:
         runner.log(f"[lab]   {cell.key}: no self-written rationale kept: nothing to train on")
-        spec = PromptSpec("cot", (), arm.trigger)
+        prompted = Variant("prompted", None, replace(plan.variants[0].spec, demos=()))
         new = replace(
             plan,
             train=None,
             train_set=(),
             held_out=(),
             read=tuple(budget),
-            variants=(Variant("prompted", None, spec),),
+            variants=tuple(with_formats(r, [prompted])),
         )
         return new, info | {"trained": False, "selected": "prompted", "n_train": 0}
     return replace(plan, train_set=train_set, held_out=held_out, read=tuple(budget)), info
+
+
+def _with_demos(variants: Sequence[Variant], demos: tuple[Example, ...]) -> tuple[Variant, ...]:
+    """The plan's variants (the study's prompt style and formats kept) prompted with `demos`."""
+    return tuple(replace(v, spec=replace(v.spec, demos=demos)) for v in variants)
 
 
 def cached_rationales(

@@ -186,3 +186,37 @@ def test_choice_tasks_are_generated_and_read_as_cot():
         "passed"
     ]
     assert not score_generation("So the answer is No.", gen, "cot", True, 5)["passed"]
+
+
+def test_the_study_prompt_style_and_formats_are_kept(tmp_path, splits):
+    """A cot_self cell is prompted like every arm of its study: chat style, multi-turn
+    demos and each of `eval.formats` (its variants were rebuilt in plain style and the
+    default format only), the kept rationales as its demos; with nothing kept, an FT cell's
+    untrained base model too."""
+    recipe = parse_recipe(
+        {
+            **_recipe().model_dump(mode="json", exclude_unset=True),
+            "prompt": {"style": "chat", "demos": "multi_turn"},
+            "eval": {"formats": 2},
+        }
+    )
+    data = study_data(recipe, splits)
+    sd = StudyDir(tmp_path)
+    budget, written = _store(recipe, data, sd, lambda i: i % 2 == 0)
+    icl, ft = plan_cells(recipe)[:2]
+    before = plan_cell(recipe, data, icl)
+    plan, _ = with_rationales(_runner(recipe, data), before, sd.cell(icl.key))
+    assert [v.name for v in plan.variants] == [v.name for v in before.variants]
+    n_formats = len(recipe.prompt_formats())
+    assert len(plan.variants) == n_formats > 1
+    for v, b in zip(plan.variants, before.variants, strict=True):
+        assert (v.spec.style, v.spec.turns) == ("chat", "multi_turn")
+        assert v.spec.prompt_format == b.spec.prompt_format and v.spec.demos == plan.demos
+    assert [d.id for d in plan.demos] == [e.id for e in keep_correct(budget, written)]
+    _store(recipe, data, sd, lambda i: False)
+    untrained, _ = with_rationales(
+        _runner(recipe, data), plan_cell(recipe, data, ft), sd.cell(ft.key)
+    )
+    assert len(untrained.variants) == n_formats and untrained.train is None
+    assert {v.spec.style for v in untrained.variants} == {"chat"}
+    assert len({v.spec.prompt_format for v in untrained.variants}) == n_formats
