@@ -72,6 +72,12 @@ def instrument(acc) -> dict:  # noqa: ANN001
     return seen
 
 
+def uninstrument(acc) -> None:  # noqa: ANN001
+    """`acc`'s own methods back (instrument wraps each as an instance attribute)."""
+    for name in ("gather", "reduce", "prepare", "clip_grad_norm_"):
+        delattr(acc, name)
+
+
 def force_fsdp(acc) -> None:  # noqa: ANN001
     """FSDP2 on these CPU processes. accelerate enables FSDP on accelerators only (CPU
     processes stay MULTI_CPU, i.e. DDP); past that gate its FSDP path is device-agnostic, and
@@ -101,15 +107,15 @@ def log_norm(norms: list[float], record: dict[str, float]) -> None:
 def main() -> None:
     torch.set_num_threads(1)
     cache, out_dir, methods = sys.argv[1], Path(sys.argv[2]), sys.argv[3].split(",")
-    from accelerate import Accelerator
     from worker_data import config, data
 
     from lab.study.models import resolve_model
     from train.finetune import finetune
+    from train.sharded import accelerator, end_process_group
 
     path = resolve_model("tiny-random", cache).path
     train, dev = data()
-    acc = Accelerator()
+    acc = accelerator(600.0)  # as a study makes it
     if os.environ.get("FTLAB_TEST_FSDP_ON_CPU") == "1":
         force_fsdp(acc)
     for method in methods:
@@ -128,12 +134,29 @@ def main() -> None:
             dev_examples=dev,
             on_log=partial(log_norm, norms),
         )
+        uninstrument(acc)  # (a second instrument would wrap this one's spies)
+        seen.pop("prepared")  # the prepared (DDP/FSDP) module: freed with the run
         if acc.is_main_process:
             write(out_dir / method / "result.json", acc, res, seen)
+    # The end of a launched run (lab/study/cli.py): no thread of the process group may
+    # outlive it (into interpreter shutdown, where they could abort the process).
+    rank = acc.process_index
+    end_process_group()
+    (out_dir / f"threads-after-end-{rank}.json").write_text(json.dumps(gloo_threads()))
+
+
+def gloo_threads() -> list[str]:
+    """This process's threads that gloo started (gloo_tcp_loop, pt_gloo_runloop)."""
+    names = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            names.append(Path(task, "comm").read_text().strip())
+        except OSError:  # a thread that ended meanwhile
+            pass
+    return [n for n in names if "gloo" in n]
 
 
 def write(out, acc, res, seen) -> None:  # noqa: ANN001
-    seen.pop("prepared")
     report = {
         "world": acc.num_processes,
         "losses": res.losses,

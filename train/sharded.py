@@ -27,6 +27,7 @@ def accelerator(timeout_s: float) -> Any:
     process alone saves checkpoints, uploads to W&B and deletes resume state: NCCL's default
     of 10 minutes ended runs that saved a 7B full fine-tune. Create it before any other
     accelerate state (the first one sets up the process group)."""
+    import importlib.util
     import os
     from datetime import timedelta
 
@@ -43,7 +44,28 @@ def accelerator(timeout_s: float) -> Any:
         # them and then counts 1 process in each (every one "main", batches sized for one),
         # while DeepSpeed partitions over all of them. Named, accelerate counts them right.
         group["backend"] = "gloo"
+    # Imported before the process group exists: these modules take the default group as a
+    # default argument (`group=group.WORLD`), evaluated at import. Imported later (DDP imports
+    # the first through torch.distributed._shard, accelerate's unwrap_model the second), they
+    # keep the group referenced for the life of the process: `destroy_process_group` cannot
+    # free it, its gloo threads run on into interpreter shutdown, and now and then a process
+    # of a finished launch aborted there ("terminate called without an active exception").
+    for module in ("torch.distributed.nn.functional", "deepspeed.comm.torch"):
+        if importlib.util.find_spec(module.split(".")[0]) is not None:  # deepspeed: an extra
+            importlib.import_module(module)
+
     return Accelerator(kwargs_handlers=[InitProcessGroupKwargs(**group)])
+
+
+def end_process_group() -> None:
+    """The processes of an `accelerate launch` leave together, the process group destroyed
+    (its gloo/NCCL threads joined): one that exits while another still writes the report,
+    or with the group's threads alive, can abort in the C++ runtime at exit."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def sum_over_processes(acc: Any, values: list[float]) -> list[float]:

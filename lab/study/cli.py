@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out or f"runs/{recipe.name}{suffix}")
         _quiet_libraries()
         from lab.study.run import run_study
+        from train.sharded import end_process_group
 
         run_study(
             recipe,
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             profile=args.profile,
             smoke=args.smoke,
         )
-        _end_process_group()
+        end_process_group()
     except LabError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
@@ -128,15 +129,3 @@ class Terminated(KeyboardInterrupt):
 
 def _terminated(signum: int, frame: object) -> None:
     raise Terminated()
-
-
-def _end_process_group() -> None:
-    """The processes of an `accelerate launch` leave together, the process group destroyed:
-    one that exits while another still writes the report, its gloo/NCCL threads alive, can
-    abort in the C++ runtime ("terminate called without an active exception", SIGABRT),
-    which fails the whole launch."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
