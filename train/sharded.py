@@ -50,9 +50,11 @@ def accelerator(timeout_s: float) -> Any:
     # keep the group referenced for the life of the process: `destroy_process_group` cannot
     # free it, its gloo threads run on into interpreter shutdown, and now and then a process
     # of a finished launch aborted there ("terminate called without an active exception").
-    for module in ("torch.distributed.nn.functional", "deepspeed.comm.torch"):
-        if importlib.util.find_spec(module.split(".")[0]) is not None:  # deepspeed: an extra
-            importlib.import_module(module)
+    # (One process makes no group: nothing to import then.)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        for module in ("torch.distributed.nn.functional", "deepspeed.comm.torch"):
+            if importlib.util.find_spec(module.split(".")[0]) is not None:  # deepspeed: extra
+                importlib.import_module(module)
 
     return Accelerator(kwargs_handlers=[InitProcessGroupKwargs(**group)])
 
