@@ -239,19 +239,19 @@ def test_file_system_decisions_are_the_main_processs(tiny_cache, tmp_path):
 
 def test_process_group_timeout_covers_the_main_processs_work(tiny_cache, tmp_path):
     """`distributed.timeout_s` sets how long a process waits in a collective: with the main
-    process busy for 50 s after a cell (its W&B work), 20 s ends the run there (its
-    predictions were written, its cell record not) and 300 s lets a 30 s wait finish; the
+    process busy for 25 s after a cell (its W&B work), 10 s ends the run there (its
+    predictions were written, its cell record not) and 300 s lets a 15 s wait finish; the
     setting is recorded with the recipe in study.json."""
     short = write_recipe(
-        tmp_path / "short.yaml", arms=("zero_shot",), distributed={"timeout_s": 20}
+        tmp_path / "short.yaml", arms=("zero_shot",), distributed={"timeout_s": 10}
     )
-    rc, log = finish(start(short, tmp_path / "short", tiny_cache, FTLAB_TEST_MAIN_DELAY_S="50"))
+    rc, log = finish(start(short, tmp_path / "short", tiny_cache, FTLAB_TEST_MAIN_DELAY_S="25"))
     assert rc != 0
     cell_dir = tmp_path / "short" / "cells" / ICL
     assert list(cell_dir.glob("predictions/*/test.jsonl")), log[-3000:]
     assert not (cell_dir / "cell.json").exists()
     assert "timed out" in log.lower() or "timeout" in log.lower(), log[-3000:]
     long = write_recipe(tmp_path / "long.yaml", arms=("zero_shot",), distributed={"timeout_s": 300})
-    run(long, tmp_path / "long", tiny_cache, FTLAB_TEST_MAIN_DELAY_S="30")  # over the short 20 s
+    run(long, tmp_path / "long", tiny_cache, FTLAB_TEST_MAIN_DELAY_S="15")  # over the short 10 s
     study = json.loads((tmp_path / "long" / "study.json").read_text())
     assert study["recipe"]["distributed"] == {"timeout_s": 300.0}
