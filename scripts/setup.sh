@@ -17,7 +17,8 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check --no-compile
 
 # The installer: uv (https://github.com/astral-sh/uv), installed into .venv by pip, resolves
 # and installs the same versions from the same indexes as pip and byte-compiles them on every
-# core (--compile-bytecode). A fresh setup here: pip 41 s + compileall 30 s, uv ~25 s in all.
+# core (--compile-bytecode). A fresh setup here: 63-76 s with pip (41 s) and compileall (30 s),
+# 37-47 s with uv.
 # uv reads its own settings, so pip's index settings from the environment are passed on.
 # pip does everything where uv cannot be installed or fails (FTLAB_INSTALLER=pip: always).
 # Python would compile a module on its first import and cache it, except where
@@ -30,13 +31,14 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check --no-compile
 if [ "${FTLAB_INSTALLER:-uv}" = uv ] && [ ! -x .venv/bin/uv ]; then
   "${PIP[@]}" uv 2>&1 | grep -v "is ignored: it is neither" || true
 fi
+USE_UV=0
+[ "${FTLAB_INSTALLER:-uv}" = uv ] && [ -x .venv/bin/uv ] && USE_UV=1
 COMPILED=1  # every install so far compiled its bytecode
 install() {  # install PIP-ARGS...: with uv, else (or if uv fails) with pip
-  if [ "${FTLAB_INSTALLER:-uv}" = uv ] && [ -x .venv/bin/uv ] &&
-    .venv/bin/uv pip install -q --python .venv/bin/python --compile-bytecode "$@"; then
-    return 0
+  if [ "$USE_UV" = 1 ]; then
+    .venv/bin/uv pip install -q --python .venv/bin/python --compile-bytecode "$@" && return 0
+    echo "[setup] uv failed: pip instead"
   fi
-  [ -x .venv/bin/uv ] && [ "${FTLAB_INSTALLER:-uv}" = uv ] && echo "[setup] uv failed: pip instead"
   COMPILED=0
   "${PIP[@]}" "$@" 2>&1 | grep -v "is ignored: it is neither" || true
 }
