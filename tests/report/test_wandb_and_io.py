@@ -5,12 +5,12 @@ generations without an answer are scored wrong and reported as `no_answer`."""
 from __future__ import annotations
 
 import os
-import socket
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from torchrun import free_port  # a port closed again: nothing listens there
 from wandb_records import run_summary
 
 import lab.study.cells
@@ -29,12 +29,6 @@ RECIPE = {
     "arms": [{"name": "zs", "method": "icl"}, {"name": "two", "method": "icl", "k": 2}],
     "eval": {"batch_size": 4, "max_new_tokens": {"answer": 4, "cot": 8, "code": 8}},
 }
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed again on exit: nothing listens there
 
 
 def _runs(out: Path) -> list[dict]:
@@ -89,7 +83,7 @@ def test_unreachable_wandb_falls_back_to_offline_without_hanging(
     tmp_path, tiny_cache, monkeypatch, capsys
 ):
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.delenv("WANDB_MODE", raising=False)
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump({**RECIPE, "tracking": {"mode": "online"}}))
@@ -104,9 +98,9 @@ def test_unreachable_wandb_falls_back_to_offline_without_hanging(
     assert len(_runs(out)) == 3  # 2 cells + summary, all offline
 
 
-def test_reachable_is_quick_on_a_closed_port():
+def test_reachable_is_quick_on_afree_port():
     t0 = time.monotonic()
-    assert not reachable(f"http://127.0.0.1:{_closed_port()}")
+    assert not reachable(f"http://127.0.0.1:{free_port()}")
     assert time.monotonic() - t0 < 6
 
 

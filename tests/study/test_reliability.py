@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from torchrun import free_port
 from wandb_records import run_summary
 
 from lab.core.recipe import load_recipe
@@ -204,9 +204,7 @@ def test_two_processes_match_one(tmp_path, tiny_cache):
     reference = tmp_path / "one"
     run_here(recipe, reference, tiny_cache)
     out = tmp_path / "ddp"
-    with socket.socket() as s:  # a free port: other studies may be running on this machine
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
+    port = str(free_port())  # other studies may be running on this machine
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
     launcher += ["--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
     launcher += ["--dynamo_backend", "no", "--main_process_port", port]
