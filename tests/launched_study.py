@@ -6,11 +6,15 @@ environment (tests/study/test_multiprocess_study.py):
   node's NFS cache can give.
 - FTLAB_TEST_MAIN_DELAY_S: the main process sleeps that long in `Tracker.log_cell` (its W&B
   work after a cell, which the other processes wait for at a barrier).
+
+Under DeepSpeed's CPU accelerator (DS_ACCELERATOR=cpu, the ZeRO-3 tests) the processes do not
+build DeepSpeed's shared-memory all-reduce kernel: see `without_shm_kernel`.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import os
 import pathlib
 import sys
@@ -41,7 +45,19 @@ def delay_main(seconds: float) -> None:
     Tracker.log_cell = slow
 
 
+def without_shm_kernel() -> None:
+    """DeepSpeed's CPU accelerator compiles a C++ all-reduce kernel over shared memory
+    (`deepspeed_shm_comm`) the first time a process group starts: about 65 s of CPU, done again
+    whenever the virtual environment's path changes (every fresh clone, so every CI run). It is
+    a CPU-only speed-up (GPU runs reduce with NCCL) and not the lab's code; without it
+    DeepSpeed reduces over gloo, as the DDP and FSDP tests do."""
+    # (importlib: the name `deepspeed.comm.torch` is torch itself, which deepspeed.comm imports)
+    importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
+
+
 if __name__ == "__main__":
+    if os.environ.get("DS_ACCELERATOR") == "cpu":
+        without_shm_kernel()
     if os.environ.get("RANK") == "1" and os.environ.get("FTLAB_TEST_HIDE"):
         hide(os.environ["FTLAB_TEST_HIDE"].split(","))
     if os.environ.get("FTLAB_TEST_MAIN_DELAY_S"):
