@@ -22,7 +22,9 @@ What is invariant here (each property is tested, tests/eval/test_invariant.py):
   to a multiple of `MIN_ROWS`, blocks of `BLOCK` keys): a sequence's result does not depend
   on how many others are beside it. The softmax is taken in two passes (the exact maximum
   over all visible keys first); keys a query cannot see weigh exactly 0, so blocks past its
-  position change nothing.
+  position change nothing. That is also why the queries are attended in tiles of `TILE`
+  rows, each over the blocks up to its last query's position only (a long prompt's causal
+  half is skipped, ~2x less work): the blocks left out would add exact zeros.
 - Normalisation, activations, rotary embeddings, the LM head's log-softmax: row by row in
   torch's own kernels, which are invariant on this CPU (tested end to end).
 
@@ -46,6 +48,7 @@ from torch import nn
 
 BLOCK = 64  # keys per block of logical positions
 MIN_ROWS = 8  # the row dimension of every fp32 product: a multiple of it, at least it
+TILE = 256  # folded query rows attended together (a multiple of MIN_ROWS)
 
 _ACTIVE: ContextVar[dict | None] = ContextVar("lab_invariant", default=None)
 
@@ -105,6 +108,7 @@ class _Layout:
     query_ok: torch.Tensor  # (seqs, mq) a query is there
     seen: torch.Tensor  # (seqs, 1, m, 1) keys each folded query sees (0 for padding)
     m: int  # folded queries per sequence and KV head, padded to a multiple of MIN_ROWS
+    tiles: list[tuple[int, int, int]]  # (first row, end row, tail blocks any of them sees)
 
 
 def _visible(mask: torch.Tensor | None, n: int, q: int, s: int, device: Any) -> torch.Tensor:
@@ -158,9 +162,16 @@ def _layout(mask: Any, n: int, q: int, g: int, p: int, t: int, device: Any) -> _
     pos = torch.arange(head + width, device=device)
     tail_ok = (pos[None, :] < head + n_own[:, None])[:, None, :, None]
     m = -(-(g * mq) // MIN_ROWS) * MIN_ROWS
-    folded = seen[:, None, :].expand(-1, g, mq).reshape(-1, g * mq)
-    folded = F.pad(folded, (0, m - g * mq))[:, None, :, None]
-    return _Layout(p0, head, own, tail_ok, queries, query_ok, folded, m)
+    folded = seen[:, :, None].expand(-1, mq, g).reshape(-1, g * mq)  # a query's g heads in a row
+    folded = F.pad(folded, (0, m - g * mq))
+    # Queries come in position order, so a tile of rows sees the tail's blocks up to its last
+    # query's position; the blocks after it are masked for all of them and are skipped.
+    last_seen = folded.amax(0).tolist()
+    tiles = []
+    for r in range(0, m, TILE):
+        blocks = -(-(max(last_seen[r : r + TILE]) - p0) // BLOCK)
+        tiles.append((r, min(r + TILE, m), max(1, blocks)))
+    return _Layout(p0, head, own, tail_ok, queries, query_ok, folded[:, None, :, None], m, tiles)
 
 
 def _tail(own: torch.Tensor, prefix: torch.Tensor | None, lay: _Layout) -> torch.Tensor:
@@ -178,6 +189,63 @@ def _tail(own: torch.Tensor, prefix: torch.Tensor | None, lay: _Layout) -> torch
 def _with_ones(v: torch.Tensor) -> torch.Tensor:
     """Values with a column of ones: the same product then sums the softmax's weights."""
     return torch.cat([v, torch.ones_like(v[..., :1])], -1).contiguous()
+
+
+def _tile(
+    qf: torch.Tensor,
+    tk: torch.Tensor,
+    tv: torch.Tensor,
+    prefix: tuple[torch.Tensor, torch.Tensor] | None,
+    lay: _Layout,
+    r0: int,
+    r1: int,
+    nbt: int,
+) -> torch.Tensor:
+    """Folded query rows r0:r1 of every sequence attending the prefix's whole blocks and the
+    first `nbt` blocks of the tail: (seqs, kv heads, rows, d + 1), the weighted values and,
+    last, the sum of the weights."""
+    n, kv, _, d = qf.shape
+    qf, seen, m = qf[:, :, r0:r1], lay.seen[:, :, r0:r1], r1 - r0
+    inf = float("-inf")
+    # Whole prefix blocks: every row's queries at once, one (rows x m, d) x (d, BLOCK) product
+    # per KV head and block (the blocks stacked as a batch of products of that one shape).
+    nbp = lay.p0 // BLOCK
+    sp = None
+    if nbp:
+        pk, pv = prefix
+        qp = qf.transpose(0, 1).reshape(kv, 1, n * m, d).expand(kv, nbp, n * m, d)
+        kb = pk[0, :, : lay.p0].float().reshape(kv * nbp, BLOCK, d)
+        sp = torch.bmm(qp.reshape(kv * nbp, n * m, d), kb.transpose(1, 2))
+        pos = torch.arange(lay.p0, device=sp.device).view(nbp, 1, BLOCK)
+        sp = sp.view(kv, nbp, n * m, BLOCK).masked_fill_(pos >= seen.reshape(1, n * m, 1), inf)
+    # The rest: the prefix's last keys and each row's own, per row, blocks stacked likewise.
+    tk, tv = tk[:, :, : nbt * BLOCK], tv[:, :, : nbt * BLOCK]
+    qt = qf.reshape(n * kv, 1, m, d).expand(n * kv, nbt, m, d)
+    st = torch.bmm(
+        qt.reshape(n * kv * nbt, m, d), tk.reshape(n * kv * nbt, BLOCK, d).transpose(1, 2)
+    ).view(n, kv, nbt, m, BLOCK)
+    pos = torch.arange(lay.p0, lay.p0 + nbt * BLOCK, device=st.device).view(nbt, 1, BLOCK)
+    st.masked_fill_(pos >= seen[:, :, None], inf)
+    # The exact maximum over every visible key (0 where a query sees none).
+    top = st.amax(-1).amax(2)  # (rows, kv, m)
+    if sp is not None:
+        top = torch.maximum(top, sp.amax(-1).amax(1).view(kv, n, m).transpose(0, 1))
+    top = top.masked_fill_(top == inf, 0.0)
+    # Weighted values (a column of ones sums the weights), added block after block in order.
+    acc = torch.zeros((n, kv, m, d + 1), device=qf.device)
+    if sp is not None:
+        top_p = top.transpose(0, 1).reshape(kv, 1, n * m, 1)
+        w = sp.sub_(top_p).exp_().reshape(kv * nbp, n * m, BLOCK)
+        vb = _with_ones(pv[0, :, : lay.p0].float()).reshape(kv * nbp, BLOCK, d + 1)
+        part = torch.bmm(w, vb).view(kv, nbp, n, m, d + 1)
+        for b in range(nbp):
+            acc += part[:, b].transpose(0, 1)
+    w = st.sub_(top[:, :, None, :, None]).exp_().reshape(n * kv * nbt, m, BLOCK)
+    vb = _with_ones(tv).reshape(n * kv * nbt, BLOCK, d + 1)
+    part = torch.bmm(w, vb).view(n, kv, nbt, m, d + 1)
+    for b in range(nbt):
+        acc += part[:, :, b]
+    return acc
 
 
 def attend(
@@ -207,53 +275,14 @@ def attend(
     scale = d**-0.5 if scale is None else scale
     qf = query.permute(0, 2, 1, 3).reshape(rows * q, h, d)[lay.queries]  # (seqs, mq, h, d)
     qf = qf.float().masked_fill(~lay.query_ok[..., None, None], 0.0) * scale
-    qf = qf.view(n, mq, kv, g, d).permute(0, 2, 3, 1, 4).reshape(n, kv, g * mq, d)
+    qf = qf.view(n, mq, kv, g, d).transpose(1, 2).reshape(n, kv, mq * g, d)
     qf = F.pad(qf, (0, 0, 0, lay.m - g * mq))  # (seqs, kv, m, d)
-    inf = float("-inf")
-    # Whole prefix blocks: every row's queries at once, one (rows x m, d) x (d, BLOCK) product
-    # per KV head and block (the blocks stacked as a batch of products of that one shape).
-    nbp = lay.p0 // BLOCK
-    sp = top_p = None
-    if nbp:
-        pk, pv = prefix
-        qp = qf.transpose(0, 1).reshape(kv, 1, n * lay.m, d).expand(kv, nbp, n * lay.m, d)
-        kb = pk[0, :, : lay.p0].float().reshape(kv * nbp, BLOCK, d)
-        sp = torch.bmm(qp.reshape(kv * nbp, n * lay.m, d), kb.transpose(1, 2))
-        pos = torch.arange(lay.p0, device=sp.device).view(nbp, 1, BLOCK)
-        sp = sp.view(kv, nbp, n * lay.m, BLOCK)
-        sp = sp.masked_fill(pos >= lay.seen.reshape(1, n * lay.m, 1), inf)
-    # The rest: the prefix's last keys and each row's own, per row, blocks stacked likewise.
     tk = _tail(keys, None if prefix is None else prefix[0], lay)
     tv = _tail(values, None if prefix is None else prefix[1], lay)
-    nbt = tk.shape[2] // BLOCK
-    qt = qf.reshape(n * kv, 1, lay.m, d).expand(n * kv, nbt, lay.m, d)
-    st = torch.bmm(
-        qt.reshape(n * kv * nbt, lay.m, d), tk.reshape(n * kv * nbt, BLOCK, d).transpose(1, 2)
-    ).view(n, kv, nbt, lay.m, BLOCK)
-    pos = torch.arange(lay.p0, lay.p0 + nbt * BLOCK, device=st.device).view(nbt, 1, BLOCK)
-    st = st.masked_fill(pos >= lay.seen[:, :, None], inf)
-    # The exact maximum over every visible key (0 where a query sees none).
-    top = st.amax(-1).amax(2)  # (rows, kv, m)
-    if sp is not None:
-        top = torch.maximum(top, sp.amax(-1).amax(1).view(kv, n, lay.m).transpose(0, 1))
-    top = top.masked_fill(top == inf, 0.0)
-    # Weighted values (a column of ones sums the weights), added block after block in order.
-    acc = torch.zeros((n, kv, lay.m, d + 1), device=query.device)
-    if sp is not None:
-        top_p = top.transpose(0, 1).reshape(kv, 1, n * lay.m, 1)
-        w = torch.exp(sp - top_p).reshape(kv * nbp, n * lay.m, BLOCK)
-        vb = _with_ones(pv[0, :, : lay.p0].float()).reshape(kv * nbp, BLOCK, d + 1)
-        part = torch.bmm(w, vb).view(kv, nbp, n, lay.m, d + 1)
-        for b in range(nbp):
-            acc += part[:, b].transpose(0, 1)
-    w = torch.exp(st - top[:, :, None, :, None]).reshape(n * kv * nbt, lay.m, BLOCK)
-    vb = _with_ones(tv).reshape(n * kv * nbt, BLOCK, d + 1)
-    part = torch.bmm(w, vb).view(n, kv, nbt, lay.m, d + 1)
-    for b in range(nbt):
-        acc += part[:, :, b]
+    acc = torch.cat([_tile(qf, tk, tv, prefix, lay, *tile) for tile in lay.tiles], 2)
     den = acc[..., d:]
     out = torch.where(den > 0, acc[..., :d] / den.clamp_min(1e-30), 0.0)
-    out = out[:, :, : g * mq].reshape(n, kv, g, mq, d).permute(0, 3, 1, 2, 4).reshape(n, mq, h, d)
+    out = out[:, :, : g * mq].reshape(n, kv, mq, g, d).transpose(1, 2).reshape(n, mq, h, d)
     full = torch.zeros((rows * q, h, d), dtype=query.dtype, device=query.device)
     full[lay.queries[lay.query_ok]] = out[lay.query_ok].to(query.dtype)
     return full.view(rows, q, h, d)
