@@ -1,4 +1,4 @@
-"""Run by tests/eval/test_parallel.py under torchrun with 2 CPU processes pinned to one core:
+"""Run by tests/eval/test_parallel.py as 2 CPU ranks (tests/ranks.py) pinned to one core:
 data-parallel evaluation of a code task whose "model" writes fixed programs (one needs 1 s
 of CPU); the main process writes the verdicts it gathered."""
 

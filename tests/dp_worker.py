@@ -1,4 +1,4 @@
-"""Run by tests/eval/test_parallel.py under `accelerate launch --num_processes 2 --cpu`:
+"""Run by tests/eval/test_parallel.py as 2 CPU ranks (tests/ranks.py):
 data-parallel evaluation of the sharp tiny model; the main process writes what it gathered.
 With a third argument `invariant` (tests/eval/test_invariant.py): batch-invariant evaluation
 at fp32 and at bf16, each precision's predictions under its name."""

@@ -1,4 +1,4 @@
-"""Run by tests/train/test_train_live_log.py (1 process, or 2 under torch.distributed.run on CPU):
+"""Run by tests/train/test_train_live_log.py (1 process, or 2 CPU ranks: tests/ranks.py):
 fine-tune the tiny model with an `on_log` that records its calls; each rank writes them."""
 
 from __future__ import annotations

@@ -1,14 +1,22 @@
-"""Test worker scripts (tests/*_worker.py) run as CPU processes under `torch.distributed.run`
-(gloo: accelerate's PartialState sets it up with ACCELERATE_USE_CPU), each torch on one
-thread; one process runs the script directly."""
+"""Test worker scripts (tests/*_worker.py) run as the CPU processes of a distributed run: each
+rank forked (tests/forked.py) with the environment torchrun gives its workers (RANK,
+LOCAL_RANK, WORLD_SIZE, MASTER_ADDR/PORT, ...; accelerate's PartialState then sets up gloo,
+with ACCELERATE_USE_CPU), each torch on one thread; one process runs the script alone. Or,
+with `fresh`, started by torchrun itself.
+The launchers themselves (`accelerate launch`, torchrun) are run for real by the study tests
+(tests/study/test_multiprocess_study.py, tests/study/test_reliability.py)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+from forked import Forked, run_all
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,12 +28,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(
-    script: str, *args: object, procs: int = 2, timeout: float = 300, **env_extra: str
-) -> subprocess.CompletedProcess:
-    """`python -m torch.distributed.run` of tests/<script> with `args` over `procs`
-    processes (`env_extra`: more environment); fails the test (with the end of stderr)
-    unless every process exits 0."""
+def rank_env(rank: int, procs: int, port: int) -> dict[str, str]:
+    """What torch.distributed.run sets for worker `rank` of `procs` on one node."""
+    return {
+        "RANK": str(rank),
+        "LOCAL_RANK": str(rank),
+        "GROUP_RANK": "0",
+        "ROLE_RANK": str(rank),
+        "ROLE_NAME": "default",
+        "LOCAL_WORLD_SIZE": str(procs),
+        "WORLD_SIZE": str(procs),
+        "GROUP_WORLD_SIZE": "1",
+        "ROLE_WORLD_SIZE": str(procs),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "TORCHELASTIC_RESTART_COUNT": "0",
+        "TORCHELASTIC_MAX_RESTARTS": "0",
+        "TORCHELASTIC_RUN_ID": "none",
+        "TORCHELASTIC_USE_AGENT_STORE": "False",
+    }
+
+
+def run_ranks(
+    script: str,
+    *args: object,
+    procs: int = 2,
+    timeout: float = 300,
+    fresh: bool = False,
+    **env_extra: str,
+) -> list[str]:
+    """tests/<script> with `args` as the `procs` ranks of one run (`env_extra`: more
+    environment); fails the test (with the end of each rank's output) unless every rank exits
+    0, killing the others once one fails. Each rank's output.
+
+    `fresh`: started by torchrun as new interpreters, for a test of what happens in a rank
+    whose modules are imported after its process group exists (the fork server imported them
+    before)."""
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
@@ -33,11 +71,34 @@ def torchrun(
         "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
         **env_extra,
     }
-    cmd = [sys.executable]
-    if procs > 1:
-        cmd += ["-m", "torch.distributed.run", "--nproc_per_node", str(procs)]
-        cmd += ["--master_port", str(free_port())]
-    cmd += [str(ROOT / "tests" / script), *map(str, args)]
+    env.pop("PYTEST_CURRENT_TEST", None)
+    if fresh:
+        return [_torchrun(script, args, procs, timeout, env)]
+    tmp = Path(tempfile.mkdtemp(prefix="ranks-"))
+    logs = [tmp / f"rank-{r}.log" for r in range(procs)]
+    port = free_port()
+    target = [str(ROOT / "tests" / script), *map(str, args)]
+    ranks = [
+        Forked(target, {**env, **(rank_env(r, procs, port) if procs > 1 else {})}, ROOT, log)
+        for r, log in enumerate(logs)
+    ]
+    codes = run_all(ranks, timeout)
+    outputs = [log.read_text(errors="replace") for log in logs]
+    shutil.rmtree(tmp)
+    failed = [
+        f"rank {r} exited {code}:\n{out[-3000:]}"
+        for r, (code, out) in enumerate(zip(codes, outputs, strict=True))
+        if code != 0
+    ]
+    assert not failed, "\n".join(failed)
+    return outputs
+
+
+def _torchrun(
+    script: str, args: tuple[object, ...], procs: int, timeout: float, env: dict[str, str]
+) -> str:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs)]
+    cmd += ["--master_port", str(free_port()), str(ROOT / "tests" / script), *map(str, args)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
+    return proc.stdout + proc.stderr

@@ -1,4 +1,4 @@
-"""Run by tests/train/test_multiprocess_train.py under torchrun (CPU processes, gloo): fine-tunes
+"""Run by tests/train/test_multiprocess_train.py as 2 ranks (tests/ranks.py: CPU processes, gloo): fine-tunes
 the tiny model with train/finetune.py under DDP or FSDP (as the environment's accelerate
 settings say) and writes what the test compares with one process (its checkpoints are in OUT/<method>).
 

@@ -12,8 +12,8 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from ranks import run_ranks
 from sharp import sharpen
-from torchrun import torchrun
 
 from eval import invariant
 from eval.evaluate import evaluate_split
@@ -184,7 +184,7 @@ def test_a_tree_row_gives_each_branch_the_bits_of_its_sequence_alone():
 
 @pytest.mark.slow  # ~1 min on the shared 2-core machine (2 processes import torch)
 def test_two_processes_give_the_bits_of_one(tiny_cache, tmp_path):
-    """2 CPU processes (torchrun + accelerate, as tests/eval/test_parallel.py) evaluating the
+    """2 CPU processes (ranks + accelerate, as tests/eval/test_parallel.py) evaluating the
     examples sharded at batch 3: every generation and log-probability bit-identical to one
     process at batch 7, at fp32 and at bf16."""
     from dp_worker import case, sharp_model
@@ -195,7 +195,7 @@ def test_two_processes_give_the_bits_of_one(tiny_cache, tmp_path):
         lm = LM(copy.deepcopy(model).to(dt), tok, batch_size=7, progress=False, invariant=True)
         want[name] = json.loads(json.dumps(evaluate_split(lm, *case(), 8)[0]))
     out = tmp_path / "dp.json"
-    torchrun("dp_worker.py", tiny_cache, out, "invariant", timeout=400)
+    run_ranks("dp_worker.py", tiny_cache, out, "invariant", timeout=400)
     got = json.loads(out.read_text())
     assert got["world"] == 2
     for name in ("fp32", "bf16"):

@@ -1,5 +1,5 @@
 """Data-parallel evaluation (eval/parallel.py): sharding, ordered gathering, and 2 CPU
-processes (torchrun, as `accelerate launch --multi_gpu` starts them) giving what one
+processes (the ranks `accelerate launch --multi_gpu` starts, tests/ranks.py) giving what one
 process gives."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from torchrun import torchrun
+from ranks import run_ranks
 
 from eval.evaluate import PromptSpec, evaluate_split
 from eval.lm import LM
@@ -40,17 +40,17 @@ def test_one_process_is_evaluate_split(tiny_cache):
 
 @pytest.mark.slow  # ~45 s on the shared 2-core machine (2 processes import torch)
 def test_two_processes_match_one(tiny_cache, tmp_path):
-    """2 CPU processes (torchrun + accelerate): every prediction equal to one process's, in the
+    """2 CPU processes (ranks + accelerate): every prediction equal to one process's, in the
     original order (log-probs to float tolerance: shards batch the examples differently)."""
     model, tok = sharp_model(str(tiny_cache))
     examples, spec = case()
     lm = LM(model, tok, 4, progress=False)
     want, want_m = evaluate_split(lm, examples, spec, 8)
     out = tmp_path / "dp.json"
-    # What `accelerate launch --multi_gpu` runs (torchrun), made CPU processes: on CPU,
+    # The ranks `accelerate launch --multi_gpu` starts (torchrun's), made CPU processes: on CPU,
     # `accelerate launch --cpu --num_processes 2` wants mpirun, and --multi_gpu sets
     # ACCELERATE_USE_CPU=false. accelerate's PartialState then sets up gloo (MULTI_CPU).
-    torchrun("dp_worker.py", tiny_cache, out)
+    run_ranks("dp_worker.py", tiny_cache, out)
     got = json.loads(out.read_text())
     assert got["world"] == 2
     assert [p["id"] for p in got["preds"]] == [ex.id for ex in examples]
@@ -67,7 +67,7 @@ def test_two_processes_match_one(tiny_cache, tmp_path):
 @pytest.mark.slow  # 2 processes import torch and accelerate: ~1 min on the shared machine
 def test_two_processes_on_one_core_score_code_as_one(tmp_path):
     """A code task where one program needs 1 s of CPU (2 s budget): one process alone on a
-    core, and 2 processes (torchrun, gloo, LOCAL_WORLD_SIZE=2) sharing that core, give the
+    core, and 2 processes (ranks, gloo, LOCAL_WORLD_SIZE=2) sharing that core, give the
     same verdicts, because the sandbox's timeout is CPU time, not wall-clock time."""
     core = min(os.sched_getaffinity(0))
     mask = os.sched_getaffinity(0)
@@ -80,7 +80,7 @@ def test_two_processes_on_one_core_score_code_as_one(tmp_path):
         os.sched_setaffinity(0, mask)
     assert [c for _, c, _ in verdicts(want)] == [True, True, True, True, False, False]
     out = tmp_path / "code.json"
-    torchrun("code_dp_worker.py", core, out, timeout=600)
+    run_ranks("code_dp_worker.py", core, out, timeout=600)
     got = json.loads(out.read_text())
     assert got["world"] == 2
     assert got["verdicts"] == verdicts(want)

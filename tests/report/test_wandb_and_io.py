@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from torchrun import free_port  # a port closed again: nothing listens there
+from ranks import free_port  # a port closed again: nothing listens there
 from wandb_records import run_summary
 
 import lab.study.cells

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from torchrun import free_port
+from ranks import free_port
 
 from lab.study.cli import main
 

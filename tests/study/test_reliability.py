@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from torchrun import free_port
+from forked import Forked
+from ranks import free_port
 from wandb_records import run_summary
 
 from lab.core.recipe import load_recipe
@@ -59,12 +60,19 @@ def _env() -> dict[str, str]:
 
 
 def start(recipe: Path, out: Path, cache: Path, launcher: list[str] | None = None):
-    cmd = [*(launcher or [sys.executable]), "-m", "lab", "run", str(recipe), "--smoke"]
-    cmd += ["--out", str(out), "--cache-dir", str(cache)]
+    """`python -m lab run RECIPE --smoke` in a process of its own: forked with the lab already
+    imported (tests/forked.py), or under `launcher` (a new interpreter)."""
+    args = ["-m", "lab", "run", str(recipe), "--smoke"]
+    args += ["--out", str(out), "--cache-dir", str(cache)]
     log = open(f"{out}.log", "a")  # noqa: SIM115 - closed by finish()
-    log.write(f"\n=== {' '.join(cmd)}\n")
+    log.write(f"\n=== {' '.join(args)}\n")
     log.flush()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+    if launcher is None:
+        proc = Forked(args, _env(), ROOT, Path(log.name))
+    else:
+        proc = subprocess.Popen(
+            [*launcher, *args], cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT
+        )
     proc.log = log  # type: ignore[attr-defined]
     return proc
 

@@ -1,5 +1,5 @@
 """Fine-tuning under data parallelism (train/finetune.py, train/sharded.py): 2 CPU processes
-(torchrun + accelerate, gloo, as `accelerate launch --multi_gpu` starts them) equal to one;
+(the ranks torchrun starts for `accelerate launch --multi_gpu`, tests/ranks.py; gloo) equal to one;
 collectives on the accelerator's device; clipping of the prepared parameters; FSDP's
 auto-wrap unit.
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import Accelerator
-from torchrun import torchrun
+from ranks import run_ranks
 
 from train.finetune import SupervisedLoss, finetune
 
@@ -28,16 +28,17 @@ from train_worker import instrument  # noqa: E402
 from worker_data import config, data  # noqa: E402
 
 
-def _launch(out: Path, cache: Path, **env_extra: str) -> Path:
+def _launch(out: Path, cache: Path, fresh: bool = False, **env_extra: str) -> Path:
     """LoRA and full FT of the case in tests/worker_data.py, by 2 CPU processes."""
-    torchrun("train_worker.py", cache, out, "lora,full", timeout=600, **env_extra)
+    run_ranks("train_worker.py", cache, out, "lora,full", timeout=600, fresh=fresh, **env_extra)
     return out
 
 
 @pytest.fixture(scope="module")
 def two_processes(tiny_cache, tiny_path, tmp_path_factory):
-    """2 CPU processes under DDP (gloo)."""
-    return _launch(tmp_path_factory.mktemp("ddp"), tiny_cache)
+    """2 CPU processes under DDP (gloo), new interpreters (torchrun): what a rank imports after
+    its process group exists is part of the test below."""
+    return _launch(tmp_path_factory.mktemp("ddp"), tiny_cache, fresh=True)
 
 
 @pytest.fixture(scope="module")

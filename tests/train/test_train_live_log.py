@@ -1,6 +1,6 @@
 """The training loop's `on_log` (what W&B shows live): every optimizer step's loss, lr,
 gradient norm and tokens/s and every ID-dev loss, on the main process only, the same in 1
-and 2 processes (torchrun on CPU, as `accelerate launch` starts them)."""
+and 2 processes (the ranks `accelerate launch` starts, on CPU: tests/ranks.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
-from torchrun import torchrun
+from ranks import run_ranks
 
 
 def _run(cache: Path, out: Path, procs: int) -> list[dict]:
     out.mkdir()
-    torchrun("ft_log_worker.py", cache, out, procs=procs)
+    run_ranks("ft_log_worker.py", cache, out, procs=procs)
     return [json.loads((out / f"rank{i}.json").read_text()) for i in range(procs)]
 
 
