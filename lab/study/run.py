@@ -19,6 +19,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from eval.sandbox import require_sandbox
 from lab.core import fairness
 from lab.core.errors import LabError
 from lab.core.example import ID_EVAL_SPLIT
@@ -70,7 +71,10 @@ class Runner:
         self.lease_s = claims.lease_seconds()  # of this worker's claims on cells
         self._lock: claims.Lock | None = None  # the claim held now (main process)
         self.log = tqdm.write if progress else (lambda *a, **k: None)
-        # Everything a user can get wrong is checked before anything is written.
+        # Everything a user can get wrong is checked before anything is written; a host that
+        # cannot contain the programs of code-format arms, before the task is built.
+        if any(arm.format == "code" for arm in recipe.arms):
+            require_sandbox()
         self.splits = build_task(recipe.task)
         validate(recipe, self.splits)
         self.data = study_data(recipe, self.splits)

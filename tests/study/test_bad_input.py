@@ -199,3 +199,32 @@ def test_the_recipe_as_written_is_validated_before_smoke_or_a_profile(how, tmp_p
     assert err.startswith("error: ") and len(err.splitlines()) == 1, err
     assert "max_new_tokens" in err and "answer" in err, err
     assert not out.exists()
+
+
+def test_code_arms_on_a_host_without_a_sandbox_are_refused_before_the_task_is_built(
+    tmp_path, monkeypatch, capsys
+):
+    """A code-format arm where no sandbox can be set up: refused (one line, exit 2, nothing
+    written) before the task is built: building mbpp_humaneval's splits and probes took
+    ~13 s of CPU before the refusal (tests/eval/test_sandbox_hosts.py runs the real refusal)."""
+    import lab.study.plan
+    import lab.study.run
+    from lab.core.errors import LabError
+
+    def no_sandbox() -> None:
+        raise LabError("the code sandbox cannot be set up on this machine (simulated)")
+
+    def built(*a: object, **k: object) -> None:
+        pytest.fail("the task was built before the sandbox was checked")
+
+    monkeypatch.setattr(lab.study.run, "require_sandbox", no_sandbox)
+    monkeypatch.setattr(lab.study.run, "build_task", built)
+    monkeypatch.setattr(lab.study.plan, "build_task", built)
+    recipe = tmp_path / "r.yaml"
+    arms = [{"name": "zs", "method": "icl"}, {"name": "zs_code", "method": "icl", "format": "code"}]
+    recipe.write_text(yaml.safe_dump({**BASE, "arms": arms}))
+    out = tmp_path / "out"
+    assert main(["run", str(recipe), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: the code sandbox cannot be set up on this machine (simulated)"]
+    assert not out.exists()
