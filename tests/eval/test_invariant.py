@@ -152,6 +152,40 @@ def test_attention_of_a_row_does_not_depend_on_padding_prefix_split_or_company(n
         assert torch.equal(out[0], ref[0]), split
 
 
+def test_a_long_prompt_in_tiles_is_exact_attention_and_the_same_in_company():
+    """A prefill of 600 queries with 3 heads per KV head: 1800 folded rows, 8 tiles of 256,
+    each over the key blocks up to its last query only. Equal to exact causal attention
+    (float64) to fp32 rounding, so no block a query sees is skipped; and bit-identical when
+    the sequence's first 200 keys are a shared prefix and its row, behind 100 padding keys,
+    sits beside a longer row (other tiles, other block counts)."""
+    gen = torch.Generator().manual_seed(0)
+    kv, g, d, length, split, pad = 2, 3, 16, 600, 200, 100
+
+    def r(*shape):
+        return torch.randn(*shape, generator=gen)
+
+    k, v, query = r(1, kv, length, d), r(1, kv, length, d), r(1, kv * g, length, d)
+    with invariant.invariant_forward():
+        alone = invariant.attend(query, k, v, None, None)
+    wide = [x.double().repeat_interleave(g, 1) for x in (k, v)]
+    exact = F.scaled_dot_product_attention(query.double(), *wide, is_causal=True)
+    torch.testing.assert_close(alone.double(), exact.transpose(1, 2), rtol=1e-5, atol=1e-5)
+    own = length - split
+    keys, vals, qs = r(2, kv, own + pad, d), r(2, kv, own + pad, d), r(2, kv * g, own, d)
+    keys[0, :, pad:], vals[0, :, pad:], qs[0] = (
+        k[0, :, split:],
+        v[0, :, split:],
+        query[0, :, split:],
+    )
+    real = torch.ones(2, split + own + pad, dtype=torch.bool)
+    real[0, split : split + pad] = False  # row 0's padding; row 1 is all real
+    cols = torch.arange(split + own + pad)
+    mask = (real[:, None, :] & (cols[None, :] <= cols[-own:, None])[None])[:, None]
+    with invariant.invariant_forward():
+        out = invariant.attend(qs, keys, vals, mask, None, (k[:, :, :split], v[:, :, :split]))
+    assert torch.equal(out[0], alone[0, split:])
+
+
 def test_a_tree_row_gives_each_branch_the_bits_of_its_sequence_alone():
     """A tree-shaped row (eval/tree.py: a context, then two branches each seeing the context
     and itself) after a shared prefix: every query's output is the one of its sequence (prefix,
