@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import multiprocessing
+import multiprocessing.util  # registers its exit handler (waiting for children) before ours
 import os
 import runpy
 import signal
@@ -29,6 +30,14 @@ from typing import Any
 
 PRELOAD = ["torch", "transformers", "accelerate", "peft", "lab.study.cli", "lab.study.run"]
 _SERVER: Any = None
+_STARTED: list[Forked] = []
+
+
+@atexit.register  # runs before multiprocessing's exit handler, which waits for its children
+def _kill_leftovers() -> None:
+    """Processes a failed test left running end with the test process."""
+    for proc in _STARTED:
+        proc.kill()
 
 
 def _context() -> Any:
@@ -91,6 +100,7 @@ class Forked:
         )
         self.process.start()
         self.pid = self.process.pid
+        _STARTED.append(self)
 
     @property
     def returncode(self) -> int | None:
