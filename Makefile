@@ -7,7 +7,7 @@ OUT ?= runs/quickstart-demo
 # cores were idle ~20% of the suite); a test file stays on one worker (its module fixtures,
 # e.g. a smoke study, are built once); the slowest files are handed out first
 # (tests/conftest.py's HEAVIEST_FIRST). TEST_WORKERS=0 runs in this process.
-TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN) + 1 )))
 STAMP := $(VENV)/.setup-stamp
 
 .PHONY: setup demo study smoke test lint format clean
