@@ -279,7 +279,8 @@ def attend(
     qf = F.pad(qf, (0, 0, 0, lay.m - g * mq))  # (seqs, kv, m, d)
     tk = _tail(keys, None if prefix is None else prefix[0], lay)
     tv = _tail(values, None if prefix is None else prefix[1], lay)
-    acc = torch.cat([_tile(qf, tk, tv, prefix, lay, *tile) for tile in lay.tiles], 2)
+    tiles = [_tile(qf, tk, tv, prefix, lay, *tile) for tile in lay.tiles]
+    acc = tiles[0] if len(tiles) == 1 else torch.cat(tiles, 2)
     den = acc[..., d:]
     out = torch.where(den > 0, acc[..., :d] / den.clamp_min(1e-30), 0.0)
     out = out[:, :, : g * mq].reshape(n, kv, mq, g, d).transpose(1, 2).reshape(n, mq, h, d)
