@@ -102,10 +102,6 @@ class Forked:
         self.pid = self.process.pid
         _STARTED.append(self)
 
-    @property
-    def returncode(self) -> int | None:
-        return self.process.exitcode
-
     def poll(self) -> int | None:
         return self.process.exitcode
 

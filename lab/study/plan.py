@@ -225,8 +225,16 @@ def validate(recipe: Recipe, splits: dict[str, list[Example]]) -> None:
             f"eval.ft_then_icl_k={recipe.eval.ft_then_icl_k} is larger than the train pool "
             f"({n_pool}); lower it"
         )
-    if "code" in formats or any("tests" in ex.meta for xs in splits.values() for ex in xs[:1]):
-        require_sandbox()  # model-written programs will run: refuse now if none can be contained
+    check_sandbox(recipe, splits)
+
+
+def check_sandbox(recipe: Recipe, splits: dict[str, list[Example]] | None = None) -> None:
+    """Model-written programs will run (code-format arms; once the task is built, examples
+    that carry tests): refuse now if none can be contained. Checked before the task is built
+    too (lab/study/run.py), so a host without a sandbox is refused at once."""
+    code_arms = any(arm.format == "code" for arm in recipe.arms)
+    if code_arms or any("tests" in ex.meta for xs in (splits or {}).values() for ex in xs[:1]):
+        require_sandbox()
 
 
 def check_batch_sizes(recipe: Recipe, processes: int) -> None:

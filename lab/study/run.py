@@ -19,7 +19,6 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from eval.sandbox import require_sandbox
 from lab.core import fairness
 from lab.core.errors import LabError
 from lab.core.example import ID_EVAL_SPLIT
@@ -37,6 +36,7 @@ from lab.study.models import ResolvedModel, resolve_model
 from lab.study.plan import (
     Cell,
     check_batch_sizes,
+    check_sandbox,
     data_order,
     plan_cell,
     plan_cells,
@@ -73,8 +73,7 @@ class Runner:
         self.log = tqdm.write if progress else (lambda *a, **k: None)
         # Everything a user can get wrong is checked before anything is written; a host that
         # cannot contain the programs of code-format arms, before the task is built.
-        if any(arm.format == "code" for arm in recipe.arms):
-            require_sandbox()
+        check_sandbox(recipe)
         self.splits = build_task(recipe.task)
         validate(recipe, self.splits)
         self.data = study_data(recipe, self.splits)

@@ -217,7 +217,7 @@ def test_code_arms_on_a_host_without_a_sandbox_are_refused_before_the_task_is_bu
     def built(*a: object, **k: object) -> None:
         pytest.fail("the task was built before the sandbox was checked")
 
-    monkeypatch.setattr(lab.study.run, "require_sandbox", no_sandbox)
+    monkeypatch.setattr(lab.study.plan, "require_sandbox", no_sandbox)
     monkeypatch.setattr(lab.study.run, "build_task", built)
     monkeypatch.setattr(lab.study.plan, "build_task", built)
     recipe = tmp_path / "r.yaml"
