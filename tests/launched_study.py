@@ -7,6 +7,9 @@ environment (tests/study/test_multiprocess_study.py):
 - FTLAB_TEST_MAIN_DELAY_S: the main process sleeps that long in `Tracker.log_cell` (its W&B
   work after a cell, which the other processes wait for at a barrier).
 
+At the end each process prints how accelerate set it up (`report_setup`), so a test can check
+that the launch it meant (DeepSpeed, DDP over 2 processes) is the one that ran.
+
 Under DeepSpeed's CPU accelerator (DS_ACCELERATOR=cpu, the ZeRO-3 tests) the processes do not
 build DeepSpeed's shared-memory all-reduce kernel: see `without_shm_kernel`.
 """
@@ -55,6 +58,20 @@ def without_shm_kernel() -> None:
     importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
 
 
+def report_setup() -> None:
+    """`[launched] process I of N: TYPE` (TYPE: accelerate's DistributedType, e.g. DEEPSPEED,
+    MULTI_CPU), when the run set up an Accelerator."""
+    from accelerate.state import AcceleratorState, is_initialized
+
+    if is_initialized():
+        state = AcceleratorState()
+        print(
+            f"[launched] process {state.process_index} of {state.num_processes}: "
+            f"{state.distributed_type.value}",
+            flush=True,
+        )
+
+
 if __name__ == "__main__":
     if os.environ.get("DS_ACCELERATOR") == "cpu":
         without_shm_kernel()
@@ -64,4 +81,6 @@ if __name__ == "__main__":
         delay_main(float(os.environ["FTLAB_TEST_MAIN_DELAY_S"]))
     from lab.study.cli import main
 
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    report_setup()
+    sys.exit(code)

@@ -3,8 +3,10 @@ rank forked (tests/forked.py) with the environment torchrun gives its workers (R
 LOCAL_RANK, WORLD_SIZE, MASTER_ADDR/PORT, ...; accelerate's PartialState then sets up gloo,
 with ACCELERATE_USE_CPU), each torch on one thread; one process runs the script alone. Or,
 with `fresh`, started by torchrun itself.
-The launchers themselves (`accelerate launch`, torchrun) are run for real by the study tests
-(tests/study/test_multiprocess_study.py, tests/study/test_reliability.py)."""
+A study launched by `accelerate launch` is forked the same way by `accelerate_ranks`, with the
+environment accelerate's own launch command computes. The launchers themselves (`accelerate
+launch`, torchrun) are run for real by one test each (tests/study/test_multiprocess_study.py:
+ZeRO-3; tests/study/test_reliability.py: DDP)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 from forked import Forked, run_all
 
@@ -102,3 +105,66 @@ def _torchrun(
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout + proc.stderr
+
+
+def accelerate_env(launch_args: list[str], env: dict[str, str]) -> tuple[int, int, dict[str, str]]:
+    """What `accelerate launch LAUNCH_ARGS` (in environment `env`) hands torchrun: the number of
+    processes, the main process's port and the workers' environment, as accelerate's own launch
+    command makes them (its parser, config file, checks and environment preparation), stopped
+    where torchrun would start the workers."""
+    import torch.distributed.run as torchrun
+    from accelerate.commands.launch import launch_command, launch_command_parser
+
+    seen: dict = {}
+
+    def start_workers(args) -> None:  # noqa: ANN001 - torchrun's argparse.Namespace
+        seen.update(procs=int(args.nproc_per_node), port=int(args.master_port), env={**os.environ})
+
+    with (
+        mock.patch.dict(os.environ, env, clear=True),
+        mock.patch.object(torchrun, "run", start_workers),
+    ):
+        launch_command(launch_command_parser().parse_args([*launch_args, "script.py"]))
+    return seen["procs"], seen["port"], seen["env"]
+
+
+class Ranks:
+    """The ranks of one run (forked), with the part of `subprocess.Popen` that a test uses on a
+    launcher: once a rank fails, the others are killed, as torchrun does; the run's exit code is
+    its first failed rank's (0 when all succeed)."""
+
+    def __init__(self, procs: list[Forked]) -> None:
+        self.procs = procs
+
+    def poll(self) -> int | None:
+        codes = [p.poll() for p in self.procs]
+        failed = [c for c in codes if c not in (None, 0)]
+        if failed:
+            self.kill()
+            return failed[0]
+        return None if None in codes else 0
+
+    def wait(self, timeout: float | None = None) -> int:
+        codes = run_all(self.procs, float("inf") if timeout is None else timeout)
+        return next((c for c in codes if c != 0), 0)
+
+    def kill(self) -> None:
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait()
+
+
+def accelerate_ranks(
+    launch_args: list[str], target: list[str], env: dict[str, str], log: Path
+) -> Ranks:
+    """`accelerate launch LAUNCH_ARGS TARGET...` with its workers forked (tests/forked.py)
+    rather than started by torchrun as new interpreters: each rank gets the environment
+    accelerate computed (accelerate_env) and torchrun's rank variables; all write to `log`."""
+    procs, port, worker_env = accelerate_env(launch_args, env)
+    return Ranks(
+        [
+            Forked(target, {**worker_env, **rank_env(r, procs, port)}, ROOT, log)
+            for r in range(procs)
+        ]
+    )
