@@ -327,7 +327,11 @@ def frozen_heap() -> Iterator[None]:
     collection that frees a cell's models (the runner, eval/merge.py, accelerate's
     free_memory) takes ~0.02 s instead of ~0.27 s (a 26-cell smoke study: 21 s of its 55 s).
     Collected first (no garbage is frozen for good) and unfrozen after, for a process that
-    runs several studies."""
+    runs several studies. A heap the process froze itself (the test session after each test
+    file, a server after its imports) is left as it is: unfreezing would undo that freeze too."""
+    if gc.get_freeze_count():
+        yield
+        return
     gc.collect()
     gc.freeze()
     try:

@@ -1,7 +1,8 @@
 """The study loop runs with the heap that existed before it frozen (lab/study/run.py
 `frozen_heap`): the garbage collector skips it while cells free their models, and it is
 unfrozen again afterwards, also when a cell fails, so a process running several studies
-(the tests, a notebook) keeps nothing frozen for good."""
+(a notebook) keeps nothing frozen for good; a heap the process froze itself (the test
+session, tests/conftest.py) stays frozen."""
 
 from __future__ import annotations
 
@@ -12,7 +13,16 @@ import pytest
 from lab.study.run import frozen_heap
 
 
-def test_the_heap_is_frozen_during_the_cells_and_unfrozen_after_even_on_error():
+@pytest.fixture
+def unfrozen():
+    """The heap as a process that froze nothing has it (conftest.py froze the test session's)."""
+    gc.unfreeze()
+    yield
+    gc.collect()
+    gc.freeze()
+
+
+def test_the_heap_is_frozen_during_the_cells_and_unfrozen_after_even_on_error(unfrozen):
     assert gc.get_freeze_count() == 0
     with frozen_heap():
         assert gc.get_freeze_count() > 0
@@ -22,3 +32,16 @@ def test_the_heap_is_frozen_during_the_cells_and_unfrozen_after_even_on_error():
     with pytest.raises(RuntimeError), frozen_heap():
         raise RuntimeError("a cell failed")
     assert gc.get_freeze_count() == 0
+
+
+def test_a_heap_the_process_froze_stays_frozen(unfrozen):
+    """Before: the study unfroze the caller's frozen heap along with its own."""
+    before = [[] for _ in range(10)]
+    gc.freeze()
+    count = gc.get_freeze_count()
+    with frozen_heap():
+        assert gc.get_freeze_count() == count
+        new = [[] for _ in range(10)]
+        assert all(gc.is_tracked(x) for x in new)
+    assert gc.get_freeze_count() == count
+    assert before
