@@ -67,8 +67,8 @@ def splits():
 # the 2-process studies and reliability runs, a few tests each but ~45% of the suite's time,
 # to the end, queued on one worker. Here they come first, heaviest first (measured with
 # --durations, 2026-12-07), then every other file as collected, so the workers end together
-# (3 workers on 2 cores: within 20 s of each other). (`--dist loadgroup` would let a file be split, but xdist 3.8 cannot name the
-# groups under pytest 9.)
+# (3 workers on 2 cores: within 20 s of each other). (`--dist loadgroup` would let a file be
+# split, but xdist 3.8 cannot name the groups under pytest 9.)
 HEAVIEST_FIRST = [
     "tests/study/test_multiprocess_study.py",
     "tests/study/test_reliability.py",

@@ -119,17 +119,42 @@ class Forked:
         self.send_signal(signal.SIGKILL)
 
 
+class Group:
+    """The processes of one run (its ranks), with the part of `subprocess.Popen` that a test
+    uses on a launcher. Once one fails, the others are killed (a rank left alone waits in a
+    collective), as torchrun does; the run's exit code is its first failed process's (0 when
+    all succeed)."""
+
+    def __init__(self, procs: list[Forked]) -> None:
+        self.procs = procs
+
+    def poll(self) -> int | None:
+        codes = [p.poll() for p in self.procs]
+        failed = [c for c in codes if c not in (None, 0)]
+        if failed:
+            self.kill()
+            return failed[0]
+        return None if None in codes else 0
+
+    def wait(self, timeout: float | None = None) -> int:
+        codes = run_all(self.procs, float("inf") if timeout is None else timeout)
+        return next((c for c in codes if c != 0), 0)
+
+    def kill(self) -> None:
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait()
+
+
 def run_all(procs: list[Forked], timeout: float) -> list[int]:
-    """Wait for `procs` (the ranks of one run); once one fails, or at `timeout`, the others are
-    killed (a rank left alone waits in a collective), as torchrun does. Their exit codes."""
+    """Wait for `procs` (the ranks of one run, see Group); at `timeout` they are all killed.
+    Their exit codes."""
+    group = Group(procs)
     deadline = time.monotonic() + timeout
-    while any(p.poll() is None for p in procs):
-        failed = any(p.poll() not in (None, 0) for p in procs)
-        if failed or time.monotonic() > deadline:
-            for p in procs:
-                p.kill()
-            for p in procs:
-                p.wait()
+    while group.poll() is None:
+        if time.monotonic() > deadline:
+            group.kill()
             break
         time.sleep(0.02)
     return [p.wait() for p in procs]

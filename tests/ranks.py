@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from unittest import mock
 
-from forked import Forked, run_all
+from forked import Forked, Group, run_all
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -128,41 +128,14 @@ def accelerate_env(launch_args: list[str], env: dict[str, str]) -> tuple[int, in
     return seen["procs"], seen["port"], seen["env"]
 
 
-class Ranks:
-    """The ranks of one run (forked), with the part of `subprocess.Popen` that a test uses on a
-    launcher: once a rank fails, the others are killed, as torchrun does; the run's exit code is
-    its first failed rank's (0 when all succeed)."""
-
-    def __init__(self, procs: list[Forked]) -> None:
-        self.procs = procs
-
-    def poll(self) -> int | None:
-        codes = [p.poll() for p in self.procs]
-        failed = [c for c in codes if c not in (None, 0)]
-        if failed:
-            self.kill()
-            return failed[0]
-        return None if None in codes else 0
-
-    def wait(self, timeout: float | None = None) -> int:
-        codes = run_all(self.procs, float("inf") if timeout is None else timeout)
-        return next((c for c in codes if c != 0), 0)
-
-    def kill(self) -> None:
-        for p in self.procs:
-            p.kill()
-        for p in self.procs:
-            p.wait()
-
-
 def accelerate_ranks(
     launch_args: list[str], target: list[str], env: dict[str, str], log: Path
-) -> Ranks:
+) -> Group:
     """`accelerate launch LAUNCH_ARGS TARGET...` with its workers forked (tests/forked.py)
     rather than started by torchrun as new interpreters: each rank gets the environment
     accelerate computed (accelerate_env) and torchrun's rank variables; all write to `log`."""
     procs, port, worker_env = accelerate_env(launch_args, env)
-    return Ranks(
+    return Group(
         [
             Forked(target, {**worker_env, **rank_env(r, procs, port)}, ROOT, log)
             for r in range(procs)

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ranks import Ranks, accelerate_ranks, free_port
+from forked import Group
+from ranks import accelerate_ranks, free_port
 
 from lab.study.cli import main
 
@@ -84,6 +85,11 @@ def zero3_config(tmp: Path) -> Path:
     return path
 
 
+def log_of(out: Path) -> Path:
+    """Where the run writing to `out` logs (both processes; appended to by a rerun)."""
+    return Path(f"{out}.log")
+
+
 def start(
     recipe: Path,
     out: Path,
@@ -115,7 +121,7 @@ def start(
         env["ACCELERATE_USE_CPU"] = "1"
     script = [str(ROOT / "tests" / "launched_study.py"), "run", str(recipe), "--smoke"]
     script += ["--out", str(out), "--cache-dir", str(cache)]
-    log = Path(f"{out}.log")
+    log = log_of(out)
     if not real_launcher:
         return accelerate_ranks(launch, script, env, log)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", *launch, *script]
@@ -127,7 +133,7 @@ def stop(proc) -> None:
     """SIGKILL every process of the run at once: the forked ranks, or the launcher and every
     process under it (torchrun starts the workers in sessions of their own: killing the
     launcher's group would leave them running)."""
-    if isinstance(proc, Ranks):
+    if isinstance(proc, Group):
         proc.kill()
         return
     import psutil
@@ -141,19 +147,19 @@ def stop(proc) -> None:
     psutil.wait_procs(procs, timeout=30)
 
 
-def finish(proc, log: Path, timeout: float = 600) -> tuple[int, str]:
+def finish(proc, out: Path, timeout: float = 600) -> tuple[int, str]:
     try:
         rc = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:  # processes that disagree hang in a collective
         stop(proc)
         rc = proc.wait()
-    return rc, log.read_text(errors="replace")
+    return rc, log_of(out).read_text(errors="replace")
 
 
 def run(recipe: Path, out: Path, *args, **kwargs) -> str:
     """The study run to its end; checks that both processes ran under the launch meant
     (DeepSpeed with a config, else DDP over gloo). Its output."""
-    rc, log = finish(start(recipe, out, *args, **kwargs), Path(f"{out}.log"))
+    rc, log = finish(start(recipe, out, *args, **kwargs), out)
     assert rc == 0, log[-4000:]
     kind = "DEEPSPEED" if kwargs.get("config") else "MULTI_CPU"
     setups = sorted([x for x in log.splitlines() if x.startswith("[launched]")][-2:])
@@ -225,7 +231,7 @@ def test_zero3_resume_round_trip(recipe, one, tiny_cache, tmp_path):
     marker = f"cells/{LORA}/resume/step-*"
     while not list(out.glob(marker)):
         if proc.poll() is not None:
-            log = finish(proc, Path(f"{out}.log"))[1]
+            log = finish(proc, out)[1]
             pytest.fail(f"ended before {marker} appeared:\n{log[-3000:]}")
         time.sleep(0.005)
     stop(proc)
@@ -264,7 +270,7 @@ def test_process_group_timeout_covers_the_main_processs_work(tiny_cache, tmp_pat
         tmp_path / "short.yaml", arms=("zero_shot",), distributed={"timeout_s": 10}
     )
     proc = start(short, tmp_path / "short", tiny_cache, FTLAB_TEST_MAIN_DELAY_S="25")
-    rc, log = finish(proc, tmp_path / "short.log")
+    rc, log = finish(proc, tmp_path / "short")
     assert rc != 0
     cell_dir = tmp_path / "short" / "cells" / ICL
     assert list(cell_dir.glob("predictions/*/test.jsonl")), log[-3000:]
